@@ -1,0 +1,263 @@
+import {
+  Headers as H,
+
+  deadLetterSubject,
+  errorCode,
+  isTerminal,
+  subjectMatches,
+  type ConsumerDef,
+  type DeadLetter,
+  type MessageDef,
+} from "@moss/contracts";
+import { createLogger, extractContext, injectContext, withSpan, type Logger } from "@moss/telemetry";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import type { z } from "zod";
+import { BusUnavailableError, InvalidMessageError, UnroutableMessageError } from "./errors";
+import { provision } from "./provision";
+
+export interface BusOptions {
+  /** NATS server URL(s), comma separated. */
+  url: string;
+  /** Connection name shown by the server (the service name). */
+  name: string;
+  logger?: Logger;
+  /** Give up connecting at start after this long. Default 10 s. Once connected, reconnects forever. */
+  connectTimeoutMs?: number;
+}
+
+export interface PublishOptions {
+  /** Dedup id (`Nats-Msg-Id`): the same id within the stream's window is stored once. */
+  msgId: string;
+  /** Concrete subject, for definitions whose subject is a pattern (`moss.failure.*`). */
+  subject?: string;
+  headers?: Record<string, string>;
+}
+
+/** What a handler gets besides the message. */
+export interface HandlerContext {
+  subject: string;
+  /** 1 on first delivery. */
+  deliveryCount: number;
+  streamSeq: number;
+  headers: Record<string, string>;
+  /** Tells the server the handler is still working (extends ack wait). Called automatically on a timer too. */
+  working(): void;
+}
+
+export type Handler<S extends z.ZodType> = (msg: z.infer<S>, ctx: HandlerContext) => Promise<void>;
+
+export interface Route<S extends z.ZodType = z.ZodType> {
+  def: MessageDef<S>;
+  handle: Handler<S>;
+}
+
+/** Pairs a message definition with its handler, keeping the two typed together. */
+export function route<S extends z.ZodType>(def: MessageDef<S>, handle: Handler<S>): Route {
+  return { def, handle: handle as Handler<z.ZodType> };
+}
+
+export interface ConsumeOptions {
+  /** Handlers run at once. Default 1. */
+  concurrency?: number;
+  /** Backoff of the n-th redelivery: min(maxBackoffMs, baseBackoffMs * 2^(n-1)). Defaults 500 ms / 30 s. */
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface Consumption {
+  /** Stops pulling, waits up to graceMs for handlers in flight. */
+  stop(graceMs?: number): Promise<void>;
+  /** Resolves when the consume loop ends. */
+  readonly done: Promise<void>;
+  /** Messages handled, by outcome. */
+  readonly stats: { acked: number; naked: number; termed: number };
+}
+
+export interface Bus {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  /** Streams and consumers, created or updated. */
+  provision(): Promise<void>;
+  publish<S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts: PublishOptions): Promise<PubAck>;
+  consume(consumer: ConsumerDef, routes: Route[], opts?: ConsumeOptions): Promise<Consumption>;
+  kv(bucket: string): Promise<KV>;
+  /** Drains and closes the connection. */
+  close(): Promise<void>;
+}
+
+/** Connects (with reconnect) and returns the bus. Opens nothing at import time. */
+export async function createBus(opts: BusOptions): Promise<Bus> {
+  const log = opts.logger ?? createLogger(opts.name);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: opts.url.split(","),
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      timeout: opts.connectTimeoutMs ?? 10_000,
+    });
+  } catch (err) {
+    throw new BusUnavailableError(opts.url, err);
+  }
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect") log.warn(`nats ${s.type}`, { server: (s as { server?: string }).server });
+    }
+  })();
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const kvm = new Kvm(nc);
+  const kvs = new Map<string, Promise<KV>>();
+
+  const publish = async <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, p: PublishOptions): Promise<PubAck> => {
+    const parsed = def.schema.safeParse(msg);
+    if (!parsed.success) throw new InvalidMessageError(`refusing to publish an invalid ${def.name}: ${parsed.error.message}`);
+    const subject = p.subject ?? def.subject;
+    if (/[*>]/.test(subject)) throw new InvalidMessageError(`publishing ${def.name} needs a concrete subject (pattern ${def.subject})`);
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(injectContext({}))) h.set(k, v);
+    const batchId = (parsed.data as { batchId?: string }).batchId;
+    if (batchId) h.set(H.batchId, batchId);
+    for (const [k, v] of Object.entries(p.headers ?? {})) h.set(k, v);
+    return js.publish(subject, JSON.stringify(parsed.data), { msgID: p.msgId, headers: h });
+  };
+
+  const consume = async (c: ConsumerDef, routes: Route[], o: ConsumeOptions = {}): Promise<Consumption> => {
+    const consumer = await js.consumers.get(c.stream, c.durable);
+    const concurrency = o.concurrency ?? 1;
+    const messages = await consumer.consume({ max_messages: Math.max(concurrency * 2, 10) });
+    const stats = { acked: 0, naked: 0, termed: 0 };
+    const inflight = new Set<Promise<void>>();
+    const clog = log.child({ consumer: c.durable });
+
+    const deadLetter = async (m: JsMsg, reason: string, code: string) => {
+      const dl: DeadLetter = {
+        subject: m.subject,
+        stream: c.stream,
+        consumer: c.durable,
+        streamSeq: m.seq,
+        reason,
+        code,
+        payloadBase64: Buffer.from(m.data).toString("base64"),
+        headers: headersToRecord(m.headers, true) as Record<string, string[]>,
+        at: new Date().toISOString(),
+      };
+      // Dedup by origin: a crash between the copy and the term never yields two dead letters.
+      await js.publish(deadLetterSubject(c.stream, c.durable), JSON.stringify(dl), { msgID: `dlq-${c.stream}-${c.durable}-${m.seq}` });
+    };
+
+    const handleOne = async (m: JsMsg) => {
+      const hdrs = headersToRecord(m.headers) as Record<string, string>;
+      const deliveryCount = m.info.deliveryCount;
+      const r = routes.find((x) => subjectMatches(x.def.subject, m.subject));
+      const timer = setInterval(() => m.working(), Math.max(1_000, c.ackWaitMs / 3));
+      try {
+        if (!r) throw new UnroutableMessageError(m.subject, c.durable);
+        let body: unknown;
+        try {
+          body = JSON.parse(new TextDecoder().decode(m.data));
+        } catch (err) {
+          throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
+        }
+        const parsed = r.def.schema.safeParse(body);
+        if (!parsed.success) {
+          const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+          throw new InvalidMessageError(`${r.def.name} on ${m.subject} does not match its schema: ${problems}`);
+        }
+        await withSpan(
+          `${c.durable} ${r.def.name}`,
+          { "messaging.system": "nats", "messaging.destination.name": m.subject, "messaging.consumer.group.name": c.durable, "moss.batch": hdrs[H.batchId], "moss.delivery": deliveryCount },
+          () => r.handle(parsed.data, { subject: m.subject, deliveryCount, streamSeq: m.seq, headers: hdrs, working: () => m.working() }),
+          extractContext(hdrs),
+        );
+        await m.ackAck().catch(() => m.ack());
+        stats.acked++;
+      } catch (err) {
+        const code = errorCode(err);
+        const reason = (err as Error)?.message ?? String(err);
+        const terminal = isTerminal(err);
+        if (terminal || deliveryCount >= c.maxDeliver) {
+          const why = terminal ? reason : `gave up after ${deliveryCount} deliveries: ${reason}`;
+          // Logged once: a termed message is never redelivered.
+          clog.error("message dead-lettered", { subject: m.subject, seq: m.seq, code, reason: why });
+          try {
+            await deadLetter(m, why, code);
+            m.term(why.slice(0, 200));
+            stats.termed++;
+          } catch (dlErr) {
+            clog.error("dead-letter publish failed; will be redelivered", { err: dlErr });
+            m.nak(backoff(deliveryCount, o));
+            stats.naked++;
+          }
+        } else {
+          const delay = backoff(deliveryCount, o);
+          clog.warn("handler failed, will retry", { subject: m.subject, seq: m.seq, code, reason, delivery: deliveryCount, retryInMs: delay, stack: (err as Error)?.stack });
+          m.nak(delay);
+          stats.naked++;
+        }
+      } finally {
+        clearInterval(timer);
+      }
+    };
+
+    let stopping = false;
+    const done = (async () => {
+      for await (const m of messages) {
+        if (stopping) {
+          m.nak();
+          continue;
+        }
+        const p = handleOne(m).finally(() => inflight.delete(p));
+        inflight.add(p);
+        if (inflight.size >= concurrency) await Promise.race(inflight);
+      }
+      await Promise.allSettled(inflight);
+    })();
+
+    return {
+      stats,
+      done,
+      async stop(graceMs = 10_000) {
+        stopping = true;
+        await messages.close().catch(() => undefined);
+        await Promise.race([Promise.allSettled(inflight), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      },
+    };
+  };
+
+  return {
+    nc,
+    js,
+    jsm,
+    provision: () => provision(jsm),
+    publish,
+    consume,
+    kv(bucket) {
+      let p = kvs.get(bucket);
+      if (!p) {
+        p = kvm.create(bucket, { history: 5 });
+        kvs.set(bucket, p);
+      }
+      return p;
+    },
+    async close() {
+      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+function backoff(deliveryCount: number, o: ConsumeOptions): number {
+  return Math.min(o.maxBackoffMs ?? 30_000, (o.baseBackoffMs ?? 500) * 2 ** Math.max(0, deliveryCount - 1));
+}
+
+function headersToRecord(h: MsgHdrs | undefined, all = false): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  if (!h) return out;
+  for (const k of h.keys()) out[k] = all ? h.values(k) : h.get(k);
+  return out;
+}
+

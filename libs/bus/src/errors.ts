@@ -1,0 +1,38 @@
+import { MossError } from "@moss/contracts";
+
+/** A message did not match its schema (or was not JSON): terminal, dead-lettered. */
+export class InvalidMessageError extends MossError {
+  override name = "InvalidMessageError";
+  constructor(message: string, opts: { cause?: unknown } = {}) {
+    super("MOSS_E_INVALID_MESSAGE", message, false, opts);
+  }
+}
+
+/** A message arrived on a subject its consumer has no handler for: terminal. */
+export class UnroutableMessageError extends MossError {
+  override name = "UnroutableMessageError";
+  constructor(subject: string, consumer: string) {
+    super("MOSS_E_UNROUTABLE", `consumer '${consumer}' has no handler for subject '${subject}'`, false);
+  }
+}
+
+/** NATS could not be reached at start. */
+export class BusUnavailableError extends MossError {
+  override name = "BusUnavailableError";
+  constructor(url: string, cause: unknown) {
+    super(
+      "MOSS_E_BUS_UNAVAILABLE",
+      `cannot connect to NATS at ${url}: ${(cause as Error)?.message ?? cause}. Start nats-server (>= 2.10, with -js) or run \`moss up\`, or set MOSS_NATS_URL.`,
+      true,
+      { cause },
+    );
+  }
+}
+
+/** A KV compare-and-set lost the race: retry with a fresh read. */
+export class CasConflictError extends MossError {
+  override name = "CasConflictError";
+  constructor(bucket: string, key: string, cause?: unknown) {
+    super("MOSS_E_CAS_CONFLICT", `concurrent update of ${bucket}/${key}`, true, { cause });
+  }
+}

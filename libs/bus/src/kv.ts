@@ -1,0 +1,45 @@
+import type { KV } from "@nats-io/kv";
+import type { z } from "zod";
+import { CasConflictError } from "./errors";
+
+export interface Versioned<T> {
+  value: T;
+  revision: number;
+}
+
+/** Reads and validates a JSON KV entry; undefined when the key is absent or deleted. */
+export async function kvGet<S extends z.ZodType>(kv: KV, key: string, schema: S): Promise<Versioned<z.infer<S>> | undefined> {
+  const e = await kv.get(key);
+  if (!e || e.operation !== "PUT" || e.length === 0) return undefined;
+  return { value: schema.parse(e.json()), revision: e.revision };
+}
+
+/**
+ * Moves a JSON KV entry by compare-and-set only: reads, applies `change`, writes with the read revision, and
+ * retries on a lost race (up to `attempts`). `change` returns undefined to leave the entry as it is.
+ * Creates the key when absent (`create` is CAS against "no key").
+ */
+export async function kvUpdate<S extends z.ZodType>(
+  kv: KV,
+  key: string,
+  schema: S,
+  change: (current: z.infer<S> | undefined) => z.infer<S> | undefined,
+  bucketName = "kv",
+  attempts = 20,
+): Promise<Versioned<z.infer<S>> | undefined> {
+  let lastErr: unknown;
+  for (let i = 0; i < attempts; i++) {
+    const cur = await kvGet(kv, key, schema);
+    const next = change(cur?.value);
+    if (next === undefined) return cur;
+    const data = JSON.stringify(schema.parse(next));
+    try {
+      const revision = cur ? await kv.update(key, data, cur.revision) : await kv.create(key, data);
+      return { value: next, revision };
+    } catch (err) {
+      if (!/wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "")) throw err;
+      lastErr = err;
+    }
+  }
+  throw new CasConflictError(bucketName, key, lastErr);
+}

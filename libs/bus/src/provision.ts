@@ -1,0 +1,61 @@
+import { Consumers, StreamDefs, type ConsumerDef, type StreamDef } from "@moss/contracts";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+const notFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? "");
+
+/** Creates or updates every Moss stream and durable consumer. Idempotent: safe at every service start. */
+export async function provision(
+  jsm: JetStreamManager,
+  streams: readonly StreamDef[] = StreamDefs,
+  consumers: readonly ConsumerDef[] = Object.values(Consumers),
+): Promise<void> {
+  for (const s of streams) {
+    const cfg = {
+      name: s.name,
+      subjects: [...s.subjects],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: nanos(s.maxAgeMs),
+      duplicate_window: nanos(s.duplicateWindowMs),
+      allow_direct: true,
+    };
+    try {
+      const info = await jsm.streams.info(s.name);
+      const same = info.config.subjects?.join(",") === cfg.subjects.join(",") && info.config.max_age === cfg.max_age;
+      if (!same) await jsm.streams.update(s.name, { subjects: cfg.subjects, max_age: cfg.max_age, duplicate_window: cfg.duplicate_window });
+    } catch (err) {
+      if (!notFound(err)) throw err;
+      await addIgnoringRace(() => jsm.streams.add(cfg));
+    }
+  }
+  for (const c of consumers) {
+    const filters = [...c.filterSubjects];
+    const cfg = {
+      durable_name: c.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(c.ackWaitMs),
+      // The bus counts deliveries itself and dead-letters at c.maxDeliver: the server never silently drops one.
+      max_deliver: -1,
+      max_ack_pending: 1_000,
+      ...(filters.length === 1 ? { filter_subject: filters[0] } : { filter_subjects: filters }),
+    };
+    try {
+      await jsm.consumers.info(c.stream, c.durable);
+      await jsm.consumers.update(c.stream, c.durable, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending, ...(filters.length === 1 ? { filter_subject: filters[0] } : { filter_subjects: filters }) });
+    } catch (err) {
+      if (!notFound(err)) throw err;
+      await addIgnoringRace(() => jsm.consumers.add(c.stream, cfg));
+    }
+  }
+}
+
+/** Two services starting at once both see "not found" and both add: the loser's identical add is fine. */
+async function addIgnoringRace(add: () => Promise<unknown>): Promise<void> {
+  try {
+    await add();
+  } catch (err) {
+    if (!/already in use|already exists/i.test((err as Error)?.message ?? "")) throw err;
+  }
+}

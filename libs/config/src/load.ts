@@ -1,0 +1,131 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors";
+import { MossConfig, type MossConfigInput } from "./schema";
+
+export interface LoadedConfig extends MossConfig {
+  /** Absolute paths derived from the config. */
+  paths: { dataDir: string; blobs: string; worktrees: string; audit: string; natsStore: string };
+  /** The file the config came from, if any. */
+  source?: string;
+}
+
+/**
+ * Reads the config once: the JSON file named by `MOSS_CONFIG` (or `file`), then env overrides, then validation.
+ * Env overrides: `MOSS_<SECTION>__<KEY>` (e.g. `MOSS_PROMOTER__AUTO_APPROVE=true`, `MOSS_CURATOR__BATCH_SIZE=5`),
+ * and the shorthands `MOSS_DATA_DIR`, `MOSS_NATS_URL`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Values are parsed as JSON
+ * when they parse, else taken as strings. Every problem is reported at once; the result is frozen.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { file?: string; cwd?: string } = {}): Readonly<LoadedConfig> {
+  const cwd = opts.cwd ?? process.cwd();
+  const file = opts.file ?? env["MOSS_CONFIG"];
+  let raw: Record<string, unknown> = {};
+  let base = cwd;
+  if (file) {
+    const path = resolve(cwd, file);
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}. Check MOSS_CONFIG or create the file.`, [], err);
+    }
+    try {
+      raw = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, [], err);
+    }
+    base = dirname(path);
+  }
+  return parseConfig(applyEnv(raw, env), { base, source: file ? resolve(cwd, file) : undefined });
+}
+
+/** Validates an in-memory config (tests, `moss up`). Relative paths resolve against `base`. */
+export function parseConfig(input: MossConfigInput | Record<string, unknown>, opts: { base?: string; source?: string } = {}): Readonly<LoadedConfig> {
+  const res = MossConfig.safeParse(input);
+  if (!res.success) {
+    const problems = res.error.issues.map((i) => ({
+      path: i.path.join(".") || "(root)",
+      value: valueAt(input, i.path),
+      why: i.message,
+    }));
+    const lines = problems.map((p) => `  - ${p.path}: ${p.why} (got ${JSON.stringify(p.value) ?? "nothing"})`);
+    throw new ConfigError(`invalid Moss config${opts.source ? ` in ${opts.source}` : ""}:\n${lines.join("\n")}`, problems);
+  }
+  const cfg = res.data;
+  const base = opts.base ?? process.cwd();
+  const dataDir = resolve(base, cfg.dataDir);
+  const agents = Object.fromEntries(
+    Object.entries(cfg.agents).map(([name, a]) => [name, { ...a, repo: isAbsolute(a.repo) ? a.repo : resolve(base, a.repo) }]),
+  );
+  const blob = cfg.blob.kind === "fs" ? { ...cfg.blob, dir: resolve(dataDir, cfg.blob.dir ?? "blobs") } : cfg.blob;
+  const loaded: LoadedConfig = {
+    ...cfg,
+    dataDir,
+    blob,
+    agents,
+    paths: {
+      dataDir,
+      blobs: blob.kind === "fs" ? blob.dir! : resolve(dataDir, "blobs"),
+      worktrees: resolve(dataDir, "worktrees"),
+      audit: resolve(dataDir, "audit", "audit.jsonl"),
+      natsStore: resolve(dataDir, "nats"),
+    },
+    source: opts.source,
+  };
+  return deepFreeze(loaded);
+}
+
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out = structuredClone(raw);
+  const set = (path: string[], value: string) => {
+    let node = out as Record<string, unknown>;
+    for (const key of path.slice(0, -1)) {
+      if (typeof node[key] !== "object" || node[key] === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = parseValue(value);
+  };
+  const shorthands: Record<string, string[]> = {
+    MOSS_DATA_DIR: ["dataDir"],
+    MOSS_NATS_URL: ["nats", "url"],
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: ["telemetry", "otlpEndpoint"],
+  };
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === "") continue;
+    if (shorthands[name]) {
+      set(shorthands[name], value);
+    } else if (name.startsWith("MOSS_") && name.includes("__")) {
+      set(name.slice(5).split("__").map(camel), value);
+    }
+  }
+  return out;
+}
+
+const camel = (s: string) => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+function parseValue(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    return v;
+  }
+}
+
+function valueAt(input: unknown, path: PropertyKey[]): unknown {
+  let node: unknown = input;
+  for (const k of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<PropertyKey, unknown>)[k];
+  }
+  return node;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object" && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+

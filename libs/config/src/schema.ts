@@ -1,0 +1,114 @@
+import { AgentName } from "@moss/contracts";
+import { z } from "zod";
+
+/** One managed agent: where its source lives and how it runs. */
+export const AgentConfig = z.object({
+  /** Path of the agent's git repository (the source Moss rewrites). Relative paths resolve against the config file. */
+  repo: z.string().min(1),
+  /** Port the agent listens on inside a trial container (it gets env PORT). Default 8080. */
+  port: z.number().int().min(1).max(65535).default(8080),
+  /** Port of the live agent on the host (live containers use host networking). Default 8080. */
+  livePort: z.number().int().min(1).max(65535).default(8080),
+  /** Health probe path of the live agent. Default `/health`. */
+  healthPath: z.string().startsWith("/").default("/health"),
+  /** Extra env for the live agent and its trials (failure env overrides it in trials). */
+  env: z.record(z.string(), z.string()).default({}),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+const FsBlob = z.object({
+  kind: z.literal("fs"),
+  /** Default `<dataDir>/blobs`. */
+  dir: z.string().optional(),
+});
+const S3Blob = z.object({
+  kind: z.literal("s3"),
+  endPoint: z.string().min(1),
+  port: z.number().int().optional(),
+  useSSL: z.boolean().default(false),
+  accessKey: z.string().min(1),
+  secretKey: z.string().min(1),
+  bucket: z.string().min(3).default("moss"),
+  region: z.string().optional(),
+});
+
+export const MossConfig = z.object({
+  /** Where Moss keeps its data (blobs, worktrees, audit log, nats store). Default `.moss` under the working directory. */
+  dataDir: z.string().default(".moss"),
+  nats: z
+    .object({
+      /** Default `nats://127.0.0.1:4222`. */
+      url: z.string().default("nats://127.0.0.1:4222"),
+    })
+    .prefault({}),
+  /** Blob store: `fs` (default, under dataDir) or `s3` (MinIO, S3, R2...). */
+  blob: z.discriminatedUnion("kind", [FsBlob, S3Blob]).default({ kind: "fs" }),
+  telemetry: z
+    .object({
+      /** OTLP/HTTP traces URL (e.g. Jaeger `http://localhost:4318/v1/traces`). Unset: no export. */
+      otlpEndpoint: z.string().url().optional(),
+    })
+    .prefault({}),
+  curator: z
+    .object({
+      /** Close a batch at this many failures. Default 3. */
+      batchSize: z.number().int().min(1).default(3),
+      /** ...or this long after its first failure, whichever comes first. Default 10 s. */
+      batchWindowMs: z.number().int().min(100).default(10_000),
+      /** Failure events kept as evidence per batch (the rest are counted). Default 20. */
+      maxSamples: z.number().int().min(1).default(20),
+    })
+    .prefault({}),
+  rewriter: z
+    .object({
+      /**
+       * The coding agent, as an argv template: `{worktree}`, `{evidence}` (JSON file path) and `{prompt}` (prompt
+       * file path) are replaced. Runs with the worktree as its working directory. Required to rewrite anything.
+       */
+      command: z.array(z.string().min(1)).min(1).optional(),
+      /** Kill the coding agent after this long. Default 10 min. */
+      timeoutMs: z.number().int().min(1_000).default(600_000),
+      /** Env variables passed through to the coding agent (its environment is otherwise empty but PATH/HOME). */
+      envAllow: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  replayer: z
+    .object({
+      /** Trials run at once per replayer. Default 2. */
+      concurrency: z.number().int().min(1).max(64).default(2),
+      /** Memory limit per trial container, MiB. Default 256. */
+      memoryMb: z.number().int().min(16).default(256),
+      /** Process limit per trial container. Default 128. */
+      pidsLimit: z.number().int().min(8).default(128),
+    })
+    .prefault({}),
+  promoter: z
+    .object({
+      /** Promote a candidate that passed replay without waiting for `moss approve`. Default false. */
+      autoApprove: z.boolean().default(false),
+      /** Attempts per batch before giving up. Default 3. */
+      maxAttempts: z.number().int().min(1).default(3),
+      /** Health-probe the new live agent this long before calling it promoted. Default 5 s. */
+      bakeMs: z.number().int().min(0).default(5_000),
+      /** Interval between probes. Default 500 ms. */
+      probeIntervalMs: z.number().int().min(50).default(500),
+      /** Timeout of one probe. Default 1 s. */
+      probeTimeoutMs: z.number().int().min(50).default(1_000),
+      /** Roll back after this many failed probes in the bake window. Default 2. */
+      maxFailedProbes: z.number().int().min(1).default(2),
+      /** Wait this long for the new container to answer its first probe. Default 15 s. */
+      startupMs: z.number().int().min(100).default(15_000),
+    })
+    .prefault({}),
+  auditor: z
+    .object({
+      host: z.string().default("127.0.0.1"),
+      /** Operator HTTP API port. Default 7420. */
+      port: z.number().int().min(0).max(65535).default(7420),
+    })
+    .prefault({}),
+  /** Managed agents by name. */
+  agents: z.record(AgentName, AgentConfig).default({}),
+});
+export type MossConfig = z.infer<typeof MossConfig>;
+export type MossConfigInput = z.input<typeof MossConfig>;

@@ -1,0 +1,272 @@
+import { z } from "zod";
+
+/** Names: agents, batches and attempts appear in subjects and KV keys, so they are restricted to NATS-token-safe characters. */
+export const AgentName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "agent name: lowercase letters, digits, '-' or '_' (max 63), starting with a letter or digit");
+export const Id = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "id: letters, digits, '-' or '_' (max 128)");
+export const Sha256 = z.string().regex(/^[a-f0-9]{64}$/, "sha256: 64 lowercase hex digits");
+export const GitSha = z.string().regex(/^[a-f0-9]{7,64}$/, "git commit: hex sha");
+
+/** A reference to a content-addressed blob (see @moss/blob). */
+export const BlobRef = z.object({
+  sha256: Sha256,
+  size: z.number().int().nonnegative(),
+  contentType: z.string().optional(),
+});
+export type BlobRef = z.infer<typeof BlobRef>;
+
+/** The request that made the agent fail; replayed verbatim against candidates. */
+export const HttpRequest = z.object({
+  method: z.string().min(1).max(16).default("POST"),
+  /** Path and query, e.g. `/v1/chat`. */
+  path: z.string().startsWith("/"),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Body as UTF-8 text (JSON bodies are serialized). */
+  body: z.string().max(1_000_000).optional(),
+  /** The request needs outbound network access; trial containers are offline otherwise. */
+  needsNetwork: z.boolean().default(false),
+});
+export type HttpRequest = z.infer<typeof HttpRequest>;
+
+export const StackFrame = z.object({
+  file: z.string().optional(),
+  function: z.string().optional(),
+  line: z.number().int().optional(),
+});
+
+export const ErrorInfo = z.object({
+  type: z.string().min(1).max(200),
+  message: z.string().max(10_000),
+  stack: z.string().max(50_000).optional(),
+  /** Parsed frames, top first; computed from `stack` when absent. */
+  frames: z.array(StackFrame).max(200).optional(),
+});
+export type ErrorInfo = z.infer<typeof ErrorInfo>;
+
+/** What the replay must observe for the failure to count as fixed. Defaults: a non-5xx answer and no failure reported. */
+export const Expectation = z.object({
+  /** Acceptable status range, inclusive. */
+  statusMin: z.number().int().default(200),
+  statusMax: z.number().int().default(499),
+});
+export type Expectation = z.infer<typeof Expectation>;
+
+/**
+ * A failure event, published by an agent on `moss.failure.<agent>`.
+ * JSON Schema: `npm run schemas` writes `libs/contracts/schemas/failure.v1.json`.
+ */
+export const FailureEvent = z.object({
+  schema: z.literal("moss.failure.v1").default("moss.failure.v1"),
+  /** Unique per failure; also the JetStream dedup id. */
+  id: Id,
+  agent: AgentName,
+  /** Git commit of the agent's source that failed. */
+  version: GitSha,
+  occurredAt: z.string().datetime(),
+  /** Route / intent the agent was serving; part of the fingerprint. */
+  route: z.string().max(200).optional(),
+  request: HttpRequest,
+  /** The answer the agent gave, if any. */
+  response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }).optional(),
+  error: ErrorInfo,
+  logs: z.array(z.string().max(4_000)).max(200).default([]),
+  /** Allow-listed environment the agent ran with; replays use the same. */
+  env: z.record(z.string(), z.string()).default({}),
+  /** How long the request was allowed to take; replay timeout is 1.5x this. */
+  timeoutMs: z.number().int().positive().max(600_000).default(10_000),
+  /** State directory snapshot (tar), either by reference to the blob store or inline (base64, at most 1 MiB). */
+  snapshot: z
+    .object({
+      /** Absolute path inside the agent's container where the tar is extracted. */
+      path: z.string().startsWith("/"),
+      blob: BlobRef.optional(),
+      inlineBase64: z.string().max(1_400_000).optional(),
+    })
+    .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), "snapshot needs exactly one of `blob` or `inlineBase64`")
+    .optional(),
+  expect: Expectation.optional(),
+  /** The agent's own fingerprint for this failure wins over Moss's. */
+  fingerprint: z.string().max(200).optional(),
+  tags: z.record(z.string(), z.string()).default({}),
+});
+export type FailureEvent = z.infer<typeof FailureEvent>;
+export type FailureEventInput = z.input<typeof FailureEvent>;
+
+/** A failure as a batch holds it: its id and where its full event is stored. */
+export const FailureRef = z.object({ id: Id, event: BlobRef });
+export type FailureRef = z.infer<typeof FailureRef>;
+
+/** W3C trace context carried by records that outlive a single message (the batch's root span). */
+export const TraceCarrier = z.record(z.string(), z.string());
+
+export const ReplayResult = z.object({
+  failureId: Id,
+  passed: z.boolean(),
+  /** Why it passed or failed, in words. */
+  reason: z.string(),
+  status: z.number().int().optional(),
+  body: z.string().optional(),
+  durationMs: z.number().nonnegative(),
+  timedOut: z.boolean().default(false),
+  logs: BlobRef.optional(),
+});
+export type ReplayResult = z.infer<typeof ReplayResult>;
+
+/** What one earlier attempt did and how its replay went; fed to the next attempt. */
+export const AttemptEvidence = z.object({
+  attempt: z.number().int().positive(),
+  commit: GitSha.optional(),
+  diff: BlobRef.optional(),
+  verdict: z.string(),
+  reason: z.string(),
+  results: z.array(ReplayResult).default([]),
+});
+export type AttemptEvidence = z.infer<typeof AttemptEvidence>;
+
+const BatchBase = {
+  batchId: Id,
+  agent: AgentName,
+  fingerprint: z.string(),
+  /** Agent version (git commit) the batch's failures happened on; rewrites start from it. */
+  baseVersion: GitSha,
+  failures: z.array(FailureRef).min(1),
+  /** Total failures seen for this fingerprint while the batch collected (samples are `failures`). */
+  count: z.number().int().positive(),
+};
+
+export const BatchReady = z.object({ ...BatchBase, attempt: z.literal(1).default(1) });
+export type BatchReady = z.infer<typeof BatchReady>;
+
+export const BatchRetry = z.object({ ...BatchBase, attempt: z.number().int().min(2), previous: z.array(AttemptEvidence).min(1) });
+export type BatchRetry = z.infer<typeof BatchRetry>;
+
+const AttemptBase = { ...BatchBase, attempt: z.number().int().positive(), previous: z.array(AttemptEvidence).default([]) };
+
+export const CandidateReady = z.object({
+  ...AttemptBase,
+  commit: GitSha,
+  branch: z.string(),
+  image: z.string(),
+  diff: BlobRef,
+  agentOutput: BlobRef.optional(),
+  filesChanged: z.array(z.string()),
+});
+export type CandidateReady = z.infer<typeof CandidateReady>;
+
+export const CandidateFailed = z.object({
+  ...AttemptBase,
+  /** `no-change` | `agent-failed` | `agent-timeout` | `build-failed` | `error` */
+  verdict: z.enum(["no-change", "agent-failed", "agent-timeout", "build-failed", "error"]),
+  reason: z.string(),
+  commit: GitSha.optional(),
+  diff: BlobRef.optional(),
+  agentOutput: BlobRef.optional(),
+  buildLog: BlobRef.optional(),
+});
+export type CandidateFailed = z.infer<typeof CandidateFailed>;
+
+export const ReplayCompleted = z.object({
+  ...AttemptBase,
+  commit: GitSha,
+  image: z.string(),
+  diff: BlobRef,
+  passed: z.boolean(),
+  results: z.array(ReplayResult).min(1),
+});
+export type ReplayCompleted = z.infer<typeof ReplayCompleted>;
+
+export const BatchVerdict = z.object({
+  batchId: Id,
+  agent: AgentName,
+  attempt: z.number().int().positive(),
+  commit: GitSha.optional(),
+  image: z.string().optional(),
+  /** awaiting-approval | exhausted | rejected */
+  verdict: z.enum(["awaiting-approval", "exhausted", "rejected"]),
+  reason: z.string(),
+});
+export type BatchVerdict = z.infer<typeof BatchVerdict>;
+
+export const Approval = z.object({
+  batchId: Id,
+  decision: z.enum(["approve", "reject"]),
+  by: z.string().min(1).max(200),
+  reason: z.string().max(2_000).default(""),
+});
+export type Approval = z.infer<typeof Approval>;
+
+export const PromotionOutcome = z.object({
+  batchId: Id,
+  agent: AgentName,
+  attempt: z.number().int().positive(),
+  commit: GitSha,
+  image: z.string(),
+  previousImage: z.string().optional(),
+  outcome: z.enum(["promoted", "rolled-back", "failed"]),
+  reason: z.string(),
+  probes: z.object({ ok: z.number().int(), failed: z.number().int() }),
+  approvedBy: z.string(),
+});
+export type PromotionOutcome = z.infer<typeof PromotionOutcome>;
+
+/** Copy of a message that was terminated: what it was, where it came from, and why. */
+export const DeadLetter = z.object({
+  subject: z.string(),
+  stream: z.string(),
+  consumer: z.string(),
+  streamSeq: z.number().int(),
+  reason: z.string(),
+  code: z.string(),
+  /** The original payload, base64 (it may not be valid UTF-8 or JSON). */
+  payloadBase64: z.string(),
+  headers: z.record(z.string(), z.array(z.string())).default({}),
+  at: z.string().datetime(),
+});
+export type DeadLetter = z.infer<typeof DeadLetter>;
+
+/** The batch record in the `moss_batches` KV bucket; it moves only by compare-and-set. */
+export const BatchState = z.enum([
+  "collecting",
+  "ready",
+  "rewriting",
+  "candidate",
+  "replaying",
+  "awaiting-approval",
+  "promoting",
+  "promoted",
+  "rolled-back",
+  "rejected",
+  "exhausted",
+]);
+export type BatchState = z.infer<typeof BatchState>;
+
+export const BatchRecord = z.object({
+  batchId: Id,
+  agent: AgentName,
+  fingerprint: z.string(),
+  baseVersion: GitSha,
+  state: BatchState,
+  failures: z.array(FailureRef),
+  count: z.number().int().nonnegative(),
+  openedAt: z.string().datetime(),
+  deadline: z.string().datetime(),
+  closedAt: z.string().datetime().optional(),
+  /** The batch root span's context; late stages join the same trace through it. */
+  trace: TraceCarrier.default({}),
+  attempt: z.number().int().nonnegative().default(0),
+  updatedAt: z.string().datetime(),
+});
+export type BatchRecord = z.infer<typeof BatchRecord>;
+
+/** The live deployment of an agent, in the `moss_deployments` KV bucket. */
+export const Deployment = z.object({
+  agent: AgentName,
+  image: z.string(),
+  version: GitSha,
+  container: z.string(),
+  previous: z.object({ image: z.string(), version: GitSha, container: z.string() }).optional(),
+  batchId: Id.optional(),
+  updatedAt: z.string().datetime(),
+});
+export type Deployment = z.infer<typeof Deployment>;

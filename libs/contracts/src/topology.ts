@@ -1,0 +1,147 @@
+import type { z } from "zod";
+import {
+  Approval,
+  BatchReady,
+  BatchRetry,
+  BatchVerdict,
+  CandidateFailed,
+  CandidateReady,
+  DeadLetter,
+  FailureEvent,
+  PromotionOutcome,
+  ReplayCompleted,
+} from "./schemas";
+
+/**
+ * A message kind: its subject (a concrete subject, or a pattern when the last token varies) and its schema.
+ * Publisher and handler import the same definition; no subject string is typed anywhere else.
+ */
+export interface MessageDef<S extends z.ZodType = z.ZodType> {
+  /** Short stable name, used in logs, audit records and JSON Schema file names. */
+  readonly name: string;
+  /** Subject a consumer filters on (may contain wildcards). */
+  readonly subject: string;
+  readonly schema: S;
+  /** The stream that stores it. */
+  readonly stream: StreamName;
+}
+
+function def<S extends z.ZodType>(name: string, subject: string, stream: StreamName, schema: S): MessageDef<S> {
+  return Object.freeze({ name, subject, schema, stream });
+}
+
+export const Streams = {
+  /** Raw failure events from agents. */
+  FAILURES: "MOSS_FAILURES",
+  /** Everything the pipeline says about batches. */
+  PIPELINE: "MOSS_PIPELINE",
+  /** Terminated messages with the reason. */
+  DLQ: "MOSS_DLQ",
+} as const;
+export type StreamName = (typeof Streams)[keyof typeof Streams];
+
+export const Messages = {
+  /** `moss.failure.<agent>` */
+  failure: def("failure.v1", "moss.failure.*", Streams.FAILURES, FailureEvent),
+  batchReady: def("batch.ready.v1", "moss.batch.ready.v1", Streams.PIPELINE, BatchReady),
+  batchRetry: def("batch.retry.v1", "moss.batch.retry.v1", Streams.PIPELINE, BatchRetry),
+  candidateReady: def("candidate.ready.v1", "moss.candidate.ready.v1", Streams.PIPELINE, CandidateReady),
+  candidateFailed: def("candidate.failed.v1", "moss.candidate.failed.v1", Streams.PIPELINE, CandidateFailed),
+  replayCompleted: def("replay.completed.v1", "moss.replay.completed.v1", Streams.PIPELINE, ReplayCompleted),
+  batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict),
+  approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval),
+  promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome),
+  /** `moss.dlq.<stream>.<consumer>` */
+  deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter),
+} as const;
+export type MessageName = keyof typeof Messages;
+export type MessageOf<K extends MessageName> = z.infer<(typeof Messages)[K]["schema"]>;
+
+/** The concrete subject a failure of `agent` is published on. */
+export const failureSubject = (agent: string): string => `moss.failure.${agent}`;
+/** The concrete subject a dead letter from `stream`/`consumer` is published on. */
+export const deadLetterSubject = (stream: string, consumer: string): string => `moss.dlq.${stream}.${consumer}`;
+
+export interface StreamDef {
+  readonly name: StreamName;
+  readonly subjects: readonly string[];
+  /** Max age of messages, ms. */
+  readonly maxAgeMs: number;
+  /** `Nats-Msg-Id` dedup window, ms. */
+  readonly duplicateWindowMs: number;
+}
+
+const DAY = 86_400_000;
+export const StreamDefs: readonly StreamDef[] = Object.freeze([
+  { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
+  {
+    name: Streams.PIPELINE,
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>"],
+    maxAgeMs: 90 * DAY,
+    duplicateWindowMs: 10 * 60_000,
+  },
+  { name: Streams.DLQ, subjects: ["moss.dlq.>"], maxAgeMs: 30 * DAY, duplicateWindowMs: 10 * 60_000 },
+]);
+
+export interface ConsumerDef {
+  readonly durable: string;
+  readonly stream: StreamName;
+  readonly filterSubjects: readonly string[];
+  /** How long the server waits for an ack before redelivering; handlers extend it with `working()`. */
+  readonly ackWaitMs: number;
+  /** Deliveries before a message is given up (then dead-lettered by the bus). */
+  readonly maxDeliver: number;
+}
+
+function consumer(durable: string, stream: StreamName, msgs: MessageDef[], ackWaitMs = 30_000, maxDeliver = 10): ConsumerDef {
+  return Object.freeze({ durable, stream, filterSubjects: msgs.map((m) => m.subject), ackWaitMs, maxDeliver });
+}
+
+/** Every durable consumer, by the service that owns it. */
+export const Consumers = {
+  curator: consumer("curator", Streams.FAILURES, [Messages.failure]),
+  rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
+  replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
+  promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval]),
+  auditorFailures: Object.freeze({ durable: "auditor-failures", stream: Streams.FAILURES, filterSubjects: ["moss.failure.*"], ackWaitMs: 30_000, maxDeliver: 10 }),
+  auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
+  auditorDlq: Object.freeze({ durable: "auditor-dlq", stream: Streams.DLQ, filterSubjects: ["moss.dlq.>"], ackWaitMs: 30_000, maxDeliver: 10 }),
+} satisfies Record<string, ConsumerDef>;
+
+/** KV buckets. */
+export const Buckets = {
+  /** batchId → BatchRecord (CAS only). */
+  batches: "moss_batches",
+  /** `<agent>.<fingerprint-hash>` → batchId of the batch currently collecting for it. */
+  openBatches: "moss_open_batches",
+  /** agent → Deployment. */
+  deployments: "moss_deployments",
+} as const;
+
+/** Headers Moss sets on messages. */
+export const Headers = {
+  msgId: "Nats-Msg-Id",
+  batchId: "Moss-Batch",
+  traceparent: "traceparent",
+  tracestate: "tracestate",
+} as const;
+
+/** Every message definition, for schema export and the auditor. */
+export const AllMessages: readonly MessageDef[] = Object.values(Messages);
+
+/** The message definition a concrete subject belongs to. */
+export function messageForSubject(subject: string): MessageDef | undefined {
+  return AllMessages.find((m) => subjectMatches(m.subject, subject));
+}
+
+/** NATS subject matching (`*` one token, `>` the rest). */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length) return false;
+    if (p[i] !== "*" && p[i] !== s[i]) return false;
+  }
+  return p.length === s.length;
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Integration tests start servers and containers; two cores are shared by all of them.
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
