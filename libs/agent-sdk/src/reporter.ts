@@ -1,0 +1,318 @@
+import { appendFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { AgentName, GitSha, failureSubject, type FailureEvent } from "@moss/contracts";
+import { MossSdkError, SdkErrorCodes } from "./errors";
+import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type CaptureInput } from "./event";
+import { MAX_INLINE_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
+import { Spool } from "./spool";
+
+/** Env var Moss sets inside replay containers: failures go to this file (one JSON line each), never to NATS. */
+export const REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE";
+/** Env var read for the NATS URL when `natsUrl` is not given. */
+export const NATS_URL_ENV = "MOSS_NATS_URL";
+
+/** Options of `createReporter`. Every default is named here. */
+export interface MossReporterOptions {
+  /** Agent name (lowercase, NATS-token safe); failures go to `moss.failure.<agent>`. */
+  agent: string;
+  /** Git commit of the agent's code, usually env `MOSS_AGENT_VERSION`. Checked at creation. */
+  version: string;
+  /** NATS server URL(s), comma-separated. Default: env `MOSS_NATS_URL`, else `nats://127.0.0.1:4222`. */
+  natsUrl?: string;
+  /** Directory snapshotted (tar, inline base64, at most 1 MiB) into each failure; bigger → no snapshot and a warning. */
+  stateDir?: string;
+  /** Only these env vars are captured (when set); never the whole environment. Default: none. */
+  envAllow?: string[];
+  /** Recent log lines kept and attached to failures. Default 50, at most 200. */
+  logLines?: number;
+  /** The request budget written into each event (`timeoutMs`); replays allow 1.5x this. Default: the schema's 10 s. */
+  timeoutMs?: number;
+  /** How long a connect or a JetStream publish may take before the event is spooled instead. Default 3000 ms. */
+  publishTimeoutMs?: number;
+  /** Where unsent events wait. Default `<os.tmpdir()>/moss-spool-<agent>.jsonl`. */
+  spoolFile?: string;
+  /** Period of background retries while the spool is not empty. Default 5000 ms. */
+  retryIntervalMs?: number;
+  /** Request headers whose values are replaced by `[redacted]`. Default: authorization, proxy-authorization, cookie, set-cookie, x-api-key. */
+  redactHeaders?: string[];
+  /** Environment read for `MOSS_NATS_URL`, `MOSS_REPLAY_FAILURE_FILE` and the allow-list. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Where the SDK's own warnings go. Default `console.warn`. */
+  onWarning?: (message: string) => void;
+}
+
+export type { CaptureInput } from "./event";
+
+export interface Reporter {
+  /** Remember a log line (ring buffer of the last `logLines`), attached to the next failures. */
+  log(line: string): void;
+  /**
+   * Report a failure. Resolves with the failure id once the event is durable: acknowledged by
+   * JetStream, appended to the local spool, or (replay mode) written to the replay file.
+   * Never rejects.
+   */
+  captureFailure(input: CaptureInput): Promise<string>;
+  /** Wait for in-flight captures, try to send the spool once more, drain the connection. */
+  close(): Promise<void>;
+}
+
+const DEFAULTS = {
+  natsUrl: "nats://127.0.0.1:4222",
+  logLines: 50,
+  publishTimeoutMs: 3_000,
+  retryIntervalMs: 5_000,
+} as const;
+
+/** Create a reporter. Opens no connection: NATS is connected on the first failure (or spool retry). */
+export function createReporter(opts: MossReporterOptions): Reporter {
+  return new MossReporter(opts);
+}
+
+interface Link {
+  nc: NatsConnection;
+  js: JetStreamClient;
+}
+
+class MossReporter implements Reporter {
+  private readonly agent: string;
+  private readonly version: string;
+  private readonly env: Record<string, string | undefined>;
+  private readonly servers: string[];
+  private readonly replayFile: string | undefined;
+  private readonly stateDir: string | undefined;
+  private readonly logCap: number;
+  private readonly lines: string[] = [];
+  private readonly publishTimeoutMs: number;
+  private readonly retryIntervalMs: number;
+  private readonly redact: ReadonlySet<string>;
+  private readonly warn: (m: string) => void;
+  private readonly spool: Spool;
+  private link: Promise<Link> | undefined;
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** Serializes spool flushes in this process. */
+  private flushing: Promise<void> = Promise.resolve();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Something may wait in the spool (unknown at start, so true); saves a directory scan per failure. */
+  private spoolMaybePending = true;
+
+  constructor(private readonly opts: MossReporterOptions) {
+    const agent = AgentName.safeParse(opts.agent);
+    if (!agent.success) throw new MossSdkError(SdkErrorCodes.config, `createReporter: agent ${JSON.stringify(opts.agent)} is not a valid agent name (${agent.error.issues[0]?.message})`);
+    const version = GitSha.safeParse(opts.version);
+    if (!version.success) {
+      throw new MossSdkError(
+        SdkErrorCodes.config,
+        `createReporter: version ${JSON.stringify(opts.version)} is not a git commit sha; set MOSS_AGENT_VERSION to the commit the agent was built from`,
+      );
+    }
+    if (opts.timeoutMs !== undefined && !(Number.isInteger(opts.timeoutMs) && opts.timeoutMs > 0 && opts.timeoutMs <= 600_000)) {
+      throw new MossSdkError(SdkErrorCodes.config, `createReporter: timeoutMs must be an integer in 1..600000, got ${opts.timeoutMs}`);
+    }
+    this.agent = agent.data;
+    this.version = version.data;
+    this.env = opts.env ?? process.env;
+    this.servers = (opts.natsUrl ?? this.env[NATS_URL_ENV] ?? DEFAULTS.natsUrl)
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const replay = this.env[REPLAY_FAILURE_FILE_ENV];
+    this.replayFile = replay ? replay : undefined;
+    this.stateDir = opts.stateDir !== undefined ? resolve(opts.stateDir) : undefined;
+    this.logCap = Math.max(0, Math.min(Limits.logLines, Math.floor(opts.logLines ?? DEFAULTS.logLines)));
+    this.publishTimeoutMs = opts.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
+    this.retryIntervalMs = opts.retryIntervalMs ?? DEFAULTS.retryIntervalMs;
+    this.redact = new Set((opts.redactHeaders ?? DEFAULT_REDACTED_HEADERS).map((h) => h.toLowerCase()));
+    this.warn = opts.onWarning ?? ((m) => console.warn(`[moss] ${m}`));
+    this.spool = new Spool(opts.spoolFile ?? join(tmpdir(), `moss-spool-${this.agent}.jsonl`));
+    if (!this.replayFile) {
+      // Events left by an earlier run are retried in the background, without waiting for a new failure.
+      void this.spool.hasPending().then((p) => p && this.armRetry(), () => undefined);
+    }
+  }
+
+  log(line: string): void {
+    if (this.logCap === 0) return;
+    this.lines.push(line.length > Limits.logLine ? `${line.slice(0, Limits.logLine - 12)}…[truncated]` : line);
+    if (this.lines.length > this.logCap) this.lines.splice(0, this.lines.length - this.logCap);
+  }
+
+  captureFailure(input: CaptureInput): Promise<string> {
+    const id = newFailureId();
+    const logs = [...this.lines];
+    const p = this.capture(id, input, logs).catch((err: unknown) => {
+      this.warn(`failure ${id} could not be recorded: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    this.track(p);
+    return p.then(() => id);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.disarmRetry();
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    if (this.replayFile) return;
+    await this.flushSpool().catch((err: unknown) => this.warn(`spool flush on close failed: ${String(err)}`));
+    const link = this.link;
+    this.link = undefined;
+    if (link) {
+      const l = await link.catch(() => undefined);
+      if (l) {
+        // Draining waits for the server; a server that is gone must not hold up the agent's shutdown.
+        await withTimeout(l.nc.drain(), this.publishTimeoutMs, "drain").catch(() => l.nc.close().catch(() => undefined));
+      }
+    }
+    if (await this.spool.hasPending().catch(() => false)) {
+      this.warn(`NATS unreachable: unsent failures stay in ${this.spool.file} and are sent by the next reporter of agent ${this.agent}`);
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  private async capture(id: string, input: CaptureInput, logs: string[]): Promise<void> {
+    const event = buildFailureEvent(id, input, {
+      agent: this.agent,
+      version: this.version,
+      logs,
+      env: this.capturedEnv(),
+      redactHeaders: this.redact,
+      ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
+      ...(await this.snapshot(id)),
+    });
+    const line = JSON.stringify(event);
+    if (this.replayFile) {
+      await appendFile(this.replayFile, `${line}\n`);
+      return;
+    }
+    if (this.closed) {
+      await this.spool.append([line]);
+      this.spoolMaybePending = true;
+      return;
+    }
+    try {
+      await this.publish(event.agent, event.id, line);
+    } catch (err) {
+      await this.spool.append([line]);
+      this.spoolMaybePending = true;
+      this.warn(`failure ${id} spooled to ${this.spool.file} (NATS: ${err instanceof Error ? err.message : String(err)})`);
+      this.armRetry();
+      return;
+    }
+    // NATS works again: send what waited, without holding up this request.
+    if (this.spoolMaybePending) this.track(this.flushSpool().catch(() => undefined));
+  }
+
+  private capturedEnv(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const k of this.opts.envAllow ?? []) {
+      const v = this.env[k];
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  }
+
+  private async snapshot(id: string): Promise<{ snapshot?: { path: string; inlineBase64: string } }> {
+    if (this.stateDir === undefined) return {};
+    try {
+      const tar = await snapshotDirectory(this.stateDir, MAX_INLINE_SNAPSHOT_BYTES);
+      return { snapshot: { path: this.stateDir, inlineBase64: tar.toString("base64") } };
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.warn(
+        e.code === "ENOENT"
+          ? `failure ${id}: state directory ${this.stateDir} does not exist; no snapshot attached`
+          : `failure ${id}: no state snapshot attached (${e.message})`,
+      );
+      return {};
+    }
+  }
+
+  private connectLink(): Promise<Link> {
+    if (this.link) return this.link;
+    const attempt = (async (): Promise<Link> => {
+      const nc = await connect({
+        servers: this.servers,
+        name: `moss-agent-sdk:${this.agent}`,
+        timeout: this.publishTimeoutMs,
+        reconnect: true,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 1_000,
+        waitOnFirstConnect: false,
+      });
+      void nc.closed().then(() => {
+        if (this.link === attempt) this.link = undefined;
+      });
+      return { nc, js: jetstream(nc, { timeout: this.publishTimeoutMs }) };
+    })();
+    this.link = attempt;
+    // A failed connect is forgotten, so that the next capture or retry tries again.
+    attempt.catch(() => {
+      if (this.link === attempt) this.link = undefined;
+    });
+    return attempt;
+  }
+
+  private async publish(agent: string, id: string, payload: string): Promise<void> {
+    const { js } = await withTimeout(this.connectLink(), this.publishTimeoutMs, "connect");
+    await withTimeout(js.publish(failureSubject(agent), payload, { msgID: id, timeout: this.publishTimeoutMs }), this.publishTimeoutMs + 500, "publish");
+  }
+
+  private flushSpool(): Promise<void> {
+    const run = this.flushing.then(async () => {
+      // Cleared before the claim: an event spooled during this flush sets it again.
+      this.spoolMaybePending = false;
+      const r = await this.spool
+        .flush(
+        async (line) => {
+          // A spool line is an event this SDK validated; its own agent decides the subject.
+          const ev = JSON.parse(line) as Pick<FailureEvent, "id" | "agent">;
+          await this.publish(ev.agent, ev.id, line);
+        },
+        (why) => this.warn(why),
+        )
+        .catch((err: unknown) => {
+          this.spoolMaybePending = true;
+          throw err;
+        });
+      if (r.kept > 0) {
+        this.spoolMaybePending = true;
+        this.armRetry();
+      }
+    });
+    this.flushing = run.catch(() => undefined);
+    return run;
+  }
+
+  private armRetry(): void {
+    if (this.closed || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const p = this.flushSpool().catch((err: unknown) => {
+        this.warn(`spool retry failed: ${String(err)}`);
+        this.armRetry();
+      });
+      this.track(p);
+    }, this.retryIntervalMs);
+    // A pending retry must not keep the agent's process alive.
+    this.retryTimer.unref();
+  }
+
+  private disarmRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
