@@ -1,0 +1,31 @@
+export { createRuntime } from "./runtime";
+export { RUNTIME_DEFAULTS } from "./config";
+export { BASE_IMAGE } from "./types";
+export type {
+  BuildImageOptions,
+  BuildImageResult,
+  DeployLiveResult,
+  LiveSpec,
+  LiveStatus,
+  Runtime,
+  RuntimeConfig,
+  TrialRequest,
+  TrialResponse,
+  TrialResult,
+  TrialSpec,
+} from "./types";
+export {
+  BaseImageMissingError,
+  DockerError,
+  DockerUnavailableError,
+  GitArchiveError,
+  ImageBuildError,
+  ImageNotFoundError,
+  InvalidSpecError,
+  LiveDeployError,
+  NoPreviousVersionError,
+  RuntimeError,
+  RuntimeErrorCode,
+  TrialError,
+  type PreviousVersionOutcome,
+} from "./errors";

@@ -1,0 +1,219 @@
+import type Docker from "dockerode";
+import { checkNamePart, type ResolvedRuntimeConfig } from "./config";
+import { isNotFound, isRetryableDockerError, statusCodeOf, toRuntimeError } from "./docker";
+import { ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
+import type { DeployLiveResult, LiveSpec, LiveStatus } from "./types";
+
+/**
+ * The live containers of agents. Per agent there are at most:
+ *   `<prefix>-live-<agent>`  the running version (host network: it owns the agent's port)
+ *   `<prefix>-prev-<agent>`  the version before it, stopped, kept for one rollback
+ *   `<prefix>-next-<agent>`  only during a deploy: created before the live one is stopped, so a
+ *                            bad image fails before any downtime
+ * The name says the role; the `moss.role=live` label only says the container was created as live
+ * (labels cannot change when a container is renamed to prev).
+ *
+ * Calls for one agent are serialized within this process; across processes the caller needs a
+ * lease (the promoter holds one per agent).
+ */
+export class LiveContainers {
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly cfg: ResolvedRuntimeConfig,
+  ) {}
+
+  names(agent: string): { live: string; prev: string; next: string } {
+    checkNamePart("agent", agent);
+    const p = this.cfg.namePrefix;
+    return { live: `${p}-live-${agent}`, prev: `${p}-prev-${agent}`, next: `${p}-next-${agent}` };
+  }
+
+  async deployLive(spec: LiveSpec): Promise<DeployLiveResult> {
+    const n = this.names(spec.agent);
+    if (!spec.image) throw new InvalidSpecError("LiveSpec.image", "must not be empty");
+    return this.locked(spec.agent, async () => {
+      try {
+        await this.docker.getImage(spec.image).inspect();
+      } catch (err) {
+        if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+        throw this.engineError(err, "image inspect");
+      }
+      const fail = (outcome: PreviousVersionOutcome, err: unknown): LiveDeployError =>
+        new LiveDeployError(spec.agent, spec.image, outcome, retryable(err), { cause: err });
+
+      // 1. The new container, created (not started) under a temporary name: a bad image or spec
+      //    fails here, while the current version keeps serving.
+      let next: Docker.Container;
+      try {
+        await this.removeIfExists(n.next);
+        next = await this.docker.createContainer({
+          name: n.next,
+          Image: spec.image,
+          Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+          Labels: { "moss.agent": spec.agent, "moss.role": "live", "moss.version": spec.version, "moss.prefix": this.cfg.namePrefix },
+          Tty: false,
+          HostConfig: {
+            NetworkMode: "host",
+            RestartPolicy: { Name: "no" },
+            // The agent's state outlives its versions: one named volume per agent, handed from version to version.
+            ...(spec.stateDir ? { Binds: [`${this.stateVolume(spec.agent)}:${spec.stateDir}`] } : {}),
+            // tini as PID 1 forwards SIGTERM, so a node agent without a handler stops at once.
+            Init: true,
+          },
+        });
+      } catch (err) {
+        throw fail("untouched", err);
+      }
+
+      // 2. Retire the current version to prev (host networking: it must release the port first).
+      let previous: { container: string; image: string } | undefined;
+      let current: Docker.ContainerInspectInfo | undefined;
+      try {
+        current = await this.inspectIfExists(n.live);
+        if (current) {
+          await this.stopIfRunning(n.live);
+          await this.removeIfExists(n.prev);
+          await this.docker.getContainer(n.live).rename({ name: n.prev });
+          previous = { container: n.prev, image: current.Config.Image };
+        }
+      } catch (err) {
+        await next.remove({ force: true }).catch(() => undefined);
+        throw fail(current ? await this.restoreLive(n, current.Config.Image) : "untouched", err);
+      }
+
+      // 3. Start the new version under the live name; on failure put the previous one back.
+      try {
+        await next.rename({ name: n.live });
+        await next.start();
+      } catch (err) {
+        await next.remove({ force: true }).catch(() => undefined);
+        throw fail(previous ? await this.restoreLive(n, previous.image) : "none", err);
+      }
+      return previous ? { container: n.live, previous } : { container: n.live };
+    });
+  }
+
+  async rollbackLive(agent: string): Promise<{ container: string; image: string }> {
+    const n = this.names(agent);
+    return this.locked(agent, async () => {
+      let prev: Docker.ContainerInspectInfo | undefined;
+      try {
+        prev = await this.inspectIfExists(n.prev);
+      } catch (err) {
+        throw this.engineError(err, `inspect ${n.prev}`);
+      }
+      if (!prev) throw new NoPreviousVersionError(agent, n.prev);
+      try {
+        await this.stopIfRunning(n.live);
+        await this.removeIfExists(n.live);
+        await this.docker.getContainer(n.prev).rename({ name: n.live });
+        await this.docker.getContainer(n.live).start();
+      } catch (err) {
+        throw new LiveDeployError(agent, prev.Config.Image, "not-restored", retryable(err), { cause: err });
+      }
+      return { container: n.live, image: prev.Config.Image };
+    });
+  }
+
+  async liveStatus(agent: string): Promise<LiveStatus | undefined> {
+    const n = this.names(agent);
+    let info: Docker.ContainerInspectInfo | undefined;
+    try {
+      info = await this.inspectIfExists(n.live);
+    } catch (err) {
+      throw this.engineError(err, `inspect ${n.live}`);
+    }
+    if (!info) return undefined;
+    const status: LiveStatus = { container: n.live, image: info.Config.Image, running: info.State.Running };
+    const version = info.Config.Labels?.["moss.version"];
+    if (version !== undefined) status.version = version;
+    return status;
+  }
+
+  async removeAgent(agent: string, opts: { state?: boolean } = {}): Promise<void> {
+    const n = this.names(agent);
+    return this.locked(agent, async () => {
+      for (const name of [n.next, n.live, n.prev]) {
+        try {
+          await this.removeIfExists(name);
+        } catch (err) {
+          throw this.engineError(err, `remove ${name}`);
+        }
+      }
+      if (opts.state) {
+        await this.docker
+          .getVolume(this.stateVolume(agent))
+          .remove()
+          .catch((err: unknown) => {
+            if (!isNotFound(err)) throw this.engineError(err, `remove volume ${this.stateVolume(agent)}`);
+          });
+      }
+    });
+  }
+
+  /** Name of the volume holding an agent's live state. */
+  private stateVolume(agent: string): string {
+    return `${this.cfg.namePrefix}-state-${agent}`;
+  }
+
+  /** Puts prev back as live and starts it; says whether that worked. */
+  private async restoreLive(n: { live: string; prev: string }, image: string): Promise<PreviousVersionOutcome> {
+    try {
+      const live = await this.inspectIfExists(n.live);
+      if (!live) await this.docker.getContainer(n.prev).rename({ name: n.live });
+      else if (live.Config.Image !== image) return "not-restored";
+      await this.docker.getContainer(n.live).start();
+      return "restored";
+    } catch (err) {
+      return statusCodeOf(err) === 304 ? "restored" : "not-restored";
+    }
+  }
+
+  private async inspectIfExists(name: string): Promise<Docker.ContainerInspectInfo | undefined> {
+    try {
+      return await this.docker.getContainer(name).inspect();
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async removeIfExists(name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(name).remove({ force: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  private async stopIfRunning(name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(name).stop({ t: this.cfg.liveStopTimeoutSeconds });
+    } catch (err) {
+      // 304: already stopped; 404: gone.
+      if (statusCodeOf(err) !== 304 && !isNotFound(err)) throw err;
+    }
+  }
+
+  /** Helpers below throw raw dockerode errors; public methods wrap them. */
+  private engineError(err: unknown, operation: string): RuntimeError {
+    return toRuntimeError(err, operation, this.cfg.socketPath);
+  }
+
+  private locked<T>(agent: string, fn: () => Promise<T>): Promise<T> {
+    const prior = this.locks.get(agent) ?? Promise.resolve();
+    const run = prior.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(agent, tail);
+    void tail.then(() => {
+      if (this.locks.get(agent) === tail) this.locks.delete(agent);
+    });
+    return run;
+  }
+}
+
+function retryable(err: unknown): boolean {
+  return err instanceof RuntimeError ? err.retryable : isRetryableDockerError(err);
+}

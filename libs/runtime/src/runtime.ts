@@ -1,0 +1,49 @@
+import type Docker from "dockerode";
+import { buildImage } from "./build";
+import { resolveConfig } from "./config";
+import { createDockerClient, isNotFound, toRuntimeError } from "./docker";
+import { BaseImageMissingError, DockerUnavailableError } from "./errors";
+import { LiveContainers } from "./live";
+import { runTrial } from "./trial";
+import { BASE_IMAGE, type Runtime, type RuntimeConfig } from "./types";
+
+/**
+ * A Runtime backed by the Docker engine at `cfg.socketPath`. Nothing is contacted until a method
+ * is called; `ping()` is the cheap way to check the engine and the base image up front.
+ */
+export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
+  const config = resolveConfig(cfg);
+  const docker: Docker = createDockerClient(config.socketPath);
+  const live = new LiveContainers(docker, config);
+
+  return {
+    async ping() {
+      try {
+        await docker.ping();
+      } catch (err) {
+        throw new DockerUnavailableError(config.socketPath, { cause: err });
+      }
+      try {
+        await docker.getImage(BASE_IMAGE).inspect();
+      } catch (err) {
+        if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
+        throw toRuntimeError(err, "image inspect", config.socketPath);
+      }
+    },
+    buildImage: (opts) => buildImage(docker, config, opts),
+    async imageExists(tag) {
+      try {
+        await docker.getImage(tag).inspect();
+        return true;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        throw toRuntimeError(err, "image inspect", config.socketPath);
+      }
+    },
+    runTrial: (spec) => runTrial(docker, config, spec),
+    deployLive: (spec) => live.deployLive(spec),
+    rollbackLive: (agent) => live.rollbackLive(agent),
+    liveStatus: (agent) => live.liveStatus(agent),
+    removeAgent: (agent, opts) => live.removeAgent(agent, opts),
+  };
+}

@@ -1,0 +1,162 @@
+/** Public types of @moss/runtime. */
+
+/** How to reach the engine and how to bound trials. Every field is optional. */
+export interface RuntimeConfig {
+  /** Docker engine socket. Default `/var/run/docker.sock`. */
+  socketPath?: string;
+  /** Memory limit of a trial container (swap disabled). Default 256 MiB. */
+  trialMemoryBytes?: number;
+  /** Max processes/threads in a trial container. Default 128. */
+  trialPidsLimit?: number;
+  /** CPU limit of a trial container, in CPUs (fractions allowed). Default 1. */
+  trialCpus?: number;
+  /**
+   * Extra time a trial container gets beyond `TrialSpec.timeoutMs`, counted from the start
+   * request, before the runtime kills it: covers container start (~0.2 s here) and the driver's
+   * boot. The driver enforces `timeoutMs` itself and reports; this is the backstop. Default 3000 ms.
+   */
+  trialStartAllowanceMs?: number;
+  /** Max bytes of logs kept in a `TrialResult` (the tail is kept). Default 1 MiB. */
+  trialLogLimitBytes?: number;
+  /** Seconds a live container gets to exit after SIGTERM before SIGKILL. Default 5. */
+  liveStopTimeoutSeconds?: number;
+  /**
+   * Prefix of every container name this runtime creates (`<prefix>-live-<agent>`,
+   * `<prefix>-trial-<id>`...), also set as label `moss.prefix`. Default "moss"; tests use a random one.
+   */
+  namePrefix?: string;
+  /** Image builder: "buildkit" (default; works with a FROM of a local-only image here) or "legacy". */
+  builder?: "buildkit" | "legacy";
+}
+
+/** The base image agent Dockerfiles start FROM; built by deploy/build-base-image.sh. */
+export const BASE_IMAGE = "moss/node-base:latest";
+
+export interface BuildImageOptions {
+  /** A git repository with a Dockerfile at its root. */
+  repoDir: string;
+  /** Any commit-ish; it is resolved to a full sha (label `moss.commit`). */
+  commit: string;
+  /** Image tag to produce, e.g. `moss/agent-echo:3f2a9c1`. */
+  tag: string;
+  /** Extra image labels. */
+  labels?: Record<string, string>;
+}
+
+export interface BuildImageResult {
+  /** The tag that was built. */
+  image: string;
+  /** `sha256:...` image id. */
+  imageId: string;
+  /** The whole build log, as plain text. */
+  log: string;
+}
+
+export interface LiveSpec {
+  /** Agent name: letters, digits, `_`, `.`, `-`. */
+  agent: string;
+  image: string;
+  /** Version label (`moss.version`), e.g. the commit. */
+  version: string;
+  /** Environment of the live container (pass PORT here). */
+  env: Record<string, string>;
+  /**
+   * Absolute path of the agent's state directory. When set, a named volume (`<prefix>-state-<agent>`) is mounted
+   * there, so state survives a swap and a rollback, as it would on a real deployment's persistent volume.
+   */
+  stateDir?: string;
+}
+
+export interface DeployLiveResult {
+  /** Name of the new live container. */
+  container: string;
+  /** The container that was live before, now stopped and kept as `<prefix>-prev-<agent>`. */
+  previous?: { container: string; image: string };
+}
+
+export interface LiveStatus {
+  container: string;
+  image: string;
+  running: boolean;
+  /** The `moss.version` label of the container. */
+  version?: string;
+}
+
+export interface TrialRequest {
+  method: string;
+  /** Path with query, e.g. `/orders?id=3`. */
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+export interface TrialSpec {
+  image: string;
+  /** The HTTP request to send to the agent inside the container. */
+  request: TrialRequest;
+  /** TCP port the agent listens on inside the container (it is also given env PORT). */
+  port: number;
+  env: Record<string, string>;
+  /**
+   * Budget for the agent inside the container: start, listen, answer. The container itself gets
+   * `trialStartAllowanceMs` more before it is killed.
+   */
+  timeoutMs: number;
+  /** A tar extracted at `path` (absolute) in the container before start (the agent's state snapshot). */
+  snapshot?: { path: string; tar: Buffer };
+  /** Default false: NetworkMode none. True: default bridge network. */
+  network?: boolean;
+  labels?: Record<string, string>;
+}
+
+export interface TrialResponse {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+export interface TrialResult {
+  /** Response from the agent, if it answered. */
+  response?: TrialResponse;
+  /** The budget ran out (the driver gave up waiting, or the runtime killed the container). */
+  timedOut: boolean;
+  /** Driver-level error (agent never listened, crashed, connection refused...), in words. */
+  error?: string;
+  /** Failures the agent reported itself (JSON lines of the file at env MOSS_REPLAY_FAILURE_FILE). */
+  reportedFailures: unknown[];
+  /** Combined agent stdout/stderr and driver messages (`[moss-driver] ...` lines). */
+  logs: string;
+  /** Wall time of the whole trial, container create to remove. */
+  durationMs: number;
+  /**
+   * Exit code of the agent process if it exited by itself during the trial (a crash); undefined
+   * when it was still running at the end. 137 when the container was killed (timeout, OOM).
+   */
+  exitCode?: number;
+}
+
+export interface Runtime {
+  /** Checks the engine answers and moss/node-base exists; throws a clear error saying to run `npm run setup` otherwise. */
+  ping(): Promise<void>;
+  /**
+   * `git archive`s the commit of the repo at repoDir and builds it as image `tag` (labels
+   * `moss.commit` + the given ones). Returns the full build log; on failure throws
+   * ImageBuildError with the log attached (`.log`).
+   */
+  buildImage(opts: BuildImageOptions): Promise<BuildImageResult>;
+  imageExists(tag: string): Promise<boolean>;
+  /** Ephemeral isolated trial. The container is always removed (success, failure, timeout, crash). */
+  runTrial(spec: TrialSpec): Promise<TrialResult>;
+  /**
+   * Makes `image` the live container `<prefix>-live-<agent>` (host network, no restart). The
+   * current live container, if any, is stopped and kept as `<prefix>-prev-<agent>` before the new
+   * one starts. If the new one cannot start, the previous one is put back (LiveDeployError).
+   */
+  deployLive(spec: LiveSpec): Promise<DeployLiveResult>;
+  /** Removes the live container and puts the previous one back live. NoPreviousVersionError if there is none. */
+  rollbackLive(agent: string): Promise<{ container: string; image: string }>;
+  liveStatus(agent: string): Promise<LiveStatus | undefined>;
+  /** Removes the live and previous containers of an agent. */
+  /** Removes the agent's containers; with `state: true` also its state volume. */
+  removeAgent(agent: string, opts?: { state?: boolean }): Promise<void>;
+}
