@@ -51,6 +51,17 @@ export type Handler<S extends z.ZodType> = (msg: z.infer<S>, ctx: HandlerContext
 export interface Route<S extends z.ZodType = z.ZodType> {
   def: MessageDef<S>;
   handle: Handler<S>;
+  /** Hand the payload over unvalidated (JSON-parsed when it parses, else the text): for recorders like the auditor. */
+  raw?: boolean;
+}
+
+/** A route that records whatever arrives on `def`'s subject, valid or not; it never dead-letters for schema. */
+export function rawRoute(def: MessageDef, handle: (payload: unknown, ctx: HandlerContext & { valid: boolean }) => Promise<void>): Route {
+  return {
+    def,
+    raw: true,
+    handle: (payload, ctx) => handle(payload, { ...ctx, valid: def.schema.safeParse(payload).success }),
+  };
 }
 
 /** Pairs a message definition with its handler, keeping the two typed together. */
@@ -158,12 +169,14 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       try {
         if (!r) throw new UnroutableMessageError(m.subject, c.durable);
         let body: unknown;
+        const text = new TextDecoder().decode(m.data);
         try {
-          body = JSON.parse(new TextDecoder().decode(m.data));
+          body = JSON.parse(text);
         } catch (err) {
-          throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
+          if (!r.raw) throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
+          body = text;
         }
-        const parsed = r.def.schema.safeParse(body);
+        const parsed = r.raw ? { success: true as const, data: body } : r.def.schema.safeParse(body);
         if (!parsed.success) {
           const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
           throw new InvalidMessageError(`${r.def.name} on ${m.subject} does not match its schema: ${problems}`);

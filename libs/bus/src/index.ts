@@ -1,7 +1,8 @@
-export { createBus, route } from "./bus";
+export { createBus, rawRoute, route } from "./bus";
 export type { Bus, BusOptions, ConsumeOptions, Consumption, Handler, HandlerContext, PublishOptions, Route } from "./bus";
 export { provision } from "./provision";
 export { kvGet, kvUpdate } from "./kv";
 export type { Versioned } from "./kv";
 export { BusUnavailableError, CasConflictError, InvalidMessageError, UnroutableMessageError } from "./errors";
 export type { KV } from "@nats-io/kv";
+export { getBatch, transitionBatch, BatchNotFoundError, BatchTransitionError } from "./batches";

@@ -11,6 +11,8 @@ export const AgentConfig = z.object({
   livePort: z.number().int().min(1).max(65535).default(8080),
   /** Health probe path of the live agent. Default `/health`. */
   healthPath: z.string().startsWith("/").default("/health"),
+  /** The agent's state directory inside its container; the live agent keeps it on a volume across versions. */
+  stateDir: z.string().startsWith("/").optional(),
   /** Extra env for the live agent and its trials (failure env overrides it in trials). */
   env: z.record(z.string(), z.string()).default({}),
 });

@@ -241,6 +241,21 @@ export const BatchState = z.enum([
 ]);
 export type BatchState = z.infer<typeof BatchState>;
 
+/** Which states a batch may move to from each state (rollback and retries included). */
+export const BatchTransitions: Readonly<Record<BatchState, readonly BatchState[]>> = {
+  collecting: ["ready"],
+  ready: ["rewriting", "exhausted"],
+  rewriting: ["rewriting", "candidate", "exhausted"],
+  candidate: ["replaying", "rewriting", "exhausted"],
+  replaying: ["awaiting-approval", "rewriting", "exhausted"],
+  "awaiting-approval": ["promoting", "rejected"],
+  promoting: ["promoted", "rolled-back"],
+  promoted: [],
+  "rolled-back": [],
+  rejected: [],
+  exhausted: [],
+};
+
 export const BatchRecord = z.object({
   batchId: Id,
   agent: AgentName,
@@ -255,6 +270,10 @@ export const BatchRecord = z.object({
   /** The batch root span's context; late stages join the same trace through it. */
   trace: TraceCarrier.default({}),
   attempt: z.number().int().nonnegative().default(0),
+  /** The candidate that passed replay, once there is one; what `moss approve` promotes. */
+  candidate: z.object({ attempt: z.number().int().positive(), commit: GitSha, image: z.string(), diff: BlobRef }).optional(),
+  /** Why the batch ended where it did. */
+  reason: z.string().optional(),
   updatedAt: z.string().datetime(),
 });
 export type BatchRecord = z.infer<typeof BatchRecord>;

@@ -1,0 +1,184 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createBus } from "@moss/bus";
+import { parseConfig, type MossConfigInput } from "@moss/config";
+import { createRuntime } from "@moss/runtime";
+import { prepareAgentRepo } from "@moss/example-agent/prepare";
+import { deployAgent } from "./deploy";
+import { renderTimeline, type TimelineView } from "./render";
+import { freePort, startStack, type Stack } from "./stack";
+
+export interface DemoOptions {
+  /** Everything the demo writes goes here; wiped at start so a second run starts clean. */
+  dataDir: string;
+  /** Agent name (container names derive from it). Default "demo". */
+  agent?: string;
+  /** The coding agent the demo configures: the deterministic fix, or a patch that does not fix the bug. */
+  patch?: "fix" | "bad";
+  /** Max attempts before giving up. Default 2. */
+  maxAttempts?: number;
+  otlpEndpoint?: string;
+  /** Progress lines. */
+  out?: (line: string) => void;
+  /** Service log lines (quiet by default; `--verbose` prints them). */
+  serviceLog?: (service: string, line: string) => void;
+  /** Extra env for the services. */
+  env?: Record<string, string>;
+  /** Leave the agent containers running at the end. */
+  keep?: boolean;
+  /** Runs once v1 is live, before the traffic (tests inject bad input here). */
+  beforeTraffic?: (ctx: { natsUrl: string; agent: string }) => Promise<void>;
+}
+
+export interface DemoResult {
+  /** The story really happened: a promotion and the fixed agent answering the failing request correctly. */
+  ok: boolean;
+  agent: string;
+  batchId?: string;
+  outcome: string;
+  v1: { image: string; commit: string };
+  liveImageAfter?: string;
+  /** The failing request, answered by v1. */
+  before: { status: number; body: string }[];
+  /** The same request, answered by whatever is live at the end. */
+  after?: { status: number; body: string };
+  timeline?: TimelineView;
+  traceId?: string;
+}
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const patchTools = { fix: resolve(here, "../../examples/agent/moss/fix-routing.mjs"), bad: resolve(here, "../../examples/agent/moss/bad-patch.mjs") };
+export const FAILING_REQUEST = { session: "s1", message: "convert 100 USD to EUR" };
+export const FIXED_ANSWER = "100 USD = 92.00 EUR";
+
+/**
+ * The whole story on this machine: agent v1 live in Docker → traffic → failures → batch → patch → replay →
+ * promotion → the fixed agent answering the same request correctly → the batch timeline.
+ */
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const t0 = Date.now();
+  const out = opts.out ?? ((l: string) => console.log(l));
+  const step = (stage: string, text: string) => out(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${stage.padEnd(8)} ${text}`);
+  const agent = opts.agent ?? "demo";
+  const dataDir = resolve(opts.dataDir);
+  const runtime = createRuntime();
+
+  step("setup", `data directory ${dataDir} (wiped)`);
+  await runtime.removeAgent(agent, { state: true });
+  rmSync(dataDir, { recursive: true, force: true });
+  mkdirSync(dataDir, { recursive: true });
+  const { repoDir, commit: v1Commit } = await prepareAgentRepo(join(dataDir, "agent-repo"));
+  step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
+
+  const [natsPort, auditorPort, livePort] = [await freePort(), await freePort(), await freePort()];
+  const cfgInput: MossConfigInput = {
+    dataDir,
+    nats: { url: `nats://127.0.0.1:${natsPort}` },
+    telemetry: { otlpEndpoint: opts.otlpEndpoint },
+    curator: { batchSize: 3, batchWindowMs: 5_000 },
+    rewriter: { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], timeoutMs: 60_000 },
+    replayer: { concurrency: 2 },
+    promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
+    auditor: { port: auditorPort },
+    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data" } },
+  };
+  const configFile = join(dataDir, "moss.config.json");
+  writeFileSync(configFile, JSON.stringify(cfgInput, null, 2));
+  const config = parseConfig(cfgInput, { base: dataDir, source: configFile });
+
+  let stack: Stack | undefined;
+  try {
+    step("up", "starting nats-server and the five services");
+    stack = await startStack({ config, configFile, env: opts.env, onLog: opts.serviceLog });
+    step("up", `nats ${config.nats.url}, services: ${[...stack.children.keys()].filter((n) => n !== "nats").join(", ")}`);
+
+    const bus = await createBus({ url: config.nats.url, name: "moss-demo" });
+    const events: Array<{ subject: string; data: Record<string, unknown> }> = [];
+    const sub = bus.nc.subscribe("moss.>", {
+      callback: (_err, m) => {
+        const data = m.json<Record<string, unknown>>();
+        events.push({ subject: m.subject, data });
+        const line = describe(m.subject, data);
+        if (line) step(line[0], line[1]);
+      },
+    });
+
+    try {
+      step("deploy", `building ${agent} v1 and starting it live on 127.0.0.1:${livePort}`);
+      const v1 = await deployAgent(config, agent);
+      step("deploy", `v1 live: ${v1.image}`);
+
+      await opts.beforeTraffic?.({ natsUrl: config.nats.url, agent });
+      const url = `http://127.0.0.1:${livePort}/v1/chat`;
+      const chat = async (message: string, session = "s1") => {
+        const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ session, message }), signal: AbortSignal.timeout(10_000) });
+        return { status: res.status, body: await res.text() };
+      };
+      step("traffic", `"set rate USD EUR 0.92" → ${(await chat("set rate USD EUR 0.92")).status}`);
+      step("traffic", `"what is 2 + 3" → ${(await chat("what is 2 + 3")).status}`);
+      const before: DemoResult["before"] = [];
+      for (const [i, message] of [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"].entries()) {
+        const r = await chat(message, `s${i + 1}`);
+        before.push(r);
+        step("traffic", `"${message}" → ${r.status} ${r.body.slice(0, 90)}`);
+      }
+
+      const end = Date.now() + 240_000;
+      let final: { subject: string; data: Record<string, unknown> } | undefined;
+      while (!final && Date.now() < end) {
+        final = events.find((e) => e.data["agent"] === agent && (e.subject === "moss.promotion.outcome.v1" || (e.subject === "moss.batch.verdict.v1" && e.data["verdict"] !== "awaiting-approval")));
+        if (!final) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!final) throw new Error("no promotion or verdict within 4 minutes; see the service logs (moss demo --verbose)");
+      const batchId = String(final.data["batchId"]);
+      const outcome = String(final.data["outcome"] ?? final.data["verdict"]);
+
+      const after = await chat(FAILING_REQUEST.message, "s9");
+      step("verify", `"${FAILING_REQUEST.message}" now → ${after.status} ${after.body.slice(0, 90)}`);
+      const live = await runtime.liveStatus(agent);
+
+      // The auditor may be a moment behind the last event.
+      await new Promise((r) => setTimeout(r, 500));
+      const timeline = (await (await fetch(`http://127.0.0.1:${auditorPort}/v1/batches/${batchId}`)).json()) as TimelineView;
+      out("");
+      out(renderTimeline(timeline));
+      out("");
+      const fixed = after.status === 200 && after.body.includes(FIXED_ANSWER);
+      const ok = outcome === "promoted" && fixed && live?.image !== v1.image;
+      step("done", ok ? `the fix is live: ${live?.image} answers "${FIXED_ANSWER}"` : `no fix went live (outcome ${outcome})`);
+      return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId };
+    } finally {
+      sub.unsubscribe();
+      await bus.close();
+    }
+  } finally {
+    await stack?.stop();
+    if (!opts.keep) await runtime.removeAgent(agent, { state: true });
+  }
+}
+
+function describe(subject: string, d: Record<string, unknown>): [string, string] | undefined {
+  const s = (x: unknown) => String(x ?? "");
+  if (subject.startsWith("moss.failure.")) return ["curate", `failure ${s(d["id"]).slice(0, 12)} reported: ${s((d["error"] as { message?: string })?.message)}`];
+  switch (subject) {
+    case "moss.batch.ready.v1":
+      return ["curate", `batch ${s(d["batchId"])} closed with ${s(d["count"])} failure(s)`];
+    case "moss.batch.retry.v1":
+      return ["rewrite", `batch sent back for attempt ${s(d["attempt"])}`];
+    case "moss.candidate.ready.v1":
+      return ["rewrite", `attempt ${s(d["attempt"])}: commit ${s(d["commit"]).slice(0, 12)} (${(d["filesChanged"] as string[]).join(", ")}), image ${s(d["image"])} built`];
+    case "moss.candidate.failed.v1":
+      return ["rewrite", `attempt ${s(d["attempt"])}: ${s(d["verdict"])}: ${s(d["reason"])}`];
+    case "moss.replay.completed.v1": {
+      const r = d["results"] as Array<{ passed: boolean }>;
+      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay → ${d["passed"] ? "PASS" : "FAIL"}`];
+    }
+    case "moss.batch.verdict.v1":
+      return ["verdict", `${s(d["verdict"])}: ${s(d["reason"])}`];
+    case "moss.promotion.outcome.v1":
+      return ["promote", `${s(d["outcome"])}: ${s(d["image"])} — ${s(d["reason"])}`];
+    default:
+      return undefined;
+  }
+}

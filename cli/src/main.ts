@@ -1,0 +1,159 @@
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import { createBus, getBatch } from "@moss/bus";
+import { loadConfig, type LoadedConfig } from "@moss/config";
+import { BatchRecord, Buckets, Deployment, Messages } from "@moss/contracts";
+import { runDemo } from "./demo";
+import { deployAgent } from "./deploy";
+import { renderTimeline, type TimelineView } from "./render";
+import { startStack } from "./stack";
+
+const HELP = `moss — lets a deployed agent fix its own code, safely
+
+Usage: moss <command> [options]
+
+  up                       start nats-server (if none answers) and the five services; Ctrl-C stops them
+  demo                     the whole loop on the example agent, in .moss/demo (exit 0 only if a fix went live)
+      --data-dir DIR         where the demo keeps everything (default .moss/demo)
+      --bad-patch            configure a coding agent whose patch does not fix the bug (nothing is promoted)
+      --verbose              print the services' logs
+      --keep                 leave the agent container running at the end
+  deploy AGENT [REF]       build AGENT's repo at REF (default HEAD) and make it the live version
+  batches                  list batches and their state
+  show BATCH [--json] [--no-diff]   a batch's timeline: failures, diff, replay results, verdict, promotion
+  approve BATCH [--by NAME] [--reason TEXT]   consent to promote a batch that passed replay
+  reject BATCH --reason TEXT [--by NAME]      refuse it; it is never promoted
+  status                   live deployments
+
+Config: the JSON file in MOSS_CONFIG (or --config FILE), plus MOSS_* env overrides.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: "string" },
+      "data-dir": { type: "string" },
+      "bad-patch": { type: "boolean" },
+      verbose: { type: "boolean" },
+      keep: { type: "boolean" },
+      json: { type: "boolean" },
+      "no-diff": { type: "boolean" },
+      by: { type: "string" },
+      reason: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [cmd, ...args] = positionals;
+  if (!cmd || values.help) {
+    console.log(HELP);
+    return cmd || values.help ? 0 : 2;
+  }
+  const config = () => loadConfig(process.env, { file: values.config });
+
+  switch (cmd) {
+    case "demo": {
+      const res = await runDemo({
+        dataDir: values["data-dir"] ?? resolve(".moss", "demo"),
+        patch: values["bad-patch"] ? "bad" : "fix",
+        keep: values.keep,
+        serviceLog: values.verbose ? (s, l) => console.error(`[${s}] ${l}`) : undefined,
+        otlpEndpoint: process.env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"],
+      });
+      console.log(res.ok ? "DEMO OK: the failure was fixed, verified by replay, promoted, and answers correctly." : `DEMO FAILED: outcome ${res.outcome}`);
+      return res.ok ? 0 : 1;
+    }
+    case "up": {
+      const cfg = config();
+      if (!cfg.source) throw new Error("moss up needs a config file: set MOSS_CONFIG or pass --config FILE (see README)");
+      const stack = await startStack({ config: cfg, configFile: cfg.source, onLog: (s, l) => console.error(`[${s}] ${l}`) });
+      console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}`);
+      await new Promise<void>((r) => {
+        process.once("SIGINT", r);
+        process.once("SIGTERM", r);
+      });
+      await stack.stop();
+      return 0;
+    }
+    case "deploy": {
+      const [agent, ref] = args;
+      if (!agent) throw new Error("usage: moss deploy AGENT [REF]");
+      const d = await deployAgent(config(), agent, ref);
+      console.log(`${agent} is live: ${d.image} (${d.commit}) in container ${d.container}`);
+      return 0;
+    }
+    case "batches": {
+      const body = (await auditorGet(config(), "/v1/batches")) as { batches: Array<{ batchId: string; agent?: string; count?: number; verdict: string; lastAt: string }> };
+      if (values.json) console.log(JSON.stringify(body, null, 2));
+      else for (const b of body.batches) console.log(`${b.batchId}  ${(b.agent ?? "?").padEnd(12)} ${String(b.count ?? "?").padStart(5)} failures  ${b.verdict.padEnd(18)} ${b.lastAt}`);
+      return 0;
+    }
+    case "show": {
+      const [batch] = args;
+      if (!batch) throw new Error("usage: moss show BATCH");
+      const t = (await auditorGet(config(), `/v1/batches/${encodeURIComponent(batch)}`)) as TimelineView;
+      console.log(values.json ? JSON.stringify(t, null, 2) : renderTimeline(t, { diff: !values["no-diff"] }));
+      return 0;
+    }
+    case "approve":
+    case "reject": {
+      const [batch] = args;
+      if (!batch) throw new Error(`usage: moss ${cmd} BATCH${cmd === "reject" ? " --reason TEXT" : ""}`);
+      if (cmd === "reject" && !values.reason) throw new Error("moss reject needs --reason TEXT (it goes into the audit trail)");
+      const cfg = config();
+      const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
+      try {
+        const rec = await getBatch(await bus.kv(Buckets.batches), batch);
+        if (!rec) throw new Error(`no batch ${batch}; list them with \`moss batches\``);
+        if (cmd === "approve" && rec.value.state !== "awaiting-approval") throw new Error(`batch ${batch} is ${rec.value.state}, not awaiting-approval; only a batch whose candidate passed replay can be approved`);
+        const by = values.by ?? process.env["USER"] ?? "operator";
+        await bus.publish(Messages.approval, { batchId: batch, decision: cmd === "approve" ? "approve" : "reject", by, reason: values.reason ?? "" }, { msgId: `approval-${batch}-${cmd}` });
+        console.log(`${cmd === "approve" ? "approved" : "rejected"} ${batch} as ${by}`);
+      } finally {
+        await bus.close();
+      }
+      return 0;
+    }
+    case "status": {
+      const cfg = config();
+      const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
+      try {
+        const deployments = await bus.kv(Buckets.deployments);
+        for await (const k of await deployments.keys()) {
+          const e = await deployments.get(k);
+          if (e?.operation === "PUT") {
+            const d = Deployment.parse(e.json());
+            console.log(`${d.agent}: ${d.image} (${d.version.slice(0, 12)})${d.batchId ? ` from batch ${d.batchId}` : ""}${d.previous ? `; previous ${d.previous.image}` : ""}`);
+          }
+        }
+        const batches = await bus.kv(Buckets.batches);
+        for await (const k of await batches.keys()) {
+          const e = await batches.get(k);
+          if (e?.operation === "PUT") {
+            const b = BatchRecord.parse(e.json());
+            console.log(`  batch ${b.batchId} ${b.agent} ${b.state} (${b.count} failures, attempt ${b.attempt})${b.reason ? `: ${b.reason}` : ""}`);
+          }
+        }
+      } finally {
+        await bus.close();
+      }
+      return 0;
+    }
+    default:
+      console.error(`unknown command '${cmd}'\n\n${HELP}`);
+      return 2;
+  }
+}
+
+async function auditorGet(cfg: Readonly<LoadedConfig>, path: string): Promise<unknown> {
+  const url = `http://${cfg.auditor.host}:${cfg.auditor.port}${path}`;
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new Error(`cannot reach the auditor at ${url}: ${(err as Error).message}. Is \`moss up\` running with this config?`);
+  }
+  const body = (await res.json()) as { message?: string };
+  if (!res.ok) throw new Error(body.message ?? `auditor answered ${res.status}`);
+  return body;
+}

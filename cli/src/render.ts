@@ -1,0 +1,45 @@
+/** Text rendering of the auditor's batch timeline, for `moss show` and the demo. */
+export interface TimelineView {
+  batchId: string;
+  agent?: string;
+  fingerprint?: string;
+  count?: number;
+  traceId?: string;
+  verdict: string;
+  failures: Array<{ id: string; occurredAt: string; request: { method: string; path: string; body?: string }; error: { type: string; message: string } }>;
+  attempts: Array<{
+    attempt: number;
+    commit?: string;
+    image?: string;
+    filesChanged?: string[];
+    verdict?: string;
+    reason?: string;
+    diffText?: string;
+    replay?: Array<{ failureId: string; passed: boolean; reason: string; durationMs: number }>;
+  }>;
+  timeline: Array<{ at: string; kind: string; summary: string }>;
+}
+
+export function renderTimeline(t: TimelineView, opts: { diff?: boolean } = {}): string {
+  const out: string[] = [];
+  out.push(`Batch ${t.batchId}  agent ${t.agent ?? "?"}  verdict ${t.verdict.toUpperCase()}`);
+  out.push(`  fingerprint ${t.fingerprint ?? "?"}`);
+  out.push(`  ${t.count ?? t.failures.length} failure(s)${t.traceId ? `  trace ${t.traceId}` : ""}`);
+  out.push("", "Failures:");
+  for (const f of t.failures) out.push(`  ${f.occurredAt}  ${f.id}  ${f.request.method} ${f.request.path} ${trim(f.request.body, 60)}  → ${f.error.type}: ${trim(f.error.message, 80)}`);
+  for (const a of t.attempts) {
+    out.push("", `Attempt ${a.attempt}: ${a.verdict ?? "in progress"}${a.reason ? ` — ${a.reason}` : ""}`);
+    if (a.commit) out.push(`  commit ${a.commit}${a.image ? `  image ${a.image}` : ""}`);
+    if (a.filesChanged?.length) out.push(`  changed ${a.filesChanged.join(", ")}`);
+    for (const r of a.replay ?? []) out.push(`  replay ${r.passed ? "PASS" : "FAIL"} ${r.failureId} (${Math.round(r.durationMs)} ms): ${trim(r.reason, 120)}`);
+    if (opts.diff !== false && a.diffText) out.push("  diff:", ...a.diffText.trimEnd().split("\n").map((l) => `    ${l}`));
+  }
+  out.push("", "Timeline:");
+  for (const e of t.timeline) out.push(`  ${e.at}  ${e.kind.padEnd(16)} ${e.summary}`);
+  return out.join("\n");
+}
+
+function trim(s: string | undefined, n: number): string {
+  if (!s) return "";
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}

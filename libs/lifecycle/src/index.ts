@@ -1,0 +1,2 @@
+export { runService } from "./run";
+export type { ServiceDeps, ServiceParts, RunServiceOptions } from "./run";

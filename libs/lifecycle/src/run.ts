@@ -1,0 +1,86 @@
+import { createBlobStore, type BlobStore } from "@moss/blob";
+import { createBus, type Bus, type Consumption } from "@moss/bus";
+import { loadConfig, type LoadedConfig } from "@moss/config";
+import { createLogger, startTelemetry, type Logger, type LogLevel } from "@moss/telemetry";
+import type { FastifyInstance } from "fastify";
+
+/** What every service gets, wired in the same order everywhere. */
+export interface ServiceDeps {
+  config: Readonly<LoadedConfig>;
+  log: Logger;
+  bus: Bus;
+  blob: BlobStore;
+}
+
+/** What a service started: its consumers, optionally an HTTP app to listen, and its own clean-up. */
+export interface ServiceParts {
+  consumers: Consumption[];
+  http?: { app: FastifyInstance; host: string; port: number };
+  /** Runs after consumers stopped and HTTP closed, before NATS drains (timers, runtimes...). */
+  onStop?: () => Promise<void>;
+}
+
+export interface RunServiceOptions {
+  name: string;
+  env: NodeJS.ProcessEnv;
+  /** Creates consumers and HTTP from the wired dependencies. */
+  start: (deps: ServiceDeps) => Promise<ServiceParts>;
+  /** In-flight handlers get this long after a stop signal. Default 15 s. */
+  graceMs?: number;
+  /** Hard exit if shutdown takes longer than this. Default 30 s. */
+  forceMs?: number;
+}
+
+/**
+ * Wires a service: config → telemetry → connections → consumers → HTTP → ordered shutdown on SIGINT/SIGTERM
+ * (stop pulling → close HTTP → wait for in-flight handlers → drain NATS → flush telemetry → exit).
+ * Called only from a service's main.ts, the one place that touches process signals and exit.
+ */
+export async function runService(opts: RunServiceOptions): Promise<void> {
+  const log = createLogger(opts.name, { level: (opts.env["MOSS_LOG_LEVEL"] as LogLevel | undefined) ?? "info" });
+  let config: Readonly<LoadedConfig>;
+  try {
+    config = loadConfig(opts.env);
+  } catch (err) {
+    log.error((err as Error).message, { code: (err as { code?: string }).code });
+    process.exit(2);
+  }
+  const telemetry = startTelemetry({ serviceName: opts.name, otlpEndpoint: config.telemetry.otlpEndpoint });
+  let bus: Bus;
+  try {
+    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log });
+    await bus.provision();
+  } catch (err) {
+    log.error((err as Error).message, { code: (err as { code?: string }).code });
+    await telemetry.shutdown();
+    process.exit(1);
+  }
+  const blob = createBlobStore(config.blob.kind === "fs" ? { kind: "fs", dir: config.paths.blobs } : { ...config.blob });
+  await blob.init();
+  const parts = await opts.start({ config, log, bus, blob });
+  if (parts.http) {
+    await parts.http.app.listen({ host: parts.http.host, port: parts.http.port });
+    log.info("http listening", { url: `http://${parts.http.host}:${parts.http.port}` });
+  }
+  log.info("started", { nats: config.nats.url, consumers: parts.consumers.length });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("stopping", { signal });
+    setTimeout(() => {
+      log.error("shutdown took too long; forcing exit");
+      process.exit(1);
+    }, opts.forceMs ?? 30_000).unref();
+    await Promise.all(parts.consumers.map((c) => c.stop(opts.graceMs ?? 15_000)));
+    if (parts.http) await parts.http.app.close();
+    await parts.onStop?.();
+    await bus.close();
+    await telemetry.shutdown();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop("SIGINT"));
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+}

@@ -1,0 +1,28 @@
+import type { BlobStore } from "@moss/blob";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { AuditLog } from "./audit-log";
+import { batchTimeline, listBatches } from "./handlers/timeline";
+
+export interface AuditorHttpDeps {
+  log: AuditLog;
+  blob: BlobStore;
+}
+
+/** Operator API over the audit log. Built without listening; tests use `app.inject()`. */
+export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get("/health", async () => ({ ok: true, records: deps.log.records.length }));
+  app.get("/v1/batches", async () => ({ batches: listBatches(deps.log) }));
+  app.get<{ Params: { id: string }; Querystring: { diff?: string } }>("/v1/batches/:id", async (req, reply) => {
+    const t = batchTimeline(deps.log, req.params.id);
+    if (!t) return reply.code(404).send({ error: "MOSS_E_BATCH_NOT_FOUND", message: `no audit records for batch ${req.params.id}; list batches with \`moss batches\`` });
+    // Diffs are stored once in the blob store; the timeline carries them as text for reading.
+    const attempts = await Promise.all(
+      t.attempts.map(async (a) => ({ ...a, diffText: a.diff ? (await deps.blob.get(a.diff.sha256).catch(() => undefined))?.toString("utf8") : undefined })),
+    );
+    return { ...t, attempts };
+  });
+  app.get("/v1/dead-letters", async () => ({ deadLetters: deps.log.records.filter((r) => r.kind === "dlq.v1").map((r) => ({ at: r.at, ...(r.data as object) })) }));
+  app.get("/v1/audit/verify", async () => deps.log.verify());
+  return app;
+}

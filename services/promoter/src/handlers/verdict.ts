@@ -1,0 +1,82 @@
+import { getBatch, transitionBatch, type KV } from "@moss/bus";
+import { MossError, type Approval, type BatchState, type AttemptEvidence, type BatchRetry, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import type { Logger } from "@moss/telemetry";
+import { promote, type PromoteDeps } from "./promote";
+
+export interface VerdictDeps extends PromoteDeps {
+  batches: KV;
+  autoApprove: boolean;
+  maxAttempts: number;
+  publishRetry: (m: BatchRetry) => Promise<void>;
+  publishVerdict: (m: BatchVerdict) => Promise<void>;
+  log: Logger;
+}
+
+const DECIDED: readonly BatchState[] = ["promoting", "promoted", "rolled-back", "rejected", "exhausted"];
+
+/** Replay done: a pass goes to the consent gate, a failure back to the rewriter (or gives up). */
+export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps): Promise<void> {
+  const cur = await getBatch(deps.batches, msg.batchId);
+  if (cur && DECIDED.includes(cur.value.state)) {
+    // Redelivered after the decision was taken; a promotion a crash interrupted is resumed.
+    if (cur.value.state === "promoting" && deps.autoApprove) await promote(cur.value, "policy:autoApprove", deps);
+    return;
+  }
+  if (!msg.passed) {
+    const failed = msg.results.filter((r) => !r.passed);
+    const reason = `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${failed[0]!.reason}`;
+    return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "replay-failed", reason, results: msg.results }, deps);
+  }
+  const candidate = { attempt: msg.attempt, commit: msg.commit, image: msg.image, diff: msg.diff };
+  const { record } = await transitionBatch(deps.batches, msg.batchId, "awaiting-approval", { candidate, reason: "replay passed" });
+  if (record.state !== "awaiting-approval") return;
+  if (deps.autoApprove) {
+    deps.log.info("replay passed; promoting under the autoApprove policy", { batch: msg.batchId });
+    await promote(record, "policy:autoApprove", deps);
+    return;
+  }
+  await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit, image: msg.image, verdict: "awaiting-approval", reason: `replay passed; run \`moss approve ${msg.batchId}\` to promote` });
+}
+
+/** The rewriter produced no candidate: that attempt counts, and the next one gets the reason. */
+export async function onCandidateFailed(msg: CandidateFailed, deps: VerdictDeps): Promise<void> {
+  return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: msg.verdict, reason: msg.reason, results: [] }, deps);
+}
+
+export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void> {
+  const cur = await getBatch(deps.batches, msg.batchId);
+  if (!cur) throw new MossError("MOSS_E_BATCH_NOT_FOUND", `approval for unknown batch ${msg.batchId}`, false);
+  if (msg.decision === "reject") {
+    if (cur.value.state === "rejected") return;
+    await transitionBatch(deps.batches, msg.batchId, "rejected", { reason: `rejected by ${msg.by}: ${msg.reason}` });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: cur.value.agent, attempt: cur.value.attempt, commit: cur.value.candidate?.commit, image: cur.value.candidate?.image, verdict: "rejected", reason: `rejected by ${msg.by}${msg.reason ? `: ${msg.reason}` : ""}` });
+    return;
+  }
+  // Approving twice, or a redelivered approval of a batch already promoted, changes nothing.
+  if (cur.value.state !== "awaiting-approval" && cur.value.state !== "promoting") {
+    deps.log.warn("approval ignored", { batch: msg.batchId, state: cur.value.state });
+    return;
+  }
+  await promote(cur.value, msg.by, deps);
+}
+
+async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: AttemptEvidence, deps: VerdictDeps): Promise<void> {
+  const previous = [...msg.previous.filter((p) => p.attempt !== msg.attempt), evidence];
+  if (msg.attempt >= deps.maxAttempts) {
+    await transitionBatch(deps.batches, msg.batchId, "exhausted", { reason: evidence.reason });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "exhausted", reason: `gave up after ${msg.attempt} attempt(s); last: ${evidence.reason}` });
+    return;
+  }
+  await transitionBatch(deps.batches, msg.batchId, "rewriting", { reason: evidence.reason });
+  deps.log.info("sending batch back to the rewriter", { batch: msg.batchId, next: msg.attempt + 1, why: evidence.reason });
+  await deps.publishRetry({
+    batchId: msg.batchId,
+    agent: msg.agent,
+    fingerprint: msg.fingerprint,
+    baseVersion: msg.baseVersion,
+    failures: msg.failures,
+    count: msg.count,
+    attempt: msg.attempt + 1,
+    previous,
+  });
+}

@@ -1,0 +1,79 @@
+// The whole loop as a user runs it (`moss demo`): real nats-server, five service processes, real Docker.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FIXED_ANSWER, runDemo, type DemoResult } from "@moss/cli";
+import { createBus } from "@moss/bus";
+import { failureSubject } from "@moss/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startOtlpReceiver } from "../helpers/otlp";
+
+describe("end to end: a failure travels curate → rewrite → replay → promote → audit", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "moss-e2e-fix-"));
+  const serviceLines: string[] = [];
+  const progress: string[] = [];
+  let otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
+  let res: DemoResult;
+  let badSeqLogged = 0;
+
+  beforeAll(async () => {
+    otlp = await startOtlpReceiver();
+    res = await runDemo({
+      dataDir,
+      agent: "e2efix",
+      patch: "fix",
+      otlpEndpoint: otlp.endpoint,
+      env: { OTEL_BSP_SCHEDULE_DELAY: "100" },
+      out: (l) => progress.push(l),
+      serviceLog: (s, l) => serviceLines.push(`[${s}] ${l}`),
+      beforeTraffic: async ({ natsUrl, agent }) => {
+        // Bad input from a buggy agent: valid JSON, wrong shape.
+        const bus = await createBus({ url: natsUrl, name: "e2e-bad-input" });
+        await bus.js.publish(failureSubject(agent), JSON.stringify({ id: "malformed-1", agent, error: "boom" }), { msgID: "malformed-1" });
+        await bus.close();
+      },
+    });
+    badSeqLogged = serviceLines.filter((l) => l.includes("message dead-lettered") && l.includes("moss.failure.e2efix")).length;
+    // Give the exporters' last batch a moment to arrive.
+    await new Promise((r) => setTimeout(r, 1_500));
+  }, 400_000);
+
+  afterAll(async () => {
+    await otlp?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("v1 fails the request, the fixed agent answers it correctly after promotion", () => {
+    expect(res.before.map((b) => b.status)).toEqual([500, 500, 500]);
+    expect(res.outcome).toBe("promoted");
+    expect(res.after?.status).toBe(200);
+    expect(JSON.parse(res.after!.body).answer).toBe(FIXED_ANSWER);
+    expect(res.liveImageAfter).not.toBe(res.v1.image);
+    expect(res.ok).toBe(true);
+  });
+
+  it("the batch timeline shows failures, the patch, replay results and the promotion", () => {
+    const t = res.timeline!;
+    expect(t.failures.length).toBe(3);
+    expect(t.attempts.length).toBe(1);
+    expect(t.attempts[0]!.filesChanged).toEqual(["src/router.ts"]);
+    expect(t.attempts[0]!.diffText).toContain("src/router.ts");
+    expect(t.attempts[0]!.replay!.every((r) => r.passed)).toBe(true);
+    expect(t.verdict).toBe("promoted");
+    expect(t.timeline.map((e) => e.kind)).toEqual(expect.arrayContaining(["failure", "batch", "candidate", "replay", "promotion"]));
+  });
+
+  it("a malformed failure event is dead-lettered with its reason, logged once, and the services keep running", () => {
+    expect(badSeqLogged).toBe(1);
+    const line = serviceLines.find((l) => l.includes("message dead-lettered"))!;
+    expect(line).toContain("failure.v1 on moss.failure.e2efix does not match its schema");
+    // The story above completed after the bad message, so every service kept running.
+    expect(res.ok).toBe(true);
+  });
+
+  it("spans from all five services share the batch's one trace id", () => {
+    expect(res.traceId).toMatch(/^[0-9a-f]{32}$/);
+    const services = new Set(otlp.spans.filter((s) => s.traceId === res.traceId).map((s) => s.service));
+    expect([...services].sort()).toEqual(["auditor", "curator", "promoter", "replayer", "rewriter"]);
+  });
+});
