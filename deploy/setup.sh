@@ -59,7 +59,11 @@ fi
 if ! docker info >/dev/null 2>&1; then
   is_root || die "the Docker engine is not running and this user cannot start it: start dockerd (or Docker Desktop), then re-run."
   say "starting dockerd in the background (log: /var/log/moss-dockerd.log)"
-  rm -f /var/run/docker.pid
+  # A dockerd/containerd killed without a clean stop leaves pid files behind that make the next start wait
+  # for a containerd that is not there: clear those whose process is gone.
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then rm -f "$pidfile"; fi
+  done
   nohup dockerd >/var/log/moss-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || die "dockerd did not come up; see /var/log/moss-dockerd.log"
