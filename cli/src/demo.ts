@@ -71,12 +71,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { repoDir, commit: v1Commit } = await prepareAgentRepo(join(dataDir, "agent-repo"));
   step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
 
-  const [natsPort, auditorPort, livePort] = [await freePort(), await freePort(), await freePort()];
+  const [natsPort, auditorPort, livePort, ingestPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const cfgInput: MossConfigInput = {
     dataDir,
     nats: { url: `nats://127.0.0.1:${natsPort}` },
     telemetry: { otlpEndpoint: opts.otlpEndpoint },
-    curator: { batchSize: 3, batchWindowMs: 5_000 },
+    curator: { batchSize: 3, batchWindowMs: 5_000, http: { port: ingestPort } },
     rewriter: { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], timeoutMs: 60_000 },
     replayer: { concurrency: 2 },
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },

@@ -128,7 +128,7 @@ describe("bus against a real nats-server", () => {
   it("moves KV entries by compare-and-set only: concurrent updaters never lose an increment", async () => {
     const kv = await bus.kv(Buckets.batches);
     const now = new Date().toISOString();
-    const rec = { batchId: "cas1", agent: "demo", fingerprint: "f", baseVersion: "abcdef1", state: "collecting" as const, failures: [], count: 0, openedAt: now, deadline: now, updatedAt: now, trace: {}, attempt: 0 };
+    const rec = { batchId: "cas1", agent: "demo", fingerprint: "f", baseVersion: "abcdef1", state: "collecting" as const, failures: [], count: 0, attached: 0, fingerprintVersion: "fp1", openedAt: now, deadline: now, updatedAt: now, trace: {}, attempt: 0 };
     await Promise.all(
       Array.from({ length: 20 }, () => kvUpdate(kv, "cas1", BatchRecord, (cur) => (cur ? { ...cur, count: cur.count + 1 } : { ...rec, count: 1 }))),
     );

@@ -77,6 +77,19 @@ export interface ConsumeOptions {
   maxBackoffMs?: number;
 }
 
+export interface ChunkItem<T> {
+  msg: T;
+  subject: string;
+  streamSeq: number;
+  deliveryCount: number;
+  headers: Record<string, string>;
+}
+export type ChunkHandler<S extends z.ZodType> = (items: Array<ChunkItem<z.infer<S>>>) => Promise<void>;
+export interface ChunkOptions extends ConsumeOptions {
+  /** Most messages handed to one call. Default 500. */
+  maxChunk?: number;
+}
+
 export interface Consumption {
   /** Stops pulling, waits up to graceMs for handlers in flight. */
   stop(graceMs?: number): Promise<void>;
@@ -94,6 +107,12 @@ export interface Bus {
   provision(): Promise<void>;
   publish<S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts: PublishOptions): Promise<PubAck>;
   consume(consumer: ConsumerDef, routes: Route[], opts?: ConsumeOptions): Promise<Consumption>;
+  /**
+   * Consumes in chunks (up to maxChunk, flushed whenever nothing more is waiting): for high-volume subjects where
+   * one durable write per chunk beats one per message. Invalid messages are dead-lettered one by one; the chunk is
+   * acked after `handle` resolves, or every message in it is nak'ed / dead-lettered if it throws.
+   */
+  consumeChunks<S extends z.ZodType>(consumer: ConsumerDef, def: MessageDef<S>, handle: ChunkHandler<S>, opts?: ChunkOptions): Promise<Consumption>;
   kv(bucket: string): Promise<KV>;
   /** Drains and closes the connection. */
   close(): Promise<void>;
@@ -137,6 +156,69 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     return js.publish(subject, JSON.stringify(parsed.data), { msgID: p.msgId, headers: h });
   };
 
+  /** Copies a message to the dead-letter subject with the reason; dedup by origin so a crash never makes two. */
+  const deadLetter = async (c: ConsumerDef, m: JsMsg, reason: string, code: string) => {
+    const dl: DeadLetter = {
+      subject: m.subject,
+      stream: c.stream,
+      consumer: c.durable,
+      streamSeq: m.seq,
+      reason,
+      code,
+      payloadBase64: Buffer.from(m.data).toString("base64"),
+      headers: headersToRecord(m.headers, true) as Record<string, string[]>,
+      at: new Date().toISOString(),
+    };
+    await js.publish(deadLetterSubject(c.stream, c.durable), JSON.stringify(dl), { msgID: `dlq-${c.stream}-${c.durable}-${m.seq}` });
+  };
+
+  /** Parses and validates a message against its route; throws InvalidMessageError (terminal) if it does not fit. */
+  const decode = (c: ConsumerDef, routes: Route[], m: JsMsg): { r: Route; data: unknown } => {
+    const r = routes.find((x) => subjectMatches(x.def.subject, m.subject));
+    if (!r) throw new UnroutableMessageError(m.subject, c.durable);
+    let body: unknown;
+    const text = new TextDecoder().decode(m.data);
+    try {
+      body = JSON.parse(text);
+    } catch (err) {
+      if (!r.raw) throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
+      body = text;
+    }
+    if (r.raw) return { r, data: body };
+    const parsed = r.def.schema.safeParse(body);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+      throw new InvalidMessageError(`${r.def.name} on ${m.subject} does not match its schema: ${problems}`);
+    }
+    return { r, data: parsed.data };
+  };
+
+  /** A handler failed for this message: nak with backoff, or (terminal / out of deliveries) term + dead-letter. */
+  const fail = async (c: ConsumerDef, m: JsMsg, err: unknown, o: ConsumeOptions, stats: Consumption["stats"], clog: Logger) => {
+    const code = errorCode(err);
+    const reason = (err as Error)?.message ?? String(err);
+    const deliveryCount = m.info.deliveryCount;
+    if (isTerminal(err) || deliveryCount >= c.maxDeliver) {
+      const why = isTerminal(err) ? reason : `gave up after ${deliveryCount} deliveries: ${reason}`;
+      // Logged once: a termed message is never redelivered.
+      clog.error("message dead-lettered", { subject: m.subject, seq: m.seq, code, reason: why });
+      try {
+        await deadLetter(c, m, why, code);
+        m.term(why.slice(0, 200));
+        stats.termed++;
+      } catch (dlErr) {
+        clog.error("dead-letter publish failed; will be redelivered", { err: dlErr });
+        m.nak(backoff(deliveryCount, o));
+        stats.naked++;
+      }
+    } else {
+      const delay = backoff(deliveryCount, o);
+      clog.warn("handler failed, will retry", { subject: m.subject, seq: m.seq, code, reason, delivery: deliveryCount, retryInMs: delay, stack: (err as Error)?.stack });
+      m.nak(delay);
+      stats.naked++;
+    }
+  };
+
   const consume = async (c: ConsumerDef, routes: Route[], o: ConsumeOptions = {}): Promise<Consumption> => {
     const consumer = await js.consumers.get(c.stream, c.durable);
     const concurrency = o.concurrency ?? 1;
@@ -145,73 +227,22 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     const inflight = new Set<Promise<void>>();
     const clog = log.child({ consumer: c.durable });
 
-    const deadLetter = async (m: JsMsg, reason: string, code: string) => {
-      const dl: DeadLetter = {
-        subject: m.subject,
-        stream: c.stream,
-        consumer: c.durable,
-        streamSeq: m.seq,
-        reason,
-        code,
-        payloadBase64: Buffer.from(m.data).toString("base64"),
-        headers: headersToRecord(m.headers, true) as Record<string, string[]>,
-        at: new Date().toISOString(),
-      };
-      // Dedup by origin: a crash between the copy and the term never yields two dead letters.
-      await js.publish(deadLetterSubject(c.stream, c.durable), JSON.stringify(dl), { msgID: `dlq-${c.stream}-${c.durable}-${m.seq}` });
-    };
-
     const handleOne = async (m: JsMsg) => {
       const hdrs = headersToRecord(m.headers) as Record<string, string>;
-      const deliveryCount = m.info.deliveryCount;
-      const r = routes.find((x) => subjectMatches(x.def.subject, m.subject));
       const timer = setInterval(() => m.working(), Math.max(1_000, c.ackWaitMs / 3));
       try {
-        if (!r) throw new UnroutableMessageError(m.subject, c.durable);
-        let body: unknown;
-        const text = new TextDecoder().decode(m.data);
-        try {
-          body = JSON.parse(text);
-        } catch (err) {
-          if (!r.raw) throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
-          body = text;
-        }
-        const parsed = r.raw ? { success: true as const, data: body } : r.def.schema.safeParse(body);
-        if (!parsed.success) {
-          const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-          throw new InvalidMessageError(`${r.def.name} on ${m.subject} does not match its schema: ${problems}`);
-        }
+        const { r, data } = decode(c, routes, m);
+        const deliveryCount = m.info.deliveryCount;
         await withSpan(
           `${c.durable} ${r.def.name}`,
           { "messaging.system": "nats", "messaging.destination.name": m.subject, "messaging.consumer.group.name": c.durable, "moss.batch": hdrs[H.batchId], "moss.delivery": deliveryCount },
-          () => r.handle(parsed.data, { subject: m.subject, deliveryCount, streamSeq: m.seq, headers: hdrs, working: () => m.working() }),
+          () => r.handle(data, { subject: m.subject, deliveryCount, streamSeq: m.seq, headers: hdrs, working: () => m.working() }),
           extractContext(hdrs),
         );
         await m.ackAck().catch(() => m.ack());
         stats.acked++;
       } catch (err) {
-        const code = errorCode(err);
-        const reason = (err as Error)?.message ?? String(err);
-        const terminal = isTerminal(err);
-        if (terminal || deliveryCount >= c.maxDeliver) {
-          const why = terminal ? reason : `gave up after ${deliveryCount} deliveries: ${reason}`;
-          // Logged once: a termed message is never redelivered.
-          clog.error("message dead-lettered", { subject: m.subject, seq: m.seq, code, reason: why });
-          try {
-            await deadLetter(m, why, code);
-            m.term(why.slice(0, 200));
-            stats.termed++;
-          } catch (dlErr) {
-            clog.error("dead-letter publish failed; will be redelivered", { err: dlErr });
-            m.nak(backoff(deliveryCount, o));
-            stats.naked++;
-          }
-        } else {
-          const delay = backoff(deliveryCount, o);
-          clog.warn("handler failed, will retry", { subject: m.subject, seq: m.seq, code, reason, delivery: deliveryCount, retryInMs: delay, stack: (err as Error)?.stack });
-          m.nak(delay);
-          stats.naked++;
-        }
+        await fail(c, m, err, o, stats, clog);
       } finally {
         clearInterval(timer);
       }
@@ -242,6 +273,73 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     };
   };
 
+  const consumeChunks = async <S extends z.ZodType>(c: ConsumerDef, def: MessageDef<S>, handle: ChunkHandler<S>, o: ChunkOptions = {}): Promise<Consumption> => {
+    const consumer = await js.consumers.get(c.stream, c.durable);
+    const maxChunk = o.maxChunk ?? 500;
+    const messages = await consumer.consume({ max_messages: maxChunk * 2 });
+    const stats = { acked: 0, naked: 0, termed: 0 };
+    const clog = log.child({ consumer: c.durable });
+    const routes = [route(def, async () => undefined)];
+    let buf: JsMsg[] = [];
+    let current: Promise<void> = Promise.resolve();
+    let stopping = false;
+
+    const flush = async (chunk: JsMsg[]) => {
+      const items: Array<ChunkItem<z.infer<S>>> = [];
+      const held: JsMsg[] = [];
+      for (const m of chunk) {
+        try {
+          items.push({ msg: decode(c, routes, m).data as z.infer<S>, subject: m.subject, streamSeq: m.seq, deliveryCount: m.info.deliveryCount, headers: headersToRecord(m.headers) as Record<string, string> });
+          held.push(m);
+        } catch (err) {
+          await fail(c, m, err, o, stats, clog);
+        }
+      }
+      if (!items.length) return;
+      const timer = setInterval(() => held.forEach((m) => m.working()), Math.max(1_000, c.ackWaitMs / 3));
+      try {
+        await handle(items);
+        for (const m of held) m.ack();
+        // One round trip confirms every ack of the chunk reached the server.
+        await nc.flush();
+        stats.acked += held.length;
+      } catch (err) {
+        for (const m of held) await fail(c, m, err, o, stats, clog);
+      } finally {
+        clearInterval(timer);
+      }
+    };
+
+    const done = (async () => {
+      for await (const m of messages) {
+        if (stopping) {
+          m.nak();
+          continue;
+        }
+        buf.push(m);
+        // Adaptive chunks: flush when the chunk is full or nothing more is waiting (low latency when quiet).
+        if (buf.length >= maxChunk || messages.getPending() === 0) {
+          const chunk = buf;
+          buf = [];
+          await current;
+          current = flush(chunk);
+          await current;
+        }
+      }
+      await current;
+    })();
+
+    return {
+      stats,
+      done,
+      async stop(graceMs = 10_000) {
+        stopping = true;
+        await messages.close().catch(() => undefined);
+        await Promise.race([current, new Promise((r) => setTimeout(r, graceMs).unref())]);
+      },
+    };
+  };
+
   return {
     nc,
     js,
@@ -249,6 +347,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     provision: () => provision(jsm),
     publish,
     consume,
+    consumeChunks,
     kv(bucket) {
       let p = kvs.get(bucket);
       if (!p) {

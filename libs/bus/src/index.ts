@@ -1,5 +1,5 @@
 export { createBus, rawRoute, route } from "./bus";
-export type { Bus, BusOptions, ConsumeOptions, Consumption, Handler, HandlerContext, PublishOptions, Route } from "./bus";
+export type { Bus, BusOptions, ChunkHandler, ChunkItem, ChunkOptions, ConsumeOptions, Consumption, Handler, HandlerContext, PublishOptions, Route } from "./bus";
 export { provision } from "./provision";
 export { kvGet, kvUpdate } from "./kv";
 export type { Versioned } from "./kv";

@@ -13,6 +13,18 @@ export const AgentConfig = z.object({
   healthPath: z.string().startsWith("/").default("/health"),
   /** The agent's state directory inside its container; the live agent keeps it on a volume across versions. */
   stateDir: z.string().startsWith("/").optional(),
+  /** Per-agent overrides of the curator's batching policy. */
+  curation: z
+    .object({
+      batchSize: z.number().int().min(1),
+      batchWindowMs: z.number().int().min(100),
+      maxSamples: z.number().int().min(1),
+      maxRewrites: z.number().int().min(1),
+      rateWindowMs: z.number().int().min(1_000),
+      breakerThreshold: z.number().int().min(1),
+    })
+    .partial()
+    .default({}),
   /** Extra env for the live agent and its trials (failure env overrides it in trials). */
   env: z.record(z.string(), z.string()).default({}),
 });
@@ -59,6 +71,32 @@ export const MossConfig = z.object({
       batchWindowMs: z.number().int().min(100).default(10_000),
       /** Failure events kept as evidence per batch (the rest are counted). Default 20. */
       maxSamples: z.number().int().min(1).default(20),
+      /** At most this many batches go to the rewriter per agent per `rateWindowMs`; the rest wait as `queued`. Default 10. */
+      maxRewrites: z.number().int().min(1).default(10),
+      /** Rate-limit window. Default 1 h. */
+      rateWindowMs: z.number().int().min(1_000).default(3_600_000),
+      /** Consecutive rejected candidates after which a fingerprint needs a human. Default 3. */
+      breakerThreshold: z.number().int().min(1).default(3),
+      /** Failure events filed per KV write. Default 500. */
+      maxChunk: z.number().int().min(1).max(10_000).default(500),
+      /** HTTP ingest (`POST /v1/failures`, `POST /v1/flags`) for agents without a NATS client. */
+      http: z
+        .object({
+          /** Default true. */
+          enabled: z.boolean().default(true),
+          /** Default 127.0.0.1. Anything else requires a token. */
+          host: z.string().default("127.0.0.1"),
+          /** Default 7421. */
+          port: z.number().int().min(0).max(65535).default(7421),
+          /** Bearer token agents must send. Unset: no auth (loopback only). */
+          token: z.string().min(16, "curator.http.token: at least 16 characters").optional(),
+          /** Largest accepted event, bytes. Default 2 MiB. */
+          bodyLimitBytes: z.number().int().min(1_024).default(2 * 1024 * 1024),
+        })
+        .prefault({})
+        .refine((h) => !h.enabled || h.token || ["127.0.0.1", "localhost", "::1"].includes(h.host), {
+          message: "curator.http listens beyond loopback without a token: set curator.http.token",
+        }),
     })
     .prefault({}),
   rewriter: z

@@ -183,7 +183,7 @@ export const BatchVerdict = z.object({
   commit: GitSha.optional(),
   image: z.string().optional(),
   /** awaiting-approval | exhausted | rejected */
-  verdict: z.enum(["awaiting-approval", "exhausted", "rejected"]),
+  verdict: z.enum(["awaiting-approval", "exhausted", "rejected", "needs-human", "queued"]),
   reason: z.string(),
 });
 export type BatchVerdict = z.infer<typeof BatchVerdict>;
@@ -228,6 +228,10 @@ export type DeadLetter = z.infer<typeof DeadLetter>;
 /** The batch record in the `moss_batches` KV bucket; it moves only by compare-and-set. */
 export const BatchState = z.enum([
   "collecting",
+  /** Closed, waiting for the agent's rewrite rate limit. */
+  "queued",
+  /** Closed, but its fingerprint's circuit breaker is open: an operator must look first. */
+  "needs-human",
   "ready",
   "rewriting",
   "candidate",
@@ -243,11 +247,13 @@ export type BatchState = z.infer<typeof BatchState>;
 
 /** Which states a batch may move to from each state (rollback and retries included). */
 export const BatchTransitions: Readonly<Record<BatchState, readonly BatchState[]>> = {
-  collecting: ["ready"],
-  ready: ["rewriting", "exhausted"],
-  rewriting: ["rewriting", "candidate", "exhausted"],
-  candidate: ["replaying", "rewriting", "exhausted"],
-  replaying: ["awaiting-approval", "rewriting", "exhausted"],
+  collecting: ["ready", "queued", "needs-human"],
+  queued: ["ready", "needs-human"],
+  "needs-human": [],
+  ready: ["rewriting", "exhausted", "needs-human"],
+  rewriting: ["rewriting", "candidate", "exhausted", "needs-human"],
+  candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
+  replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human"],
   "awaiting-approval": ["promoting", "rejected"],
   promoting: ["promoted", "rolled-back"],
   promoted: [],
@@ -264,6 +270,12 @@ export const BatchRecord = z.object({
   state: BatchState,
   failures: z.array(FailureRef),
   count: z.number().int().nonnegative(),
+  /** Failures of the same fingerprint that arrived while this batch was already in the pipeline. */
+  attached: z.number().int().nonnegative().default(0),
+  /** Grouping algorithm (and rules) that produced the fingerprint. */
+  fingerprintVersion: z.string().default("fp1"),
+  /** Short hash of the fingerprint: the key of its circuit breaker. */
+  fingerprintKey: z.string().optional(),
   openedAt: z.string().datetime(),
   deadline: z.string().datetime(),
   closedAt: z.string().datetime().optional(),
@@ -277,6 +289,33 @@ export const BatchRecord = z.object({
   updatedAt: z.string().datetime(),
 });
 export type BatchRecord = z.infer<typeof BatchRecord>;
+
+/** A failure whose fingerprint a promoted batch fixed came back on the promoted version. */
+export const Regression = z.object({
+  agent: AgentName,
+  fingerprint: z.string(),
+  /** The promoted batch that was supposed to fix it. */
+  batchId: Id,
+  /** The promoted commit the failure happened on. */
+  version: GitSha,
+  failureId: Id,
+  at: z.string().datetime(),
+});
+export type Regression = z.infer<typeof Regression>;
+
+/** Circuit breaker of one fingerprint, in the `moss_fingerprints` KV bucket (key `<agent>.<fingerprint key>`). */
+export const FingerprintBreaker = z.object({
+  agent: AgentName,
+  fingerprint: z.string(),
+  /** Rejected candidates in a row (replay failed, no candidate, operator reject, rollback). */
+  consecutiveRejections: z.number().int().nonnegative(),
+  needsHuman: z.boolean(),
+  /** `<batch>:<attempt>:<kind>` already counted: outcome messages may be redelivered. */
+  counted: z.array(z.string()).max(100).default([]),
+  updatedAt: z.string().datetime(),
+  resetBy: z.string().optional(),
+});
+export type FingerprintBreaker = z.infer<typeof FingerprintBreaker>;
 
 /** The live deployment of an agent, in the `moss_deployments` KV bucket. */
 export const Deployment = z.object({

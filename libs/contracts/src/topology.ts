@@ -9,6 +9,7 @@ import {
   DeadLetter,
   FailureEvent,
   PromotionOutcome,
+  Regression,
   ReplayCompleted,
 } from "./schemas";
 
@@ -51,6 +52,8 @@ export const Messages = {
   batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict),
   approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval),
   promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome),
+  /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
+  regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression),
   /** `moss.dlq.<stream>.<consumer>` */
   deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter),
 } as const;
@@ -76,7 +79,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
   {
     name: Streams.PIPELINE,
-    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>"],
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>"],
     maxAgeMs: 90 * DAY,
     duplicateWindowMs: 10 * 60_000,
   },
@@ -100,6 +103,8 @@ function consumer(durable: string, stream: StreamName, msgs: MessageDef[], ackWa
 /** Every durable consumer, by the service that owns it. */
 export const Consumers = {
   curator: consumer("curator", Streams.FAILURES, [Messages.failure]),
+  /** Outcomes the curator's circuit breaker counts. */
+  curatorOutcomes: consumer("curator-outcomes", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.batchVerdict, Messages.promotion]),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval]),
@@ -116,6 +121,10 @@ export const Buckets = {
   openBatches: "moss_open_batches",
   /** agent → Deployment. */
   deployments: "moss_deployments",
+  /** `agent.<name>` → the curator's state for that agent (open batches, applied stream sequences); CAS only. */
+  curator: "moss_curator",
+  /** `<agent>.<fingerprint key>` → FingerprintBreaker. */
+  fingerprints: "moss_fingerprints",
 } as const;
 
 /** Headers Moss sets on messages. */

@@ -1,33 +1,73 @@
-// Curator: failure events in, batches out. Wiring only; decisions live in handlers/.
+// Curator: failure events in, batches out. Wiring only; decisions live in handlers/ and state/.
 import { route } from "@moss/bus";
-import { Buckets, Consumers, Messages } from "@moss/contracts";
+import { Buckets, Consumers, Messages, Streams, failureSubject } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
-import { extractContext, context } from "@moss/telemetry";
-import { handleFailure, sweepExpired, type CuratorDeps } from "./handlers/failure";
+import { context, extractContext } from "@moss/telemetry";
+import { FINGERPRINT_VERSION, fingerprintOf } from "./handlers/fingerprint";
+import { onOutcome, type BreakerDeps } from "./handlers/breaker";
+import { ingestChunk, tick, type CuratorDeps } from "./handlers/ingest";
+import { buildApp } from "./http";
 
 await runService({
   name: "curator",
   env: process.env,
   async start({ config, log, bus, blob }) {
+    const policyFor = (agent: string) => ({ ...config.curator, ...config.agents[agent]?.curation });
+    let ackFloor = 0;
+    const refreshAckFloor = async () => {
+      const info = await bus.jsm.consumers.info(Streams.FAILURES, Consumers.curator.durable);
+      ackFloor = info.ack_floor.stream_seq;
+    };
+    await refreshAckFloor();
     const deps: CuratorDeps = {
       blob,
+      state: await bus.kv(Buckets.curator),
       batches: await bus.kv(Buckets.batches),
-      open: await bus.kv(Buckets.openBatches),
-      policy: config.curator,
+      breakers: await bus.kv(Buckets.fingerprints),
+      policyFor,
+      fingerprint: (ev) => ({ ...fingerprintOf(ev), version: FINGERPRINT_VERSION }),
+      ackFloor: () => ackFloor,
       log,
       publishReady: async (msg, trace) => {
         await context.with(extractContext(trace), () => bus.publish(Messages.batchReady, msg, { msgId: `batch-ready-${msg.batchId}` }));
       },
+      publishVerdict: async (m) => void (await bus.publish(Messages.batchVerdict, m, { msgId: `verdict-${m.batchId}-${m.attempt}-${m.verdict}` })),
+      publishRegression: async (m) => void (await bus.publish(Messages.regression, m, { msgId: `regression-${m.failureId}` })),
     };
-    const consumer = await bus.consume(Consumers.curator, [route(Messages.failure, (ev) => handleFailure(ev, deps))]);
-    let sweeping = false;
+    const breakerDeps: BreakerDeps = { batches: deps.batches, breakers: deps.breakers, thresholdFor: (a) => policyFor(a).breakerThreshold, log };
+
+    const failures = await bus.consumeChunks(Consumers.curator, Messages.failure, (items) => ingestChunk(items, deps), { maxChunk: config.curator.maxChunk });
+    const outcomes = await bus.consume(Consumers.curatorOutcomes, [
+      route(Messages.replayCompleted, (msg) => onOutcome({ kind: "replay", msg }, breakerDeps)),
+      route(Messages.candidateFailed, (msg) => onOutcome({ kind: "candidate", msg }, breakerDeps)),
+      route(Messages.batchVerdict, (msg) => onOutcome({ kind: "verdict", msg }, breakerDeps)),
+      route(Messages.promotion, (msg) => onOutcome({ kind: "promotion", msg }, breakerDeps)),
+    ]);
+
+    // Windows close, queues drain and the outbox empties on a timer, from every replica (CAS makes that safe).
+    let ticking = false;
     const timer = setInterval(() => {
-      if (sweeping) return;
-      sweeping = true;
-      sweepExpired(deps)
-        .catch((err) => log.warn("sweep failed; next tick retries", { err }))
-        .finally(() => (sweeping = false));
-    }, Math.min(1_000, Math.max(100, config.curator.batchWindowMs / 4)));
-    return { consumers: [consumer], onStop: async () => clearInterval(timer) };
+      if (ticking) return;
+      ticking = true;
+      (async () => {
+        await refreshAckFloor();
+        for await (const key of await deps.state.keys("agent.*")) await tick(key.slice("agent.".length), deps);
+      })()
+        .catch((err) => log.warn("curator tick failed; the next one retries", { err }))
+        .finally(() => (ticking = false));
+    }, Math.min(500, Math.max(100, config.curator.batchWindowMs / 4)));
+
+    const http = config.curator.http.enabled
+      ? {
+          app: buildApp({
+            token: config.curator.http.token,
+            bodyLimitBytes: config.curator.http.bodyLimitBytes,
+            publish: async (ev) => void (await bus.publish(Messages.failure, ev, { msgId: ev.id, subject: failureSubject(ev.agent) })),
+          }),
+          host: config.curator.http.host,
+          port: config.curator.http.port,
+        }
+      : undefined;
+    return { consumers: [failures, outcomes], http, onStop: async () => clearInterval(timer) };
   },
 });

@@ -18,6 +18,8 @@ await runService({
     const deps: VerdictDeps = {
       batches: await bus.kv(Buckets.batches),
       deployments: await bus.kv(Buckets.deployments),
+      breakers: await bus.kv(Buckets.fingerprints),
+      breakerThreshold: (agent) => config.agents[agent]?.curation.breakerThreshold ?? config.curator.breakerThreshold,
       runtime: createRuntime(),
       probe: (agent) => {
         const a = agentCfg(agent);

@@ -3,7 +3,7 @@ import type { BlobStore } from "@moss/blob";
 import { kvGet, kvUpdate, type KV } from "@moss/bus";
 import { BatchRecord, Buckets, type BatchReady, type FailureEvent } from "@moss/contracts";
 import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
-import { fingerprintOf } from "./fingerprint";
+import { FINGERPRINT_VERSION, fingerprintOf } from "./fingerprint";
 
 export interface CuratorDeps {
   blob: BlobStore;
@@ -142,6 +142,8 @@ async function createRecord(batchId: string, ev: FailureEvent, fingerprint: stri
     state: "collecting",
     failures: [],
     count: 0,
+    attached: 0,
+    fingerprintVersion: FINGERPRINT_VERSION,
     openedAt: at,
     deadline: new Date(now + deps.policy.batchWindowMs).toISOString(),
     trace: carrier,

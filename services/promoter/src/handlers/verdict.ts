@@ -1,10 +1,13 @@
-import { getBatch, transitionBatch, type KV } from "@moss/bus";
-import { MossError, type Approval, type BatchState, type AttemptEvidence, type BatchRetry, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
+import { FingerprintBreaker, MossError, type Approval, type BatchState, type AttemptEvidence, type BatchRetry, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 import { promote, type PromoteDeps } from "./promote";
 
 export interface VerdictDeps extends PromoteDeps {
   batches: KV;
+  /** Circuit breakers by `<agent>.<fingerprint key>` (the curator counts, the promoter obeys). */
+  breakers: KV;
+  breakerThreshold: (agent: string) => number;
   autoApprove: boolean;
   maxAttempts: number;
   publishRetry: (m: BatchRetry) => Promise<void>;
@@ -12,7 +15,7 @@ export interface VerdictDeps extends PromoteDeps {
   log: Logger;
 }
 
-const DECIDED: readonly BatchState[] = ["promoting", "promoted", "rolled-back", "rejected", "exhausted"];
+const DECIDED: readonly BatchState[] = ["promoting", "promoted", "rolled-back", "rejected", "exhausted", "needs-human"];
 
 /** Replay done: a pass goes to the consent gate, a failure back to the rewriter (or gives up). */
 export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps): Promise<void> {
@@ -62,6 +65,13 @@ export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void
 
 async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: AttemptEvidence, deps: VerdictDeps): Promise<void> {
   const previous = [...msg.previous.filter((p) => p.attempt !== msg.attempt), evidence];
+  const mark = `${msg.batchId}:${msg.attempt}:${"passed" in msg ? "replay" : "candidate"}`;
+  if (await breakerOpen(msg.batchId, mark, deps)) {
+    const reason = `fingerprint ${msg.fingerprint} needs a human: its circuit breaker opened after repeated rejected candidates; last: ${evidence.reason}`;
+    await transitionBatch(deps.batches, msg.batchId, "needs-human", { reason });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "needs-human", reason });
+    return;
+  }
   if (msg.attempt >= deps.maxAttempts) {
     await transitionBatch(deps.batches, msg.batchId, "exhausted", { reason: evidence.reason });
     await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "exhausted", reason: `gave up after ${msg.attempt} attempt(s); last: ${evidence.reason}` });
@@ -79,4 +89,17 @@ async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: Attempt
     attempt: msg.attempt + 1,
     previous,
   });
+}
+
+/**
+ * No further rewrite starts for a fingerprint whose breaker is open. The curator counts rejections from the same
+ * outcome messages the promoter is handling, maybe a moment later: this one is counted here if it is not yet.
+ */
+async function breakerOpen(batchId: string, mark: string, deps: VerdictDeps): Promise<boolean> {
+  const rec = await getBatch(deps.batches, batchId);
+  if (!rec?.value.fingerprintKey) return false;
+  const b = (await kvGet(deps.breakers, `${rec.value.agent}.${rec.value.fingerprintKey}`, FingerprintBreaker))?.value;
+  if (b?.needsHuman) return true;
+  const consecutive = (b?.consecutiveRejections ?? 0) + (b?.counted.includes(mark) ? 0 : 1);
+  return consecutive >= deps.breakerThreshold(rec.value.agent);
 }

@@ -1,0 +1,240 @@
+import type { BlobStore } from "@moss/blob";
+import { getBatch, kvGet, kvUpdate, transitionBatch, type ChunkItem, type KV } from "@moss/bus";
+import { BatchRecord, Buckets, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
+import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
+import { randomBytes } from "node:crypto";
+import { applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure } from "../state/apply";
+import { pruneBelow } from "../state/seqset";
+import { CuratorState, emptyState, stateKey, type ClosingBatch } from "../state/state";
+
+export interface Fingerprint {
+  fingerprint: string;
+  key: string;
+  version: string;
+}
+
+export interface CuratorDeps {
+  blob: BlobStore;
+  /** `moss_curator`: one state entry per agent. */
+  state: KV;
+  batches: KV;
+  breakers: KV;
+  policyFor(agent: string): Policy;
+  fingerprint(ev: FailureEvent): Fingerprint;
+  /** The curator consumer's ack floor (stream seq); applied sequences at or below it are forgotten. */
+  ackFloor(): number;
+  publishReady(msg: BatchReady, trace: Record<string, string>): Promise<void>;
+  publishVerdict(msg: BatchVerdict): Promise<void>;
+  publishRegression(msg: Regression): Promise<void>;
+  log: Logger;
+  now?: () => number;
+}
+
+const MAX_CAS_ROUNDS = 100;
+const isConflict = (err: unknown) => /wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "");
+
+/**
+ * Files a chunk of failure events: one compare-and-set per agent per chunk, with the applied stream sequences in
+ * the same write. A redelivered chunk, or one a second replica applies concurrently, changes nothing twice.
+ */
+export async function ingestChunk(items: ReadonlyArray<ChunkItem<FailureEvent>>, deps: CuratorDeps): Promise<void> {
+  const byAgent = new Map<string, PreparedFailure[]>();
+  for (const it of items) {
+    const ev = it.msg;
+    let memo: ReturnType<typeof storeForm> | undefined;
+    const p: PreparedFailure = { seq: it.streamSeq, ev, fp: deps.fingerprint(ev), sig: requestSig(ev), stored: () => (memo ??= storeForm(ev)) };
+    const list = byAgent.get(ev.agent) ?? [];
+    list.push(p);
+    byAgent.set(ev.agent, list);
+  }
+  await Promise.all([...byAgent].map(([agent, list]) => applyAgent(agent, list, deps)));
+}
+
+async function applyAgent(agent: string, items: PreparedFailure[], deps: CuratorDeps): Promise<void> {
+  const now = deps.now ?? Date.now;
+  const policy = deps.policyFor(agent);
+  const lookups = new Map<string, BatchLookup | undefined>();
+  for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
+    const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
+    const state = cur?.value ?? emptyState(agent);
+    // What the pipeline says about batches these failures may attach to.
+    const keys = new Set(items.map((i) => i.fp.key));
+    await Promise.all(
+      Object.entries(state.active)
+        .filter(([k, a]) => keys.has(k) && !lookups.has(a.batchId))
+        .map(async ([, a]) => {
+          const rec = await getBatch(deps.batches, a.batchId);
+          lookups.set(a.batchId, rec ? { state: rec.value.state, promotedCommit: rec.value.state === "promoted" ? rec.value.candidate?.commit : undefined } : undefined);
+        }),
+    );
+    const res = applyFailures(state, items, policy, now(), (id) => lookups.get(id), (item) => openBatchSpan(agent, item));
+    if (res.applied === 0) return; // all of it was applied before (redelivery)
+    pruneBelow(res.state.applied, deps.ackFloor());
+    const breakerOpen = await breakerReader(agent, Object.values(res.state.closing).map((c) => c.fpKey), deps);
+    decide(res.state, now(), policy, breakerOpen);
+
+    // Evidence first: the state never points at a blob that is not there.
+    await Promise.all(
+      res.newSamples.map(async (s) => {
+        const st = s.stored();
+        if (st.snapshot) await deps.blob.put(st.snapshot.bytes, { contentType: "application/x-tar" });
+        await deps.blob.put(st.eventJson, { contentType: "application/json" });
+      }),
+    );
+    try {
+      const data = JSON.stringify(res.state);
+      if (cur) await deps.state.update(stateKey(agent), data, cur.revision);
+      else await deps.state.create(stateKey(agent), data);
+    } catch (err) {
+      if (isConflict(err)) continue;
+      throw err;
+    }
+    for (const r of res.regressions) {
+      await deps.publishRegression({ agent, fingerprint: r.fingerprint, batchId: r.batchId, version: r.ev.version, failureId: r.ev.id, at: new Date(now()).toISOString() });
+    }
+    if (Object.keys(res.state.closing).length) await drain(agent, deps);
+    return;
+  }
+  throw new Error(`curator state of agent ${agent} kept changing under ${MAX_CAS_ROUNDS} attempts; will retry the chunk`);
+}
+
+/**
+ * The timer's work for one agent: close batches whose window passed, release queued batches the rate limit now
+ * allows, forget applied sequences below the ack floor, and announce whatever is closed (crash recovery too).
+ */
+export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
+  const now = deps.now ?? Date.now;
+  const policy = deps.policyFor(agent);
+  for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
+    const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
+    if (!cur) return;
+    const state = structuredClone(cur.value);
+    const before = state.applied.length ? state.applied[0]![0] : 0;
+    pruneBelow(state.applied, deps.ackFloor());
+    let changed = closeExpired(state, now()) > 0 || (state.applied.length ? state.applied[0]![0] : 0) !== before;
+    const fpKeys = [...Object.values(state.closing).map((c) => c.fpKey), ...state.queued.map((q) => q.fpKey)];
+    changed = decide(state, now(), policy, await breakerReader(agent, fpKeys, deps)) || changed;
+    if (changed) {
+      try {
+        await deps.state.update(stateKey(agent), JSON.stringify(state), cur.revision);
+      } catch (err) {
+        if (isConflict(err)) continue;
+        throw err;
+      }
+    }
+    if (Object.keys(state.closing).length) await drain(agent, deps);
+    await syncAttached(state, deps);
+    return;
+  }
+}
+
+const synced = new Map<string, number>();
+
+/** Mirrors the exact attach counts (kept in the curator state) onto the batch records operators read. */
+async function syncAttached(state: CuratorState, deps: CuratorDeps): Promise<void> {
+  for (const a of Object.values(state.active)) {
+    if (synced.get(a.batchId) === a.attached) continue;
+    await kvUpdate(deps.batches, a.batchId, BatchRecord, (cur) => (cur && cur.attached < a.attached ? { ...cur, attached: a.attached } : undefined), Buckets.batches);
+    synced.set(a.batchId, a.attached);
+  }
+}
+
+/** Writes each decided closing batch's record, announces it, then drops it from the outbox (all redo-safe). */
+async function drain(agent: string, deps: CuratorDeps): Promise<void> {
+  const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
+  if (!cur) return;
+  const done: ClosingBatch[] = [];
+  for (const c of Object.values(cur.value.closing)) {
+    if (!c.decision) continue;
+    await ensureRecord(agent, c, deps);
+    if (c.decision === "ready") {
+      await deps.publishReady(
+        { batchId: c.batchId, agent, fingerprint: c.fingerprint, baseVersion: c.baseVersion, failures: c.samples.map((s) => ({ id: s.id, event: s.event })), count: c.count, attempt: 1 },
+        c.trace,
+      );
+      deps.log.info("batch ready", { batch: c.batchId, agent, count: c.count, fingerprint: c.fingerprint });
+    } else {
+      const policy = deps.policyFor(agent);
+      await deps.publishVerdict({
+        batchId: c.batchId,
+        agent,
+        attempt: 1,
+        verdict: c.decision,
+        reason:
+          c.decision === "queued"
+            ? `rate limit: at most ${policy.maxRewrites} rewrites per ${policy.rateWindowMs} ms for agent ${agent}; it starts when the window allows`
+            : `fingerprint ${c.fingerprint} needs a human: its circuit breaker is open after repeated rejected candidates (reset with \`moss reset ${c.batchId}\`)`,
+      });
+    }
+    done.push(c);
+  }
+  if (!done.length) return;
+  for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
+    const now = await kvGet(deps.state, stateKey(agent), CuratorState);
+    if (!now) return;
+    const state = structuredClone(now.value);
+    for (const c of done) {
+      if (!state.closing[c.batchId]) continue;
+      delete state.closing[c.batchId];
+      if (c.decision === "queued") state.queued.push({ ...c, decision: undefined });
+      if (c.decision === "needs-human") delete state.active[c.fpKey];
+    }
+    try {
+      await deps.state.update(stateKey(agent), JSON.stringify(state), now.revision);
+      return;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+  }
+}
+
+async function ensureRecord(agent: string, c: ClosingBatch, deps: CuratorDeps): Promise<void> {
+  const existing = await getBatch(deps.batches, c.batchId);
+  if (existing) {
+    if (existing.value.state === "queued" && c.decision !== "queued") await transitionBatch(deps.batches, c.batchId, c.decision!);
+    return;
+  }
+  const now = new Date((deps.now ?? Date.now)()).toISOString();
+  const rec: BatchRecord = {
+    batchId: c.batchId,
+    agent,
+    fingerprint: c.fingerprint,
+    fingerprintVersion: c.fingerprintVersion,
+    fingerprintKey: c.fpKey,
+    baseVersion: c.baseVersion,
+    state: c.decision!,
+    failures: c.samples.map((s) => ({ id: s.id, event: s.event })),
+    count: c.count,
+    attached: 0,
+    openedAt: c.openedAt,
+    deadline: c.deadline,
+    closedAt: c.closedAt,
+    trace: c.trace,
+    attempt: 0,
+    updatedAt: now,
+  };
+  await deps.batches.create(c.batchId, JSON.stringify(BatchRecord.parse(rec))).catch((err: Error) => {
+    if (!isConflict(err)) throw err;
+  });
+}
+
+/** Reads the breakers of the given fingerprints once; answers whether each one is open. */
+async function breakerReader(agent: string, fpKeys: string[], deps: CuratorDeps): Promise<(fpKey: string) => boolean> {
+  const open = new Set<string>();
+  await Promise.all(
+    [...new Set(fpKeys)].map(async (k) => {
+      const b = await kvGet(deps.breakers, `${agent}.${k}`, FingerprintBreaker);
+      if (b?.value.needsHuman) open.add(k);
+    }),
+  );
+  return (k) => open.has(k);
+}
+
+/** The batch's root span: every later stage, however much later, joins this trace through the carrier. */
+function openBatchSpan(agent: string, item: PreparedFailure): { batchId: string; trace: Record<string, string> } {
+  const batchId = `b${Date.now().toString(36)}${randomBytes(5).toString("hex")}`;
+  const span = mossTracer().startSpan(`batch ${batchId}`, { root: true, attributes: { "moss.batch": batchId, "moss.agent": agent, "moss.fingerprint": item.fp.fingerprint } });
+  const carrier = injectContext({}, trace.setSpan(context.active(), span));
+  span.end();
+  return { batchId, trace: carrier };
+}

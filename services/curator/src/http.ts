@@ -1,0 +1,85 @@
+import { randomUUID, timingSafeEqual } from "node:crypto";
+import { FailureEvent } from "@moss/contracts";
+import Fastify, { type FastifyInstance } from "fastify";
+import { z } from "zod";
+
+export interface IngestDeps {
+  /** Publishes to JetStream and resolves once the event is stored (the 202 means durable). */
+  publish(ev: FailureEvent): Promise<void>;
+  token?: string;
+  bodyLimitBytes: number;
+}
+
+/** An operator (or the agent itself) marks a turn as bad: it becomes a failure like any other. */
+export const Flag = z.object({
+  agent: FailureEvent.shape.agent,
+  version: FailureEvent.shape.version,
+  request: FailureEvent.shape.request,
+  response: FailureEvent.shape.response,
+  route: FailureEvent.shape.route,
+  /** Why this turn is bad, in words. */
+  reason: z.string().min(1).max(2_000),
+  by: z.string().min(1).max(200),
+  /** Group flags explicitly (e.g. one per issue); default: by route and reason. */
+  fingerprint: FailureEvent.shape.fingerprint,
+  snapshot: FailureEvent.shape.snapshot,
+  env: FailureEvent.shape.env,
+});
+export type Flag = z.infer<typeof Flag>;
+
+/** The failure event a flag becomes. */
+export function flagToFailure(f: Flag, now = new Date()): FailureEvent {
+  return FailureEvent.parse({
+    id: `flag${randomUUID().replaceAll("-", "")}`,
+    agent: f.agent,
+    version: f.version,
+    occurredAt: now.toISOString(),
+    route: f.route,
+    request: f.request,
+    response: f.response,
+    error: { type: "FlaggedTurn", message: f.reason },
+    env: f.env,
+    snapshot: f.snapshot,
+    fingerprint: f.fingerprint,
+    tags: { flaggedBy: f.by },
+  });
+}
+
+/**
+ * HTTP ingest for agents with no NATS client: `POST /v1/failures` (a failure event, JSON Schema
+ * `failure.v1.json`) and `POST /v1/flags`. 202 with the id once the event is in JetStream; 400 with every schema
+ * problem; 401 without the bearer token; 413 over the size limit.
+ */
+export function buildApp(deps: IngestDeps): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: deps.bodyLimitBytes });
+  const token = deps.token ? Buffer.from(deps.token) : undefined;
+  app.addHook("onRequest", async (req, reply) => {
+    if (!token || req.url === "/health") return;
+    const got = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer /i, ""));
+    if (got.length !== token.length || !timingSafeEqual(got, token)) {
+      return reply.code(401).send({ error: "MOSS_E_UNAUTHORIZED", message: "missing or wrong bearer token: send `Authorization: Bearer <curator.http.token>`" });
+    }
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err.statusCode === 413) return reply.code(413).send({ error: "MOSS_E_TOO_LARGE", message: `event larger than ${deps.bodyLimitBytes} bytes: trim logs or send the state snapshot by blob reference` });
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: "MOSS_E_BAD_REQUEST", message: err.message });
+    return reply.code(503).send({ error: "MOSS_E_UNAVAILABLE", message: `could not store the event: ${err.message}; retry with the same id (it is deduplicated)` });
+  });
+  const problems = (e: z.ZodError) => e.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
+
+  app.get("/health", async () => ({ ok: true }));
+  app.post("/v1/failures", async (req, reply) => {
+    const parsed = FailureEvent.safeParse(req.body);
+    if (!parsed.success) return reply.code(400).send({ error: "MOSS_E_INVALID_FAILURE", message: "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", problems: problems(parsed.error) });
+    await deps.publish(parsed.data);
+    return reply.code(202).send({ id: parsed.data.id });
+  });
+  app.post("/v1/flags", async (req, reply) => {
+    const parsed = Flag.safeParse(req.body);
+    if (!parsed.success) return reply.code(400).send({ error: "MOSS_E_INVALID_FLAG", message: "the flag does not match its schema", problems: problems(parsed.error) });
+    const ev = flagToFailure(parsed.data);
+    await deps.publish(ev);
+    return reply.code(202).send({ id: ev.id });
+  });
+  return app;
+}

@@ -1,0 +1,210 @@
+import { createHash } from "node:crypto";
+import type { BlobRef, FailureEvent } from "@moss/contracts";
+import { addSeq, hasSeq } from "./seqset";
+import type { ClosingBatch, CuratorState, OpenBatch, Sample } from "./state";
+
+/** Batching policy of one agent (config `curator` defaults, overridden per agent). */
+export interface Policy {
+  /** Close a batch at this many failures... */
+  batchSize: number;
+  /** ...or this long after its first failure. */
+  batchWindowMs: number;
+  /** Evidence samples kept per batch; the rest are counted. */
+  maxSamples: number;
+  /** At most this many batches go to the rewriter per agent per window... */
+  maxRewrites: number;
+  rateWindowMs: number;
+}
+
+/** A failure ready to be filed: its stream sequence, fingerprint, and how it would be stored as a sample. */
+export interface PreparedFailure {
+  seq: number;
+  ev: FailureEvent;
+  fp: { fingerprint: string; key: string; version: string };
+  /** Signature of the request (method, path, body): samples prefer different requests. */
+  sig: string;
+  /** The event as stored (inline snapshot replaced by a blob ref) and the refs; computed only for samples. */
+  stored(): StoredFailure;
+}
+
+export interface StoredFailure {
+  event: FailureEvent;
+  eventJson: string;
+  eventRef: BlobRef;
+  snapshot?: { bytes: Buffer; ref: BlobRef };
+}
+
+/** What the pipeline says about a batch the curator has sent out. */
+export interface BatchLookup {
+  state: string;
+  /** The promoted commit, for a promoted batch. */
+  promotedCommit?: string;
+}
+
+export interface ApplyResult {
+  state: CuratorState;
+  /** Failures that became evidence samples: their blobs must be stored before the state is written. */
+  newSamples: PreparedFailure[];
+  /** Failures of a fingerprint fixed by a promoted batch that came back on the promoted version. */
+  regressions: Array<{ batchId: string; fingerprint: string; ev: FailureEvent }>;
+  applied: number;
+}
+
+const FINAL = new Set(["promoted", "rolled-back", "rejected", "exhausted", "needs-human"]);
+
+/**
+ * Files failures into the agent's state. Pure: the same state and failures give the same result, and failures
+ * whose stream sequence is already applied are skipped — that is what makes redelivery and replicas safe.
+ */
+export function applyFailures(
+  prev: CuratorState,
+  items: readonly PreparedFailure[],
+  policy: Policy,
+  now: number,
+  lookup: (batchId: string) => BatchLookup | undefined,
+  newBatch: (item: PreparedFailure) => { batchId: string; trace: Record<string, string> },
+): ApplyResult {
+  const state: CuratorState = structuredClone(prev);
+  const newSamples: PreparedFailure[] = [];
+  const regressions: ApplyResult["regressions"] = [];
+  let applied = 0;
+  const at = new Date(now).toISOString();
+
+  for (const item of items) {
+    if (hasSeq(state.applied, item.seq)) continue;
+    addSeq(state.applied, item.seq);
+    applied++;
+    const { key } = item.fp;
+
+    const active = state.active[key];
+    if (active) {
+      const b = lookup(active.batchId);
+      if (!b || !FINAL.has(b.state)) {
+        active.attached++;
+        continue;
+      }
+      if (b.state === "promoted" && item.ev.version !== b.promotedCommit && item.ev.version === active.baseVersion) {
+        // Traffic still served by the old version while the fix rolled out: it belongs to the fixed batch.
+        active.attached++;
+        continue;
+      }
+      if (b.state === "promoted" && item.ev.version === b.promotedCommit) {
+        regressions.push({ batchId: active.batchId, fingerprint: item.fp.fingerprint, ev: item.ev });
+      }
+      delete state.active[key];
+    }
+
+    let ob = state.open[key];
+    if (!ob) {
+      const { batchId, trace } = newBatch(item);
+      ob = {
+        batchId,
+        fingerprint: item.fp.fingerprint,
+        fingerprintVersion: item.fp.version,
+        baseVersion: item.ev.version,
+        openedAt: at,
+        deadline: new Date(now + policy.batchWindowMs).toISOString(),
+        count: 0,
+        samples: [],
+        trace,
+      };
+      state.open[key] = ob;
+    }
+    if (ob.samples.some((s) => s.id === item.ev.id)) continue; // the same failure twice counts once
+    ob.count++;
+    const sample = pickSample(ob, item, policy.maxSamples);
+    if (sample) newSamples.push(item);
+    if (ob.count >= policy.batchSize) close(state, key, at);
+  }
+  return { state, newSamples, regressions, applied };
+}
+
+/** Closes every open batch whose window has passed. Returns how many. */
+export function closeExpired(state: CuratorState, now: number): number {
+  let n = 0;
+  const at = new Date(now).toISOString();
+  for (const [key, ob] of Object.entries(state.open)) {
+    if (Date.parse(ob.deadline) <= now && ob.count > 0) {
+      close(state, key, at);
+      n++;
+    }
+  }
+  return n;
+}
+
+/**
+ * Decides, once, what happens to each closed batch: `needs-human` if its fingerprint's breaker is open,
+ * `queued` if the agent's rewrite rate limit is used up, else `ready`. Also releases queued batches the
+ * window now allows. Mutates `state`; returns whether anything changed.
+ */
+export function decide(state: CuratorState, now: number, policy: Policy, breakerOpen: (fpKey: string) => boolean): boolean {
+  let changed = false;
+  const inWindow = state.announcedAt.filter((t) => t > now - policy.rateWindowMs);
+  if (inWindow.length !== state.announcedAt.length) changed = true;
+  state.announcedAt = inWindow;
+  while (state.queued.length && state.announcedAt.length < policy.maxRewrites) {
+    const q = state.queued.shift()!;
+    state.closing[q.batchId] = { ...q, decision: breakerOpen(q.fpKey) ? "needs-human" : "ready" };
+    if (state.closing[q.batchId]!.decision === "ready") state.announcedAt.push(now);
+    changed = true;
+  }
+  for (const c of Object.values(state.closing)) {
+    if (c.decision) continue;
+    changed = true;
+    if (breakerOpen(c.fpKey)) c.decision = "needs-human";
+    else if (state.announcedAt.length >= policy.maxRewrites) c.decision = "queued";
+    else {
+      c.decision = "ready";
+      state.announcedAt.push(now);
+    }
+  }
+  return changed;
+}
+
+function close(state: CuratorState, key: string, at: string): void {
+  const ob = state.open[key]!;
+  delete state.open[key];
+  state.closing[ob.batchId] = { ...ob, fpKey: key, closedAt: at };
+  state.active[key] = { batchId: ob.batchId, attached: 0, baseVersion: ob.baseVersion };
+}
+
+/** Keeps up to max samples, preferring different requests: a new request replaces a repeated one. */
+function pickSample(ob: OpenBatch, item: PreparedFailure, max: number): boolean {
+  const s = (): Sample => ({ id: item.ev.id, event: item.stored().eventRef, sig: item.sig });
+  if (ob.samples.length < max) {
+    ob.samples.push(s());
+    return true;
+  }
+  if (ob.samples.some((x) => x.sig === item.sig)) return false;
+  const seen = new Set<string>();
+  let repeated = -1;
+  ob.samples.forEach((x, i) => {
+    if (seen.has(x.sig)) repeated = i;
+    seen.add(x.sig);
+  });
+  if (repeated < 0) return false;
+  ob.samples[repeated] = s();
+  return true;
+}
+
+/** The request signature samples are diversified on. */
+export function requestSig(ev: FailureEvent): string {
+  return createHash("sha1").update(`${ev.request.method} ${ev.request.path}\n${ev.request.body ?? ""}`).digest("hex").slice(0, 16);
+}
+
+/** The event as the blob store keeps it: an inline snapshot becomes a blob of its own. */
+export function storeForm(ev: FailureEvent): StoredFailure {
+  let event = ev;
+  let snapshot: StoredFailure["snapshot"];
+  if (ev.snapshot?.inlineBase64) {
+    const bytes = Buffer.from(ev.snapshot.inlineBase64, "base64");
+    const ref: BlobRef = { sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, contentType: "application/x-tar" };
+    snapshot = { bytes, ref };
+    event = { ...ev, snapshot: { path: ev.snapshot.path, blob: ref } };
+  }
+  const eventJson = JSON.stringify(event);
+  const buf = Buffer.from(eventJson);
+  return { event, eventJson, eventRef: { sha256: createHash("sha256").update(buf).digest("hex"), size: buf.length, contentType: "application/json" }, snapshot };
+}
+
+export type { ClosingBatch };
