@@ -25,6 +25,10 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Where service log lines go (prefixed with the service name). */
   onLog?: (service: string, line: string) => void;
+  /** Which services to start (default all five); tests and benches start one or two. */
+  services?: readonly ServiceName[];
+  /** Processes per service (default 1); the second one of the curator is named "curator#2". */
+  replicas?: number;
 }
 
 const servicesDir = fileURLToPath(new URL("../../services/", import.meta.url));
@@ -53,16 +57,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     if (nats) await terminate(nats, 5_000);
   };
   try {
-    for (const s of SERVICES) {
-      const child = await startProcess(
-        s,
-        process.execPath,
-        ["--import", tsxLoader, `${servicesDir}${s}/src/main.ts`],
-        { ...opts.env, MOSS_CONFIG: opts.configFile },
-        /"msg":"started"/,
-        opts.onLog,
-      );
-      children.set(s, child);
+    for (const s of opts.services ?? SERVICES) {
+      for (let r = 1; r <= (opts.replicas ?? 1); r++) {
+        const name = r === 1 ? s : `${s}#${r}`;
+        const args = ["--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
+        const child = await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog);
+        children.set(name, child);
+      }
     }
   } catch (err) {
     await stop();

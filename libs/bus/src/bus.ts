@@ -88,6 +88,8 @@ export type ChunkHandler<S extends z.ZodType> = (items: Array<ChunkItem<z.infer<
 export interface ChunkOptions extends ConsumeOptions {
   /** Most messages handed to one call. Default 500. */
   maxChunk?: number;
+  /** How long a partial chunk waits for more messages. Default 20 ms. */
+  lingerMs?: number;
 }
 
 export interface Consumption {
@@ -310,6 +312,18 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       }
     };
 
+    // Chunks flush when full, or `lingerMs` after the first message of a partial chunk: big chunks under load,
+    // low latency when quiet, and never a message left waiting for a next one that does not come.
+    const lingerMs = o.lingerMs ?? 20;
+    let timer: NodeJS.Timeout | undefined;
+    const schedule = () => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      const chunk = buf;
+      buf = [];
+      current = current.then(() => flush(chunk));
+      return current;
+    };
     const done = (async () => {
       for await (const m of messages) {
         if (stopping) {
@@ -317,15 +331,10 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
           continue;
         }
         buf.push(m);
-        // Adaptive chunks: flush when the chunk is full or nothing more is waiting (low latency when quiet).
-        if (buf.length >= maxChunk || messages.getPending() === 0) {
-          const chunk = buf;
-          buf = [];
-          await current;
-          current = flush(chunk);
-          await current;
-        }
+        if (buf.length >= maxChunk) await schedule();
+        else if (!timer) timer = setTimeout(() => void schedule(), lingerMs);
       }
+      if (buf.length) await schedule();
       await current;
     })();
 

@@ -1,0 +1,275 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createBlobStore } from "@moss/blob";
+import type { FastifyInstance } from "fastify";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { main } from "../../cli/src/main";
+import { renderTimeline, type TimelineView } from "../../cli/src/render";
+import { AuditLog } from "../../services/auditor/src/audit-log";
+import { buildApp } from "../../services/auditor/src/http";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = join(ROOT, "cli", "bin", "moss.mjs");
+
+/** The environment without any MOSS_* / OTEL_* setting of the machine running the tests. */
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MOSS_") && !k.startsWith("OTEL_")));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `moss ...args` as a user does; killed after 30 s so a command that unexpectedly starts a stack cannot hang the suite. */
+function moss(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...cleanEnv, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let dir: string;
+let log: AuditLog;
+let app: FastifyInstance;
+let auditorPort: number;
+let deadPort: number;
+const configFor = (port: number): string => {
+  const file = join(dir, `moss-${port}.json`);
+  writeFileSync(file, JSON.stringify({ dataDir: "data", auditor: { host: "127.0.0.1", port } }));
+  return file;
+};
+
+const BASE = "0123456789abcdef0123456789abcdef01234567";
+const COMMIT = "fedcba9876543210fedcba9876543210fedcba98";
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "moss-cli-"));
+  // A real auditor API over a small recorded story, for the commands that read it.
+  log = new AuditLog(join(dir, "audit.jsonl"));
+  const blob = createBlobStore({ kind: "fs", dir: join(dir, "blobs") });
+  await blob.init();
+  const diff = await blob.put("--- a/src/handler.ts\n+++ b/src/handler.ts\n-  items.length\n+  items?.length ?? 0\n");
+  const batchBase = { batchId: "b-cli", agent: "shop", fingerprint: "TypeError@checkout", baseVersion: BASE, count: 1 };
+  const failure = {
+    id: "f-cli",
+    agent: "shop",
+    version: BASE,
+    occurredAt: "2025-06-01T11:59:00.000Z",
+    request: { method: "POST", path: "/v1/checkout", body: '{"items":null}' },
+    error: { type: "TypeError", message: "Cannot read properties of null (reading 'length')" },
+  };
+  const steps: Array<[string, string, unknown]> = [
+    ["MOSS_FAILURES", "failure.v1", failure],
+    ["MOSS_PIPELINE", "batch.ready.v1", { ...batchBase, failures: [{ id: "f-cli", event: diff }], attempt: 1 }],
+    ["MOSS_PIPELINE", "candidate.ready.v1", { ...batchBase, attempt: 1, commit: COMMIT, branch: "b", image: "moss/shop:fedcba987654", diff, filesChanged: ["src/handler.ts"] }],
+    [
+      "MOSS_PIPELINE",
+      "replay.completed.v1",
+      { ...batchBase, attempt: 1, commit: COMMIT, image: "moss/shop:fedcba987654", diff, passed: true, results: [{ failureId: "f-cli", passed: true, reason: "answered 200", durationMs: 31 }] },
+    ],
+    ["MOSS_PIPELINE", "promotion.outcome.v1", { batchId: "b-cli", agent: "shop", attempt: 1, commit: COMMIT, image: "moss/shop:fedcba987654", outcome: "promoted", reason: "healthy", probes: { ok: 5, failed: 0 }, approvedBy: "ana" }],
+  ];
+  for (const [i, [stream, kind, data]] of steps.entries()) {
+    const p = data as { batchId?: string; id?: string };
+    log.append({ stream, streamSeq: i + 1, subject: `moss.${kind}`, kind, batchId: p.batchId, failureId: kind === "failure.v1" ? p.id : undefined, data }, new Date(Date.UTC(2025, 5, 1, 12, i)));
+  }
+  app = buildApp({ log, blob });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  auditorPort = (app.server.address() as { port: number }).port;
+  deadPort = await freePort();
+});
+
+afterAll(async () => {
+  await app?.close();
+  log?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("moss (the command)", () => {
+  it.concurrent("with no arguments prints usage on stdout and exits 2", async ({ expect }) => {
+    const r = await moss([]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain("Usage: moss <command> [options]");
+    expect(r.stdout).toContain("show BATCH");
+    expect(r.stderr).toBe("");
+  });
+
+  it.concurrent("--help prints usage and exits 0", async ({ expect }) => {
+    const r = await moss(["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Usage: moss <command> [options]");
+  });
+
+  it.concurrent("an unknown command exits 2 with the usage on stderr", async ({ expect }) => {
+    const r = await moss(["frobnicate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'frobnicate'");
+    expect(r.stderr).toContain("Usage: moss <command> [options]");
+    expect(r.stdout).toBe("");
+  });
+
+  it.concurrent("show without a batch says how to call it and exits 1", async ({ expect }) => {
+    const r = await moss(["show"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe("moss: usage: moss show BATCH");
+  });
+
+  it.concurrent("up with an invalid config names the field and exits 1 without starting anything", async ({ expect }) => {
+    const file = join(dir, "invalid.json");
+    writeFileSync(file, JSON.stringify({ dataDir: "data", curator: { batchSize: 0 }, auditor: { port: 7420 } }));
+    const r = await moss(["up"], { MOSS_CONFIG: file });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`invalid Moss config in ${file}`);
+    expect(r.stderr).toContain("curator.batchSize");
+    expect(r.stderr).toContain("(got 0)");
+    expect(r.stdout).not.toContain("moss is up");
+  });
+
+  it.concurrent("show when no auditor answers says so and what to check", async ({ expect }) => {
+    const r = await moss(["show", "b-x"], { MOSS_CONFIG: configFor(deadPort) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot reach the auditor at http://127.0.0.1:${deadPort}/v1/batches/b-x`);
+    expect(r.stderr).toContain("moss up");
+  });
+
+});
+
+/**
+ * The commands that read the auditor, against a real auditor API on a loopback port. They run `main()` in-process
+ * (same code path as the binary, minus the error printing the spawned tests above cover) to keep the file fast.
+ */
+describe("moss show / batches against a running auditor", () => {
+  let out: string[];
+  beforeEach(() => {
+    out = [];
+    vi.spyOn(console, "log").mockImplementation((...a: unknown[]) => void out.push(a.join(" ")));
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("show BATCH renders the timeline", async () => {
+    expect(await main(["show", "b-cli", "--config", configFor(auditorPort)])).toBe(0);
+    const text = out.join("\n");
+    expect(text).toContain("Batch b-cli  agent shop  verdict PROMOTED");
+    expect(text).toContain("f-cli  POST /v1/checkout");
+    expect(text).toContain("replay PASS f-cli (31 ms): answered 200");
+    expect(text).toContain("    +  items?.length ?? 0");
+  });
+
+  it("show --json prints the auditor's JSON; --no-diff drops the diff from the text", async () => {
+    expect(await main(["show", "b-cli", "--json", "--config", configFor(auditorPort)])).toBe(0);
+    const t = JSON.parse(out.join("\n")) as TimelineView;
+    expect(t).toMatchObject({ batchId: "b-cli", verdict: "promoted" });
+    expect(t.attempts[0]?.diffText).toContain("items?.length");
+    out.length = 0;
+    expect(await main(["show", "b-cli", "--no-diff", "--config", configFor(auditorPort)])).toBe(0);
+    expect(out.join("\n")).toContain("replay PASS f-cli");
+    expect(out.join("\n")).not.toContain("items?.length");
+  });
+
+  it("show of an unknown batch relays the auditor's advice", async () => {
+    await expect(main(["show", "b-nope", "--config", configFor(auditorPort)])).rejects.toThrow("no audit records for batch b-nope; list batches with `moss batches`");
+  });
+
+  it("batches lists what the auditor knows", async () => {
+    expect(await main(["batches", "--config", configFor(auditorPort)])).toBe(0);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^b-cli\s+shop\s+1 failures\s+promoted\s+2025-06-01T12:04:00.000Z$/);
+  });
+
+  it("an unknown option is an error naming it", async () => {
+    await expect(main(["batches", "--frobnicate"])).rejects.toThrow("'--frobnicate'");
+  });
+});
+
+describe("renderTimeline", () => {
+  const view: TimelineView = {
+    batchId: "b-7",
+    agent: "shop",
+    fingerprint: "TypeError@checkout",
+    count: 5,
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    verdict: "rolled-back",
+    failures: [
+      { id: "f-1", occurredAt: "2025-06-01T11:59:00.000Z", request: { method: "POST", path: "/v1/checkout", body: "x".repeat(200) }, error: { type: "TypeError", message: "items is null" } },
+      { id: "f-2", occurredAt: "2025-06-01T11:59:30.000Z", request: { method: "GET", path: "/v1/cart" }, error: { type: "RangeError", message: "bad index" } },
+    ],
+    attempts: [
+      { attempt: 1, verdict: "build-failed", reason: "tsc exited 2" },
+      {
+        attempt: 2,
+        commit: "fedcba98",
+        image: "moss/shop:fedcba98",
+        filesChanged: ["src/a.ts", "src/b.ts"],
+        verdict: "replay-passed",
+        diffText: "--- a/src/a.ts\n+++ b/src/a.ts\n-old\n+new\n",
+        replay: [
+          { failureId: "f-1", passed: true, reason: "answered 200", durationMs: 12.6 },
+          { failureId: "f-2", passed: false, reason: "still 500", durationMs: 40 },
+        ],
+      },
+    ],
+    timeline: [
+      { at: "2025-06-01T11:59:00.000Z", kind: "failure", summary: "POST /v1/checkout → TypeError: items is null" },
+      { at: "2025-06-01T12:05:00.000Z", kind: "promotion", summary: "rolled-back moss/shop:fedcba98" },
+    ],
+  };
+
+  it("shows the header, the failures, each attempt with PASS/FAIL replay lines, the diff and the timeline", () => {
+    const text = renderTimeline(view);
+    const lines = text.split("\n");
+    expect(lines[0]).toBe("Batch b-7  agent shop  verdict ROLLED-BACK");
+    expect(text).toContain("  5 failure(s)  trace 4bf92f3577b34da6a3ce929d0e0e4736");
+    // Long request bodies are cut so a failure stays on one line.
+    const f1 = lines.find((l) => l.includes("f-1  POST /v1/checkout"))!;
+    expect(f1).toContain(`${"x".repeat(59)}…  → TypeError: items is null`);
+    expect(text).toContain("f-2  GET /v1/cart   → RangeError: bad index");
+    expect(text).toContain("Attempt 1: build-failed — tsc exited 2");
+    expect(text).toContain("Attempt 2: replay-passed");
+    expect(text).toContain("  commit fedcba98  image moss/shop:fedcba98");
+    expect(text).toContain("  changed src/a.ts, src/b.ts");
+    expect(text).toContain("  replay PASS f-1 (13 ms): answered 200");
+    expect(text).toContain("  replay FAIL f-2 (40 ms): still 500");
+    const d = lines.indexOf("  diff:");
+    expect(lines.slice(d, d + 5)).toEqual(["  diff:", "    --- a/src/a.ts", "    +++ b/src/a.ts", "    -old", "    +new"]);
+    expect(text.endsWith("  2025-06-01T12:05:00.000Z  promotion        rolled-back moss/shop:fedcba98")).toBe(true);
+  });
+
+  it("omits the diff with diff:false and keeps everything else", () => {
+    const text = renderTimeline(view, { diff: false });
+    expect(text).not.toContain("diff:");
+    expect(text).not.toContain("+new");
+    expect(text).toContain("replay FAIL f-2");
+    expect(text).toContain("Timeline:");
+  });
+
+  it("renders a batch that has only just closed", () => {
+    const text = renderTimeline({ batchId: "b-8", verdict: "in progress", failures: [], attempts: [], timeline: [] });
+    expect(text.split("\n").slice(0, 3)).toEqual(["Batch b-8  agent ?  verdict IN PROGRESS", "  fingerprint ?", "  0 failure(s)"]);
+  });
+});

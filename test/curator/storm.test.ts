@@ -1,0 +1,72 @@
+// Failure storms through real curator processes on a real nats-server: exact counts, replicas, crashes.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createBus, type Bus } from "@moss/bus";
+import { startStack, type Stack } from "@moss/cli";
+import { Streams, Consumers } from "@moss/contracts";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startNats, waitFor, type NatsServer } from "../helpers/nats";
+import { batchTotals, curatorConfig, publishAll, stormPayloads, waitDrained } from "../helpers/storm";
+
+const N = 20_000;
+const expected = [N / 3, N / 3, N / 3].map((x, i) => Math.floor(x) + (i < N % 3 ? 1 : 0)).sort((a, b) => a - b);
+
+describe("curation under a failure storm (20 000 failures, 3 root causes)", () => {
+  let nats: NatsServer;
+  let bus: Bus;
+  let dataDir: string;
+  let stack: Stack | undefined;
+  beforeEach(async () => {
+    nats = await startNats();
+    bus = await createBus({ url: nats.url, name: "storm-test" });
+    await bus.provision();
+    dataDir = mkdtempSync(join(tmpdir(), "moss-storm-"));
+  });
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+    await bus.close();
+    await nats.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const start = (replicas = 1) => {
+    const { file, config } = curatorConfig(dataDir, nats.url, { batchSize: 50, batchWindowMs: 600_000, maxSamples: 10 });
+    return startStack({ config, configFile: file, services: ["curator"], replicas });
+  };
+
+  it("becomes exactly 3 batches whose counts add up to every failure", async () => {
+    stack = await start();
+    await publishAll(bus, stormPayloads("storm", N));
+    await waitDrained(bus, N);
+    const { batches, totals } = await batchTotals(nats.url, "storm");
+    expect(batches).toBe(3);
+    expect(totals).toEqual(expected);
+  }, 120_000);
+
+  it("two curator replicas on one consumer produce the same result", async () => {
+    stack = await start(2);
+    expect([...stack.children.keys()]).toContain("curator#2");
+    await publishAll(bus, stormPayloads("storm", N));
+    await waitDrained(bus, N);
+    const { batches, totals } = await batchTotals(nats.url, "storm");
+    expect(batches).toBe(3);
+    expect(totals).toEqual(expected);
+  }, 120_000);
+
+  it("killing the curator mid-storm loses nothing and counts nothing twice", async () => {
+    stack = await start();
+    const publishing = publishAll(bus, stormPayloads("storm", N), 64);
+    // Kill -9 once it is well into the storm, with work in flight.
+    await waitFor(async () => (await bus.jsm.consumers.info(Streams.FAILURES, Consumers.curator.durable)).ack_floor.stream_seq > 3_000, 60_000, "curator progress");
+    stack.children.get("curator")!.kill("SIGKILL");
+    await publishing;
+    await stack.stop();
+    stack = await start();
+    await waitDrained(bus, N);
+    const { batches, totals } = await batchTotals(nats.url, "storm");
+    expect(batches).toBe(3);
+    expect(totals).toEqual(expected);
+  }, 180_000);
+});

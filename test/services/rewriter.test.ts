@@ -1,0 +1,424 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { kvGet, transitionBatch } from "@moss/bus";
+import { BatchReady, BatchRecord, BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady, type FailureEvent, type FailureRef } from "@moss/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { renderCommand, runCodingAgent } from "../../services/rewriter/src/coding-agent";
+import { rewrite, type BuildPort, type Evidence, type RewriterDeps } from "../../services/rewriter/src/handlers/rewrite";
+import { batchRecord, failure, seed, silent, sleep, startEnv, type Env } from "./helpers";
+
+const root = mkdtempSync(join(tmpdir(), "moss-rewriter-test-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Whether a process exists and is not a zombie (a killed orphan may linger unreaped when PID 1 does not reap). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+describe("runCodingAgent", () => {
+  const cwd = join(root, "run");
+  mkdirSync(cwd, { recursive: true });
+  const env = { PATH: process.env["PATH"] ?? "/usr/bin:/bin" };
+
+  it("reports ok with the output when the command exits 0", async () => {
+    const r = await runCodingAgent([process.execPath, "-e", "console.log('patched'); console.error('warn: x')"], { cwd, env, timeoutMs: 10_000 });
+    expect(r).toMatchObject({ outcome: "ok", exitCode: 0, reason: "exited 0" });
+    expect(r.output).toContain("patched");
+    expect(r.output).toContain("warn: x");
+  });
+
+  it("reports failed with the exit code and the last output line as the reason", async () => {
+    const r = await runCodingAgent(["sh", "-c", "echo 'step 1'; echo 'fatal: model quota exceeded' >&2; exit 3"], { cwd, env, timeoutMs: 10_000 });
+    expect(r).toMatchObject({ outcome: "failed", exitCode: 3 });
+    expect(r.reason).toBe("coding agent exited 3: fatal: model quota exceeded");
+  });
+
+  it("reports a command that cannot start as failed, saying so", async () => {
+    const r = await runCodingAgent([join(root, "no-such-agent")], { cwd, env, timeoutMs: 10_000 });
+    expect(r.outcome).toBe("failed");
+    expect(r.reason).toContain("could not start coding agent");
+  });
+
+  it("kills a hanging command at its timeout, its children too", async () => {
+    const pidFile = join(cwd, "grandchild.pid");
+    const t0 = Date.now();
+    const r = await runCodingAgent(["sh", "-c", `sleep 30 & echo $! > ${pidFile}; sleep 30`], { cwd, env, timeoutMs: 1_000 });
+    expect(r.outcome).toBe("timeout");
+    expect(r.reason).toContain("1000 ms");
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    expect(pid).toBeGreaterThan(0);
+    const end = Date.now() + 2_000;
+    while (alive(pid) && Date.now() < end) await sleep(20);
+    expect(alive(pid)).toBe(false);
+  });
+
+  // BUG (services/rewriter/src/coding-agent.ts, runCodingAgent's `child.once("close", ...)`): the result is decided
+  // on the child's "close" event, which waits until every holder of its stdout/stderr pipes is gone, and the process
+  // group is only killed on timeout. (a) A coding agent that exits 0 but leaves a background process holding its
+  // stdout (a language server, a watcher, `cmd &`) is reported as `timeout` after the full timeout (default 10 min)
+  // and its change is thrown away (agent-timeout). (b) A leftover that redirected its stdio is never killed: it
+  // outlives the run and keeps running (and writing) after the worktree is committed and removed.
+  // Fix: settle on "exit" (the agent itself), then `process.kill(-child.pid, "SIGKILL")` to end the rest of the
+  // group, and resolve once the pipes close (they now close at once) or after a short drain grace.
+  it.skip("settles when the agent exits, and ends what it left running in the background", async () => {
+    const pidFile = join(cwd, "leftover.pid");
+    const t0 = Date.now();
+    const r = await runCodingAgent(["sh", "-c", `sleep 30 & sleep 30 >/dev/null 2>&1 & echo $! > ${pidFile}; echo done`], { cwd, env, timeoutMs: 5_000 });
+    expect(r).toMatchObject({ outcome: "ok", exitCode: 0 });
+    expect(r.output.trim()).toBe("done");
+    expect(Date.now() - t0).toBeLessThan(2_500);
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    const end = Date.now() + 1_000;
+    while (alive(pid) && Date.now() < end) await sleep(20);
+    const survived = alive(pid);
+    if (survived) process.kill(pid, "SIGKILL");
+    expect(survived).toBe(false);
+  });
+
+  it("gives the command no stdin, so a tool reading it sees EOF instead of hanging", async () => {
+    const r = await runCodingAgent(["sh", "-c", "cat; echo got-eof"], { cwd, env, timeoutMs: 5_000 });
+    expect(r.outcome).toBe("ok");
+    expect(r.output.trim()).toBe("got-eof");
+  });
+
+  it("passes only the given environment", async () => {
+    process.env["MOSS_TEST_LEAK"] = "secret";
+    try {
+      const r = await runCodingAgent(["sh", "-c", 'echo "[$MOSS_TEST_LEAK][$ONLY]"'], { cwd, env: { ...env, ONLY: "given" }, timeoutMs: 5_000 });
+      expect(r.output.trim()).toBe("[][given]");
+    } finally {
+      delete process.env["MOSS_TEST_LEAK"];
+    }
+  });
+
+  it("renders {worktree} {evidence} {prompt} in every argument", () => {
+    expect(renderCommand(["agent", "--cwd={worktree}", "read {prompt} then {evidence}; {prompt}"], { worktree: "/w", evidence: "/e.json", prompt: "/p.md" })).toEqual([
+      "agent",
+      "--cwd=/w",
+      "read /p.md then /e.json; /p.md",
+    ]);
+  });
+});
+
+const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", ...args], { cwd, encoding: "utf8" }).trim();
+
+/** A stand-in coding agent: logs each run, captures what it was given, then acts per FAKE_MODE. */
+const FAKE_AGENT = `
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+const [worktree, evidence, prompt] = process.argv.slice(2);
+const mode = process.env.FAKE_MODE;
+appendFileSync(process.env.FAKE_RUNS, mode + "\\n");
+writeFileSync(process.env.FAKE_CAPTURE, JSON.stringify({
+  argv: process.argv.slice(2), cwd: process.cwd(), env: process.env,
+  evidence: JSON.parse(readFileSync(evidence, "utf8")), prompt: readFileSync(prompt, "utf8"),
+}));
+if (mode === "edit") {
+  writeFileSync(join(worktree, "src/app.js"), "export const answer = () => 42;\\n");
+  console.log("patched src/app.js");
+} else if (mode === "noop") {
+  console.log("looked around, changed nothing");
+} else if (mode === "fail") {
+  console.log("thinking...");
+  console.error("error: model quota exceeded");
+  process.exit(2);
+} else if (mode === "hang") {
+  setInterval(() => {}, 1000);
+}
+`;
+
+/** A small agent repository: v1 (the failing version, `base`), then v2 on main (`mainHead`). */
+function makeRepo(repo: string): { base: string; mainHead: string } {
+  mkdirSync(join(repo, "src"), { recursive: true });
+  git(repo, "init", "-q", "-b", "main");
+  writeFileSync(join(repo, "src/app.js"), "export const answer = () => 41;\n");
+  writeFileSync(join(repo, "README.md"), "# chat-bot\n");
+  git(repo, "add", "-A");
+  git(repo, "commit", "-q", "-m", "v1");
+  const base = git(repo, "rev-parse", "HEAD");
+  // main moved on after the failing version was deployed; rewrites must start from the failing version.
+  writeFileSync(join(repo, "src/later.js"), "export const later = true;\n");
+  git(repo, "add", "-A");
+  git(repo, "commit", "-q", "-m", "v2");
+  return { base, mainHead: git(repo, "rev-parse", "HEAD") };
+}
+
+// Each test has its own repository, so the tests (mostly waiting on git and node) run concurrently.
+describe.concurrent("rewrite end to end (real git, blob store and KV; fake build)", () => {
+  let env: Env;
+  const script = join(root, "fake-agent.mjs");
+
+  beforeAll(async () => {
+    env = await startEnv("rewriter-test");
+    writeFileSync(script, FAKE_AGENT);
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  let n = 0;
+  async function harness(o: { mode: string; build?: BuildPort["buildImage"]; timeoutMs?: number } ) {
+    const batches = await env.bucket("batches");
+    const batchId = `b${++n}`;
+    const repo = join(root, `repo-${batchId}`);
+    const worktrees = join(root, `worktrees-${batchId}`);
+    const { base, mainHead } = makeRepo(repo);
+    const events: FailureEvent[] = [
+      failure({ id: "f1", version: base, env: { LOCALE: "fr" }, logs: ["calling llm", "got empty choices"] }),
+      failure({ id: "f2", version: base, request: { method: "POST", path: "/v1/chat", body: '{"q":"bye"}' } }),
+    ];
+    const failures: FailureRef[] = [];
+    for (const ev of events) failures.push({ id: ev.id, event: await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }) });
+    await seed(batches, batchRecord({ batchId, failures, state: "ready", baseVersion: base, count: 7 }));
+    const dir = join(root, `run-${batchId}`);
+    mkdirSync(dir, { recursive: true });
+    const files = { runs: join(dir, "runs.log"), capture: join(dir, "capture.json") };
+    writeFileSync(files.runs, "");
+    const builds: Array<Parameters<BuildPort["buildImage"]>[0]> = [];
+    const ready: CandidateReady[] = [];
+    const failed: CandidateFailed[] = [];
+    const deps: RewriterDeps = {
+      agents: { "chat-bot": { repo } },
+      worktreesDir: worktrees,
+      command: [process.execPath, script, "{worktree}", "{evidence}", "{prompt}"],
+      timeoutMs: o.timeoutMs ?? 20_000,
+      envAllow: ["FAKE_MODE", "FAKE_RUNS", "FAKE_CAPTURE"],
+      env: { PATH: process.env["PATH"], HOME: process.env["HOME"], FAKE_MODE: o.mode, FAKE_RUNS: files.runs, FAKE_CAPTURE: files.capture, MOSS_S3_SECRET_KEY: "do-not-leak" },
+      blob: env.blob,
+      runtime: {
+        async buildImage(opts) {
+          builds.push(opts);
+          if (o.build) return o.build(opts);
+          return { image: opts.tag, log: "built" };
+        },
+      },
+      batches,
+      publishReady: async (m) => void ready.push(m),
+      publishFailed: async (m) => void failed.push(m),
+      log: silent,
+    };
+    const msg = BatchReady.parse({ batchId, agent: "chat-bot", fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat", baseVersion: base, failures, count: 7, attempt: 1 });
+    return {
+      batchId,
+      repo,
+      worktrees,
+      base,
+      mainHead,
+      deps,
+      msg,
+      events,
+      ready,
+      failed,
+      builds,
+      runs: () => readFileSync(files.runs, "utf8").split("\n").filter(Boolean).length,
+      capture: () => JSON.parse(readFileSync(files.capture, "utf8")) as { argv: string[]; cwd: string; env: Record<string, string>; evidence: Evidence; prompt: string },
+      batches,
+      record: async () => (await kvGet(batches, batchId, BatchRecord))!.value,
+    };
+  }
+
+  const text = async (ref: BlobRef | undefined) => (await env.blob.get(ref!.sha256)).toString("utf8");
+  const worktreeGone = (h: { repo: string; worktrees: string; batchId: string }, attempt: number) => {
+    expect(existsSync(join(h.worktrees, `${h.batchId}-${attempt}`))).toBe(false);
+    expect(git(h.repo, "worktree", "list", "--porcelain").split("\n").filter((l) => l.startsWith("worktree "))).toEqual([`worktree ${h.repo}`]);
+  };
+
+  it("commits the coding agent's change on moss/<batch>/<attempt> with trailers and publishes the candidate", async () => {
+    const h = await harness({ mode: "edit" });
+    await rewrite(h.msg, h.deps);
+
+    expect(h.failed).toEqual([]);
+    expect(h.ready).toHaveLength(1);
+    const c = h.ready[0]!;
+    const branch = `moss/${h.batchId}/1`;
+    expect(c).toMatchObject({ batchId: h.batchId, attempt: 1, branch, filesChanged: ["src/app.js"], failures: h.msg.failures, count: 7, previous: [] });
+    expect(c.commit).toMatch(/^[a-f0-9]{40}$/);
+    expect(c.image).toBe(`moss/chat-bot:${c.commit.slice(0, 12)}`);
+
+    // Git: the branch holds the commit, built on the failing version (not on main), with the trailers.
+    expect(git(h.repo, "rev-parse", branch)).toBe(c.commit);
+    expect(git(h.repo, "rev-parse", `${c.commit}^`)).toBe(h.base);
+    const trailers = git(h.repo, "log", "-1", "--format=%(trailers)", branch);
+    expect(trailers).toContain(`Moss-Batch: ${h.batchId}`);
+    expect(trailers).toContain("Moss-Attempt: 1");
+    expect(trailers).toContain("Moss-Failures: f1,f2");
+    expect(git(h.repo, "show", `${c.commit}:src/app.js`)).toBe("export const answer = () => 42;");
+    // The operator's checkout is untouched.
+    expect(git(h.repo, "rev-parse", "main")).toBe(h.mainHead);
+    expect(readFileSync(join(h.repo, "src/app.js"), "utf8")).toBe("export const answer = () => 41;\n");
+    expect(git(h.repo, "status", "--porcelain")).toBe("");
+    worktreeGone(h, 1);
+
+    // Evidence: the diff, the agent's output, the build request.
+    const diff = await text(c.diff);
+    expect(diff).toContain("-export const answer = () => 41;");
+    expect(diff).toContain("+export const answer = () => 42;");
+    expect(await text(c.agentOutput)).toContain("patched src/app.js");
+    expect(h.builds).toEqual([{ repoDir: h.repo, commit: c.commit, tag: c.image, labels: { "moss.agent": "chat-bot", "moss.batch": h.batchId } }]);
+    expect(await h.record()).toMatchObject({ state: "candidate", attempt: 1 });
+
+    // What the coding agent was given.
+    const cap = h.capture();
+    expect(cap.cwd).toBe(cap.argv[0]);
+    expect(cap.argv[0]).toBe(join(h.worktrees, `${h.batchId}-1`));
+    expect(cap.evidence).toMatchObject({ batchId: h.batchId, agent: "chat-bot", attempt: 1, count: 7, baseVersion: h.base, fingerprint: h.msg.fingerprint, previous: [] });
+    expect(cap.evidence.failures).toEqual(h.events);
+    expect(cap.prompt).toBe(cap.evidence.prompt);
+    expect(cap.prompt).toContain("7 production failure(s)");
+    expect(cap.prompt).toContain(h.msg.fingerprint);
+    expect(cap.prompt).toContain("POST /v1/chat failed with TypeError: Cannot read properties of undefined (reading 'content')");
+    // Allow-listed env only, plus the Moss paths.
+    expect(cap.env["MOSS_S3_SECRET_KEY"]).toBeUndefined();
+    expect(cap.env).toMatchObject({ FAKE_MODE: "edit", MOSS_WORKTREE: cap.argv[0], MOSS_EVIDENCE: cap.argv[1], MOSS_PROMPT: cap.argv[2] });
+  });
+
+  it("a coding agent that changes nothing yields candidate.failed no-change (and no build)", async () => {
+    const h = await harness({ mode: "noop" });
+    await rewrite(h.msg, h.deps);
+    expect(h.ready).toEqual([]);
+    expect(h.builds).toEqual([]);
+    expect(h.failed).toHaveLength(1);
+    expect(h.failed[0]).toMatchObject({ batchId: h.batchId, attempt: 1, verdict: "no-change" });
+    expect(await text(h.failed[0]!.agentOutput)).toContain("changed nothing");
+    worktreeGone(h, 1);
+  });
+
+  it("a failing coding agent yields agent-failed with its last words", async () => {
+    const h = await harness({ mode: "fail" });
+    await rewrite(h.msg, h.deps);
+    expect(h.ready).toEqual([]);
+    expect(h.builds).toEqual([]);
+    expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-failed", reason: "coding agent exited 2: error: model quota exceeded" })]);
+    expect(await text(h.failed[0]!.agentOutput)).toContain("thinking...");
+    worktreeGone(h, 1);
+  });
+
+  it("a coding agent that hangs is killed at the timeout: agent-timeout", async () => {
+    const h = await harness({ mode: "hang", timeoutMs: 500 });
+    await rewrite(h.msg, h.deps);
+    expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-timeout" })]);
+    expect(h.ready).toEqual([]);
+    worktreeGone(h, 1);
+  });
+
+  it("a build error yields build-failed with the commit, diff and build log", async () => {
+    const buildLog = "Step 3/5 : RUN npm ci\nnpm ERR! missing lockfile\n";
+    const h = await harness({
+      mode: "edit",
+      build: async () => {
+        throw Object.assign(new Error("image build failed: RUN npm ci exited 1"), { log: buildLog, retryable: false });
+      },
+    });
+    await rewrite(h.msg, h.deps);
+    expect(h.ready).toEqual([]);
+    expect(h.failed).toHaveLength(1);
+    const f = h.failed[0]!;
+    expect(f).toMatchObject({ verdict: "build-failed", reason: "image build failed: RUN npm ci exited 1", commit: git(h.repo, "rev-parse", `moss/${h.batchId}/1`) });
+    expect(await text(f.buildLog)).toBe(buildLog);
+    expect(await text(f.diff)).toContain("+export const answer = () => 42;");
+    expect(await text(f.agentOutput)).toContain("patched src/app.js");
+  });
+
+  it("a retryable build error is thrown for the bus to retry; the redelivery reuses the commit without rerunning the agent", async () => {
+    let down = true;
+    const h = await harness({
+      mode: "edit",
+      build: async (opts) => {
+        if (down) throw Object.assign(new Error("docker daemon unreachable"), { retryable: true });
+        return { image: opts.tag, log: "" };
+      },
+    });
+    await expect(rewrite(h.msg, h.deps)).rejects.toThrow("docker daemon unreachable");
+    expect(h.failed).toEqual([]);
+    expect(h.ready).toEqual([]);
+    const commit = git(h.repo, "rev-parse", `moss/${h.batchId}/1`);
+    expect(h.runs()).toBe(1);
+
+    down = false;
+    await rewrite(h.msg, h.deps); // redelivery
+    expect(h.runs()).toBe(1);
+    expect(h.ready).toHaveLength(1);
+    expect(h.ready[0]).toMatchObject({ commit, filesChanged: ["src/app.js"], branch: `moss/${h.batchId}/1` });
+    expect(await text(h.ready[0]!.diff)).toContain("+export const answer = () => 42;");
+    expect(git(h.repo, "rev-parse", `moss/${h.batchId}/1`)).toBe(commit);
+    expect(await h.record()).toMatchObject({ state: "candidate" });
+  });
+
+  it("a redelivery after the candidate was published republishes the same commit and does not run the agent again", async () => {
+    const h = await harness({ mode: "edit" });
+    await rewrite(h.msg, h.deps);
+    await rewrite(h.msg, h.deps);
+    expect(h.runs()).toBe(1);
+    expect(h.ready).toHaveLength(2);
+    expect(h.ready[1]!.commit).toBe(h.ready[0]!.commit);
+  });
+
+  // BUG (services/rewriter/src/handlers/rewrite.ts, rewrite()'s first `transitionBatch(..., "rewriting", ...)`): a
+  // redelivered batch.ready/retry (rewriter crashed or lost the ack after publishing the candidate) is processed
+  // after the replayer already moved the batch to `replaying`. replaying → rewriting is a legal edge (the promoter
+  // uses it for a failed replay), so the redelivery drags the batch back to rewriting and then `candidate`. When the
+  // replay then completes, the promoter's candidate → awaiting-approval is not in BatchTransitions: replay.completed
+  // is dead-lettered and the batch is stuck in `candidate`, its passing fix never promoted.
+  // Fix: read the record first and ack without touching it when the batch has moved past this attempt (record attempt
+  // > msg.attempt, or the same attempt in replaying or a later state); republishing the candidate is fine (msgId
+  // dedup).
+  it.skip("a redelivery after the replayer took the candidate leaves the batch where it is", async () => {
+    const h = await harness({ mode: "edit" });
+    await rewrite(h.msg, h.deps);
+    await transitionBatch(h.batches, h.batchId, "replaying"); // the replayer picked the candidate up
+    await rewrite(h.msg, h.deps); // the rewriter's own message comes back
+    expect(h.runs()).toBe(1);
+    expect(await h.record()).toMatchObject({ state: "replaying", attempt: 1 });
+  });
+
+  it("attempt 2 gets the earlier attempts, with their diff text, in its evidence and prompt", async () => {
+    const h = await harness({ mode: "edit" });
+    const prevDiffText = "diff --git a/src/app.js b/src/app.js\n-export const answer = () => 41;\n+export const answer = () => 40;\n";
+    const prevDiff = await env.blob.put(prevDiffText, { contentType: "text/x-diff" });
+    const retry = BatchRetry.parse({
+      ...h.msg,
+      attempt: 2,
+      previous: [
+        {
+          attempt: 1,
+          commit: "abcdef1234567",
+          diff: prevDiff,
+          verdict: "replay-failed",
+          reason: "1 of 2 failure(s) still fail in replay",
+          results: [
+            { failureId: "f1", passed: true, reason: "answered 200: ok", durationMs: 3 },
+            { failureId: "f2", passed: false, reason: "answered 500 (expected 200-499): boom", durationMs: 4 },
+          ],
+        },
+      ],
+    });
+    await rewrite(retry, h.deps);
+
+    const cap = h.capture();
+    expect(cap.evidence.attempt).toBe(2);
+    expect(cap.evidence.previous).toHaveLength(1);
+    expect(cap.evidence.previous[0]).toMatchObject({ attempt: 1, verdict: "replay-failed", diffText: prevDiffText });
+    expect(cap.prompt).toContain("Attempt 1 did not work (replay-failed): 1 of 2 failure(s) still fail in replay");
+    expect(cap.prompt).toContain("failure f2: answered 500");
+    expect(cap.prompt).not.toContain("failure f1:");
+    expect(h.ready[0]).toMatchObject({ attempt: 2, branch: `moss/${h.batchId}/2`, previous: retry.previous });
+    expect(git(h.repo, "log", "-1", "--format=%(trailers)", `moss/${h.batchId}/2`)).toContain("Moss-Attempt: 2");
+    expect(await h.record()).toMatchObject({ state: "candidate", attempt: 2 });
+    worktreeGone(h, 2);
+  });
+
+  it("refuses, as terminal, an agent that is not configured or a missing coding agent command", async () => {
+    const h = await harness({ mode: "edit" });
+    await expect(rewrite({ ...h.msg, agent: "ghost" }, h.deps)).rejects.toMatchObject({ code: "MOSS_E_UNKNOWN_AGENT", retryable: false });
+    await expect(rewrite(h.msg, { ...h.deps, command: undefined })).rejects.toMatchObject({ code: "MOSS_E_NO_CODING_AGENT", retryable: false });
+    expect(h.runs()).toBe(0);
+  });
+});
