@@ -246,8 +246,8 @@ describe("AuditLog verify detects tampering", () => {
     writeFileSync(file, lines().filter((_, i) => i !== 2).join("\n") + "\n");
     const res = log.verify();
     expect(res).toMatchObject({ ok: false, why: "prev hash does not match the line before" });
-    // 4 today (the seq of the first record after the gap); 3 (the missing position) once brokenAt is positional.
-    expect([3, 4]).toContain(res.brokenAt);
+    // The third line of the file is where the chain breaks (it holds record 4, whose prev is the missing record 3).
+    expect(res.brokenAt).toBe(3);
   });
 
   it("a middle line that is no longer JSON is reported at its position", () => {
@@ -258,11 +258,8 @@ describe("AuditLog verify detects tampering", () => {
     expect(log.verify()).toEqual({ ok: false, records: 3, brokenAt: 3, why: "line is not JSON" });
   });
 
-  // BUG (services/auditor/src/audit-log.ts, verify lines 85 and 87): brokenAt is `r.seq`, read from the very
-  // record that may have been tampered with. Editing seq of record 3 to 99 reports brokenAt 99 (a record that does
-  // not exist); editing it to 4 blames the innocent record 4. Fix: report the position `n` (equal to seq in an
-  // intact log), e.g. `brokenAt: n`.
-  it.skip("an edit of seq in record 3 is reported at record 3", () => {
+  // brokenAt is the position in the file, never the seq read from the (possibly tampered) record itself.
+  it("an edit of seq in record 3 is reported at record 3", () => {
     const log = fiveRecords();
     rewriteLine(2, (r) => {
       r["seq"] = 99;

@@ -82,9 +82,9 @@ export class AuditLog {
       } catch {
         return { ok: false, records: n, brokenAt: n, why: "line is not JSON" };
       }
-      if (r.prev !== prev) return { ok: false, records: n, brokenAt: r.seq ?? n, why: "prev hash does not match the line before" };
+      if (r.prev !== prev) return { ok: false, records: n, brokenAt: n, why: "prev hash does not match the line before" };
       const { hash, ...rest } = r;
-      if (hashRecord(rest) !== hash) return { ok: false, records: n, brokenAt: r.seq ?? n, why: "record content does not match its hash" };
+      if (hashRecord(rest) !== hash) return { ok: false, records: n, brokenAt: n, why: "record content does not match its hash" };
       prev = hash;
     }
     return { ok: true, records: n };
