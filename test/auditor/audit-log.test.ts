@@ -159,15 +159,9 @@ describe("AuditLog reopen", () => {
     expect(again.prev).toBe(second.hash);
   });
 
-  // BUG (services/auditor/src/audit-log.ts, constructor lines 45-58): the torn tail is skipped in memory but left
-  // in the file, and the file is reopened with flag "a". The next append is written straight after the torn
-  // fragment (no newline in between), so the redelivered record and the fragment become one non-JSON line:
-  // verify() reports the log broken from then on, the next reopen silently drops that record (the merged line is
-  // the last complete line, which the `i < lines.length - 2` check also forgives), and once anything is appended
-  // after it the auditor no longer starts ("damaged at line N"). Fix: when the last line does not parse, truncate
-  // the file to the end of the last good line (ftruncateSync on the byte offset) before opening it for append;
-  // only a final line without a trailing newline can be torn, so throw for any other unparsable line.
-  it.skip("after a torn last line, later appends still verify and survive another reopen", () => {
+  // The torn fragment must be cut off the file, not only skipped in memory: appended after it (flag "a"), the next
+  // record would share its line and the log would read as broken, then refuse to open once anything followed.
+  it("after a torn last line, later appends still verify and survive another reopen", () => {
     const a = openLog();
     a.append(input(1));
     a.append(input(2));
@@ -185,6 +179,43 @@ describe("AuditLog reopen", () => {
     c.close();
     expect(() => openLog()).not.toThrow();
     expect(parsed().map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("keeps a complete last record whose newline was never written, and starts the next append on its own line", () => {
+    const a = openLog();
+    a.append(input(1));
+    a.append(input(2));
+    a.close();
+    writeFileSync(file, readFileSync(file, "utf8").replace(/\n$/, ""));
+
+    const b = openLog();
+    expect(b.records.map((r) => r.seq)).toEqual([1, 2]);
+    expect(b.append(input(2))).toBeUndefined();
+    b.append(input(3));
+    expect(b.verify()).toEqual({ ok: true, records: 3 });
+    expect(readFileSync(file, "utf8").endsWith("\n")).toBe(true);
+  });
+
+  it("refuses to open a log whose complete last line is damaged, instead of forgiving it as torn", () => {
+    const a = openLog();
+    for (const n of [1, 2, 3]) a.append(input(n));
+    a.close();
+    const all = lines();
+    all[2] = all[2]!.slice(0, 30);
+    writeFileSync(file, all.join("\n") + "\n");
+    const before = readFileSync(file, "utf8");
+
+    expect(() => new AuditLog(file)).toThrow(`audit log ${file} is damaged at line 3`);
+    // Nothing was cut: the evidence stays for whoever investigates.
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
+  it("refuses a line that is JSON but not an audit record", () => {
+    const a = openLog();
+    a.append(input(1));
+    a.close();
+    appendFileSync(file, "null\n");
+    expect(() => new AuditLog(file)).toThrow(`audit log ${file} is damaged at line 2`);
   });
 
   it("refuses to open a log whose middle line is damaged, naming the file and line", () => {

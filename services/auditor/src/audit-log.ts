@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
 /** One line of the audit log. `hash` chains it to the line before, so an edit anywhere breaks verification. */
@@ -23,6 +23,9 @@ export type AuditInput = Omit<AuditRecord, "seq" | "prev" | "hash" | "at">;
 
 const GENESIS = "0".repeat(64);
 
+const isRecord = (v: unknown): v is AuditRecord =>
+  typeof v === "object" && v !== null && typeof (v as AuditRecord).seq === "number" && typeof (v as AuditRecord).hash === "string";
+
 export function hashRecord(r: Omit<AuditRecord, "hash">): string {
   return createHash("sha256").update(r.prev).update(JSON.stringify({ ...r, prev: undefined })).digest("hex");
 }
@@ -42,20 +45,57 @@ export class AuditLog {
 
   constructor(readonly file: string) {
     mkdirSync(dirname(file), { recursive: true });
-    if (existsSync(file)) {
-      const text = readFileSync(file, "utf8");
-      const lines = text.split("\n");
-      for (const [i, line] of lines.entries()) {
-        if (!line.trim()) continue;
-        try {
-          this.index(JSON.parse(line) as AuditRecord);
-        } catch (err) {
-          // A torn last line (crash mid-write) is dropped; the message it recorded was not acked and comes back.
-          if (i < lines.length - 2) throw new Error(`audit log ${file} is damaged at line ${i + 1}: ${(err as Error).message}`);
-        }
-      }
-    }
+    const { keep, endLine } = existsSync(file) ? this.load() : { keep: 0, endLine: false };
     this.fd = openSync(file, "a");
+    if (keep < fstatSync(this.fd).size) {
+      // Cut the torn tail before anything is appended, or the next record would be glued onto the fragment.
+      ftruncateSync(this.fd, keep);
+      fsyncSync(this.fd);
+    }
+    if (endLine) {
+      // The last record is complete but its newline was never written: end the line so the next append starts fresh.
+      writeSync(this.fd, "\n");
+      fsyncSync(this.fd);
+    }
+  }
+
+  /**
+   * Indexes every complete record and says how many bytes of the file to keep. Only a last line without its newline
+   * can be torn by a crash mid-write: it is dropped (its message was not acked and comes back). Any other line that is
+   * not a record means the file was damaged, and the auditor refuses to build on it.
+   */
+  private load(): { keep: number; endLine: boolean } {
+    const buf = readFileSync(this.file);
+    let start = 0;
+    for (let line = 1; start < buf.length; line++) {
+      const nl = buf.indexOf(0x0a, start);
+      const last = nl === -1;
+      const text = buf.toString("utf8", start, last ? buf.length : nl);
+      if (text.trim()) {
+        let rec: unknown;
+        try {
+          rec = JSON.parse(text);
+        } catch (err) {
+          if (last) return { keep: start, endLine: false };
+          throw this.damaged(line, (err as Error).message);
+        }
+        if (!isRecord(rec)) {
+          if (last) return { keep: start, endLine: false };
+          throw this.damaged(line, "not an audit record (no numeric seq and string hash)");
+        }
+        this.index(rec);
+      }
+      if (last) return { keep: buf.length, endLine: true };
+      start = nl + 1;
+    }
+    return { keep: buf.length, endLine: false };
+  }
+
+  private damaged(line: number, why: string): Error {
+    return new Error(
+      `audit log ${this.file} is damaged at line ${line}: ${why}. The auditor will not append to a damaged log: ` +
+        `restore the file from a backup, or move it aside to start a new log.`,
+    );
   }
 
   /** Appends unless this stream message was recorded already (redelivery). Returns the record, or undefined if a duplicate. */
