@@ -318,12 +318,9 @@ describe("auditor HTTP API over recorded messages", () => {
     expect((await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`)).body).toEqual(before);
   });
 
-  // BUG (services/auditor/src/handlers/timeline.ts, line 98): the timeline is sorted with `localeCompare` on the
-  // timestamp strings. Failure entries use the agent's `occurredAt`, which the schema accepts without fractional
-  // seconds (RFC 3339 as Go's time.RFC3339 or many loggers write it: "...T12:00:00Z"), while records carry
-  // "...T12:00:00.300Z". '.' sorts before 'Z', so a failure at 12:00:00 is shown after a batch closed at
-  // 12:00:00.300 (likewise "….5Z" sorts after "….55Z"). Fix: sort by `Date.parse(a.at) - Date.parse(b.at)`.
-  it.skip("orders a failure stamped without fractional seconds before a step in the same second", async () => {
+  // Timeline times are compared as instants: agents may stamp `occurredAt` without fractional seconds ("…:00Z"), and
+  // as strings '.' sorts before 'Z', which put a failure at 12:00:00 after a batch closed at 12:00:00.300.
+  it("orders a failure stamped without fractional seconds before a step in the same second", async () => {
     const f = failure("f-go", "2025-06-01T12:00:00Z", "/v1/checkout", "boom");
     await deliver(Messages.failure, f, { subject: failureSubject(AGENT), at: "2025-06-01T12:00:00.100Z" });
     const ref = { id: f.id, event: await blob.put(JSON.stringify(f)) };

@@ -33,6 +33,16 @@ export interface BatchTimeline {
   timeline: TimelineEntry[];
 }
 
+/**
+ * Times are compared as the instants they name, never as strings: failures carry the agent's `occurredAt`, which may
+ * have no fractional seconds ("…:00Z"), and '.' sorts before 'Z'. An unparsable time gets `missing`; callers pass the value that sorts it last.
+ */
+function instant(at: string, missing: number): number {
+  const ms = Date.parse(at);
+  return Number.isNaN(ms) ? missing : ms;
+}
+const compare = (a: number, b: number): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** Builds a batch's story from the audit log alone (no other service is asked). */
 export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | undefined {
   const recs = log.byBatch.get(batchId);
@@ -95,7 +105,7 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
         break;
     }
   }
-  timeline.sort((a, b) => a.at.localeCompare(b.at));
+  timeline.sort((a, b) => compare(instant(a.at, Infinity), instant(b.at, Infinity)));
   return {
     batchId,
     agent: ready?.agent,
@@ -117,5 +127,5 @@ export function listBatches(log: AuditLog): Array<{ batchId: string; agent?: str
       const t = batchTimeline(log, id)!;
       return { batchId: id, agent: t.agent, count: t.count, verdict: t.verdict, lastAt: t.timeline[t.timeline.length - 1]?.at ?? "" };
     })
-    .sort((a, b) => b.lastAt.localeCompare(a.lastAt));
+    .sort((a, b) => compare(instant(b.lastAt, -Infinity), instant(a.lastAt, -Infinity)));
 }
