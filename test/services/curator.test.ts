@@ -1,102 +1,14 @@
-import { BatchRecord, FailureEvent, isTerminal, type BatchReady } from "@moss/contracts";
-import { kvGet, type KV } from "@moss/bus";
+// The curator's filing engine (ingestChunk / tick / breaker) against a real KV, with fake publishers.
+import { kvGet, type ChunkItem, type KV } from "@moss/bus";
+import { BatchRecord, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FINGERPRINT_VERSION, fingerprintOf, topFrame } from "../../services/curator/src/handlers/fingerprint";
-import { handleFailure, sweepExpired, type CuratorDeps } from "../../services/curator/src/handlers/failure";
-import { failure, nodeStack, silent, startEnv, type Env } from "./helpers";
+import { createFingerprinter } from "../../services/curator/src/fingerprint";
+import { onOutcome } from "../../services/curator/src/handlers/breaker";
+import { ingestChunk, tick, type CuratorDeps } from "../../services/curator/src/handlers/ingest";
+import { CuratorState } from "../../services/curator/src/state/state";
+import { failure, nodeStack, silent, startEnv, VERSION, CANDIDATE, type Env } from "./helpers";
 
-describe("fingerprint", () => {
-  it("picks the top in-app frame, skipping node_modules and node: runtime frames", () => {
-    const ev = failure({ id: "f1" });
-    expect(topFrame(ev.error)).toBe("/app/src/chat.ts#handleChat");
-    expect(fingerprintOf(ev).fingerprint).toBe(`${FINGERPRINT_VERSION}|TypeError|/app/src/chat.ts#handleChat|/v1/chat`);
-  });
-
-  it("skips legacy `internal/` frames and strips file:// from ESM frames", () => {
-    const stack = [
-      "Error: boom",
-      "    at emit (internal/streams/readable.js:1:1)",
-      "    at file:///app/dist/tools/search.js:10:2",
-      "    at run (file:///app/dist/main.js:3:4)",
-    ].join("\n");
-    expect(topFrame({ type: "Error", message: "boom", stack })).toBe("/app/dist/tools/search.js#<anonymous>");
-  });
-
-  it("uses parsed frames when the agent sends them instead of a stack", () => {
-    const ev = failure({
-      id: "f1",
-      error: {
-        type: "TypeError",
-        message: "x",
-        frames: [
-          { file: "/app/node_modules/lib/a.js", function: "lib", line: 1 },
-          { file: "/app/src/tools.ts", function: "callTool", line: 7 },
-        ],
-      },
-    });
-    expect(topFrame(ev.error)).toBe("/app/src/tools.ts#callTool");
-  });
-
-  it("does not change when only line and column numbers move (a redeploy that shifted the code)", () => {
-    const a = failure({ id: "a", error: { type: "TypeError", message: "m", stack: nodeStack({ line: 42 }) } });
-    const b = failure({ id: "b", error: { type: "TypeError", message: "another message", stack: nodeStack({ line: 97 }) } });
-    expect(fingerprintOf(a)).toEqual(fingerprintOf(b));
-  });
-
-  it("separates different routes, in-app functions and error types", () => {
-    const base = fingerprintOf(failure({ id: "a" }));
-    expect(fingerprintOf(failure({ id: "b", route: "/v1/search" })).key).not.toBe(base.key);
-    expect(fingerprintOf(failure({ id: "c", error: { type: "TypeError", message: "m", stack: nodeStack({ fn: "handleTool" }) } })).key).not.toBe(base.key);
-    expect(fingerprintOf(failure({ id: "d", error: { type: "RangeError", message: "m", stack: nodeStack() } })).key).not.toBe(base.key);
-  });
-
-  it("lets the agent's own fingerprint win, and the KV key is a short token-safe hash", () => {
-    const a = fingerprintOf(failure({ id: "a", fingerprint: "llm-timeout" }));
-    const b = fingerprintOf(failure({ id: "b", fingerprint: "llm-timeout", route: "/other", error: { type: "X", message: "y" } }));
-    expect(a.fingerprint).toBe("llm-timeout");
-    expect(b).toEqual(a);
-    expect(a.key).toMatch(/^[a-f0-9]{20}$/);
-  });
-
-  // BUG (services/curator/src/handlers/fingerprint.ts, `frameRe`): V8 writes `at async fn (file:line:col)` for frames
-  // resumed after an await, which is most in-app frames of an async agent. frameRe requires `<fn> (` right after
-  // the "at", so `async handleChat (` does not match and the frame is dropped (same for `at new Tool (...)` and
-  // `at Object.run [as go] (...)`). A failure thrown in a library under async in-app code then gets topFrame `-`, and
-  // every such bug on the same route and error type collapses into one fingerprint.
-  // Fix: allow optional `async ` / `new ` prefixes and an `[as x]` suffix, e.g.
-  //   /^\s*at (?:async )?(?:new )?(?:(?<fn>[^\s(]+)(?: \[as [^\]]+\])? \()?(?<file>[^()]+?)(?::\d+){0,2}\)?\s*$/
-  // and (see the next test) only accept files that look like paths, or `at async Promise.all (index 0)` becomes file
-  // "index 0".
-  it.skip("finds the in-app frame of an async call chain (`at async fn (...)`)", () => {
-    const stack = [
-      "TypeError: Cannot read properties of undefined (reading 'content')",
-      "    at pick (/app/node_modules/llm-client/dist/index.js:120:17)",
-      "    at async Promise.all (index 0)",
-      "    at async handleChat (/app/src/chat.ts:42:13)",
-      "    at async Server.<anonymous> (/app/src/server.ts:30:5)",
-    ].join("\n");
-    expect(topFrame({ type: "TypeError", message: "m", stack })).toBe("/app/src/chat.ts#handleChat");
-    const ctor = ["Error: no key", "    at new LlmClient (/app/src/llm.ts:8:11)", "    at main (/app/src/main.ts:3:1)"].join("\n");
-    expect(topFrame({ type: "Error", message: "m", stack: ctor })).toBe("/app/src/llm.ts#LlmClient");
-  });
-
-  // BUG (services/curator/src/handlers/fingerprint.ts, topFrame's in-app filter): native frames print as `at
-  // JSON.parse (<anonymous>)`; `<anonymous>` is not excluded, so it is taken as the in-app frame. Every SyntaxError
-  // from JSON.parse on a route fingerprints as `<anonymous>#JSON.parse`, whichever of the agent's functions called
-  // it.
-  // Fix: also skip files that are not paths, e.g. add `|^<anonymous>$|^native$` (or require a `/` or `\`) to the
-  // filter.
-  it.skip("skips native `(<anonymous>)` frames such as JSON.parse", () => {
-    const stack = [
-      "SyntaxError: Unexpected end of JSON input",
-      "    at JSON.parse (<anonymous>)",
-      "    at parseToolCall (/app/src/tools.ts:12:20)",
-    ].join("\n");
-    expect(topFrame({ type: "SyntaxError", message: "m", stack })).toBe("/app/src/tools.ts#parseToolCall");
-  });
-});
-
-describe("handleFailure / sweepExpired with a real KV", () => {
+describe("curator filing engine with a real KV", () => {
   let env: Env;
   beforeAll(async () => {
     env = await startEnv("curator-test");
@@ -107,257 +19,217 @@ describe("handleFailure / sweepExpired with a real KV", () => {
 
   interface Harness {
     deps: CuratorDeps;
-    ready: Array<{ msg: BatchReady; trace: Record<string, string> }>;
-    batches: KV;
-    open: KV;
-    record(batchId: string): Promise<BatchRecord>;
-    /** Batch records in the bucket, any state. */
-    all(): Promise<BatchRecord[]>;
+    ready: BatchReady[];
+    verdicts: BatchVerdict[];
+    regressions: Regression[];
     clock: { t: number };
+    seq: { n: number };
+    /** Wraps events as stream messages with fresh sequence numbers. */
+    chunk(evs: FailureEvent[]): Array<ChunkItem<FailureEvent>>;
+    record(batchId: string): Promise<BatchRecord>;
+    all(): Promise<BatchRecord[]>;
+    state(): Promise<CuratorState>;
+    breakers: KV;
   }
 
-  async function harness(policy: Partial<CuratorDeps["policy"]> = {}, extra: Partial<CuratorDeps> = {}): Promise<Harness> {
+  async function harness(policy: Partial<ReturnType<CuratorDeps["policyFor"]>> = {}): Promise<Harness> {
     const batches = await env.bucket("batches");
-    const open = await env.bucket("open");
-    const ready: Harness["ready"] = [];
-    const clock = { t: Date.parse("2025-01-01T00:00:00.000Z") };
+    const breakers = await env.bucket("fingerprints");
+    const stateKv = await env.bucket("curator");
+    const h = {
+      ready: [] as BatchReady[],
+      verdicts: [] as BatchVerdict[],
+      regressions: [] as Regression[],
+      clock: { t: Date.parse("2026-01-01T00:00:00.000Z") },
+      seq: { n: 0 },
+      breakers,
+    };
     const deps: CuratorDeps = {
       blob: env.blob,
+      state: stateKv,
       batches,
-      open,
-      policy: { batchSize: 3, batchWindowMs: 10_000, maxSamples: 20, ...policy },
-      publishReady: async (msg, trace) => void ready.push({ msg, trace }),
+      breakers,
+      policyFor: () => ({ batchSize: 3, batchWindowMs: 10_000, maxSamples: 20, maxRewrites: 100, rateWindowMs: 60_000, ...policy }),
+      fingerprint: createFingerprinter(),
+      ackFloor: () => 0,
+      publishReady: async (m) => void h.ready.push(m),
+      publishVerdict: async (m) => void h.verdicts.push(m),
+      publishRegression: async (m) => void h.regressions.push(m),
       log: silent,
-      now: () => clock.t,
-      ...extra,
+      now: () => h.clock.t,
     };
-    const record = async (batchId: string) => {
-      const r = await kvGet(batches, batchId, BatchRecord);
-      if (!r) throw new Error(`no batch ${batchId}`);
-      return r.value;
+    const record = async (id: string) => (await kvGet(batches, id, BatchRecord))!.value;
+    return {
+      ...h,
+      deps,
+      chunk: (evs) => evs.map((msg) => ({ msg, subject: `moss.failure.${msg.agent}`, streamSeq: ++h.seq.n, deliveryCount: 1, headers: {} })),
+      record,
+      async all() {
+        const out: BatchRecord[] = [];
+        for await (const k of await batches.keys()) out.push(await record(k));
+        return out;
+      },
+      state: async () => (await kvGet(stateKv, "agent.demo", CuratorState))!.value,
     };
-    const all = async () => {
-      const out: BatchRecord[] = [];
-      for await (const k of await batches.keys()) out.push(await record(k));
-      return out;
-    };
-    return { deps, ready, batches, open, clock, record, all };
   }
 
-  const ids = (msg: BatchReady) => msg.failures.map((f) => f.id);
+  const ev = (id: string, over: Partial<Parameters<typeof failure>[0]> = {}) => failure({ id, agent: "demo", ...over });
 
-  it("closes exactly one batch at batchSize and announces it once with the count and the failure refs", async () => {
+  it("closes exactly one batch at batchSize, announces it once, and records fingerprint key and version", async () => {
     const h = await harness({ batchSize: 3 });
-    for (const id of ["f1", "f2"]) await handleFailure(failure({ id }), h.deps);
+    await ingestChunk(h.chunk([ev("a1"), ev("a2")]), h.deps);
     expect(h.ready).toHaveLength(0);
-    await handleFailure(failure({ id: "f3" }), h.deps);
-
+    await ingestChunk(h.chunk([ev("a3")]), h.deps);
     expect(h.ready).toHaveLength(1);
-    const msg = h.ready[0]!.msg;
-    expect(msg).toMatchObject({ agent: "chat-bot", count: 3, attempt: 1, baseVersion: failure({ id: "x" }).version, fingerprint: fingerprintOf(failure({ id: "x" })).fingerprint });
-    expect(ids(msg)).toEqual(["f1", "f2", "f3"]);
-    // Each ref points at the full event in the blob store.
-    for (const ref of msg.failures) {
-      const stored = FailureEvent.parse(JSON.parse((await env.blob.get(ref.event.sha256)).toString("utf8")));
-      expect(stored).toEqual(failure({ id: ref.id }));
-    }
-    const rec = await h.record(msg.batchId);
+    expect(h.ready[0]!.count).toBe(3);
+    expect(h.ready[0]!.failures.map((f) => f.id)).toEqual(["a1", "a2", "a3"]);
+    const rec = await h.record(h.ready[0]!.batchId);
     expect(rec.state).toBe("ready");
-    expect(rec.count).toBe(3);
-    expect(rec.closedAt).toBeDefined();
-    // The batch carries its root trace context for later stages.
-    expect(h.ready[0]!.trace).toEqual(rec.trace);
-    // The fingerprint is free again.
-    const openKeys: string[] = [];
-    for await (const k of await h.open.keys()) openKeys.push(k);
-    expect(openKeys).toEqual([]);
+    expect(rec.fingerprintVersion).toBe("fp2");
+    expect(rec.fingerprintKey).toMatch(/^[0-9a-f]{20}$/);
+    // Every sample's event is in the blob store.
+    for (const f of rec.failures) expect(await env.blob.stat(f.event.sha256)).toBeDefined();
   });
 
-  it("counts the same failure delivered twice once", async () => {
-    const h = await harness({ batchSize: 3 });
-    await handleFailure(failure({ id: "f1" }), h.deps);
-    await handleFailure(failure({ id: "f1" }), h.deps);
-    await handleFailure(failure({ id: "f2" }), h.deps);
-    expect(h.ready).toHaveLength(0);
-    const [rec] = await h.all();
-    expect(rec!.count).toBe(2);
-    expect(rec!.failures.map((f) => f.id)).toEqual(["f1", "f2"]);
-    await handleFailure(failure({ id: "f3" }), h.deps);
-    expect(h.ready.map((r) => r.msg.count)).toEqual([3]);
+  it("a redelivered chunk changes nothing, even for failures not kept as samples", async () => {
+    const h = await harness({ batchSize: 100, maxSamples: 1 });
+    const c = h.chunk([ev("r1"), ev("r2"), ev("r3")]);
+    await ingestChunk(c, h.deps);
+    await ingestChunk(c, h.deps);
+    await ingestChunk([c[2]!], h.deps);
+    const s = await h.state();
+    expect(Object.values(s.open)[0]!.count).toBe(3);
   });
 
-  it("opens the next batch for failures beyond batchSize, and keeps other fingerprints apart", async () => {
+  it("attaches later failures of a fingerprint in the pipeline to its batch instead of opening another", async () => {
     const h = await harness({ batchSize: 2 });
-    for (const id of ["a1", "a2", "a3", "a4", "a5"]) await handleFailure(failure({ id }), h.deps);
-    await handleFailure(failure({ id: "s1", route: "/v1/search" }), h.deps);
-
-    expect(h.ready.map((r) => ids(r.msg))).toEqual([["a1", "a2"], ["a3", "a4"]]);
-    expect(new Set(h.ready.map((r) => r.msg.batchId)).size).toBe(2);
-    const collecting = (await h.all()).filter((r) => r.state === "collecting");
-    expect(collecting.map((r) => r.failures.map((f) => f.id)).sort()).toEqual([["a5"], ["s1"]]);
-  });
-
-  it("caps stored samples at maxSamples while the count keeps counting", async () => {
-    const h = await harness({ batchSize: 5, maxSamples: 2 });
-    for (const id of ["f1", "f2", "f3", "f4", "f5"]) await handleFailure(failure({ id }), h.deps);
+    await ingestChunk(h.chunk(Array.from({ length: 10 }, (_, i) => ev(`s${i}`))), h.deps);
     expect(h.ready).toHaveLength(1);
-    expect(h.ready[0]!.msg.count).toBe(5);
-    expect(ids(h.ready[0]!.msg)).toEqual(["f1", "f2"]);
+    expect(await h.all()).toHaveLength(1);
+    await tick("demo", h.deps);
+    expect((await h.record(h.ready[0]!.batchId)).attached).toBe(8);
   });
 
-  // BUG (services/curator/src/handlers/failure.ts, handleFailure `cur.failures.some(f => f.id === ev.id)`): the
-  // "already filed" check only looks at the stored samples (`cur.failures`). Once maxSamples is reached, a
-  // redelivered failure that was counted but not sampled is counted again, so count is inflated and the batch closes
-  // early (here at 3 real failures instead of 4).
-  // Fix: remember every filed id, not only the samples, e.g. a `seen` KV key per failure (`<openKey>.<failureId>`
-  // created with CAS before counting) or a bounded id list on the record.
-  it.skip("counts a redelivered failure once even when it was not kept as a sample", async () => {
-    const h = await harness({ batchSize: 4, maxSamples: 2 });
-    for (const id of ["f1", "f2", "f3"]) await handleFailure(failure({ id }), h.deps);
-    await handleFailure(failure({ id: "f3" }), h.deps); // redelivery of a counted, unsampled failure
-    expect(h.ready).toHaveLength(0);
-    const [rec] = await h.all();
-    expect(rec!.count).toBe(3);
+  it("keeps at most maxSamples, preferring different requests", async () => {
+    const h = await harness({ batchSize: 100, maxSamples: 3 });
+    const same = (i: number) => ev(`d${i}`, { request: { method: "POST", path: "/v1/chat", headers: {}, body: "same" } });
+    const other = (i: number) => ev(`o${i}`, { request: { method: "POST", path: "/v1/chat", headers: {}, body: `different ${i}` } });
+    await ingestChunk(h.chunk([same(1), same(2), same(3), other(1), other(2)]), h.deps);
+    const ob = Object.values((await h.state()).open)[0]!;
+    expect(ob.count).toBe(5);
+    expect(ob.samples.map((s) => s.id).sort()).toEqual(["d1", "o1", "o2"]);
   });
 
-  it("sweepExpired closes a batch whose window passed and leaves one still in its window", async () => {
-    const h = await harness({ batchSize: 10, batchWindowMs: 1_000 });
-    const t0 = h.clock.t;
-    await handleFailure(failure({ id: "old" }), h.deps);
-    h.clock.t = t0 + 900;
-    await handleFailure(failure({ id: "young", route: "/v1/search" }), h.deps);
-
-    h.clock.t = t0 + 999;
-    expect(await sweepExpired(h.deps)).toBe(0);
+  it("closes a batch when its window passes, not before", async () => {
+    const h = await harness({ batchSize: 100, batchWindowMs: 10_000 });
+    await ingestChunk(h.chunk([ev("w1")]), h.deps);
+    h.clock.t += 9_000;
+    await tick("demo", h.deps);
     expect(h.ready).toHaveLength(0);
-
-    h.clock.t = t0 + 1_000;
-    expect(await sweepExpired(h.deps)).toBe(1);
+    h.clock.t += 1_000;
+    await tick("demo", h.deps);
     expect(h.ready).toHaveLength(1);
-    expect(ids(h.ready[0]!.msg)).toEqual(["old"]);
-    expect(h.ready[0]!.msg.count).toBe(1);
-    const states = Object.fromEntries((await h.all()).map((r) => [r.failures[0]!.id, r.state]));
-    expect(states).toEqual({ old: "ready", young: "collecting" });
-
-    // A second sweep does not announce it again, and a new failure of the swept fingerprint opens a new batch.
-    expect(await sweepExpired(h.deps)).toBe(0);
-    await handleFailure(failure({ id: "next" }), h.deps);
-    const next = (await h.all()).find((r) => r.failures[0]?.id === "next")!;
-    expect(next.state).toBe("collecting");
-    expect(next.batchId).not.toBe(h.ready[0]!.msg.batchId);
+    expect(h.ready[0]!.count).toBe(1);
   });
 
-  it("loses and duplicates nothing when many failures of one fingerprint race (CAS)", async () => {
-    const h = await harness({ batchSize: 10, maxSamples: 20 });
-    const evs = Array.from({ length: 25 }, (_, i) => failure({ id: `r${i}` }));
-    // What the bus does with an error that is not terminal: deliver the message again (see the createRecord bug below,
-    // which makes this race throw a benign "wrong last sequence" today).
-    const deliver = async (ev: FailureEvent) => {
-      for (let i = 0; ; i++) {
-        try {
-          return await handleFailure(ev, h.deps);
-        } catch (err) {
-          if (isTerminal(err) || i > 10) throw err;
-        }
-      }
-    };
-    await Promise.all(evs.map(deliver));
-
-    const all = await h.all();
-    const filed = all.flatMap((r) => r.failures.map((f) => f.id));
-    expect(filed.sort()).toEqual(evs.map((e) => e.id).sort());
-    expect(all.reduce((n, r) => n + r.count, 0)).toBe(25);
-    expect(all.map((r) => `${r.state}:${r.count}`).sort()).toEqual(["collecting:5", "ready:10", "ready:10"]);
-    for (const r of all) expect(r.failures).toHaveLength(r.count);
-    // Each full batch announced (at least once; the bus dedups repeats by batch id), nothing else.
-    const announced = new Set(h.ready.map((r) => r.msg.batchId));
-    expect([...announced].sort()).toEqual(all.filter((r) => r.state === "ready").map((r) => r.batchId).sort());
-    for (const r of h.ready) expect(r.msg.count).toBe(10);
+  it("loses and duplicates nothing when chunks race (one CAS per chunk)", async () => {
+    const h = await harness({ batchSize: 1_000 });
+    const chunks = Array.from({ length: 10 }, (_, c) => h.chunk(Array.from({ length: 20 }, (_, i) => ev(`x${c}-${i}`))));
+    await Promise.all(chunks.map((c) => ingestChunk(c, h.deps)));
+    expect(Object.values((await h.state()).open)[0]!.count).toBe(200);
   });
 
-  // BUG (services/curator/src/handlers/failure.ts, createRecord's `.catch`): the "record already written by another
-  // replica" race is meant to be ignored with `.catch(err => if (!/exists/i.test(err.message)) throw err)`, but
-  // @nats-io/kv's create() on an existing key rejects with "wrong last sequence: N" (JetStream code 10071), so the
-  // benign race throws. Two replicas (or a concurrent consumer) opening a batch for a new fingerprint at once fail
-  // one delivery, which is naked and retried after a backoff with a warning. The race test above needs a bus-style
-  // retry only because of this.
-  // Fix: match what kvUpdate matches, /wrong last sequence|key exists|already exists/i (or check the
-  // JetStreamApiError code), in createRecord's catch.
-  it.skip("files a failure when another replica writes the new batch's record first", async () => {
-    const h = await harness({ batchSize: 5 });
-    const real = h.batches;
-    let raced = false;
-    h.deps.batches = new Proxy(real, {
-      get(target, prop) {
-        if (prop === "create") {
-          return async (k: string, v: string) => {
-            // The other replica's identical record lands between our read and our create.
-            if (!raced) {
-              raced = true;
-              await target.create(k, v);
-            }
-            return target.create(k, v);
-          };
-        }
-        const v: unknown = Reflect.get(target, prop, target);
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    await handleFailure(failure({ id: "f1" }), h.deps);
-    expect(raced).toBe(true);
-    const [rec] = await h.all();
-    expect(rec).toMatchObject({ state: "collecting", count: 1 });
+  it("groups by root cause: the same bug at another line and another id groups, another function does not", async () => {
+    const h = await harness({ batchSize: 100 });
+    await ingestChunk(
+      h.chunk([
+        ev("g1", { error: { type: "TypeError", message: "Cannot read properties of undefined (reading 'content') for id 41", stack: nodeStack({ line: 42 }) } }),
+        ev("g2", { error: { type: "TypeError", message: "Cannot read properties of undefined (reading 'content') for id 97", stack: nodeStack({ line: 57 }) } }),
+        ev("g3", { error: { type: "TypeError", message: "Cannot read properties of undefined (reading 'content') for id 97", stack: nodeStack({ fn: "summarize" }) } }),
+      ]),
+      h.deps,
+    );
+    expect(Object.values((await h.state()).open).map((o) => o.count).sort()).toEqual([1, 2]);
   });
 
   it("moves an inline snapshot into the blob store", async () => {
     const h = await harness({ batchSize: 1 });
-    const tar = Buffer.from([0, 1, 2, 3, 254, 255, ...Buffer.from("state.json")]);
-    await handleFailure(failure({ id: "snap", snapshot: { path: "/data", inlineBase64: tar.toString("base64") } }), h.deps);
-    const ref = h.ready[0]!.msg.failures[0]!;
-    const stored = FailureEvent.parse(JSON.parse((await env.blob.get(ref.event.sha256)).toString("utf8")));
+    const tar = Buffer.from("pretend this is a tar");
+    await ingestChunk(h.chunk([ev("snap1", { snapshot: { path: "/data", inlineBase64: tar.toString("base64") } })]), h.deps);
+    const stored = JSON.parse((await env.blob.get(h.ready[0]!.failures[0]!.event.sha256)).toString()) as FailureEvent;
     expect(stored.snapshot?.inlineBase64).toBeUndefined();
-    expect(stored.snapshot?.path).toBe("/data");
-    expect(stored.snapshot?.blob?.size).toBe(tar.length);
-    expect(await env.blob.get(stored.snapshot!.blob!.sha256)).toEqual(tar);
+    expect((await env.blob.get(stored.snapshot!.blob!.sha256)).equals(tar)).toBe(true);
   });
 
-  it("re-announces a closed batch when the failure that closed it is redelivered after a crash before the publish", async () => {
-    let crash = true;
-    const h = await harness({ batchSize: 2 });
+  it("announces again after a crash between closing the batch and publishing it", async () => {
+    const h = await harness({ batchSize: 1 });
     const publish = h.deps.publishReady;
-    h.deps.publishReady = async (msg, trace) => {
-      if (crash) throw new Error("connection lost");
-      return publish(msg, trace);
+    h.deps.publishReady = async () => {
+      throw new Error("nats hiccup");
     };
-    await handleFailure(failure({ id: "f1" }), h.deps);
-    await expect(handleFailure(failure({ id: "f2" }), h.deps)).rejects.toThrow("connection lost");
-    const [closed] = await h.all();
-    expect(closed!.state).toBe("ready");
-
-    crash = false;
-    await handleFailure(failure({ id: "f2" }), h.deps);
-    expect(h.ready).toHaveLength(1);
-    expect(h.ready[0]!.msg).toMatchObject({ batchId: closed!.batchId, count: 2 });
-    expect(ids(h.ready[0]!.msg)).toEqual(["f1", "f2"]);
-    // Still one batch: the redelivery did not file f2 anywhere else.
-    expect(await h.all()).toHaveLength(1);
+    const c = h.chunk([ev("crash1")]);
+    await expect(ingestChunk(c, h.deps)).rejects.toThrow("nats hiccup");
+    h.deps.publishReady = publish;
+    await ingestChunk(c, h.deps); // the redelivery
+    expect(h.ready.map((r) => r.failures[0]!.id)).toEqual(["crash1"]);
+    expect(Object.keys((await h.state()).closing)).toHaveLength(0);
   });
 
-  // BUG (services/curator/src/handlers/failure.ts, handleFailure/openBatchFor with announce() → clearOpenKey): once a
-  // batch is announced its open key is deleted, so a redelivery of a failure it holds (the ack was lost, or the
-  // process died after announce but before the ack) no longer finds that batch: openBatchFor opens a NEW batch and
-  // files the same failure there. The failure is then counted in two batches and fixed twice, and the closed batch is
-  // not re-announced — contrary to the doc comment ("the same failure twice is counted once").
-  // Fix: record failure id → batchId (e.g. key `<agent>.<key>.<failureId>` in moss_open_batches, created before
-  // filing, or a small `moss_failures` bucket with a TTL) and, on redelivery, re-announce that batch if it is closed
-  // instead of filing again.
-  it.skip("re-announces (and does not re-file) a failure redelivered after its batch was announced", async () => {
-    const h = await harness({ batchSize: 2 });
-    await handleFailure(failure({ id: "f1" }), h.deps);
-    await handleFailure(failure({ id: "f2" }), h.deps);
+  it("queues batches beyond the agent's rewrite rate limit and releases them when the window allows", async () => {
+    const h = await harness({ batchSize: 1, maxRewrites: 1, rateWindowMs: 60_000 });
+    await ingestChunk(h.chunk([ev("q1", { route: "a" }), ev("q2", { route: "b" })]), h.deps);
     expect(h.ready).toHaveLength(1);
-    await handleFailure(failure({ id: "f2" }), h.deps); // ack was lost: JetStream delivers it again
-    expect(h.ready.map((r) => r.msg.batchId)).toEqual([h.ready[0]!.msg.batchId, h.ready[0]!.msg.batchId]);
+    expect(h.verdicts.map((v) => v.verdict)).toEqual(["queued"]);
+    const queued = h.verdicts[0]!.batchId;
+    expect((await h.record(queued)).state).toBe("queued");
+    h.clock.t += 30_000;
+    await tick("demo", h.deps);
+    expect(h.ready).toHaveLength(1);
+    h.clock.t += 31_000;
+    await tick("demo", h.deps);
+    expect(h.ready.map((r) => r.batchId)).toContain(queued);
+    expect((await h.record(queued)).state).toBe("ready");
+  });
+
+  it("a fingerprint whose breaker is open closes into needs-human and is never announced", async () => {
+    const h = await harness({ batchSize: 1 });
+    const fp = h.deps.fingerprint(ev("probe"));
+    await h.breakers.put(`demo.${fp.key}`, JSON.stringify({ agent: "demo", fingerprint: fp.fingerprint, consecutiveRejections: 3, needsHuman: true, counted: [], updatedAt: new Date().toISOString() }));
+    await ingestChunk(h.chunk([ev("h1")]), h.deps);
+    expect(h.ready).toHaveLength(0);
+    expect(h.verdicts[0]!.verdict).toBe("needs-human");
+    expect((await h.record(h.verdicts[0]!.batchId)).state).toBe("needs-human");
+  });
+
+  it("after a promotion: old-version stragglers attach, the promoted version failing again is a regression", async () => {
+    const h = await harness({ batchSize: 1 });
+    await ingestChunk(h.chunk([ev("p1")]), h.deps);
+    const id = h.ready[0]!.batchId;
+    const rec = await h.record(id);
+    await h.deps.batches.put(id, JSON.stringify({ ...rec, state: "promoted", candidate: { attempt: 1, commit: CANDIDATE, image: "moss/demo:x", diff: rec.failures[0]!.event } }));
+    await ingestChunk(h.chunk([ev("p2", { version: VERSION })]), h.deps);
+    expect(h.regressions).toHaveLength(0);
     expect(await h.all()).toHaveLength(1);
+    await ingestChunk(h.chunk([ev("p3", { version: CANDIDATE })]), h.deps);
+    expect(h.regressions).toEqual([expect.objectContaining({ batchId: id, version: CANDIDATE, failureId: "p3" })]);
+    expect(await h.all()).toHaveLength(2); // the fix did not hold: a new batch
+  });
+
+  it("the breaker counts consecutive rejections once each, opens at the threshold, and a promotion resets it", async () => {
+    const h = await harness({ batchSize: 1 });
+    await ingestChunk(h.chunk([ev("b1")]), h.deps);
+    const rec = await h.record(h.ready[0]!.batchId);
+    const deps = { batches: h.deps.batches, breakers: h.breakers, thresholdFor: () => 3, log: silent };
+    const base = { batchId: rec.batchId, agent: "demo", fingerprint: rec.fingerprint, baseVersion: VERSION, failures: rec.failures, count: 1, previous: [] };
+    const failed = (attempt: number) => ({ ...base, attempt, verdict: "no-change" as const, reason: "nothing changed" });
+    const key = `demo.${rec.fingerprintKey}`;
+    await onOutcome({ kind: "candidate", msg: failed(1) }, deps);
+    await onOutcome({ kind: "candidate", msg: failed(1) }, deps); // redelivered
+    await onOutcome({ kind: "candidate", msg: failed(2) }, deps);
+    expect((await kvGet(h.breakers, key, FingerprintBreaker))!.value).toMatchObject({ consecutiveRejections: 2, needsHuman: false });
+    await onOutcome({ kind: "promotion", msg: { batchId: rec.batchId, agent: "demo", attempt: 3, commit: CANDIDATE, image: "i", outcome: "promoted", reason: "ok", probes: { ok: 1, failed: 0 }, approvedBy: "x" } }, deps);
+    expect((await kvGet(h.breakers, key, FingerprintBreaker))!.value.consecutiveRejections).toBe(0);
+    for (const a of [4, 5, 6]) await onOutcome({ kind: "candidate", msg: failed(a) }, deps);
+    expect((await kvGet(h.breakers, key, FingerprintBreaker))!.value).toMatchObject({ consecutiveRejections: 3, needsHuman: true });
   });
 });

@@ -316,12 +316,14 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     // low latency when quiet, and never a message left waiting for a next one that does not come.
     const lingerMs = o.lingerMs ?? 20;
     let timer: NodeJS.Timeout | undefined;
+    let queued = 0;
     const schedule = () => {
       if (timer) clearTimeout(timer);
       timer = undefined;
       const chunk = buf;
       buf = [];
-      current = current.then(() => flush(chunk));
+      queued++;
+      current = current.then(() => flush(chunk)).finally(() => void queued--);
       return current;
     };
     const done = (async () => {
@@ -331,7 +333,11 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
           continue;
         }
         buf.push(m);
-        if (buf.length >= maxChunk) await schedule();
+        // One chunk is handled while the next one fills (decoding overlaps the handler's I/O); no more than that.
+        if (buf.length >= maxChunk) {
+          if (queued > 0) await current;
+          void schedule();
+        }
         else if (!timer) timer = setTimeout(() => void schedule(), lingerMs);
       }
       if (buf.length) await schedule();

@@ -4,3 +4,5 @@ export { MossConfig, AgentConfig } from "./schema";
 export type { MossConfigInput } from "./schema";
 export { ConfigError } from "./errors";
 export type { ConfigProblem } from "./errors";
+export { FingerprintConfig, FingerprintRule, DEFAULT_LIBRARY_PATTERNS, DEFAULT_ROOT_PATTERNS } from "./fingerprint";
+export type { FingerprintConfigInput } from "./fingerprint";

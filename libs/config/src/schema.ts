@@ -1,5 +1,6 @@
 import { AgentName } from "@moss/contracts";
 import { z } from "zod";
+import { FingerprintConfig } from "./fingerprint";
 
 /** One managed agent: where its source lives and how it runs. */
 export const AgentConfig = z.object({
@@ -77,6 +78,8 @@ export const MossConfig = z.object({
       rateWindowMs: z.number().int().min(1_000).default(3_600_000),
       /** Consecutive rejected candidates after which a fingerprint needs a human. Default 3. */
       breakerThreshold: z.number().int().min(1).default(3),
+      /** How failures are grouped by root cause (frames, in-app paths, rules). Defaults: see FingerprintConfig. */
+      fingerprint: FingerprintConfig.prefault({}),
       /** Failure events filed per KV write. Default 500. */
       maxChunk: z.number().int().min(1).max(10_000).default(500),
       /** HTTP ingest (`POST /v1/failures`, `POST /v1/flags`) for agents without a NATS client. */

@@ -3,7 +3,7 @@ import { route } from "@moss/bus";
 import { Buckets, Consumers, Messages, Streams, failureSubject } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { context, extractContext } from "@moss/telemetry";
-import { FINGERPRINT_VERSION, fingerprintOf } from "./handlers/fingerprint";
+import { createFingerprinter } from "./fingerprint";
 import { onOutcome, type BreakerDeps } from "./handlers/breaker";
 import { ingestChunk, tick, type CuratorDeps } from "./handlers/ingest";
 import { buildApp } from "./http";
@@ -25,7 +25,7 @@ await runService({
       batches: await bus.kv(Buckets.batches),
       breakers: await bus.kv(Buckets.fingerprints),
       policyFor,
-      fingerprint: (ev) => ({ ...fingerprintOf(ev), version: FINGERPRINT_VERSION }),
+      fingerprint: createFingerprinter(config.curator.fingerprint),
       ackFloor: () => ackFloor,
       log,
       publishReady: async (msg, trace) => {

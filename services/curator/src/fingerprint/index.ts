@@ -7,8 +7,7 @@
 import { createHash } from "node:crypto";
 import { ConfigError } from "@moss/config";
 import type { FailureEvent } from "@moss/contracts";
-// TODO(config wiring): import from "@moss/config" once libs/config/src/index.ts exports the fingerprint schema.
-import { FingerprintConfig, type FingerprintConfigInput } from "../../../../libs/config/src/fingerprint";
+import { FingerprintConfig, type FingerprintConfigInput } from "@moss/config";
 import { normalizeMessage, normalizeRoute } from "./normalize";
 import { compileRules, expandTemplate, firstMatch, type RuleInput } from "./rules";
 import { cleanFunction, createFileClassifier, parseFrames, type Frame } from "./stack";
@@ -108,9 +107,27 @@ export function createFingerprinter(cfg?: FingerprintConfigInput): Fingerprinter
         ? parseFrames(err.stack)
         : [];
 
+  // Storms repeat themselves: the same error, stack and signals thousands of times. Results are memoized on
+  // exactly the inputs they depend on (bounded; cleared wholesale when full), and the frame part per stack.
+  const memo = new Map<string, FingerprintResult>();
+  const stackMemo = new Map<string, string[]>();
+  const MEMO_MAX = 4_096;
+  const remember = <V>(m: Map<string, V>, k: string, v: V): V => {
+    if (m.size >= MEMO_MAX) m.clear();
+    m.set(k, v);
+    return v;
+  };
+
   return (ev) => {
     const own = ev.fingerprint?.trim();
     if (own) return result(own, "agent");
+    const memoKey = `${ev.error.type}\u0000${ev.error.message}\u0000${ev.error.frames ? JSON.stringify(ev.error.frames) : (ev.error.stack ?? "")}\u0000${ev.route ?? ""}\u0000${JSON.stringify(ev.tags ?? {})}`;
+    const hit = memo.get(memoKey);
+    if (hit) return hit;
+    return remember(memo, memoKey, compute(ev));
+  };
+
+  function compute(ev: FailureEvent): FingerprintResult {
 
     const tags = ev.tags ?? {};
     let frames: readonly Frame[] | undefined;
@@ -137,7 +154,9 @@ export function createFingerprinter(cfg?: FingerprintConfigInput): Fingerprinter
     const parts: string[] = [ev.error.type.trim()];
     if (c.messageMaxLength > 0) parts.push(normalizeMessage(ev.error.message).slice(0, c.messageMaxLength).trimEnd() || "<empty>");
     if (maxFrames > 0) {
-      const fr = frameComponent(getFrames(), maxFrames, true);
+      const stack = ev.error.frames ? undefined : ev.error.stack;
+      const fr = (stack !== undefined && stackMemo.get(stack)) || frameComponent(getFrames(), maxFrames, true);
+      if (stack !== undefined && !stackMemo.has(stack)) remember(stackMemo, stack, fr);
       if (fr.length > 0) parts.push(fr.join(FRAME_SEP));
     }
     if (useRoute && ev.route) parts.push(`route=${normalizeRoute(ev.route)}`);
@@ -147,5 +166,5 @@ export function createFingerprinter(cfg?: FingerprintConfigInput): Fingerprinter
     }
     for (const e of extend) parts.push(e);
     return ruleIndex === undefined ? result(parts.join(SEP), "default") : result(parts.join(SEP), "rule", ruleIndex);
-  };
+  }
 }

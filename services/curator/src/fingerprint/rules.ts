@@ -1,6 +1,5 @@
 /** Fingerprint rules from config, compiled once: regexes built, `{tag:NAME}` templates split into parts. */
-// TODO(config wiring): import from "@moss/config" once libs/config/src/index.ts exports the fingerprint schema.
-import type { FingerprintRule } from "../../../../libs/config/src/fingerprint";
+import type { FingerprintRule } from "@moss/config";
 
 /** Literal text, or the name of a tag whose value goes there. */
 type Part = string | { tag: string };

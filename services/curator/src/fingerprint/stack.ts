@@ -2,8 +2,7 @@
  * Stack traces → frames, innermost first, for V8 (Node.js) and CPython; and frame files → in-app or library, with a
  * canonical path that does not depend on where the code was deployed.
  */
-// TODO(config wiring): import from "@moss/config" once libs/config/src/index.ts exports the fingerprint schema.
-import { DEFAULT_LIBRARY_PATTERNS, type FingerprintConfig } from "../../../../libs/config/src/fingerprint";
+import { DEFAULT_LIBRARY_PATTERNS, type FingerprintConfig } from "@moss/config";
 
 /** One stack frame, as parsed or as sent by the agent. */
 export interface Frame {

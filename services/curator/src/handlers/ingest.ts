@@ -68,7 +68,11 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
         }),
     );
     const res = applyFailures(state, items, policy, now(), (id) => lookups.get(id), (item) => openBatchSpan(agent, item));
-    if (res.applied === 0) return; // all of it was applied before (redelivery)
+    if (res.applied === 0) {
+      // All of it was applied before (redelivery); the crash may have come before the outbox emptied.
+      if (Object.keys(state.closing).length) await drain(agent, deps);
+      return;
+    }
     pruneBelow(res.state.applied, deps.ackFloor());
     const breakerOpen = await breakerReader(agent, Object.values(res.state.closing).map((c) => c.fpKey), deps);
     decide(res.state, now(), policy, breakerOpen);
