@@ -102,7 +102,9 @@ function consumer(durable: string, stream: StreamName, msgs: MessageDef[], ackWa
 
 /** Every durable consumer, by the service that owns it. */
 export const Consumers = {
-  curator: consumer("curator", Streams.FAILURES, [Messages.failure]),
+  // Chunks take milliseconds and heartbeat while they run: a short ack wait lets a crashed curator's
+  // in-flight failures come back in seconds, not half a minute.
+  curator: consumer("curator", Streams.FAILURES, [Messages.failure], 5_000),
   /** Outcomes the curator's circuit breaker counts. */
   curatorOutcomes: consumer("curator-outcomes", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.batchVerdict, Messages.promotion]),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
