@@ -218,14 +218,25 @@ describe("errors", () => {
     expect(err.cause).toBeInstanceOf(SyntaxError);
   });
 
-  // BUG (libs/config/src/load.ts, lines 34 and 79-88): a config file whose JSON is not an object (`null`) is
-  // reported properly only without env overrides; with any MOSS_* override, applyEnv walks into `null` and throws
-  // "TypeError: Cannot read properties of null" instead of a ConfigError naming the file. Fix: after JSON.parse,
-  // reject anything that is not a plain object with a ConfigError ("config file X must hold a JSON object").
-  it.skip("a file holding JSON null is a ConfigError even with env overrides", () => {
+  // A file that parses but is not an object is a ConfigError naming the file, with or without env overrides.
+  it("a file holding JSON null is a ConfigError even with env overrides", () => {
     const file = writeConfig("moss.json", "null");
     const err = configError(() => loadConfig({ MOSS_NATS_URL: "nats://x:4222" }, { file }));
     expect(err.message).toContain(file);
+  });
+
+  it.each([
+    ["an array", "[]"],
+    ["a string", '"moss.json"'],
+    ["a number", "42"],
+  ])("a file holding %s is a ConfigError that says it must be a JSON object", (got, text) => {
+    const file = writeConfig("moss.json", text);
+    for (const env of [{}, { MOSS_CURATOR__BATCH_SIZE: "5" }]) {
+      const err = configError(() => loadConfig(env, { file }));
+      expect(err.message).toContain(`config file ${file} must be a JSON object`);
+      expect(err.message).toContain(`got ${got}`);
+      expect(err.problems).toEqual([{ path: "(root)", value: JSON.parse(text), why: "must be a JSON object" }]);
+    }
   });
 });
 

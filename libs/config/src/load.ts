@@ -30,11 +30,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { file?: 
     } catch (err) {
       throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}. Check MOSS_CONFIG or create the file.`, [], err);
     }
+    let parsed: unknown;
     try {
-      raw = JSON.parse(text) as Record<string, unknown>;
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, [], err);
     }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      const got = parsed === null ? "null" : Array.isArray(parsed) ? "an array" : `a ${typeof parsed}`;
+      throw new ConfigError(`config file ${path} must be a JSON object ({ "nats": ..., "agents": ... }), got ${got}`, [
+        { path: "(root)", value: parsed, why: "must be a JSON object" },
+      ]);
+    }
+    raw = parsed as Record<string, unknown>;
     base = dirname(path);
   }
   return parseConfig(applyEnv(raw, env), { base, source: file ? resolve(cwd, file) : undefined });
