@@ -122,19 +122,35 @@ describe("env overrides", () => {
     ]);
   });
 
-  // BUG (libs/config/src/load.ts, lines 87 and 107-113): every env value is JSON-parsed when it parses, even for
-  // string fields. MOSS_DATA_DIR=2024 (or MOSS_BLOB__SECRET_KEY=12345678, MOSS_AUDITOR__HOST=0) becomes a number
-  // and the config is rejected with "expected string, received number". Fix: never JSON-parse the shorthands
-  // (they are strings by definition), and for MOSS_<SECTION>__<KEY> fall back to the raw string when the parsed
-  // value is not an object/array/boolean/number the schema accepts at that path (e.g. re-run validation with the
-  // raw string for issues whose path came from env).
-  it.skip("string settings given in env keep digit-only values as strings", () => {
+  // Env values are text: JSON parsing types them for number/boolean/list settings, but a string setting keeps a
+  // digit-only value as the string it was (shorthands are never parsed at all).
+  it("string settings given in env keep digit-only values as strings", () => {
     const cfg = loadConfig(
       { MOSS_DATA_DIR: "2024", MOSS_BLOB__KIND: "s3", MOSS_BLOB__END_POINT: "minio", MOSS_BLOB__ACCESS_KEY: "moss", MOSS_BLOB__SECRET_KEY: "12345678" },
       { cwd: dir },
     );
     expect(cfg.dataDir).toBe(join(dir, "2024"));
     expect(cfg.blob).toMatchObject({ kind: "s3", secretKey: "12345678" });
+  });
+
+  it("a string setting keeps env text that looks like a boolean, null or a number, next to typed settings", () => {
+    const cfg = loadConfig(
+      { MOSS_AUDITOR__HOST: "0", MOSS_AUDITOR__PORT: "7500", MOSS_CURATOR__HTTP__TOKEN: "1234567890123456789012", MOSS_NATS_URL: "true", MOSS_AGENTS__SHOP__REPO: "null" },
+      { cwd: dir },
+    );
+    expect(cfg.auditor).toMatchObject({ host: "0", port: 7500 });
+    // Beyond Number.MAX_SAFE_INTEGER: the raw text, not a rounded number printed back.
+    expect(cfg.curator.http.token).toBe("1234567890123456789012");
+    expect(cfg.nats.url).toBe("true");
+    expect(cfg.agents["shop"]?.repo).toBe(join(dir, "null"));
+  });
+
+  it("a typed env value that is wrong for its setting is still reported with its parsed value", () => {
+    const err = configError(() => loadConfig({ MOSS_PROMOTER__AUTO_APPROVE: "1", MOSS_CURATOR__HTTP__TOKEN: "12345" }, { cwd: dir }));
+    expect(err.problems).toEqual([
+      { path: "curator.http.token", value: "12345", why: expect.stringMatching(/16/) },
+      { path: "promoter.autoApprove", value: 1, why: expect.stringMatching(/boolean/) },
+    ]);
   });
 });
 

@@ -14,8 +14,10 @@ export interface LoadedConfig extends MossConfig {
 /**
  * Reads the config once: the JSON file named by `MOSS_CONFIG` (or `file`), then env overrides, then validation.
  * Env overrides: `MOSS_<SECTION>__<KEY>` (e.g. `MOSS_PROMOTER__AUTO_APPROVE=true`, `MOSS_CURATOR__BATCH_SIZE=5`),
- * and the shorthands `MOSS_DATA_DIR`, `MOSS_NATS_URL`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Values are parsed as JSON
- * when they parse, else taken as strings. Every problem is reported at once; the result is frozen.
+ * and the shorthands `MOSS_DATA_DIR`, `MOSS_NATS_URL`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Shorthand values are taken
+ * as they are. `MOSS_<SECTION>__<KEY>` values are parsed as JSON when they parse (`true`, `5`, `["a","b"]`), else taken
+ * as strings; a value that parses to a number, boolean or null where the setting is a string stays the string it was
+ * (`MOSS_AUDITOR__HOST=0`, `MOSS_BLOB__SECRET_KEY=12345678`). Every problem is reported at once; the result is frozen.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { file?: string; cwd?: string } = {}): Readonly<LoadedConfig> {
   const cwd = opts.cwd ?? process.cwd();
@@ -45,7 +47,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { file?: 
     raw = parsed as Record<string, unknown>;
     base = dirname(path);
   }
-  return parseConfig(applyEnv(raw, env), { base, source: file ? resolve(cwd, file) : undefined });
+  const { config, typed } = applyEnv(raw, env);
+  keepStringsWhereExpected(config, typed);
+  return parseConfig(config, { base, source: file ? resolve(cwd, file) : undefined });
 }
 
 /** Validates an in-memory config (tests, `moss up`). Relative paths resolve against `base`. */
@@ -84,16 +88,15 @@ export function parseConfig(input: MossConfigInput | Record<string, unknown>, op
   return deepFreeze(loaded);
 }
 
-function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const out = structuredClone(raw);
-  const set = (path: string[], value: string) => {
-    let node = out as Record<string, unknown>;
-    for (const key of path.slice(0, -1)) {
-      if (typeof node[key] !== "object" || node[key] === null) node[key] = {};
-      node = node[key] as Record<string, unknown>;
-    }
-    node[path[path.length - 1]!] = parseValue(value);
-  };
+/** An env value that JSON-parsed to a number, boolean or null, with the text it came from. */
+interface TypedEnvValue {
+  path: string[];
+  raw: string;
+}
+
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { config: Record<string, unknown>; typed: TypedEnvValue[] } {
+  const config = structuredClone(raw);
+  const typed: TypedEnvValue[] = [];
   const shorthands: Record<string, string[]> = {
     MOSS_DATA_DIR: ["dataDir"],
     MOSS_NATS_URL: ["nats", "url"],
@@ -102,12 +105,43 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined || value === "") continue;
     if (shorthands[name]) {
-      set(shorthands[name], value);
+      // Every shorthand names a string setting: MOSS_DATA_DIR=2024 is a directory, not a number.
+      setAt(config, shorthands[name], value);
     } else if (name.startsWith("MOSS_") && name.includes("__")) {
-      set(name.slice(5).split("__").map(camel), value);
+      const path = name.slice(5).split("__").map(camel);
+      const parsed = parseValue(value);
+      setAt(config, path, parsed);
+      if (parsed === null || typeof parsed === "number" || typeof parsed === "boolean") typed.push({ path, raw: value });
     }
   }
-  return out;
+  return { config, typed };
+}
+
+/**
+ * Puts back the raw text of env values that JSON-parsed to a number, boolean or null where the schema wants a string.
+ * The schema itself says what it wants: validate once, and for each "expected string" issue at exactly the path an env
+ * value set, use the string. Anything else is left for parseConfig to report.
+ */
+function keepStringsWhereExpected(config: Record<string, unknown>, typed: TypedEnvValue[]): void {
+  if (!typed.length) return;
+  const res = MossConfig.safeParse(config);
+  if (res.success) return;
+  const key = (path: readonly PropertyKey[]) => path.map(String).join("\0");
+  const byPath = new Map(typed.map((t) => [key(t.path), t]));
+  for (const issue of res.error.issues) {
+    if (issue.code !== "invalid_type" || issue.expected !== "string") continue;
+    const t = byPath.get(key(issue.path));
+    if (t) setAt(config, t.path, t.raw);
+  }
+}
+
+function setAt(root: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = root;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== "object" || node[key] === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
 }
 
 const camel = (s: string) => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
