@@ -4,7 +4,7 @@ import { FingerprintConfig } from "./fingerprint";
 
 /** One managed agent: where its source lives and how it runs. */
 export const AgentConfig = z.object({
-  /** Path of the agent's git repository (the source Moss rewrites). Relative paths resolve against the config file. */
+  /** Path of the agent's git repository (the source Moss rewrites). Relative paths resolve against the config file's directory (the working directory without a file). */
   repo: z.string().min(1),
   /** Port the agent listens on inside a trial container (it gets env PORT). Default 8080. */
   port: z.number().int().min(1).max(65535).default(8080),
@@ -48,7 +48,11 @@ const S3Blob = z.object({
 });
 
 export const MossConfig = z.object({
-  /** Where Moss keeps its data (blobs, worktrees, audit log, nats store). Default `.moss` under the working directory. */
+  /**
+   * Where Moss keeps its data (blobs, worktrees, audit log, nats store). A relative path (here or in MOSS_DATA_DIR)
+   * resolves against the config file's directory when there is one (MOSS_CONFIG), else against the working
+   * directory. Default `.moss`.
+   */
   dataDir: z.string().default(".moss"),
   nats: z
     .object({
