@@ -1,0 +1,298 @@
+"""Reports an agent's failures to Moss over the curator's HTTP ingest, as `moss.failure.v1` JSON.
+
+Standard library only, so any Python agent can copy this one file. The contract it speaks is the JSON
+Schema `libs/contracts/schemas/failure.v1.json`; nothing here knows Moss is written in TypeScript.
+
+- `capture(...)` builds the event on the request thread (so the traceback and state are of that moment)
+  and returns its id at once; a background thread delivers it. Nothing it does can raise into the caller.
+- Delivery: `POST <MOSS_INGEST_URL>/v1/failures`. 202 = stored durably. Connection errors, 5xx, 408 and
+  429 are retried with exponential backoff and the *same id* (the curator deduplicates by id); 413 with
+  a snapshot is retried once without it; any other 4xx is a bug in the event and is dropped, loudly.
+- Replay mode: when `MOSS_REPLAY_FAILURE_FILE` is set (Moss sets it inside offline replay containers),
+  the event is appended to that file as one JSON line and the network is never touched. That is how a
+  replay learns the candidate still fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as _dt
+import io
+import json
+import os
+import queue
+import random
+import re
+import sys
+import tarfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+
+# Limits of the failure.v1 schema; longer values are cut so one big field never loses the whole event.
+LIMITS = {
+    "body": 1_000_000,
+    "response_body": 100_000,
+    "error_type": 200,
+    "error_message": 10_000,
+    "stack": 50_000,
+    "log_line": 4_000,
+    "log_lines": 200,
+    "route": 200,
+    "method": 16,
+}
+# Largest tar carried inline (its base64 fits the schema's 1.4 MB); bigger state dirs are not attached.
+MAX_INLINE_SNAPSHOT_BYTES = 1024 * 1024
+DEFAULT_REDACTED_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
+AGENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+GIT_SHA_RE = re.compile(r"^[a-f0-9]{7,64}$")
+REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE"
+
+
+class ReporterConfigError(ValueError):
+    """The reporter cannot work with these settings (raised at start-up, never from `capture`)."""
+
+
+def _cut(s: str, limit: int) -> str:
+    return s if len(s) <= limit else s[: limit - 12] + "…[truncated]"
+
+
+def _now_iso() -> str:
+    # `z.string().datetime()` wants UTC with a `Z`, not `+00:00`.
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def snapshot_directory(directory: str, max_bytes: int = MAX_INLINE_SNAPSHOT_BYTES) -> bytes:
+    """Tar `directory` in memory, paths relative to it (`notes.json`, `sub/x`); raises ValueError over `max_bytes`."""
+
+    def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        # Integer mtimes and no owner names: no PAX records for ordinary files, identical tars for identical state.
+        ti.mtime = int(ti.mtime)
+        ti.uname = ti.gname = ""
+        ti.uid = ti.gid = 0
+        return ti
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(directory)):
+            tar.add(os.path.join(directory, name), arcname=name, recursive=True, filter=clean)
+            if buf.tell() > max_bytes:
+                raise ValueError(f"state directory {directory} needs more than the {max_bytes} bytes of tar allowed inline")
+    data = buf.getvalue()
+    if len(data) > max_bytes:
+        raise ValueError(f"state directory {directory} produced {len(data)} bytes of tar, more than the {max_bytes} allowed inline")
+    return data
+
+
+class MossReporter:
+    """Builds failure.v1 events and delivers them to the curator's HTTP ingest in the background."""
+
+    def __init__(
+        self,
+        agent: str,
+        version: str,
+        ingest_url: str | None,
+        token: str | None = None,
+        state_dir: str | None = None,
+        env_allow: list[str] | None = None,
+        timeout_ms: int | None = None,
+        log_lines: int = 50,
+        max_attempts: int = 8,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        request_timeout_s: float = 5.0,
+        env: dict[str, str] | None = None,
+        warn=None,
+    ) -> None:
+        if not AGENT_NAME_RE.match(agent or ""):
+            raise ReporterConfigError(f"agent name {agent!r}: lowercase letters, digits, '-' or '_' (max 63), starting with a letter or digit")
+        if not GIT_SHA_RE.match(version or ""):
+            raise ReporterConfigError(f"version {version!r} is not a git commit sha; set MOSS_AGENT_VERSION to the commit the agent was built from")
+        if timeout_ms is not None and not (0 < timeout_ms <= 600_000):
+            raise ReporterConfigError(f"timeout_ms must be in 1..600000, got {timeout_ms}")
+        self.agent = agent
+        self.version = version
+        self.env = dict(os.environ if env is None else env)
+        self.replay_file = self.env.get(REPLAY_FAILURE_FILE_ENV) or None
+        if not ingest_url and not self.replay_file:
+            raise ReporterConfigError("no MOSS_INGEST_URL: set it to the curator's HTTP ingest, e.g. http://127.0.0.1:7421")
+        self.ingest_url = (ingest_url or "").rstrip("/")
+        self.token = token or None
+        self.state_dir = os.path.abspath(state_dir) if state_dir else None
+        self.env_allow = list(env_allow or [])
+        self.timeout_ms = timeout_ms
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.request_timeout_s = request_timeout_s
+        self.warn = warn or (lambda m: print(f"[moss] {m}", file=sys.stderr, flush=True))
+        self._lines: collections.deque[str] = collections.deque(maxlen=max(0, min(LIMITS["log_lines"], log_lines)) or 1)
+        self._log_enabled = log_lines > 0
+        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=1_000)
+        self._closing = threading.Event()
+        self._sender = None
+        self._replay_lock = threading.Lock()
+        if not self.replay_file:
+            self._sender = threading.Thread(target=self._send_loop, name="moss-reporter", daemon=True)
+            self._sender.start()
+
+    # -- the agent's side ------------------------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        """Remember a log line; the last `log_lines` go with each failure."""
+        if self._log_enabled:
+            self._lines.append(_cut(line, LIMITS["log_line"]))
+
+    def capture(self, *, method: str, path: str, headers: dict, body: str | bytes | None, error: BaseException,
+                route: str | None = None, response: dict | None = None, tags: dict | None = None,
+                fingerprint: str | None = None) -> str | None:
+        """Record a failure; returns its id (None only if the event could not even be built). Never raises."""
+        try:
+            event = self.build_event(method=method, path=path, headers=headers, body=body, error=error, route=route,
+                                     response=response, tags=tags, fingerprint=fingerprint)
+        except Exception as e:  # noqa: BLE001 - reporting must never break the request path
+            self.warn(f"could not build a failure event: {e!r}")
+            return None
+        try:
+            if self.replay_file:
+                with self._replay_lock, open(self.replay_file, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(event, ensure_ascii=False) + "\n")
+            else:
+                self._queue.put_nowait(event)
+        except queue.Full:
+            self.warn(f"failure {event['id']} dropped: {self._queue.maxsize} events already wait for the curator")
+        except Exception as e:  # noqa: BLE001
+            self.warn(f"failure {event['id']} could not be recorded: {e!r}")
+        return event["id"]
+
+    def build_event(self, *, method: str, path: str, headers: dict, body, error: BaseException, route=None,
+                    response=None, tags=None, fingerprint=None) -> dict:
+        """The failure.v1 event for `error`, raised while serving this request."""
+        fid = uuid.uuid4().hex
+        if isinstance(body, (bytes, bytearray)):
+            body = body.decode("utf-8", errors="replace")
+        stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        event: dict = {
+            "schema": "moss.failure.v1",
+            "id": fid,
+            "agent": self.agent,
+            "version": self.version,
+            "occurredAt": _now_iso(),
+            "request": {
+                "method": _cut((method or "POST").upper(), LIMITS["method"]),
+                "path": path if path.startswith("/") else "/" + path,
+                "headers": {
+                    k.lower(): ("[redacted]" if k.lower() in DEFAULT_REDACTED_HEADERS else str(v)) for k, v in (headers or {}).items()
+                },
+                "needsNetwork": False,
+            },
+            "error": {
+                "type": _cut(type(error).__name__, LIMITS["error_type"]),
+                "message": _cut(str(error), LIMITS["error_message"]),
+                "stack": _cut(stack, LIMITS["stack"]),
+            },
+            "logs": list(self._lines)[-LIMITS["log_lines"]:] if self._log_enabled else [],
+            "env": {k: self.env[k] for k in self.env_allow if k in self.env},
+            "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+        }
+        if body is not None:
+            event["request"]["body"] = _cut(body, LIMITS["body"])
+        if route is not None:
+            event["route"] = _cut(route, LIMITS["route"])
+        if response is not None:
+            r = {"status": int(response["status"])}
+            if response.get("body") is not None:
+                r["body"] = _cut(response["body"], LIMITS["response_body"])
+            event["response"] = r
+        if fingerprint is not None:
+            event["fingerprint"] = _cut(fingerprint, 200)
+        if self.timeout_ms is not None:
+            event["timeoutMs"] = self.timeout_ms
+        snap = self._snapshot(fid)
+        if snap is not None:
+            event["snapshot"] = snap
+        return event
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Give queued events up to `timeout_s` to be delivered (call on shutdown)."""
+        if self._sender is None:
+            return
+        self._closing.set()
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            pass
+        self._sender.join(timeout_s)
+        left = self._queue.qsize()
+        if self._sender.is_alive() or left:
+            self.warn(f"shutting down with undelivered failures (about {left + 1}); they are lost")
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _snapshot(self, fid: str) -> dict | None:
+        if not self.state_dir:
+            return None
+        if not os.path.isdir(self.state_dir):
+            self.warn(f"failure {fid}: state directory {self.state_dir} does not exist; no snapshot attached")
+            return None
+        try:
+            tar = snapshot_directory(self.state_dir)
+        except Exception as e:  # noqa: BLE001
+            self.warn(f"failure {fid}: no state snapshot attached ({e})")
+            return None
+        return {"path": self.state_dir, "inlineBase64": base64.b64encode(tar).decode("ascii")}
+
+    def _send_loop(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            try:
+                self._deliver(event)
+            except Exception as e:  # noqa: BLE001 - the sender thread must survive anything
+                self.warn(f"failure {event.get('id')} not delivered: {e!r}")
+
+    def _deliver(self, event: dict) -> None:
+        delay = self.backoff_s
+        for attempt in range(1, self.max_attempts + 1):
+            status, detail = self._post(event)
+            if status == 202:
+                return
+            if status == 413 and "snapshot" in event:
+                self.warn(f"failure {event['id']}: the curator refused the event's size; sending it without the state snapshot")
+                event = {k: v for k, v in event.items() if k != "snapshot"}
+                continue
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                # The event or the token is wrong: resending the same bytes cannot help.
+                self.warn(f"failure {event['id']} rejected by the curator ({status}): {detail}")
+                return
+            if attempt == self.max_attempts:
+                break
+            # While shutting down, retry faster: close() waits a bounded time.
+            wait = min(self.max_backoff_s, delay) * (0.5 + random.random() / 2)
+            if self._closing.is_set():
+                wait = min(wait, 0.2)
+            self.warn(f"failure {event['id']}: curator unavailable ({detail}); retry {attempt}/{self.max_attempts - 1} in {wait:.1f}s")
+            time.sleep(wait)
+            delay *= 2
+        self.warn(f"failure {event['id']} not delivered after {self.max_attempts} attempts; giving up")
+
+    def _post(self, event: dict) -> tuple[int | None, str]:
+        data = json.dumps(event, ensure_ascii=False).encode("utf-8")
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(f"{self.ingest_url}/v1/failures", data=data, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.request_timeout_s) as res:
+                return res.status, res.read(2_000).decode("utf-8", errors="replace")
+        except urllib.error.HTTPError as e:
+            body = e.read(4_000).decode("utf-8", errors="replace")
+            return e.code, body
+        except (urllib.error.URLError, OSError) as e:
+            return None, str(getattr(e, "reason", e))
