@@ -60,15 +60,7 @@ describe("runCodingAgent", () => {
     expect(alive(pid)).toBe(false);
   });
 
-  // BUG (services/rewriter/src/coding-agent.ts, runCodingAgent's `child.once("close", ...)`): the result is decided
-  // on the child's "close" event, which waits until every holder of its stdout/stderr pipes is gone, and the process
-  // group is only killed on timeout. (a) A coding agent that exits 0 but leaves a background process holding its
-  // stdout (a language server, a watcher, `cmd &`) is reported as `timeout` after the full timeout (default 10 min)
-  // and its change is thrown away (agent-timeout). (b) A leftover that redirected its stdio is never killed: it
-  // outlives the run and keeps running (and writing) after the worktree is committed and removed.
-  // Fix: settle on "exit" (the agent itself), then `process.kill(-child.pid, "SIGKILL")` to end the rest of the
-  // group, and resolve once the pipes close (they now close at once) or after a short drain grace.
-  it.skip("settles when the agent exits, and ends what it left running in the background", async () => {
+  it("settles when the agent exits, and ends what it left running in the background", async () => {
     const pidFile = join(cwd, "leftover.pid");
     const t0 = Date.now();
     const r = await runCodingAgent(["sh", "-c", `sleep 30 & sleep 30 >/dev/null 2>&1 & echo $! > ${pidFile}; echo done`], { cwd, env, timeoutMs: 5_000 });
@@ -81,6 +73,14 @@ describe("runCodingAgent", () => {
     const survived = alive(pid);
     if (survived) process.kill(pid, "SIGKILL");
     expect(survived).toBe(false);
+  });
+
+  it("keeps a multi-byte character whole when the pipe splits it across two chunks", async () => {
+    // "é" is 0xC3 0xA9 in UTF-8; the second byte arrives 50 ms after the first.
+    const code = "process.stdout.write(Buffer.from([0x63, 0x61, 0x66, 0xc3])); setTimeout(() => process.stdout.write(Buffer.from([0xa9, 0x0a])), 50);";
+    const r = await runCodingAgent([process.execPath, "-e", code], { cwd, env, timeoutMs: 5_000 });
+    expect(r.outcome).toBe("ok");
+    expect(r.output).toBe("café\n");
   });
 
   it("gives the command no stdin, so a tool reading it sees EOF instead of hanging", async () => {
