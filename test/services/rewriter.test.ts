@@ -361,22 +361,58 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(h.ready[1]!.commit).toBe(h.ready[0]!.commit);
   });
 
-  // BUG (services/rewriter/src/handlers/rewrite.ts, rewrite()'s first `transitionBatch(..., "rewriting", ...)`): a
-  // redelivered batch.ready/retry (rewriter crashed or lost the ack after publishing the candidate) is processed
-  // after the replayer already moved the batch to `replaying`. replaying → rewriting is a legal edge (the promoter
-  // uses it for a failed replay), so the redelivery drags the batch back to rewriting and then `candidate`. When the
-  // replay then completes, the promoter's candidate → awaiting-approval is not in BatchTransitions: replay.completed
-  // is dead-lettered and the batch is stuck in `candidate`, its passing fix never promoted.
-  // Fix: read the record first and ack without touching it when the batch has moved past this attempt (record attempt
-  // > msg.attempt, or the same attempt in replaying or a later state); republishing the candidate is fine (msgId
-  // dedup).
-  it.skip("a redelivery after the replayer took the candidate leaves the batch where it is", async () => {
+  it("a redelivery after the replayer took the candidate leaves the batch where it is", async () => {
     const h = await harness({ mode: "edit" });
     await rewrite(h.msg, h.deps);
     await transitionBatch(h.batches, h.batchId, "replaying"); // the replayer picked the candidate up
     await rewrite(h.msg, h.deps); // the rewriter's own message comes back
     expect(h.runs()).toBe(1);
     expect(await h.record()).toMatchObject({ state: "replaying", attempt: 1 });
+  });
+
+  it("a redelivery while the batch is a candidate republishes without moving it back, so the replayer can take it meanwhile", async () => {
+    let builds = 0;
+    let batches: RewriterDeps["batches"] | undefined;
+    let batchId = "";
+    const h = await harness({
+      mode: "edit",
+      build: async (opts) => {
+        // The replayer picks the candidate up while the redelivery is rebuilding it.
+        if (++builds === 2) await transitionBatch(batches!, batchId, "replaying");
+        return { image: opts.tag, log: "" };
+      },
+    });
+    batches = h.batches;
+    batchId = h.batchId;
+    await rewrite(h.msg, h.deps);
+    expect(await h.record()).toMatchObject({ state: "candidate", attempt: 1 });
+    await rewrite(h.msg, h.deps); // crashed after `candidate`, before (or after) the publish
+    expect(h.runs()).toBe(1);
+    expect(h.ready.map((r) => r.commit)).toEqual([h.ready[0]!.commit, h.ready[0]!.commit]);
+    expect(await h.record()).toMatchObject({ state: "replaying", attempt: 1 });
+  });
+
+  it("a late redelivery of an earlier attempt changes nothing once a later attempt started", async () => {
+    const h = await harness({ mode: "edit" });
+    await transitionBatch(h.batches, h.batchId, "rewriting", { attempt: 2 });
+    await rewrite(h.msg, h.deps); // attempt 1's batch.ready, redelivered
+    expect(h.runs()).toBe(0);
+    expect(h.ready).toEqual([]);
+    expect(h.failed).toEqual([]);
+    expect(await h.record()).toMatchObject({ state: "rewriting", attempt: 2 });
+  });
+
+  it("a build error that does not say whether it is retryable is retried, not turned into build-failed", async () => {
+    const h = await harness({
+      mode: "edit",
+      build: async () => {
+        throw new Error("connect ECONNREFUSED /var/run/docker.sock");
+      },
+    });
+    await expect(rewrite(h.msg, h.deps)).rejects.toThrow("ECONNREFUSED");
+    expect(h.failed).toEqual([]);
+    expect(h.ready).toEqual([]);
+    expect(await h.record()).toMatchObject({ state: "rewriting", attempt: 1 });
   });
 
   it("attempt 2 gets the earlier attempts, with their diff text, in its evidence and prompt", async () => {

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
-import { transitionBatch, type KV } from "@moss/bus";
-import { FailureEvent, MossError, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady } from "@moss/contracts";
+import { getBatch, transitionBatch, type KV } from "@moss/bus";
+import { FailureEvent, MossError, isTerminal, type AttemptEvidence, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 import { renderCommand, runCodingAgent, type CodingAgentRun } from "../coding-agent";
 import { AgentRepo } from "../git";
@@ -57,8 +57,25 @@ export interface Evidence {
 }
 
 /**
+ * Where a batch stands relative to one attempt of it, as a redelivered batch.ready / batch.retry finds it:
+ * - `todo`: not started, or started and not finished (a crash mid-attempt): do (or redo) the attempt;
+ * - `candidate`: this attempt's candidate is committed and built, but its publish may not have happened (the state
+ *   moves first): publish it again (JetStream drops the repeat by msgId), and leave the state where it is;
+ * - `past`: the batch has moved on (the replayer took the candidate, the promoter judged the attempt, or a later
+ *   attempt started): touching the state would drag the batch back, and republishing is useless at best.
+ */
+export function attemptStage(rec: BatchRecord | undefined, attempt: number): "todo" | "candidate" | "past" {
+  if (!rec || rec.attempt < attempt) return "todo";
+  if (rec.attempt > attempt) return "past";
+  if (rec.state === "rewriting") return "todo";
+  if (rec.state === "candidate") return "candidate";
+  return "past";
+}
+
+/**
  * One attempt: worktree at the failing version → coding agent → commit with trailers → candidate image.
- * Idempotent: a redelivered attempt whose commit exists reuses it (the coding agent is not run twice).
+ * Idempotent: a redelivered attempt whose commit exists reuses it (the coding agent is not run twice), and one the
+ * batch has moved past changes nothing.
  */
 export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps): Promise<void> {
   const agentCfg = deps.agents[msg.agent];
@@ -66,17 +83,30 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   if (!deps.command) throw new NoCodingAgentError();
   const previous = "previous" in msg ? msg.previous : [];
   const base = { ...msg, previous };
-  await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
+  const log = deps.log.child({ batch: msg.batchId, attempt: msg.attempt });
+
+  const stage = attemptStage((await getBatch(deps.batches, msg.batchId))?.value, msg.attempt);
+  if (stage === "past") {
+    log.info("batch has moved past this attempt; redelivery ignored");
+    return;
+  }
+  // candidate → rewriting is a legal edge (the promoter's retry), so moving back here would be allowed, and would
+  // race the replayer: candidate → replaying, then our rewriting → candidate fails and the batch is stuck.
+  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
 
   const repo = new AgentRepo(agentCfg.repo);
   const baseSha = await repo.resolve(msg.baseVersion);
   const branch = `moss/${msg.batchId}/${msg.attempt}`;
-  const log = deps.log.child({ batch: msg.batchId, attempt: msg.attempt });
 
   let made = await repo.existingAttempt(branch, baseSha);
   let agentOutput: BlobRef | undefined;
   if (made) {
     log.info("attempt already committed; reusing it", { commit: made.commit });
+  } else if (stage === "candidate") {
+    // The record says built, git says no commit (the branch was deleted by hand?): nothing to republish, and a
+    // fresh run would only race the replayer for a batch the record says is done.
+    log.warn("batch is a candidate for this attempt but its commit is gone; redelivery ignored", { branch });
+    return;
   } else {
     const worktree = join(deps.worktreesDir, `${msg.batchId}-${msg.attempt}`);
     const evidencePath = `${worktree}.evidence.json`;
@@ -117,11 +147,12 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     image = (await deps.runtime.buildImage({ repoDir: agentCfg.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } })).image;
   } catch (err) {
     const buildLog = typeof (err as { log?: unknown }).log === "string" ? await deps.blob.put((err as { log: string }).log, { contentType: "text/plain" }) : undefined;
-    if ((err as { retryable?: boolean }).retryable) throw err;
+    // Like the bus: only an error that says retrying cannot help is terminal; an unknown one is retried.
+    if (!isTerminal(err)) throw err;
     await deps.publishFailed({ ...base, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput, buildLog });
     return;
   }
-  await transitionBatch(deps.batches, msg.batchId, "candidate");
+  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "candidate");
   await deps.publishReady({ ...base, commit: made.commit, branch, image, diff, agentOutput, filesChanged: made.filesChanged });
   log.info("candidate ready", { commit: made.commit, image, files: made.filesChanged });
 }
