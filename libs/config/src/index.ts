@@ -6,3 +6,4 @@ export { ConfigError } from "./errors";
 export type { ConfigProblem } from "./errors";
 export { FingerprintConfig, FingerprintRule, DEFAULT_LIBRARY_PATTERNS, DEFAULT_ROOT_PATTERNS } from "./fingerprint";
 export type { FingerprintConfigInput } from "./fingerprint";
+export { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";

@@ -1,6 +1,7 @@
 import { AgentName } from "@moss/contracts";
 import { z } from "zod";
 import { FingerprintConfig } from "./fingerprint";
+import { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";
 
 /** One managed agent: where its source lives and how it runs. */
 export const AgentConfig = z.object({
@@ -14,6 +15,11 @@ export const AgentConfig = z.object({
   healthPath: z.string().startsWith("/").default("/health"),
   /** The agent's state directory inside its container; the live agent keeps it on a volume across versions. */
   stateDir: z.string().startsWith("/").optional(),
+  /** Per-agent overrides of the rewriter: depth and stages. */
+  rewrite: z
+    .object({ depth: z.enum(["shallow", "standard", "deep"]), stages: Stages.partial() })
+    .partial()
+    .default({}),
   /** Per-agent overrides of the curator's batching policy. */
   curation: z
     .object({
@@ -113,10 +119,22 @@ export const MossConfig = z.object({
        * file path) are replaced. Runs with the worktree as its working directory. Required to rewrite anything.
        */
       command: z.array(z.string().min(1)).min(1).optional(),
-      /** Kill the coding agent after this long. Default 10 min. */
+      /** The coding agent (a preset, a command, or the symbolic patcher). `command` above is shorthand for `{preset: "command"}`. */
+      adapter: AdapterConfig.optional(),
+      /** Kill the coding agent after this long, per stage. Default 10 min. */
       timeoutMs: z.number().int().min(1_000).default(600_000),
       /** Env variables passed through to the coding agent (its environment is otherwise empty but PATH/HOME). */
       envAllow: z.array(z.string()).default([]),
+      /** Which stages run besides implement. Default: all (locate, plan, plan review, code review). */
+      stages: Stages.prefault({}),
+      /** Depth tier. Default `standard`. */
+      depth: z.enum(["shallow", "standard", "deep"]).default("standard"),
+      /** What each depth may spend. Defaults: DEFAULT_TIERS. */
+      tiers: z
+        .object({ shallow: Tier.default(DEFAULT_TIERS.shallow), standard: Tier.default(DEFAULT_TIERS.standard), deep: Tier.default(DEFAULT_TIERS.deep) })
+        .prefault({}),
+      guardrails: Guardrails.prefault({}),
+      signing: Signing.prefault({}),
     })
     .prefault({}),
   replayer: z
@@ -133,8 +151,8 @@ export const MossConfig = z.object({
     .object({
       /** Promote a candidate that passed replay without waiting for `moss approve`. Default false. */
       autoApprove: z.boolean().default(false),
-      /** Attempts per batch before giving up. Default 3. */
-      maxAttempts: z.number().int().min(1).default(3),
+      /** Attempts per batch before giving up. Default: the rewriter's depth tier (`standard`: 3). */
+      maxAttempts: z.number().int().min(1).optional(),
       /** Health-probe the new live agent this long before calling it promoted. Default 5 s. */
       bakeMs: z.number().int().min(0).default(5_000),
       /** Interval between probes. Default 500 ms. */

@@ -29,7 +29,7 @@ await runService({
       stateDir: (agent) => agentCfg(agent).stateDir,
       bake: config.promoter,
       autoApprove: config.promoter.autoApprove,
-      maxAttempts: config.promoter.maxAttempts,
+      maxAttempts: config.promoter.maxAttempts ?? config.rewriter.tiers[config.rewriter.depth].maxAttempts,
       log,
       publishRetry: async (m) => void (await bus.publish(Messages.batchRetry, m, { msgId: `batch-retry-${m.batchId}-${m.attempt}` })),
       publishVerdict: async (m) => void (await bus.publish(Messages.batchVerdict, m, { msgId: `verdict-${m.batchId}-${m.attempt}-${m.verdict}` })),
