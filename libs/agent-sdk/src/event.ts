@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { FailureEvent, type ErrorInfo, type FailureEventInput } from "@moss/contracts";
+import { FailureEvent, type BlobRef, type ErrorInfo, type FailureEventInput } from "@moss/contracts";
 import { MossSdkError, SdkErrorCodes } from "./errors";
 
 /** Header values as Node's `IncomingHttpHeaders` has them, or plain strings. */
@@ -104,13 +104,16 @@ function bodyText(b: CapturedRequest["body"]): string | undefined {
   return safeString(b);
 }
 
+/** The event's state snapshot: inline (base64 tar, at most 1 MiB) or a reference to the blob store. */
+export type SnapshotField = { path: string; inlineBase64: string } | { path: string; blob: BlobRef };
+
 export interface EventContext {
   agent: string;
   version: string;
   logs: string[];
   env: Record<string, string>;
   timeoutMs?: number;
-  snapshot?: { path: string; inlineBase64: string };
+  snapshot?: SnapshotField;
   redactHeaders: ReadonlySet<string>;
 }
 

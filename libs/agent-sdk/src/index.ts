@@ -1,7 +1,9 @@
 export { createReporter, REPLAY_FAILURE_FILE_ENV, NATS_URL_ENV } from "./sdk";
 export type { MossReporterOptions, Reporter, CaptureInput, CapturedRequest, HeaderValues } from "./sdk";
 export { describeError, newFailureId, DEFAULT_REDACTED_HEADERS } from "./sdk";
-export { snapshotDirectory, MAX_INLINE_SNAPSHOT_BYTES } from "./sdk";
+export { snapshotDirectory, MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES } from "./sdk";
+export { blobUploader, SNAPSHOT_CONTENT_TYPE } from "./sdk";
+export type { BlobPutter, SnapshotUploader, UploadedBlob } from "./sdk";
 export { MossSdkError, SdkErrorCodes } from "./sdk";
 export type { SdkErrorCode } from "./sdk";
 // Build-time only (loads esbuild lazily); not part of the bundle.

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { appendFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -5,8 +6,9 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { AgentName, GitSha, failureSubject, type FailureEvent } from "@moss/contracts";
 import { MossSdkError, SdkErrorCodes } from "./errors";
-import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type CaptureInput } from "./event";
-import { MAX_INLINE_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
+import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type CaptureInput, type SnapshotField } from "./event";
+import { MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
+import { SNAPSHOT_CONTENT_TYPE, type SnapshotUploader } from "./upload";
 import { Spool } from "./spool";
 
 /** Env var Moss sets inside replay containers: failures go to this file (one JSON line each), never to NATS. */
@@ -22,8 +24,20 @@ export interface MossReporterOptions {
   version: string;
   /** NATS server URL(s), comma-separated. Default: env `MOSS_NATS_URL`, else `nats://127.0.0.1:4222`. */
   natsUrl?: string;
-  /** Directory snapshotted (tar, inline base64, at most 1 MiB) into each failure; bigger → no snapshot and a warning. */
+  /**
+   * Directory snapshotted (tar) into each failure: inline base64 up to 1 MiB, or through `uploadSnapshot` up to
+   * 64 MiB. Bigger → no snapshot and a warning; the failure is still reported.
+   */
   stateDir?: string;
+  /**
+   * Stores the state dir's tar in Moss's blob store (content-addressed) before the event is sent; the event then
+   * carries `snapshot.blob` instead of inline base64, and snapshots up to 64 MiB are allowed. `blobUploader(store)`
+   * adapts a `@moss/blob` store. If the upload fails or times out, a tar of at most 1 MiB goes inline instead;
+   * a bigger one is left out (with a warning). Not used in replay mode (offline): inline only. Default: none.
+   */
+  uploadSnapshot?: SnapshotUploader;
+  /** How long one `uploadSnapshot` call may take. Default 30000 ms. */
+  snapshotUploadTimeoutMs?: number;
   /** Only these env vars are captured (when set); never the whole environment. Default: none. */
   envAllow?: string[];
   /** Recent log lines kept and attached to failures. Default 50, at most 200. */
@@ -64,6 +78,7 @@ const DEFAULTS = {
   logLines: 50,
   publishTimeoutMs: 3_000,
   retryIntervalMs: 5_000,
+  snapshotUploadTimeoutMs: 30_000,
 } as const;
 
 /** Create a reporter. Opens no connection: NATS is connected on the first failure (or spool retry). */
@@ -108,6 +123,9 @@ class MossReporter implements Reporter {
         SdkErrorCodes.config,
         `createReporter: version ${JSON.stringify(opts.version)} is not a git commit sha; set MOSS_AGENT_VERSION to the commit the agent was built from`,
       );
+    }
+    if (opts.uploadSnapshot !== undefined && typeof opts.uploadSnapshot !== "function") {
+      throw new MossSdkError(SdkErrorCodes.config, "createReporter: uploadSnapshot must be a function (tar: Buffer) => Promise<{ sha256, size }>, e.g. blobUploader(store)");
     }
     if (opts.timeoutMs !== undefined && !(Number.isInteger(opts.timeoutMs) && opts.timeoutMs > 0 && opts.timeoutMs <= 600_000)) {
       throw new MossSdkError(SdkErrorCodes.config, `createReporter: timeoutMs must be an integer in 1..600000, got ${opts.timeoutMs}`);
@@ -217,18 +235,43 @@ class MossReporter implements Reporter {
     return out;
   }
 
-  private async snapshot(id: string): Promise<{ snapshot?: { path: string; inlineBase64: string } }> {
+  private async snapshot(id: string): Promise<{ snapshot?: SnapshotField }> {
     if (this.stateDir === undefined) return {};
+    const path = this.stateDir;
+    // Replay containers are offline: the blob store is out of reach there, and the replayer only needs the event.
+    const upload = this.replayFile ? undefined : this.opts.uploadSnapshot;
+    let tar: Buffer;
     try {
-      const tar = await snapshotDirectory(this.stateDir, MAX_INLINE_SNAPSHOT_BYTES);
-      return { snapshot: { path: this.stateDir, inlineBase64: tar.toString("base64") } };
+      tar = await snapshotDirectory(path, upload ? MAX_UPLOADED_SNAPSHOT_BYTES : MAX_INLINE_SNAPSHOT_BYTES);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       this.warn(
-        e.code === "ENOENT"
-          ? `failure ${id}: state directory ${this.stateDir} does not exist; no snapshot attached`
-          : `failure ${id}: no state snapshot attached (${e.message})`,
+        e.code === "ENOENT" ? `failure ${id}: state directory ${path} does not exist; no snapshot attached` : `failure ${id}: no state snapshot attached (${e.message})`,
       );
+      return {};
+    }
+    if (!upload) return { snapshot: { path, inlineBase64: tar.toString("base64") } };
+    try {
+      const sha256 = createHash("sha256").update(tar).digest("hex");
+      const timeoutMs = this.opts.snapshotUploadTimeoutMs ?? DEFAULTS.snapshotUploadTimeoutMs;
+      const ref = await withTimeout(
+        Promise.resolve().then(() => upload(tar)),
+        timeoutMs,
+        "snapshot upload",
+      );
+      if (ref?.sha256 !== sha256 || ref.size !== tar.length) {
+        throw new Error(
+          `uploadSnapshot answered ${JSON.stringify(ref)} for a tar of ${tar.length} bytes with sha256 ${sha256}; it must store the bytes content-addressed and return their sha256 and size`,
+        );
+      }
+      return { snapshot: { path, blob: { sha256, size: tar.length, contentType: SNAPSHOT_CONTENT_TYPE } } };
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      if (tar.length <= MAX_INLINE_SNAPSHOT_BYTES) {
+        this.warn(`failure ${id}: snapshot upload failed (${why}); attached inline instead`);
+        return { snapshot: { path, inlineBase64: tar.toString("base64") } };
+      }
+      this.warn(`failure ${id}: no state snapshot attached: the upload failed (${why}) and ${tar.length} bytes of tar is over the ${MAX_INLINE_SNAPSHOT_BYTES} bytes allowed inline`);
       return {};
     }
   }

@@ -3,6 +3,8 @@ export { createReporter, REPLAY_FAILURE_FILE_ENV, NATS_URL_ENV } from "./reporte
 export type { MossReporterOptions, Reporter, CaptureInput } from "./reporter";
 export type { CapturedRequest, HeaderValues } from "./event";
 export { describeError, newFailureId, DEFAULT_REDACTED_HEADERS } from "./event";
-export { snapshotDirectory, MAX_INLINE_SNAPSHOT_BYTES } from "./snapshot";
+export { snapshotDirectory, MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES } from "./snapshot";
+export { blobUploader, SNAPSHOT_CONTENT_TYPE } from "./upload";
+export type { BlobPutter, SnapshotUploader, UploadedBlob } from "./upload";
 export { MossSdkError, SdkErrorCodes } from "./errors";
 export type { SdkErrorCode } from "./errors";

@@ -5,6 +5,8 @@ import { MossSdkError, SdkErrorCodes } from "./errors";
 
 /** Largest snapshot carried inline in a failure event: 1 MiB of tar (its base64 fits the schema's 1.4 MB). */
 export const MAX_INLINE_SNAPSHOT_BYTES = 1024 * 1024;
+/** Largest snapshot sent by reference through `uploadSnapshot`: 64 MiB of tar (it is held in memory while it is built). */
+export const MAX_UPLOADED_SNAPSHOT_BYTES = 64 * 1024 * 1024;
 
 const BLOCK = 512;
 const padded = (n: number): number => Math.ceil(n / BLOCK) * BLOCK;
@@ -56,7 +58,7 @@ export async function snapshotDirectory(dir: string, maxBytes: number = MAX_INLI
   await walk(dir, "", entries);
   const est = estimate(entries);
   if (est > maxBytes) {
-    throw new MossSdkError(SdkErrorCodes.snapshotTooLarge, `state directory ${dir} needs about ${est} bytes of tar, more than the ${maxBytes} allowed inline`);
+    throw new MossSdkError(SdkErrorCodes.snapshotTooLarge, `state directory ${dir} needs about ${est} bytes of tar, more than the ${maxBytes} allowed`);
   }
   const p = pack();
   const chunks: Buffer[] = [];
@@ -89,7 +91,7 @@ export async function snapshotDirectory(dir: string, maxBytes: number = MAX_INLI
   }
   await collected;
   if (size > maxBytes) {
-    throw new MossSdkError(SdkErrorCodes.snapshotTooLarge, `state directory ${dir} produced ${size} bytes of tar, more than the ${maxBytes} allowed inline`);
+    throw new MossSdkError(SdkErrorCodes.snapshotTooLarge, `state directory ${dir} produced ${size} bytes of tar, more than the ${maxBytes} allowed`);
   }
   return Buffer.concat(chunks, size);
 }
