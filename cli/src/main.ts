@@ -1,8 +1,8 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { createBus, getBatch } from "@moss/bus";
+import { createBus, getBatch, kvUpdate } from "@moss/bus";
 import { loadConfig, type LoadedConfig } from "@moss/config";
-import { BatchRecord, Buckets, Deployment, Messages } from "@moss/contracts";
+import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages } from "@moss/contracts";
 import { runDemo } from "./demo";
 import { deployAgent } from "./deploy";
 import { renderTimeline, type TimelineView } from "./render";
@@ -23,6 +23,12 @@ Usage: moss <command> [options]
   show BATCH [--json] [--no-diff]   a batch's timeline: failures, diff, replay results, verdict, promotion
   approve BATCH [--by NAME] [--reason TEXT]   consent to promote a batch that passed replay
   reject BATCH --reason TEXT [--by NAME]      refuse it; it is never promoted
+  flag AGENT --version SHA --path PATH --reason TEXT [--method POST] [--body TEXT] [--route R] [--by NAME] [--url URL]
+                           report a bad turn (a wrong answer, not a crash) as a failure, through the curator's
+                           HTTP ingest (curator.http, or --url); prints the failure id
+  reset BATCH|AGENT.FPKEY [--by NAME]
+                           close a fingerprint's circuit breaker (after a human looked), so its failures are
+                           batched and rewritten again; BATCH takes the fingerprint from that batch
   status                   live deployments
 
 Config: the JSON file in MOSS_CONFIG (or --config FILE), plus MOSS_* env overrides.`;
@@ -41,6 +47,12 @@ export async function main(argv: string[]): Promise<number> {
       "no-diff": { type: "boolean" },
       by: { type: "string" },
       reason: { type: "string" },
+      version: { type: "string" },
+      path: { type: "string" },
+      method: { type: "string" },
+      body: { type: "string" },
+      route: { type: "string" },
+      url: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -114,6 +126,36 @@ export async function main(argv: string[]): Promise<number> {
       }
       return 0;
     }
+    case "flag": {
+      const [agent] = args;
+      const usage = "usage: moss flag AGENT --version SHA --path PATH --reason TEXT [--method POST] [--body TEXT] [--route R] [--by NAME] [--url URL]";
+      if (!agent) throw new Error(usage);
+      const missing = (["version", "path", "reason"] as const).filter((k) => !values[k]);
+      if (missing.length) throw new Error(`moss flag needs ${missing.map((k) => `--${k}`).join(", ")}; ${usage}`);
+      const id = await flagTurn(config(), {
+        agent,
+        version: values.version!,
+        path: values.path!,
+        method: values.method ?? "POST",
+        body: values.body,
+        route: values.route,
+        reason: values.reason!,
+        by: values.by ?? process.env["USER"] ?? "operator",
+        url: values.url,
+      });
+      console.log(id);
+      return 0;
+    }
+    case "reset": {
+      const [target] = args;
+      if (!target) throw new Error("usage: moss reset BATCH|AGENT.FPKEY [--by NAME]");
+      const by = values.by ?? process.env["USER"] ?? "operator";
+      const r = await resetBreaker(config(), target, by);
+      console.log(
+        `reset the circuit breaker of ${r.key} (fingerprint ${r.fingerprint}) as ${by}: it was ${r.was.consecutiveRejections} rejection(s) in a row${r.was.needsHuman ? ", needs-human" : ""}; new failures of this fingerprint are batched and rewritten again`,
+      );
+      return 0;
+    }
     case "status": {
       const cfg = config();
       const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
@@ -142,6 +184,99 @@ export async function main(argv: string[]): Promise<number> {
     default:
       console.error(`unknown command '${cmd}'\n\n${HELP}`);
       return 2;
+  }
+}
+
+/** Where the CLI reaches the curator's HTTP ingest: `--url`, else curator.http (a wildcard bind address means this host). */
+function ingestUrl(cfg: Readonly<LoadedConfig>, url?: string): string {
+  if (url) return url.replace(/\/+$/, "");
+  const { host, port } = cfg.curator.http;
+  const h = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "::1" : host;
+  return `http://${h.includes(":") ? `[${h}]` : h}:${port}`;
+}
+
+interface FlagArgs {
+  agent: string;
+  version: string;
+  path: string;
+  method: string;
+  body?: string;
+  route?: string;
+  reason: string;
+  by: string;
+  url?: string;
+}
+
+/** POST /v1/flags: the turn becomes a failure like any other (error type FlaggedTurn). Resolves with its id. */
+async function flagTurn(cfg: Readonly<LoadedConfig>, f: FlagArgs): Promise<string> {
+  const base = ingestUrl(cfg, f.url);
+  let isJson = false;
+  if (f.body !== undefined) {
+    try {
+      JSON.parse(f.body);
+      isJson = true;
+    } catch {
+      // Not JSON: sent as text, as the agent received it.
+    }
+  }
+  const flag = {
+    agent: f.agent,
+    version: f.version,
+    request: { method: f.method.toUpperCase(), path: f.path, headers: isJson ? { "content-type": "application/json" } : {}, ...(f.body !== undefined ? { body: f.body } : {}) },
+    ...(f.route !== undefined ? { route: f.route } : {}),
+    reason: f.reason,
+    by: f.by,
+  };
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (cfg.curator.http.token) headers["authorization"] = `Bearer ${cfg.curator.http.token}`;
+  let res: Response;
+  try {
+    res = await fetch(`${base}/v1/flags`, { method: "POST", headers, body: JSON.stringify(flag) });
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+    throw new Error(`cannot reach the curator's HTTP ingest at ${base}: ${cause}. Is \`moss up\` running with this config (curator.http.enabled), or pass --url?`);
+  }
+  const text = await res.text();
+  let body: { id?: string; message?: string; problems?: Array<{ path: string; message: string }> } = {};
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    // not JSON: reported below as it is
+  }
+  if (res.status === 202 && body.id) return body.id;
+  const problems = body.problems?.map((p) => `\n  - ${p.path}: ${p.message}`).join("") ?? "";
+  throw new Error(`the curator refused the flag (${res.status}): ${body.message ?? text}${problems}`);
+}
+
+/** Closes a fingerprint's circuit breaker in `moss_fingerprints`, by `AGENT.FPKEY` or by a batch of that fingerprint. */
+async function resetBreaker(cfg: Readonly<LoadedConfig>, target: string, by: string): Promise<{ key: string; fingerprint: string; was: FingerprintBreaker }> {
+  const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
+  try {
+    let key = target;
+    // Batch ids and agent names never contain a dot; breaker keys always do.
+    if (!target.includes(".")) {
+      const rec = await getBatch(await bus.kv(Buckets.batches), target);
+      if (!rec) throw new Error(`no batch ${target}; list them with \`moss batches\`, or name the breaker as AGENT.FPKEY`);
+      if (!rec.value.fingerprintKey) throw new Error(`batch ${target} does not record its fingerprint key (an older curator made it); reset by AGENT.FPKEY instead`);
+      key = `${rec.value.agent}.${rec.value.fingerprintKey}`;
+    }
+    const kv = await bus.kv(Buckets.fingerprints);
+    let was: FingerprintBreaker | undefined;
+    // Compare-and-set: the curator may count an outcome into the same breaker meanwhile.
+    await kvUpdate(
+      kv,
+      key,
+      FingerprintBreaker,
+      (cur) => {
+        was = cur;
+        return cur ? { ...cur, consecutiveRejections: 0, needsHuman: false, resetBy: by, updatedAt: new Date().toISOString() } : undefined;
+      },
+      Buckets.fingerprints,
+    );
+    if (!was) throw new Error(`no circuit breaker ${key} in ${Buckets.fingerprints}: its fingerprint never had a rejected candidate, so there is nothing to reset`);
+    return { key, fingerprint: was.fingerprint, was };
+  } finally {
+    await bus.close();
   }
 }
 
