@@ -368,17 +368,29 @@ describe("promoter with a real KV", () => {
     expect(h.out.verdicts).toEqual([expect.objectContaining({ verdict: "exhausted" })]);
   });
 
-  // BUG (services/promoter/src/handlers/verdict.ts, onReplayCompleted / iterate): nothing compares msg.attempt with
-  // the batch's current attempt. A late redelivery of attempt 1's failed replay while attempt 2 is replaying moves
-  // the batch back to `rewriting` (replaying → rewriting is a legal edge). When attempt 2's replay then passes,
-  // rewriting → awaiting-approval is not in BatchTransitions, so that message is dead-lettered (BatchTransitionError
-  // is terminal) and the batch is stuck in `rewriting`.
-  // Fix: ignore (ack) replay.completed / candidate.failed whose attempt is lower than the record's `attempt`.
-  it.skip("ignores a late redelivery of an earlier attempt's failed replay", async () => {
+  it("ignores a late redelivery of an earlier attempt's failed replay", async () => {
     const h = await harness({ state: "replaying", record: { attempt: 2 } });
     await onReplayCompleted(replayDone(h.batchId, { passed: false, attempt: 1 }), h.deps);
     expect((await h.batch()).state).toBe("replaying");
     await onReplayCompleted(replayDone(h.batchId, { passed: true, attempt: 2 }), h.deps);
     expect((await h.batch()).state).toBe("promoted");
+  });
+
+  it("ignores a late redelivery of an earlier attempt's candidate.failed", async () => {
+    const h = await harness({ state: "candidate", record: { attempt: 2 } });
+    const msg = CandidateFailed.parse({
+      batchId: h.batchId,
+      agent: AGENT,
+      fingerprint: "fp",
+      baseVersion: VERSION,
+      failures: FAILURES,
+      count: 2,
+      attempt: 1,
+      verdict: "agent-failed",
+      reason: "coding agent exited 2",
+    });
+    await onCandidateFailed(msg, h.deps);
+    expect(h.out.retries).toEqual([]);
+    expect(await h.batch()).toMatchObject({ state: "candidate", attempt: 2 });
   });
 });

@@ -1,5 +1,5 @@
 import { getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
-import { FingerprintBreaker, MossError, type Approval, type BatchState, type AttemptEvidence, type BatchRetry, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { FingerprintBreaker, MossError, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 import { promote, type PromoteDeps } from "./promote";
 
@@ -17,9 +17,20 @@ export interface VerdictDeps extends PromoteDeps {
 
 const DECIDED: readonly BatchState[] = ["promoting", "promoted", "rolled-back", "rejected", "exhausted", "needs-human"];
 
+/**
+ * A replay.completed / candidate.failed of an attempt older than the batch's current one: a late redelivery. Acting
+ * on it would drag the batch back to `rewriting` from a later attempt's stage (and strand that attempt's result).
+ */
+function stale(msg: ReplayCompleted | CandidateFailed, rec: BatchRecord, deps: VerdictDeps): boolean {
+  if (msg.attempt >= rec.attempt) return false;
+  deps.log.info("ignoring a late message of an earlier attempt", { batch: msg.batchId, attempt: msg.attempt, current: rec.attempt, state: rec.state });
+  return true;
+}
+
 /** Replay done: a pass goes to the consent gate, a failure back to the rewriter (or gives up). */
 export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps): Promise<void> {
   const cur = await getBatch(deps.batches, msg.batchId);
+  if (cur && stale(msg, cur.value, deps)) return;
   if (cur && DECIDED.includes(cur.value.state)) {
     // Redelivered after the decision was taken; a promotion a crash interrupted is resumed.
     if (cur.value.state === "promoting" && deps.autoApprove) await promote(cur.value, "policy:autoApprove", deps);
@@ -43,6 +54,8 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps)
 
 /** The rewriter produced no candidate: that attempt counts, and the next one gets the reason. */
 export async function onCandidateFailed(msg: CandidateFailed, deps: VerdictDeps): Promise<void> {
+  const cur = (await getBatch(deps.batches, msg.batchId))?.value;
+  if (cur && stale(msg, cur, deps)) return;
   return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: msg.verdict, reason: msg.reason, results: [] }, deps);
 }
 
