@@ -180,9 +180,11 @@ describe("promoter with a real KV", () => {
     expect(h.live.calls.deploy).toEqual([]);
     expect(h.out.outcomes).toEqual([]);
     expect((await h.batch()).state).toBe("rejected");
-    // A redelivered reject is harmless too.
+    // A redelivered reject changes nothing and announces the very same verdict (same msgId: JetStream drops it).
     await onApproval({ batchId: h.batchId, decision: "reject", by: "bob", reason: "touches billing" }, h.deps);
-    expect(h.out.verdicts).toHaveLength(2);
+    expect(h.out.verdicts).toHaveLength(3);
+    expect(h.out.verdicts[2]).toEqual(h.out.verdicts[1]);
+    expect((await h.batch()).state).toBe("rejected");
   });
 
   it("an approval for a batch that does not exist is terminal", async () => {
@@ -327,17 +329,7 @@ describe("promoter with a real KV", () => {
     expect((await h.deployment()).previous).toMatchObject({ image: OLD_IMAGE, version: VERSION });
   });
 
-  // BUG (services/promoter/src/handlers/verdict.ts onReplayCompleted's DECIDED early return, with promote.ts
-  // `transitionBatch(rolled-back|promoted)` before `publishOutcome`, and iterate()'s exhausted branch): the batch is
-  // moved to its final state BEFORE the outcome/verdict is published, and a redelivered message that finds the batch
-  // in a decided state returns without publishing. A crash or a NATS hiccup between the two writes therefore loses
-  // the promotion outcome (or the exhausted verdict) for good: `moss` and the auditor never hear that the agent was
-  // promoted / rolled back / given up on. (The curator does this right: it re-announces a closed batch on
-  // redelivery.)
-  // Fix: on redelivery in promoted / rolled-back / exhausted (and rejected, in onApproval), re-publish the outcome or
-  // verdict from the batch record (the stable msgIds `promotion-<batch>` / `verdict-<batch>-<attempt>-<verdict>`
-  // make the repeat a no-op) — e.g. keep the PromotionOutcome on the record, or publish before the final transition.
-  it.skip("publishes the promotion outcome on redelivery when publishing it failed the first time", async () => {
+  it("publishes the promotion outcome on redelivery when publishing it failed the first time", async () => {
     const h = await harness();
     const publish = h.deps.publishOutcome;
     let fail = true;
@@ -353,7 +345,7 @@ describe("promoter with a real KV", () => {
     expect(h.out.outcomes).toEqual([expect.objectContaining({ batchId: h.batchId, outcome: "promoted" })]);
   });
 
-  it.skip("publishes the exhausted verdict on redelivery when publishing it failed the first time", async () => {
+  it("publishes the exhausted verdict on redelivery when publishing it failed the first time", async () => {
     const h = await harness({ maxAttempts: 1 });
     const publish = h.deps.publishVerdict;
     let fail = true;
@@ -374,6 +366,93 @@ describe("promoter with a real KV", () => {
     expect((await h.batch()).state).toBe("replaying");
     await onReplayCompleted(replayDone(h.batchId, { passed: true, attempt: 2 }), h.deps);
     expect((await h.batch()).state).toBe("promoted");
+  });
+
+  it("publishes the rejected verdict on redelivery when publishing it failed the first time", async () => {
+    const h = await harness({ autoApprove: false, state: "awaiting-approval", record: { candidate: { attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, diff: DIFF } } });
+    const publish = h.deps.publishVerdict;
+    h.deps.publishVerdict = async () => {
+      throw new Error("nats: timeout");
+    };
+    const reject = { batchId: h.batchId, decision: "reject" as const, by: "bob", reason: "" };
+    await expect(onApproval(reject, h.deps)).rejects.toThrow("timeout");
+    expect((await h.batch()).state).toBe("rejected");
+    h.deps.publishVerdict = publish;
+    await onApproval(reject, h.deps);
+    expect(h.out.verdicts).toEqual([{ batchId: h.batchId, agent: AGENT, attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, verdict: "rejected", reason: "rejected by bob" }]);
+  });
+
+  it("a crash after the outcome was published redoes the end without a second bake, announcing the same outcome", async () => {
+    const { probe, count } = scripted(true);
+    const h = await harness({ probe });
+    const publish = h.deps.publishOutcome;
+    let crash = true;
+    h.deps.publishOutcome = async (m) => {
+      await publish(m);
+      if (crash) throw new Error("promoter killed before the batch moved to promoted");
+    };
+    const msg = replayDone(h.batchId);
+    await expect(onReplayCompleted(msg, h.deps)).rejects.toThrow("killed");
+    expect((await h.batch()).state).toBe("promoting");
+    const probes = count();
+    crash = false;
+    await onReplayCompleted(msg, h.deps);
+    expect(count()).toBe(probes); // the decision was taken: no second bake that might decide otherwise
+    expect(h.live.calls.deploy).toHaveLength(1);
+    expect(h.out.outcomes).toHaveLength(2);
+    expect(h.out.outcomes[1]).toEqual(h.out.outcomes[0]); // same content, same msgId: one message on the stream
+    expect(h.out.outcomes[0]).toMatchObject({ outcome: "promoted", previousImage: OLD_IMAGE, approvedBy: "policy:autoApprove" });
+    const b = await h.batch();
+    expect(b.state).toBe("promoted");
+    expect(b.reason).toBe(h.out.outcomes[0]!.reason);
+    expect(await h.deployment()).toMatchObject({ image: NEW_IMAGE, batchId: h.batchId, previous: { image: OLD_IMAGE, version: VERSION, container: `moss-prev-${AGENT}` } });
+  });
+
+  it("a crash after the rollback finishes the rolled-back bookkeeping without redeploying the bad candidate", async () => {
+    const h = await harness({ probe: scripted(true, false).probe, autoApprove: false });
+    h.deps.sleep = () => new Promise<void>((r) => setImmediate(r));
+    await onReplayCompleted(replayDone(h.batchId), h.deps);
+    let crash = true;
+    const publish = h.deps.publishOutcome;
+    h.deps.publishOutcome = async (m) => {
+      if (crash) throw new Error("promoter killed after the rollback");
+      return publish(m);
+    };
+    const approve = { batchId: h.batchId, decision: "approve" as const, by: "alice", reason: "" };
+    await expect(onApproval(approve, h.deps)).rejects.toThrow("killed");
+    expect(h.live.calls.rollback).toEqual([AGENT]);
+    expect(h.live.state.live.image).toBe(OLD_IMAGE);
+    expect((await h.batch()).state).toBe("promoting");
+
+    crash = false;
+    await onApproval(approve, h.deps); // the approval comes back
+    expect(h.live.calls.deploy).toHaveLength(1);
+    expect(h.live.calls.rollback).toEqual([AGENT]);
+    expect(h.live.state.live.image).toBe(OLD_IMAGE);
+    expect(h.out.outcomes).toEqual([expect.objectContaining({ outcome: "rolled-back", approvedBy: "alice", previousImage: OLD_IMAGE, probes: { ok: 1, failed: 2 } })]);
+    expect(h.out.outcomes[0]!.reason).toBe(`rolled back to ${OLD_IMAGE}: 2 failed health probes during the 200 ms bake window`);
+    expect((await h.batch()).state).toBe("rolled-back");
+    expect((await h.deployment()).image).toBe(OLD_IMAGE);
+  });
+
+  it("a crash between the rollback decision and the rollback rolls back on resume", async () => {
+    const h = await harness({ probe: scripted(false).probe });
+    const rollback = h.live.port.rollbackLive;
+    let down = true;
+    h.live.port.rollbackLive = async (agent) => {
+      if (down) throw Object.assign(new Error("docker daemon unreachable"), { retryable: true });
+      return rollback(agent);
+    };
+    const msg = replayDone(h.batchId);
+    await expect(onReplayCompleted(msg, h.deps)).rejects.toThrow("unreachable");
+    expect(h.live.state.live.image).toBe(NEW_IMAGE);
+    down = false;
+    await onReplayCompleted(msg, h.deps);
+    expect(h.live.calls.deploy).toHaveLength(1);
+    expect(h.live.state.live.image).toBe(OLD_IMAGE);
+    expect(h.out.outcomes).toEqual([expect.objectContaining({ outcome: "rolled-back" })]);
+    expect(h.out.outcomes[0]!.reason).toContain(`rolled back to ${OLD_IMAGE}: the new version never answered`);
+    expect((await h.batch()).state).toBe("rolled-back");
   });
 
   it("ignores a late redelivery of an earlier attempt's candidate.failed", async () => {

@@ -1,7 +1,7 @@
 import { getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
 import { FingerprintBreaker, MossError, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
-import { promote, type PromoteDeps } from "./promote";
+import { PROMOTION_ENDS, promote, type PromoteDeps } from "./promote";
 
 export interface VerdictDeps extends PromoteDeps {
   batches: KV;
@@ -15,7 +15,8 @@ export interface VerdictDeps extends PromoteDeps {
   log: Logger;
 }
 
-const DECIDED: readonly BatchState[] = ["promoting", "promoted", "rolled-back", "rejected", "exhausted", "needs-human"];
+/** Ends the promoter decides on its own (promotions end in PROMOTION_ENDS, through promote()). */
+const VERDICT_ENDS: readonly BatchState[] = ["exhausted", "needs-human", "rejected"];
 
 /**
  * A replay.completed / candidate.failed of an attempt older than the batch's current one: a late redelivery. Acting
@@ -27,15 +28,32 @@ function stale(msg: ReplayCompleted | CandidateFailed, rec: BatchRecord, deps: V
   return true;
 }
 
+/**
+ * A redelivered attempt result for a batch that already ended: the decision stands; only the message announcing it
+ * may be missing (a crash between the final transition and the publish), so it is published again from the record
+ * and this message (same content, same msgId: JetStream drops it when it did get out).
+ */
+async function announceEnd(rec: BatchRecord, msg: ReplayCompleted | CandidateFailed, deps: VerdictDeps): Promise<void> {
+  const base = { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit };
+  if (rec.state === "exhausted") await deps.publishVerdict({ ...base, verdict: "exhausted", reason: exhaustedReason(msg.attempt, rec.reason ?? "") });
+  else if (rec.state === "needs-human") await deps.publishVerdict({ ...base, verdict: "needs-human", reason: rec.reason ?? "" });
+  // rejected: the approval handler announces it (its message is the one redelivered if that publish was lost).
+  // promoted / rolled-back: the outcome was published before the batch moved there.
+}
+
+const exhaustedReason = (attempt: number, last: string) => `gave up after ${attempt} attempt(s); last: ${last}`;
+
 /** Replay done: a pass goes to the consent gate, a failure back to the rewriter (or gives up). */
 export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps): Promise<void> {
-  const cur = await getBatch(deps.batches, msg.batchId);
-  if (cur && stale(msg, cur.value, deps)) return;
-  if (cur && DECIDED.includes(cur.value.state)) {
-    // Redelivered after the decision was taken; a promotion a crash interrupted is resumed.
-    if (cur.value.state === "promoting" && deps.autoApprove) await promote(cur.value, "policy:autoApprove", deps);
+  const cur = (await getBatch(deps.batches, msg.batchId))?.value;
+  if (cur && stale(msg, cur, deps)) return;
+  if (cur?.state === "promoting") {
+    // Redelivered after the decision was taken; a promotion a crash interrupted is resumed (or, without the
+    // autoApprove policy, by the redelivered approval).
+    if (deps.autoApprove) await promote(cur, "policy:autoApprove", deps);
     return;
   }
+  if (cur && (PROMOTION_ENDS.includes(cur.state) || VERDICT_ENDS.includes(cur.state))) return announceEnd(cur, msg, deps);
   if (!msg.passed) {
     const failed = msg.results.filter((r) => !r.passed);
     const reason = `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${failed[0]!.reason}`;
@@ -43,7 +61,6 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps)
   }
   const candidate = { attempt: msg.attempt, commit: msg.commit, image: msg.image, diff: msg.diff };
   const { record } = await transitionBatch(deps.batches, msg.batchId, "awaiting-approval", { candidate, reason: "replay passed" });
-  if (record.state !== "awaiting-approval") return;
   if (deps.autoApprove) {
     deps.log.info("replay passed; promoting under the autoApprove policy", { batch: msg.batchId });
     await promote(record, "policy:autoApprove", deps);
@@ -56,6 +73,8 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps)
 export async function onCandidateFailed(msg: CandidateFailed, deps: VerdictDeps): Promise<void> {
   const cur = (await getBatch(deps.batches, msg.batchId))?.value;
   if (cur && stale(msg, cur, deps)) return;
+  // (A promotion needs a candidate, so for this attempt it cannot have started; it is left alone all the same.)
+  if (cur && (cur.state === "promoting" || PROMOTION_ENDS.includes(cur.state) || VERDICT_ENDS.includes(cur.state))) return announceEnd(cur, msg, deps);
   return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: msg.verdict, reason: msg.reason, results: [] }, deps);
 }
 
@@ -63,9 +82,10 @@ export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void
   const cur = await getBatch(deps.batches, msg.batchId);
   if (!cur) throw new MossError("MOSS_E_BATCH_NOT_FOUND", `approval for unknown batch ${msg.batchId}`, false);
   if (msg.decision === "reject") {
-    if (cur.value.state === "rejected") return;
-    await transitionBatch(deps.batches, msg.batchId, "rejected", { reason: `rejected by ${msg.by}: ${msg.reason}` });
-    await deps.publishVerdict({ batchId: msg.batchId, agent: cur.value.agent, attempt: cur.value.attempt, commit: cur.value.candidate?.commit, image: cur.value.candidate?.image, verdict: "rejected", reason: `rejected by ${msg.by}${msg.reason ? `: ${msg.reason}` : ""}` });
+    // The record keeps the verdict's reason, so a redelivery (the publish may have been lost after the transition)
+    // announces the same verdict again, whoever sent this one; its msgId makes the repeat a no-op when it got out.
+    const rec = cur.value.state === "rejected" ? cur.value : (await transitionBatch(deps.batches, msg.batchId, "rejected", { reason: `rejected by ${msg.by}${msg.reason ? `: ${msg.reason}` : ""}` })).record;
+    await deps.publishVerdict({ batchId: msg.batchId, agent: rec.agent, attempt: rec.attempt, commit: rec.candidate?.commit, image: rec.candidate?.image, verdict: "rejected", reason: rec.reason ?? `rejected by ${msg.by}` });
     return;
   }
   // Approving twice, or a redelivered approval of a batch already promoted, changes nothing.
@@ -79,6 +99,7 @@ export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void
 async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: AttemptEvidence, deps: VerdictDeps): Promise<void> {
   const previous = [...msg.previous.filter((p) => p.attempt !== msg.attempt), evidence];
   const mark = `${msg.batchId}:${msg.attempt}:${"passed" in msg ? "replay" : "candidate"}`;
+  // The final transitions come before their announcement, which a redelivery repeats from the record (announceEnd).
   if (await breakerOpen(msg.batchId, mark, deps)) {
     const reason = `fingerprint ${msg.fingerprint} needs a human: its circuit breaker opened after repeated rejected candidates; last: ${evidence.reason}`;
     await transitionBatch(deps.batches, msg.batchId, "needs-human", { reason });
@@ -87,7 +108,7 @@ async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: Attempt
   }
   if (msg.attempt >= deps.maxAttempts) {
     await transitionBatch(deps.batches, msg.batchId, "exhausted", { reason: evidence.reason });
-    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "exhausted", reason: `gave up after ${msg.attempt} attempt(s); last: ${evidence.reason}` });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "exhausted", reason: exhaustedReason(msg.attempt, evidence.reason) });
     return;
   }
   await transitionBatch(deps.batches, msg.batchId, "rewriting", { reason: evidence.reason });
