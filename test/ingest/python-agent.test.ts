@@ -203,7 +203,7 @@ describe("the Python agent's reporter, against a fake ingest", () => {
   });
 
   it("refuses to start without a valid version or an ingest URL, saying what to set", async () => {
-    const run = (env: Record<string, string>) => spawnSync("python3", [AGENT_PY], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", PORT: "0", STATE_DIR: tmpdir(), ...env }, timeout: 10_000 });
+    const run = (env: Record<string, string>) => spawnSync("python3", [AGENT_PY], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", PORT: "0", STATE_DIR: tmpdir(), PYTHONDONTWRITEBYTECODE: "1", ...env }, timeout: 10_000 });
     const noVersion = run({ MOSS_INGEST_URL: "http://127.0.0.1:1", MOSS_AGENT_VERSION: "main" });
     expect(noVersion.status).toBe(2);
     expect(noVersion.stderr.toString()).toContain("MOSS_AGENT_VERSION");
