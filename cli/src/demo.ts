@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createBus } from "@moss/bus";
 import { parseConfig, type MossConfigInput } from "@moss/config";
+import { ensureSigningKey } from "@moss/git";
 import { createRuntime } from "@moss/runtime";
 import { prepareAgentRepo } from "@moss/example-agent/prepare";
 import { deployAgent } from "./deploy";
@@ -71,13 +72,21 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { repoDir, commit: v1Commit } = await prepareAgentRepo(join(dataDir, "agent-repo"));
   step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
 
+  const keys = await ensureSigningKey(join(dataDir, "keys"));
   const [natsPort, auditorPort, livePort, ingestPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const cfgInput: MossConfigInput = {
     dataDir,
     nats: { url: `nats://127.0.0.1:${natsPort}` },
     telemetry: { otlpEndpoint: opts.otlpEndpoint },
     curator: { batchSize: 3, batchWindowMs: 5_000, http: { port: ingestPort } },
-    rewriter: { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], timeoutMs: 60_000 },
+    // The demo's coding agent is a deterministic script: implement only (no locate / plan / review stages),
+    // and its commits are signed with a key made for this data directory.
+    rewriter: {
+      command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"],
+      timeoutMs: 60_000,
+      stages: { locate: false, plan: false, planReview: false, codeReview: false },
+      signing: { key: keys.key, allowedSigners: keys.allowedSigners },
+    },
     replayer: { concurrency: 2 },
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },

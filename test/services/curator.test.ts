@@ -220,7 +220,7 @@ describe("curator filing engine with a real KV", () => {
     await ingestChunk(h.chunk([ev("b1")]), h.deps);
     const rec = await h.record(h.ready[0]!.batchId);
     const deps = { batches: h.deps.batches, breakers: h.breakers, thresholdFor: () => 3, log: silent };
-    const base = { batchId: rec.batchId, agent: "demo", fingerprint: rec.fingerprint, baseVersion: VERSION, failures: rec.failures, count: 1, previous: [] };
+    const base = { batchId: rec.batchId, agent: "demo", fingerprint: rec.fingerprint, baseVersion: VERSION, failures: rec.failures, count: 1, previous: [], stages: [], trialsPerFailure: 1 };
     const failed = (attempt: number) => ({ ...base, attempt, verdict: "no-change" as const, reason: "nothing changed" });
     const key = `demo.${rec.fingerprintKey}`;
     await onOutcome({ kind: "candidate", msg: failed(1) }, deps);

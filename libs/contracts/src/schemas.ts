@@ -141,7 +141,30 @@ export type BatchReady = z.infer<typeof BatchReady>;
 export const BatchRetry = z.object({ ...BatchBase, attempt: z.number().int().min(2), previous: z.array(AttemptEvidence).min(1) });
 export type BatchRetry = z.infer<typeof BatchRetry>;
 
-const AttemptBase = { ...BatchBase, attempt: z.number().int().positive(), previous: z.array(AttemptEvidence).default([]) };
+/** One stage of an attempt (locate, plan, plan review, implement, code review): what it said and how it ended. */
+export const StageRecord = z.object({
+  stage: z.enum(["locate", "plan", "plan-review", "implement", "code-review"]),
+  /** 1 for the first round of a stage that can repeat (plan / review rounds). */
+  round: z.number().int().positive(),
+  /** success | failure | no-change | timeout | approve | reject | skipped */
+  verdict: z.string(),
+  reason: z.string(),
+  /** The stage's answer text (diagnosis, plan, review) and the tool's captured output. */
+  output: BlobRef.optional(),
+  log: BlobRef.optional(),
+  durationMs: z.number().nonnegative(),
+});
+export type StageRecord = z.infer<typeof StageRecord>;
+
+const AttemptBase = {
+  ...BatchBase,
+  attempt: z.number().int().positive(),
+  previous: z.array(AttemptEvidence).default([]),
+  /** The stages this attempt ran, in order. */
+  stages: z.array(StageRecord).default([]),
+  /** Replays per failure the depth tier asks for (a flaky pass does not count). */
+  trialsPerFailure: z.number().int().min(1).max(10).default(1),
+};
 
 export const CandidateReady = z.object({
   ...AttemptBase,
@@ -150,14 +173,19 @@ export const CandidateReady = z.object({
   image: z.string(),
   diff: BlobRef,
   agentOutput: BlobRef.optional(),
+  buildLog: BlobRef.optional(),
   filesChanged: z.array(z.string()),
+  /** Coding agent and its version, as recorded in the commit trailers. */
+  codingAgent: z.string().default("command"),
+  /** Whether the commit is signed (the promoter verifies it against the allowed signers). */
+  signed: z.boolean().default(false),
 });
 export type CandidateReady = z.infer<typeof CandidateReady>;
 
 export const CandidateFailed = z.object({
   ...AttemptBase,
-  /** `no-change` | `agent-failed` | `agent-timeout` | `build-failed` | `error` */
-  verdict: z.enum(["no-change", "agent-failed", "agent-timeout", "build-failed", "error"]),
+  /** Why there is no candidate: the coding agent failed / timed out / changed nothing, a guardrail refused its change, a plan or code review never approved, or the image did not build. */
+  verdict: z.enum(["no-change", "agent-failed", "agent-timeout", "guardrail", "plan-rejected", "review-rejected", "build-failed", "error"]),
   reason: z.string(),
   commit: GitSha.optional(),
   diff: BlobRef.optional(),
@@ -253,7 +281,7 @@ export const BatchTransitions: Readonly<Record<BatchState, readonly BatchState[]
   ready: ["rewriting", "exhausted", "needs-human"],
   rewriting: ["rewriting", "candidate", "exhausted", "needs-human"],
   candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
-  replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human"],
+  replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human", "rejected"],
   "awaiting-approval": ["promoting", "rejected"],
   promoting: ["promoted", "rolled-back"],
   promoted: [],
@@ -316,6 +344,24 @@ export const FingerprintBreaker = z.object({
   resetBy: z.string().optional(),
 });
 export type FingerprintBreaker = z.infer<typeof FingerprintBreaker>;
+
+/**
+ * A candidate that was not promoted, kept (its branch stays in the agent repo) and listed, so later batches of the
+ * same fingerprint can learn from it. In the `moss_candidates` KV bucket, key `<agent>.<fingerprint key>.<batch>.<attempt>`.
+ */
+export const RejectedCandidate = z.object({
+  agent: AgentName,
+  fingerprint: z.string(),
+  batchId: Id,
+  attempt: z.number().int().positive(),
+  commit: GitSha.optional(),
+  branch: z.string().optional(),
+  diff: BlobRef.optional(),
+  verdict: z.string(),
+  reason: z.string(),
+  at: z.string().datetime(),
+});
+export type RejectedCandidate = z.infer<typeof RejectedCandidate>;
 
 /** The live deployment of an agent, in the `moss_deployments` KV bucket. */
 export const Deployment = z.object({

@@ -127,6 +127,8 @@ export const Buckets = {
   curator: "moss_curator",
   /** `<agent>.<fingerprint key>` → FingerprintBreaker. */
   fingerprints: "moss_fingerprints",
+  /** `<agent>.<fingerprint key>.<batch>.<attempt>` → RejectedCandidate. */
+  candidates: "moss_candidates",
 } as const;
 
 /** Headers Moss sets on messages. */

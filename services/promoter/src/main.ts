@@ -2,6 +2,7 @@
 import { route } from "@moss/bus";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
+import { requireGoodSignature } from "@moss/git";
 import { createRuntime } from "@moss/runtime";
 import { onApproval, onCandidateFailed, onReplayCompleted, type VerdictDeps } from "./handlers/verdict";
 import { httpProbe } from "./probe";
@@ -19,6 +20,20 @@ await runService({
       batches: await bus.kv(Buckets.batches),
       deployments: await bus.kv(Buckets.deployments),
       breakers: await bus.kv(Buckets.fingerprints),
+      candidates: await bus.kv(Buckets.candidates),
+      verifySignature: config.rewriter.signing.required
+        ? async (agent, commit) => {
+            const allowed = config.rewriter.signing.allowedSigners;
+            if (!allowed) return { ok: false, reason: "rewriter.signing.required is on but rewriter.signing.allowedSigners is not set (run `moss keys init`)" };
+            try {
+              await requireGoodSignature(agentCfg(agent).repo, commit, allowed);
+              return { ok: true, reason: "good signature" };
+            } catch (err) {
+              if ((err as { retryable?: boolean }).retryable) throw err;
+              return { ok: false, reason: (err as Error).message };
+            }
+          }
+        : undefined,
       breakerThreshold: (agent) => config.agents[agent]?.curation.breakerThreshold ?? config.curator.breakerThreshold,
       runtime: createRuntime(),
       probe: (agent) => {

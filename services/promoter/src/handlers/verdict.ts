@@ -1,5 +1,5 @@
 import { getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
-import { FingerprintBreaker, MossError, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { FingerprintBreaker, MossError, RejectedCandidate, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 import { PROMOTION_ENDS, promote, type PromoteDeps } from "./promote";
 
@@ -8,6 +8,13 @@ export interface VerdictDeps extends PromoteDeps {
   /** Circuit breakers by `<agent>.<fingerprint key>` (the curator counts, the promoter obeys). */
   breakers: KV;
   breakerThreshold: (agent: string) => number;
+  /** Rejected candidates (`moss_candidates`). */
+  candidates?: KV;
+  /**
+   * Whether a candidate commit may be promoted: signed, and the signature good for an allowed signer
+   * (config `rewriter.signing`). Undefined: no check.
+   */
+  verifySignature?: (agent: string, commit: string) => Promise<{ ok: boolean; reason: string }>;
   autoApprove: boolean;
   maxAttempts: number;
   publishRetry: (m: BatchRetry) => Promise<void>;
@@ -60,6 +67,15 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: VerdictDeps)
     return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "replay-failed", reason, results: msg.results }, deps);
   }
   const candidate = { attempt: msg.attempt, commit: msg.commit, image: msg.image, diff: msg.diff };
+  // Only a signed commit that verifies against the allowed signers may ever ship.
+  const sig = deps.verifySignature ? await deps.verifySignature(msg.agent, msg.commit) : { ok: true, reason: "" };
+  if (!sig.ok) {
+    const reason = `replay passed, but the commit cannot be promoted: ${sig.reason}`;
+    await keepRejected(msg.batchId, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "unsigned", reason }, deps);
+    await transitionBatch(deps.batches, msg.batchId, "rejected", { candidate, reason });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit, image: msg.image, verdict: "rejected", reason });
+    return;
+  }
   const { record } = await transitionBatch(deps.batches, msg.batchId, "awaiting-approval", { candidate, reason: "replay passed" });
   if (deps.autoApprove) {
     deps.log.info("replay passed; promoting under the autoApprove policy", { batch: msg.batchId });
@@ -98,6 +114,13 @@ export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void
 
 async function iterate(msg: ReplayCompleted | CandidateFailed, evidence: AttemptEvidence, deps: VerdictDeps): Promise<void> {
   const previous = [...msg.previous.filter((p) => p.attempt !== msg.attempt), evidence];
+  await keepRejected(msg.batchId, { attempt: msg.attempt, commit: evidence.commit, diff: evidence.diff, verdict: evidence.verdict, reason: evidence.reason }, deps);
+  const plateau = plateauOf(msg, evidence);
+  if (plateau) {
+    await transitionBatch(deps.batches, msg.batchId, "exhausted", { reason: plateau });
+    await deps.publishVerdict({ batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: evidence.commit, verdict: "exhausted", reason: plateau });
+    return;
+  }
   const mark = `${msg.batchId}:${msg.attempt}:${"passed" in msg ? "replay" : "candidate"}`;
   // The final transitions come before their announcement, which a redelivery repeats from the record (announceEnd).
   if (await breakerOpen(msg.batchId, mark, deps)) {
@@ -136,4 +159,39 @@ async function breakerOpen(batchId: string, mark: string, deps: VerdictDeps): Pr
   if (b?.needsHuman) return true;
   const consecutive = (b?.consecutiveRejections ?? 0) + (b?.counted.includes(mark) ? 0 : 1);
   return consecutive >= deps.breakerThreshold(rec.value.agent);
+}
+
+/**
+ * Plateau guard: an attempt whose replay fixes no more failures than the attempt before it (the last one that got
+ * as far as replay) ends the batch; iterating further would only spend more on the same place.
+ */
+export function plateauOf(msg: ReplayCompleted | CandidateFailed, evidence: AttemptEvidence): string | undefined {
+  if (!evidence.results.length) return undefined;
+  const before = [...msg.previous].filter((p) => p.attempt < msg.attempt && p.results.length > 0).sort((a, b) => b.attempt - a.attempt)[0];
+  if (!before) return undefined;
+  const fixed = (r: AttemptEvidence["results"]) => r.filter((x) => x.passed).length;
+  const now = fixed(evidence.results);
+  const then = fixed(before.results);
+  if (now > then) return undefined;
+  return `plateau: attempt ${msg.attempt} fixed ${now} of ${evidence.results.length} failure(s), no better than attempt ${before.attempt} (${then}); stopping`;
+}
+
+/** Keeps a candidate that was not promoted (its branch stays in the agent repo) where later batches can learn from it. */
+export async function keepRejected(batchId: string, c: { attempt: number; commit?: string; diff?: RejectedCandidate["diff"]; verdict: string; reason: string }, deps: VerdictDeps): Promise<void> {
+  if (!deps.candidates) return;
+  const rec = (await getBatch(deps.batches, batchId))?.value;
+  if (!rec?.fingerprintKey) return;
+  const entry: RejectedCandidate = {
+    agent: rec.agent,
+    fingerprint: rec.fingerprint,
+    batchId,
+    attempt: c.attempt,
+    commit: c.commit,
+    branch: c.commit ? `moss/${batchId}/${c.attempt}` : undefined,
+    diff: c.diff,
+    verdict: c.verdict,
+    reason: c.reason.slice(0, 4_000),
+    at: new Date().toISOString(),
+  };
+  await deps.candidates.put(`${rec.agent}.${rec.fingerprintKey}.${batchId}.${c.attempt}`, JSON.stringify(RejectedCandidate.parse(entry)));
 }

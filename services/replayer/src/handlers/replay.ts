@@ -42,9 +42,17 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<v
   const agent = deps.agents[msg.agent];
   if (!agent) throw new MossError("MOSS_E_UNKNOWN_AGENT", `agent '${msg.agent}' is not in the Moss config`, false);
   await transitionBatch(deps.batches, msg.batchId, "replaying");
-  const results = await mapLimit(msg.failures, deps.concurrency, async (ref): Promise<ReplayResult> => {
+  // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard); one failed trial fails it.
+  const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
+  const runs = await mapLimit(trials, deps.concurrency, async ({ ref }): Promise<ReplayResult> => {
     const ev = FailureEvent.parse(JSON.parse((await deps.blob.get(ref.event.sha256)).toString("utf8")));
     return replayOne(ev, msg, agent, deps);
+  });
+  const results = msg.failures.map((ref) => {
+    const mine = runs.filter((r) => r.failureId === ref.id);
+    const bad = mine.find((r) => !r.passed);
+    if (!bad) return mine[0]!;
+    return mine.length > 1 ? { ...bad, reason: `${mine.filter((r) => !r.passed).length} of ${mine.length} trials failed; ${bad.reason}` } : bad;
   });
   const passed = results.every((r) => r.passed);
   const { failures, ...rest } = msg;

@@ -2,10 +2,15 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
 import { getBatch, transitionBatch, type KV } from "@moss/bus";
-import { FailureEvent, MossError, isTerminal, type AttemptEvidence, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady } from "@moss/contracts";
+import type { Stages, Tier } from "@moss/config";
+import { FailureEvent, MossError, RejectedCandidate, isTerminal, type AttemptEvidence, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady, type StageRecord } from "@moss/contracts";
+import { commitSigned, type SigningConfig } from "@moss/git";
 import type { Logger } from "@moss/telemetry";
-import { renderCommand, runCodingAgent, type CodingAgentRun } from "../coding-agent";
+import type { z } from "zod";
+import type { CodingAgentAdapter } from "../adapters";
 import { AgentRepo } from "../git";
+import type { GuardrailConfig } from "../guardrails";
+import { runStages } from "../pipeline";
 
 export interface BuildPort {
   buildImage(opts: { repoDir: string; commit: string; tag: string; labels?: Record<string, string> }): Promise<{ image: string; log: string }>;
@@ -14,16 +19,23 @@ export interface BuildPort {
 export interface RewriterDeps {
   agents: Readonly<Record<string, { repo: string }>>;
   worktreesDir: string;
-  command?: readonly string[];
+  /** The coding agent; undefined when none is configured (every attempt then fails with a clear error). */
+  adapter?: CodingAgentAdapter;
+  /** Stages and depth tier for an agent (config `rewriter`, overridden by `agents.<name>.rewrite`). */
+  plan: (agent: string) => { stages: Stages; tier: Tier };
   timeoutMs: number;
   envAllow: readonly string[];
   /** Environment to take allow-listed variables from. */
   env: NodeJS.ProcessEnv;
+  guardrails: Partial<GuardrailConfig>;
+  signing: SigningConfig;
   blob: BlobStore;
   runtime: BuildPort;
   batches: KV;
-  publishReady: (msg: CandidateReady) => Promise<void>;
-  publishFailed: (msg: CandidateFailed) => Promise<void>;
+  /** Rejected candidates (`moss_candidates`): earlier failed fixes of the same fingerprint go into the evidence. */
+  candidates?: KV;
+  publishReady: (msg: z.input<typeof CandidateReady>) => Promise<void>;
+  publishFailed: (msg: z.input<typeof CandidateFailed>) => Promise<void>;
   log: Logger;
 }
 
@@ -37,7 +49,7 @@ export class UnknownAgentError extends MossError {
 export class NoCodingAgentError extends MossError {
   override name = "NoCodingAgentError";
   constructor() {
-    super("MOSS_E_NO_CODING_AGENT", "no coding agent configured: set rewriter.command (an argv template with {worktree} {evidence} {prompt})", false);
+    super("MOSS_E_NO_CODING_AGENT", "no coding agent configured: set rewriter.adapter (a preset such as claude-code, or a command) or rewriter.command", false);
   }
 }
 
@@ -53,6 +65,8 @@ export interface Evidence {
   failures: FailureEvent[];
   /** Earlier attempts: their diff and how their replay went. */
   previous: Array<AttemptEvidence & { diffText?: string }>;
+  /** Fixes of the same fingerprint that were tried in earlier batches and not promoted, with why. */
+  rejectedBefore: Array<RejectedCandidate & { diffText?: string }>;
   prompt: string;
 }
 
@@ -80,7 +94,8 @@ export function attemptStage(rec: BatchRecord | undefined, attempt: number): "to
 export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps): Promise<void> {
   const agentCfg = deps.agents[msg.agent];
   if (!agentCfg) throw new UnknownAgentError(msg.agent);
-  if (!deps.command) throw new NoCodingAgentError();
+  if (!deps.adapter) throw new NoCodingAgentError();
+  const adapter = deps.adapter;
   const previous = "previous" in msg ? msg.previous : [];
   const base = { ...msg, previous };
   const log = deps.log.child({ batch: msg.batchId, attempt: msg.attempt });
@@ -98,8 +113,10 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   const baseSha = await repo.resolve(msg.baseVersion);
   const branch = `moss/${msg.batchId}/${msg.attempt}`;
 
+  const { stages: stageCfg, tier } = deps.plan(msg.agent);
+  const attemptBase = { ...base, trialsPerFailure: tier.trialsPerFailure };
   let made = await repo.existingAttempt(branch, baseSha);
-  let agentOutput: BlobRef | undefined;
+  let stages: StageRecord[] = [];
   if (made) {
     log.info("attempt already committed; reusing it", { commit: made.commit });
   } else if (stage === "candidate") {
@@ -110,31 +127,36 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   } else {
     const worktree = join(deps.worktreesDir, `${msg.batchId}-${msg.attempt}`);
     const evidencePath = `${worktree}.evidence.json`;
-    const promptPath = `${worktree}.prompt.md`;
     mkdirSync(deps.worktreesDir, { recursive: true });
     await repo.addWorktree(worktree, branch, baseSha);
     try {
-      const evidence = await buildEvidence(msg, previous, deps.blob);
+      const evidence = await buildEvidence(msg, previous, deps);
       writeFileSync(evidencePath, JSON.stringify(evidence, null, 2));
-      writeFileSync(promptPath, evidence.prompt);
-      const argv = renderCommand(deps.command, { worktree, evidence: evidencePath, prompt: promptPath });
-      log.info("running coding agent", { argv });
-      const run = await runCodingAgent(argv, { cwd: worktree, env: agentEnv(deps, { worktree, evidencePath, promptPath }), timeoutMs: deps.timeoutMs });
-      agentOutput = await deps.blob.put(run.output, { contentType: "text/plain" });
-      if (run.outcome !== "ok") {
-        await deps.publishFailed({ ...base, verdict: run.outcome === "timeout" ? "agent-timeout" : "agent-failed", reason: run.reason, agentOutput });
+      writeFileSync(`${worktree}.prompt.md`, evidence.prompt);
+      const env = agentEnv(deps, { worktree, evidencePath, promptPath: `${worktree}.prompt.md` });
+      const result = await runStages(
+        { worktree, base: baseSha, dir: `${worktree}.stages`, evidencePath, basePrompt: evidence.prompt },
+        { adapter, stages: stageCfg, tier, timeoutMs: deps.timeoutMs, env, guardrails: deps.guardrails, blob: deps.blob, log },
+      );
+      stages = result.stages;
+      if (!result.ok) {
+        log.info("attempt produced no candidate", { verdict: result.verdict, reason: result.reason });
+        await deps.publishFailed({ ...attemptBase, stages, verdict: result.verdict, reason: result.reason, agentOutput: lastLog(stages) });
         return;
       }
-      made = await repo.commitAll(worktree, commitMessage(msg, run), {
-        "Moss-Batch": msg.batchId,
-        "Moss-Attempt": String(msg.attempt),
-        "Moss-Failures": msg.failures.map((f) => f.id).join(","),
-        "Moss-Coding-Agent": deps.command[0] ?? "",
+      const version = await adapter.version().catch(() => undefined);
+      const commit = await commitSigned(worktree, {
+        message: commitMessage(msg, stages),
+        trailers: {
+          "Moss-Batch": msg.batchId,
+          "Moss-Attempt": String(msg.attempt),
+          "Moss-Failures": msg.failures.map((f) => f.id).join(","),
+          "Moss-Coding-Agent": `${adapter.name}${version ? ` ${version}` : ""}`,
+          "Moss-Stage-Verdicts": stages.map((st) => `${st.stage}#${st.round}=${st.verdict}`).join(" "),
+        },
+        signing: deps.signing,
       });
-      if (!made) {
-        await deps.publishFailed({ ...base, verdict: "no-change", reason: "the coding agent exited 0 but changed no file", agentOutput });
-        return;
-      }
+      made = { commit, filesChanged: result.filesChanged };
     } finally {
       await repo.removeWorktree(worktree);
     }
@@ -143,23 +165,46 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   const diff = await deps.blob.put(await repo.diff(baseSha, made.commit), { contentType: "text/x-diff" });
   const tag = `moss/${msg.agent}:${made.commit.slice(0, 12)}`;
   let image: string;
+  let buildLog: BlobRef | undefined;
   try {
-    image = (await deps.runtime.buildImage({ repoDir: agentCfg.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } })).image;
+    const built = await deps.runtime.buildImage({ repoDir: agentCfg.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } });
+    image = built.image;
+    buildLog = await deps.blob.put(built.log, { contentType: "text/plain" });
   } catch (err) {
-    const buildLog = typeof (err as { log?: unknown }).log === "string" ? await deps.blob.put((err as { log: string }).log, { contentType: "text/plain" }) : undefined;
+    buildLog = typeof (err as { log?: unknown }).log === "string" ? await deps.blob.put((err as { log: string }).log, { contentType: "text/plain" }) : undefined;
     // Like the bus: only an error that says retrying cannot help is terminal; an unknown one is retried.
     if (!isTerminal(err)) throw err;
-    await deps.publishFailed({ ...base, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput, buildLog });
+    await deps.publishFailed({ ...attemptBase, stages, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput: lastLog(stages), buildLog });
     return;
   }
   if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "candidate");
-  await deps.publishReady({ ...base, commit: made.commit, branch, image, diff, agentOutput, filesChanged: made.filesChanged });
+  await deps.publishReady({
+    ...attemptBase,
+    stages,
+    commit: made.commit,
+    branch,
+    image,
+    diff,
+    agentOutput: lastLog(stages),
+    buildLog,
+    filesChanged: made.filesChanged,
+    codingAgent: adapter.name,
+    signed: Boolean(deps.signing.key),
+  });
   log.info("candidate ready", { commit: made.commit, image, files: made.filesChanged });
 }
 
-async function buildEvidence(msg: BatchReady | BatchRetry, previous: AttemptEvidence[], blob: BlobStore): Promise<Evidence> {
-  const failures = await Promise.all(msg.failures.map(async (f) => FailureEvent.parse(JSON.parse((await blob.get(f.event.sha256)).toString("utf8")))));
-  const prev = await Promise.all(previous.map(async (p) => ({ ...p, diffText: p.diff ? (await blob.get(p.diff.sha256)).toString("utf8") : undefined })));
+/** The captured output of the last stage that ran (the implementation, on success). */
+function lastLog(stages: StageRecord[]): BlobRef | undefined {
+  return stages[stages.length - 1]?.log;
+}
+
+async function buildEvidence(msg: BatchReady | BatchRetry, previous: AttemptEvidence[], deps: RewriterDeps): Promise<Evidence> {
+  const { blob } = deps;
+  const text = async (ref?: BlobRef) => (ref ? (await blob.get(ref.sha256)).toString("utf8") : undefined);
+  const failures = await Promise.all(msg.failures.map(async (f) => FailureEvent.parse(JSON.parse((await text(f.event))!))));
+  const prev = await Promise.all(previous.map(async (p) => ({ ...p, diffText: await text(p.diff) })));
+  const rejectedBefore = await Promise.all((await rejectedCandidates(msg, deps)).map(async (c) => ({ ...c, diffText: (await text(c.diff))?.slice(0, 20_000) })));
   return {
     batchId: msg.batchId,
     agent: msg.agent,
@@ -169,11 +214,28 @@ async function buildEvidence(msg: BatchReady | BatchRetry, previous: AttemptEvid
     count: msg.count,
     failures,
     previous: prev,
-    prompt: promptFor(msg, failures, prev),
+    rejectedBefore,
+    prompt: promptFor(msg, failures, prev, rejectedBefore),
   };
 }
 
-function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previous: Evidence["previous"]): string {
+/** Up to 5 most recent rejected candidates of this fingerprint from other batches. */
+async function rejectedCandidates(msg: BatchReady | BatchRetry, deps: RewriterDeps): Promise<RejectedCandidate[]> {
+  if (!deps.candidates) return [];
+  const rec = await getBatch(deps.batches, msg.batchId);
+  const fpKey = rec?.value.fingerprintKey;
+  if (!fpKey) return [];
+  const out: RejectedCandidate[] = [];
+  for await (const k of await deps.candidates.keys(`${msg.agent}.${fpKey}.>`)) {
+    const e = await deps.candidates.get(k);
+    if (e?.operation !== "PUT") continue;
+    const c = RejectedCandidate.safeParse(e.json());
+    if (c.success && c.data.batchId !== msg.batchId) out.push(c.data);
+  }
+  return out.sort((a, b) => b.at.localeCompare(a.at)).slice(0, 5);
+}
+
+function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previous: Evidence["previous"], rejected: Evidence["rejectedBefore"]): string {
   const first = failures[0]!;
   const lines = [
     `# Fix agent '${msg.agent}' (batch ${msg.batchId}, attempt ${msg.attempt})`,
@@ -190,6 +252,10 @@ function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previ
     lines.push("", `## Attempt ${p.attempt} did not work (${p.verdict}): ${p.reason}`);
     for (const r of p.results.filter((x) => !x.passed)) lines.push(`- failure ${r.failureId}: ${r.reason}`);
   }
+  if (rejected.length) {
+    lines.push("", "## Fixes of this root cause tried before and not promoted");
+    for (const c of rejected) lines.push(`- batch ${c.batchId} attempt ${c.attempt}${c.commit ? ` (commit ${c.commit.slice(0, 12)}, branch ${c.branch})` : ""}: ${c.verdict}: ${c.reason}`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -202,6 +268,7 @@ function agentEnv(deps: RewriterDeps, p: { worktree: string; evidencePath: strin
   return { ...env, MOSS_WORKTREE: p.worktree, MOSS_EVIDENCE: p.evidencePath, MOSS_PROMPT: p.promptPath };
 }
 
-function commitMessage(msg: BatchReady | BatchRetry, run: CodingAgentRun): string {
-  return `moss: fix ${msg.agent} failures of batch ${msg.batchId} (attempt ${msg.attempt})\n\nFingerprint: ${msg.fingerprint}\nCoding agent finished in ${run.durationMs} ms.`;
+function commitMessage(msg: BatchReady | BatchRetry, stages: StageRecord[]): string {
+  const took = stages.reduce((t, st) => t + st.durationMs, 0);
+  return `moss: fix ${msg.agent} failures of batch ${msg.batchId} (attempt ${msg.attempt})\n\nFingerprint: ${msg.fingerprint}\nStages: ${stages.map((st) => st.stage).join(" → ")} (${Math.round(took)} ms).`;
 }

@@ -1,0 +1,80 @@
+/**
+ * The coding-agent adapter layer: one interface in front of every tool the rewriter can hand a batch to.
+ * A preset knows its tool's headless flags and how the tool says "done", "failed" or "nothing to do";
+ * the rewriter only sees {@link AdapterResult}.
+ */
+
+/** The rewriter's stages, in order. Only `implement` may change files. */
+export type Stage = "locate" | "plan" | "plan-review" | "implement" | "code-review";
+
+export const STAGES: readonly Stage[] = ["locate", "plan", "plan-review", "implement", "code-review"];
+
+/** One run of a tool for one stage. */
+export interface StageInvocation {
+  stage: Stage;
+  /** The git worktree the tool works in (its cwd). */
+  worktree: string;
+  /** The evidence JSON file (outside the worktree). */
+  evidencePath: string;
+  /** The stage's prompt, markdown (outside the worktree). */
+  promptPath: string;
+  /**
+   * Where the stage's final answer text ends up. Removed before the run (a stale answer must not pass for this
+   * run's); the adapter writes the tool's final message there when the tool does not write it itself.
+   */
+  outputPath: string;
+  /** Hard limit: the tool's whole process group is killed when it runs out. */
+  timeoutMs: number;
+  /** The tool's entire environment, already allow-listed by the caller. */
+  env: Record<string, string>;
+}
+
+export interface AdapterResult {
+  /**
+   * `success`: the tool says it did the stage; `failure`: it could not start, exited non-zero, reported an error
+   * (even with exit 0), or printed something its preset cannot read; `no-change`: the tool's own "nothing to do"
+   * signal; `timeout`: killed at `timeoutMs`.
+   */
+  outcome: "success" | "failure" | "no-change" | "timeout";
+  /** In words, for the audit trail. */
+  reason: string;
+  /** Captured stdout+stderr, interleaved, capped (head and tail kept). */
+  output: string;
+  /** The tool's final answer text (also written to `outputPath`). */
+  message?: string;
+  exitCode: number | null;
+  durationMs: number;
+}
+
+export interface CodingAgentAdapter {
+  /** "command", "claude-code", "codex", "aider", "opencode" or "symbolic". */
+  readonly name: string;
+  /** The tool's version (`<bin> --version`, run once and cached); undefined when unknown. */
+  version(): Promise<string | undefined>;
+  /** Runs one stage. Never throws for anything the tool does; every problem is an outcome with a reason. */
+  run(inv: StageInvocation): Promise<AdapterResult>;
+}
+
+/** Presets that drive an LLM coding CLI in its headless mode. */
+export type ToolPreset = "claude-code" | "codex" | "aider" | "opencode";
+
+export type AdapterConfig =
+  | {
+      preset: "command";
+      /** argv template; placeholders `{worktree}` `{evidence}` `{prompt}` `{output}` `{stage}` are replaced in every argument. */
+      command: string[];
+    }
+  | {
+      preset: ToolPreset;
+      /** Executable, looked up on the invocation's PATH. Default: the tool's usual name (`claude`, `codex`, `aider`, `opencode`). */
+      bin?: string;
+      /** Appended after the preset's own flags (before the prompt where the tool takes it last). */
+      extraArgs?: string[];
+      /** Passed as the tool's model flag. Default: the tool's own default. */
+      model?: string;
+    }
+  | {
+      preset: "symbolic";
+      /** Directory of rule files (`*.json`), applied in file-name order. */
+      rulesDir: string;
+    };
