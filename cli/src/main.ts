@@ -1,8 +1,9 @@
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createBus, getBatch, kvUpdate } from "@moss/bus";
 import { loadConfig, type LoadedConfig } from "@moss/config";
-import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages } from "@moss/contracts";
+import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages, RejectedCandidate } from "@moss/contracts";
+import { ensureSigningKey } from "@moss/git";
 import { runDemo } from "./demo";
 import { deployAgent } from "./deploy";
 import { renderTimeline, type TimelineView } from "./render";
@@ -30,6 +31,8 @@ Usage: moss <command> [options]
                            close a fingerprint's circuit breaker (after a human looked), so its failures are
                            batched and rewritten again; BATCH takes the fingerprint from that batch
   status                   live deployments
+  candidates [AGENT]       candidates that were not promoted (kept with their branch and the reason)
+  keys init [DIR]          create the SSH key that signs Moss commits and its allowed_signers file (default .moss/keys)
 
 Config: the JSON file in MOSS_CONFIG (or --config FILE), plus MOSS_* env overrides.`;
 
@@ -154,6 +157,33 @@ export async function main(argv: string[]): Promise<number> {
       console.log(
         `reset the circuit breaker of ${r.key} (fingerprint ${r.fingerprint}) as ${by}: it was ${r.was.consecutiveRejections} rejection(s) in a row${r.was.needsHuman ? ", needs-human" : ""}; new failures of this fingerprint are batched and rewritten again`,
       );
+      return 0;
+    }
+    case "keys": {
+      const [sub, dir] = args;
+      if (sub !== "init") throw new Error("usage: moss keys init [DIR]");
+      const k = await ensureSigningKey(resolve(dir ?? join(".moss", "keys")));
+      console.log(`signing key ${k.key}\nallowed signers ${k.allowedSigners}\n\nAdd to moss.config.json:\n${JSON.stringify({ rewriter: { signing: { key: k.key, allowedSigners: k.allowedSigners } } }, null, 2)}`);
+      return 0;
+    }
+    case "candidates": {
+      const [agent] = args;
+      const cfg = config();
+      const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
+      try {
+        const kv = await bus.kv(Buckets.candidates);
+        const rows: RejectedCandidate[] = [];
+        for await (const k of await kv.keys(agent ? `${agent}.>` : ">")) {
+          const e = await kv.get(k);
+          if (e?.operation === "PUT") rows.push(RejectedCandidate.parse(e.json()));
+        }
+        rows.sort((a, b) => b.at.localeCompare(a.at));
+        if (values.json) console.log(JSON.stringify(rows, null, 2));
+        else for (const c of rows) console.log(`${c.at}  ${c.agent}  batch ${c.batchId} attempt ${c.attempt}  ${c.branch ?? "(no commit)"}  ${c.verdict}: ${c.reason}`);
+        if (!rows.length) console.log("no rejected candidates");
+      } finally {
+        await bus.close();
+      }
       return 0;
     }
     case "status": {

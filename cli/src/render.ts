@@ -16,6 +16,9 @@ export interface TimelineView {
     reason?: string;
     diffText?: string;
     replay?: Array<{ failureId: string; passed: boolean; reason: string; durationMs: number }>;
+    stages?: Array<{ stage: string; round: number; verdict: string; reason: string; durationMs: number; outputText?: string }>;
+    codingAgent?: string;
+    signed?: boolean;
   }>;
   timeline: Array<{ at: string; kind: string; summary: string }>;
 }
@@ -29,7 +32,11 @@ export function renderTimeline(t: TimelineView, opts: { diff?: boolean } = {}): 
   for (const f of t.failures) out.push(`  ${f.occurredAt}  ${f.id}  ${f.request.method} ${f.request.path} ${trim(f.request.body, 60)}  → ${f.error.type}: ${trim(f.error.message, 80)}`);
   for (const a of t.attempts) {
     out.push("", `Attempt ${a.attempt}: ${a.verdict ?? "in progress"}${a.reason ? ` — ${a.reason}` : ""}`);
-    if (a.commit) out.push(`  commit ${a.commit}${a.image ? `  image ${a.image}` : ""}`);
+    if (a.commit) out.push(`  commit ${a.commit}${a.signed ? " (signed)" : ""}${a.image ? `  image ${a.image}` : ""}${a.codingAgent ? `  by ${a.codingAgent}` : ""}`);
+    for (const st of a.stages ?? []) {
+      out.push(`  stage ${`${st.stage}#${st.round}`.padEnd(15)} ${st.verdict.toUpperCase().padEnd(9)} ${Math.round(st.durationMs)} ms  ${trim(st.reason, 140)}`);
+      if (st.outputText?.trim()) out.push(...st.outputText.trimEnd().split("\n").slice(0, 12).map((l) => `      | ${l}`));
+    }
     if (a.filesChanged?.length) out.push(`  changed ${a.filesChanged.join(", ")}`);
     for (const r of a.replay ?? []) out.push(`  replay ${r.passed ? "PASS" : "FAIL"} ${r.failureId} (${Math.round(r.durationMs)} ms): ${trim(r.reason, 120)}`);
     if (opts.diff !== false && a.diffText) out.push("  diff:", ...a.diffText.trimEnd().split("\n").map((l) => `    ${l}`));

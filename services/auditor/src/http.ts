@@ -17,8 +17,13 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
     const t = batchTimeline(deps.log, req.params.id);
     if (!t) return reply.code(404).send({ error: "MOSS_E_BATCH_NOT_FOUND", message: `no audit records for batch ${req.params.id}; list batches with \`moss batches\`` });
     // Diffs are stored once in the blob store; the timeline carries them as text for reading.
+    const text = async (ref?: { sha256: string }, max = 1_000_000) => (ref ? (await deps.blob.get(ref.sha256).catch(() => undefined))?.toString("utf8").slice(0, max) : undefined);
     const attempts = await Promise.all(
-      t.attempts.map(async (a) => ({ ...a, diffText: a.diff ? (await deps.blob.get(a.diff.sha256).catch(() => undefined))?.toString("utf8") : undefined })),
+      t.attempts.map(async (a) => ({
+        ...a,
+        diffText: await text(a.diff),
+        stages: a.stages && (await Promise.all(a.stages.map(async (st) => ({ ...st, outputText: await text(st.output, 8_000) })))),
+      })),
     );
     return { ...t, attempts };
   });

@@ -1,4 +1,4 @@
-import type { BatchReady, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, BatchVerdict } from "@moss/contracts";
+import type { StageRecord, BatchReady, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, BatchVerdict } from "@moss/contracts";
 import type { AuditLog, AuditRecord } from "../audit-log";
 
 export interface TimelineEntry {
@@ -17,6 +17,10 @@ export interface AttemptView {
   verdict?: string;
   reason?: string;
   replay?: ReplayCompleted["results"];
+  /** The attempt's stages (locate, plan, reviews, implement) with their verdicts. */
+  stages?: StageRecord[];
+  codingAgent?: string;
+  signed?: boolean;
 }
 
 export interface BatchTimeline {
@@ -72,13 +76,13 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
         break;
       case "candidate.ready.v1": {
         const c = d as unknown as CandidateReady;
-        Object.assign(at(c.attempt), { commit: c.commit, branch: c.branch, image: c.image, filesChanged: c.filesChanged, diff: c.diff });
+        Object.assign(at(c.attempt), { commit: c.commit, branch: c.branch, image: c.image, filesChanged: c.filesChanged, diff: c.diff, stages: c.stages, codingAgent: c.codingAgent, signed: c.signed });
         timeline.push({ at: r.at, kind: "candidate", summary: `attempt ${c.attempt}: commit ${c.commit.slice(0, 12)} changed ${c.filesChanged.join(", ")}; image ${c.image}` });
         break;
       }
       case "candidate.failed.v1": {
         const c = d as unknown as CandidateFailed;
-        Object.assign(at(c.attempt), { commit: c.commit, verdict: c.verdict, reason: c.reason, diff: c.diff });
+        Object.assign(at(c.attempt), { commit: c.commit, verdict: c.verdict, reason: c.reason, diff: c.diff, stages: c.stages });
         timeline.push({ at: r.at, kind: "candidate-failed", summary: `attempt ${c.attempt}: ${c.verdict}: ${c.reason}` });
         break;
       }
