@@ -3,8 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kvGet, transitionBatch } from "@moss/bus";
-import { BatchReady, BatchRecord, BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady, type FailureEvent, type FailureRef } from "@moss/contracts";
+import type { Stages, Tier } from "@moss/config";
+import { BatchReady, BatchRecord, BatchRetry, CandidateFailed, CandidateReady, type BlobRef, type FailureEvent, type FailureRef } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAdapter } from "../../services/rewriter/src/adapters";
 import { renderCommand, runCodingAgent } from "../../services/rewriter/src/coding-agent";
 import { rewrite, type BuildPort, type Evidence, type RewriterDeps } from "../../services/rewriter/src/handlers/rewrite";
 import { batchRecord, failure, seed, silent, sleep, startEnv, type Env } from "./helpers";
@@ -151,6 +153,12 @@ function makeRepo(repo: string): { base: string; mainHead: string } {
   return { base, mainHead: git(repo, "rev-parse", "HEAD") };
 }
 
+/** Stages all off and one implementation round: the plain "run the coding agent once" flow these tests were written for. */
+const IMPLEMENT_ONLY: { stages: Stages; tier: Tier } = {
+  stages: { locate: false, plan: false, planReview: false, codeReview: false },
+  tier: { maxAttempts: 3, planRounds: 1, reviewRounds: 0, trialsPerFailure: 1 },
+};
+
 // Each test has its own repository, so the tests (mostly waiting on git and node) run concurrently.
 describe.concurrent("rewrite end to end (real git, blob store and KV; fake build)", () => {
   let env: Env;
@@ -188,10 +196,13 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     const deps: RewriterDeps = {
       agents: { "chat-bot": { repo } },
       worktreesDir: worktrees,
-      command: [process.execPath, script, "{worktree}", "{evidence}", "{prompt}"],
+      adapter: createAdapter({ preset: "command", command: [process.execPath, script, "{worktree}", "{evidence}", "{prompt}"] }),
+      plan: () => IMPLEMENT_ONLY,
       timeoutMs: o.timeoutMs ?? 20_000,
       envAllow: ["FAKE_MODE", "FAKE_RUNS", "FAKE_CAPTURE"],
       env: { PATH: process.env["PATH"], HOME: process.env["HOME"], FAKE_MODE: o.mode, FAKE_RUNS: files.runs, FAKE_CAPTURE: files.capture, MOSS_S3_SECRET_KEY: "do-not-leak" },
+      guardrails: {},
+      signing: {},
       blob: env.blob,
       runtime: {
         async buildImage(opts) {
@@ -201,8 +212,9 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
         },
       },
       batches,
-      publishReady: async (m) => void ready.push(m),
-      publishFailed: async (m) => void failed.push(m),
+      // Parsed as the bus would: what was published must be a valid message.
+      publishReady: async (m) => void ready.push(CandidateReady.parse(m)),
+      publishFailed: async (m) => void failed.push(CandidateFailed.parse(m)),
       log: silent,
     };
     const msg = BatchReady.parse({ batchId, agent: "chat-bot", fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat", baseVersion: base, failures, count: 7, attempt: 1 });
@@ -250,6 +262,12 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(trailers).toContain(`Moss-Batch: ${h.batchId}`);
     expect(trailers).toContain("Moss-Attempt: 1");
     expect(trailers).toContain("Moss-Failures: f1,f2");
+    expect(trailers).toContain("Moss-Coding-Agent: command");
+    expect(trailers).toContain("Moss-Stage-Verdicts: implement#1=success");
+    // No signing key configured: the commit is unsigned, and the candidate says so.
+    expect(git(h.repo, "log", "-1", "--format=%G?", c.commit)).toBe("N");
+    expect(c).toMatchObject({ codingAgent: "command", signed: false, trialsPerFailure: 1 });
+    expect(c.stages).toEqual([expect.objectContaining({ stage: "implement", round: 1, verdict: "success", reason: "exited 0" })]);
     expect(git(h.repo, "show", `${c.commit}:src/app.js`)).toBe("export const answer = () => 42;");
     // The operator's checkout is untouched.
     expect(git(h.repo, "rev-parse", "main")).toBe(h.mainHead);
@@ -271,13 +289,17 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(cap.argv[0]).toBe(join(h.worktrees, `${h.batchId}-1`));
     expect(cap.evidence).toMatchObject({ batchId: h.batchId, agent: "chat-bot", attempt: 1, count: 7, baseVersion: h.base, fingerprint: h.msg.fingerprint, previous: [] });
     expect(cap.evidence.failures).toEqual(h.events);
-    expect(cap.prompt).toBe(cap.evidence.prompt);
+    // The agent gets the implement stage's prompt: the attempt's prompt first, then what the stage is for.
+    expect(cap.prompt.startsWith(cap.evidence.prompt)).toBe(true);
+    expect(cap.prompt).toContain("## Stage: implement");
     expect(cap.prompt).toContain("7 production failure(s)");
     expect(cap.prompt).toContain(h.msg.fingerprint);
     expect(cap.prompt).toContain("POST /v1/chat failed with TypeError: Cannot read properties of undefined (reading 'content')");
     // Allow-listed env only, plus the Moss paths.
     expect(cap.env["MOSS_S3_SECRET_KEY"]).toBeUndefined();
-    expect(cap.env).toMatchObject({ FAKE_MODE: "edit", MOSS_WORKTREE: cap.argv[0], MOSS_EVIDENCE: cap.argv[1], MOSS_PROMPT: cap.argv[2] });
+    expect(cap.env).toMatchObject({ FAKE_MODE: "edit", MOSS_WORKTREE: cap.argv[0], MOSS_EVIDENCE: cap.argv[1], MOSS_PROMPT: cap.argv[2], MOSS_STAGE: "implement" });
+    expect(Object.keys(cap.env).filter((k) => !["PATH", "HOME", "LANG", "FAKE_MODE", "FAKE_RUNS", "FAKE_CAPTURE"].includes(k) && !k.startsWith("MOSS_")).sort()).toEqual([]);
+    expect(Object.keys(cap.env).filter((k) => k.startsWith("MOSS_")).sort()).toEqual(["MOSS_EVIDENCE", "MOSS_OUTPUT", "MOSS_PROMPT", "MOSS_STAGE", "MOSS_WORKTREE"]);
   });
 
   it("a coding agent that changes nothing yields candidate.failed no-change (and no build)", async () => {
@@ -286,7 +308,7 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(h.ready).toEqual([]);
     expect(h.builds).toEqual([]);
     expect(h.failed).toHaveLength(1);
-    expect(h.failed[0]).toMatchObject({ batchId: h.batchId, attempt: 1, verdict: "no-change" });
+    expect(h.failed[0]).toMatchObject({ batchId: h.batchId, attempt: 1, verdict: "no-change", reason: "the coding agent finished but changed no file" });
     expect(await text(h.failed[0]!.agentOutput)).toContain("changed nothing");
     worktreeGone(h, 1);
   });
@@ -296,7 +318,7 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     await rewrite(h.msg, h.deps);
     expect(h.ready).toEqual([]);
     expect(h.builds).toEqual([]);
-    expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-failed", reason: "coding agent exited 2: error: model quota exceeded" })]);
+    expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-failed", reason: "implement: command exited 2: error: model quota exceeded" })]);
     expect(await text(h.failed[0]!.agentOutput)).toContain("thinking...");
     worktreeGone(h, 1);
   });
@@ -305,6 +327,7 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     const h = await harness({ mode: "hang", timeoutMs: 500 });
     await rewrite(h.msg, h.deps);
     expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-timeout" })]);
+    expect(h.failed[0]!.reason).toContain("killed after its 500 ms timeout");
     expect(h.ready).toEqual([]);
     worktreeGone(h, 1);
   });
@@ -454,7 +477,7 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
   it("refuses, as terminal, an agent that is not configured or a missing coding agent command", async () => {
     const h = await harness({ mode: "edit" });
     await expect(rewrite({ ...h.msg, agent: "ghost" }, h.deps)).rejects.toMatchObject({ code: "MOSS_E_UNKNOWN_AGENT", retryable: false });
-    await expect(rewrite(h.msg, { ...h.deps, command: undefined })).rejects.toMatchObject({ code: "MOSS_E_NO_CODING_AGENT", retryable: false });
+    await expect(rewrite(h.msg, { ...h.deps, adapter: undefined })).rejects.toMatchObject({ code: "MOSS_E_NO_CODING_AGENT", retryable: false });
     expect(h.runs()).toBe(0);
   });
 });
