@@ -54,10 +54,15 @@ describe("defaults", () => {
     expect(cfg.rewriter.command).toBeUndefined();
     expect(cfg.rewriter).toMatchObject({ timeoutMs: 600_000, envAllow: [] });
     expect(cfg.replayer).toMatchObject({ concurrency: 2, memoryMb: 256, pidsLimit: 128 });
-    // A human approves every promotion unless autoApprove is set; 3 attempts; 5 s bake.
+    // The staged rewriter: every stage on, the standard depth (3 attempts), signatures required.
+    expect(cfg.rewriter.stages).toEqual({ locate: true, plan: true, planReview: true, codeReview: true });
+    expect(cfg.rewriter.depth).toBe("standard");
+    expect(cfg.rewriter.tiers.standard).toEqual({ maxAttempts: 3, planRounds: 2, reviewRounds: 1, trialsPerFailure: 1 });
+    expect(cfg.rewriter.signing.required).toBe(true);
+    // A human approves every promotion unless autoApprove is set; attempts come from the depth tier; 5 s bake.
+    expect(cfg.promoter.maxAttempts).toBeUndefined();
     expect(cfg.promoter).toMatchObject({
       autoApprove: false,
-      maxAttempts: 3,
       bakeMs: 5_000,
       probeIntervalMs: 500,
       probeTimeoutMs: 1_000,

@@ -117,7 +117,9 @@ async function applyRule(rule: Rule, inv: StageInvocation): Promise<Applied> {
         const plain = await git(wt, inv, ["apply", rule.patch]);
         log.push(`$ git apply ${name}\n${plain.output}`);
         if (!plain.ok) {
-          return { outcome: "failure", reason: `rule '${rule.name}': patch ${name} does not apply: ${gitMessage(plain.output || threeWay.output)}`, output: log.join("\n") };
+          const conflicts = [...threeWay.output.matchAll(/^U (.+)$/gm)].map((m) => m[1]);
+          const merge = conflicts.length ? `; a 3-way merge conflicts in ${conflicts.join(", ")}` : "";
+          return { outcome: "failure", reason: `rule '${rule.name}': patch ${name} does not apply: ${gitMessage(plain.output || threeWay.output)}${merge}`, output: log.join("\n") };
         }
         did.push(`patch ${name}`);
       }
