@@ -15,8 +15,12 @@ export interface DemoOptions {
   dataDir: string;
   /** Agent name (container names derive from it). Default "demo". */
   agent?: string;
-  /** The coding agent the demo configures: the deterministic fix, or a patch that does not fix the bug. */
-  patch?: "fix" | "bad";
+  /**
+   * The coding agent the demo configures: `fix`, a deterministic script (implement only); `bad`, a script whose
+   * patch does not fix the bug; `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
+   * implement, code review).
+   */
+  patch?: "fix" | "bad" | "symbolic";
   /** Max attempts before giving up. Default 2. */
   maxAttempts?: number;
   otlpEndpoint?: string;
@@ -50,6 +54,7 @@ export interface DemoResult {
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const patchTools = { fix: resolve(here, "../../examples/agent/moss/fix-routing.mjs"), bad: resolve(here, "../../examples/agent/moss/bad-patch.mjs") };
+const rulesDir = resolve(here, "../../examples/agent/moss/rules");
 export const FAILING_REQUEST = { session: "s1", message: "convert 100 USD to EUR" };
 export const FIXED_ANSWER = "100 USD = 92.00 EUR";
 
@@ -82,9 +87,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     // The demo's coding agent is a deterministic script: implement only (no locate / plan / review stages),
     // and its commits are signed with a key made for this data directory.
     rewriter: {
-      command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"],
+      ...(opts.patch === "symbolic"
+        ? { adapter: { preset: "symbolic" as const, rulesDir: rulesDir } }
+        : { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], stages: { locate: false, plan: false, planReview: false, codeReview: false } }),
       timeoutMs: 60_000,
-      stages: { locate: false, plan: false, planReview: false, codeReview: false },
       signing: { key: keys.key, allowedSigners: keys.allowedSigners },
     },
     replayer: { concurrency: 2 },

@@ -17,6 +17,7 @@ Usage: moss <command> [options]
   demo                     the whole loop on the example agent, in .moss/demo (exit 0 only if a fix went live)
       --data-dir DIR         where the demo keeps everything (default .moss/demo)
       --bad-patch            configure a coding agent whose patch does not fix the bug (nothing is promoted)
+      --symbolic             use the symbolic patcher with every stage (locate, plan, reviews) instead
       --verbose              print the services' logs
       --keep                 leave the agent container running at the end
   deploy AGENT [REF]       build AGENT's repo at REF (default HEAD) and make it the live version
@@ -44,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
       config: { type: "string" },
       "data-dir": { type: "string" },
       "bad-patch": { type: "boolean" },
+      symbolic: { type: "boolean" },
       verbose: { type: "boolean" },
       keep: { type: "boolean" },
       json: { type: "boolean" },
@@ -70,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
     case "demo": {
       const res = await runDemo({
         dataDir: values["data-dir"] ?? resolve(".moss", "demo"),
-        patch: values["bad-patch"] ? "bad" : "fix",
+        patch: values["bad-patch"] ? "bad" : values.symbolic ? "symbolic" : "fix",
         keep: values.keep,
         serviceLog: values.verbose ? (s, l) => console.error(`[${s}] ${l}`) : undefined,
         otlpEndpoint: process.env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"],
