@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +10,7 @@ import { main } from "../../cli/src/main";
 import { renderTimeline, type TimelineView } from "../../cli/src/render";
 import { AuditLog } from "../../services/auditor/src/audit-log";
 import { buildApp } from "../../services/auditor/src/http";
+import { freePort } from "@moss/cli";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = join(ROOT, "cli", "bin", "moss.mjs");
@@ -41,16 +41,6 @@ function moss(args: string[], env: Record<string, string> = {}): Promise<Run> {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let dir: string;
 let log: AuditLog;

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+export { freePort } from "@moss/cli";
+import { freePort } from "@moss/cli";
 
 export interface NatsServer {
   url: string;
@@ -13,16 +14,6 @@ export interface NatsServer {
   stop(opts?: { keepStore?: boolean }): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A real nats-server with JetStream on a free loopback port and a temp store dir. */
 export async function startNats(opts: { port?: number; storeDir?: string } = {}): Promise<NatsServer> {

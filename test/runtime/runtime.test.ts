@@ -6,7 +6,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,6 +23,7 @@ import {
   type TrialSpec,
 } from "@moss/runtime";
 import { createFixtureRepo, makeTar, type FixtureRepo } from "./fixture";
+import { freePort } from "@moss/cli";
 
 const BUILD_SCRIPT = fileURLToPath(new URL("../../deploy/build-base-image.sh", import.meta.url));
 const prefix = `mt${randomBytes(4).toString("hex")}`;
@@ -387,13 +387,3 @@ describe("live", { timeout: 60_000 }, () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
-}
