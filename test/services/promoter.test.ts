@@ -1,8 +1,8 @@
 import { kvGet, type KV } from "@moss/bus";
-import { BatchRecord, CandidateFailed, Deployment, ReplayCompleted, type BatchRetry, type BatchVerdict, type BlobRef, type PromotionOutcome } from "@moss/contracts";
+import { BatchRecord, CandidateFailed, Deployment, RejectedCandidate, ReplayCompleted, type AttemptEvidence, type BatchRetry, type BatchVerdict, type BlobRef, type PromotionOutcome } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LivePort } from "../../services/promoter/src/handlers/promote";
-import { onApproval, onCandidateFailed, onReplayCompleted, type VerdictDeps } from "../../services/promoter/src/handlers/verdict";
+import { onApproval, onCandidateFailed, onReplayCompleted, plateauOf, type VerdictDeps } from "../../services/promoter/src/handlers/verdict";
 import { CANDIDATE, VERSION, batchRecord, seed, silent, startEnv, type Env } from "./helpers";
 
 const AGENT = "chat-bot";
@@ -59,7 +59,17 @@ describe("promoter with a real KV", () => {
   });
 
   let n = 0;
-  async function harness(o: { autoApprove?: boolean; maxAttempts?: number; state?: BatchRecord["state"]; probe?: () => Promise<boolean>; noPrevious?: boolean; record?: Partial<BatchRecord> } = {}) {
+  async function harness(
+    o: {
+      autoApprove?: boolean;
+      maxAttempts?: number;
+      state?: BatchRecord["state"];
+      probe?: () => Promise<boolean>;
+      noPrevious?: boolean;
+      record?: Partial<BatchRecord>;
+      verifySignature?: VerdictDeps["verifySignature"];
+    } = {},
+  ) {
     const batches = await env.bucket("batches");
     const deployments = await env.bucket("deployments");
     const batchId = `b${++n}`;
@@ -68,12 +78,16 @@ describe("promoter with a real KV", () => {
     await deployments.put(AGENT, JSON.stringify(current));
     const live = fakeLive({ noPrevious: o.noPrevious });
     const out = { retries: [] as BatchRetry[], verdicts: [] as BatchVerdict[], outcomes: [] as PromotionOutcome[] };
+    const candidates = await env.bucket("candidates");
     const deps: VerdictDeps = {
       batches,
       deployments,
-      // Fresh and empty, and the seeded batches carry no fingerprintKey: the circuit breaker never trips here.
+      // Fresh and empty, and a threshold no test reaches: the circuit breaker never trips here (most seeded batches
+      // carry no fingerprintKey at all; those that do, to be kept in `candidates`, stay far below the threshold).
       breakers: await env.bucket("breakers"),
       breakerThreshold: () => 100,
+      candidates,
+      ...(o.verifySignature ? { verifySignature: o.verifySignature } : {}),
       runtime: live.port,
       probe: o.probe ?? (async () => true),
       liveEnv: (agent) => ({ PORT: "8080", AGENT_NAME: agent }),
@@ -88,7 +102,16 @@ describe("promoter with a real KV", () => {
     };
     const batch = async () => (await kvGet(batches, batchId, BatchRecord))!.value;
     const deployment = async () => (await kvGet(deployments, AGENT, Deployment))!.value;
-    return { batchId, deps, live, out, batch, deployment, batches: batches as KV };
+    /** The rejected candidates kept in `moss_candidates`, by key. */
+    const kept = async () => {
+      const all: Record<string, RejectedCandidate> = {};
+      for await (const k of await candidates.keys()) {
+        const e = await candidates.get(k);
+        if (e?.operation === "PUT") all[k] = RejectedCandidate.parse(e.json());
+      }
+      return all;
+    };
+    return { batchId, deps, live, out, batch, deployment, kept, batches: batches as KV };
   }
 
   const replayDone = (batchId: string, o: { passed?: boolean; attempt?: number; previous?: ReplayCompleted["previous"] } = {}) => {
@@ -471,5 +494,230 @@ describe("promoter with a real KV", () => {
     await onCandidateFailed(msg, h.deps);
     expect(h.out.retries).toEqual([]);
     expect(await h.batch()).toMatchObject({ state: "candidate", attempt: 2 });
+  });
+
+  // --- signature gate, plateau guard, rejected candidates -------------------------------------------------------
+
+  const FPK = "fpk1";
+  const FAILED_ATTEMPT_1: AttemptEvidence = {
+    attempt: 1,
+    commit: "1111111111111111111111111111111111111111",
+    diff: ref("e"),
+    verdict: "replay-failed",
+    reason: "1 of 2 failure(s) still fail in replay: answered 500 (expected 200-499): boom",
+    results: [
+      { failureId: "f1", passed: true, reason: "answered 200: ok", status: 200, durationMs: 12, timedOut: false },
+      { failureId: "f2", passed: false, reason: "answered 500 (expected 200-499): boom", status: 500, durationMs: 15, timedOut: false },
+    ],
+  };
+  const candidateFailed = (batchId: string, over: Partial<CandidateFailed> = {}) =>
+    CandidateFailed.parse({
+      batchId,
+      agent: AGENT,
+      fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
+      baseVersion: VERSION,
+      failures: FAILURES,
+      count: 5,
+      attempt: 1,
+      verdict: "guardrail",
+      reason: "the change breaks the guardrails: .ci/run: forbidden path (matches .ci/**)",
+      ...over,
+    });
+
+  it("a replay-passed commit whose signature does not verify: rejected and announced, never deployed, kept as a rejected candidate", async () => {
+    const checked: Array<[string, string]> = [];
+    const h = await harness({
+      record: { fingerprintKey: FPK },
+      verifySignature: async (agent, commit) => {
+        checked.push([agent, commit]);
+        return { ok: false, reason: `commit ${commit} is not signed` };
+      },
+    });
+    await onReplayCompleted(replayDone(h.batchId), h.deps);
+
+    expect(checked).toEqual([[AGENT, CANDIDATE]]);
+    const reason = `replay passed, but the commit cannot be promoted: commit ${CANDIDATE} is not signed`;
+    expect(h.out.verdicts).toEqual([{ batchId: h.batchId, agent: AGENT, attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, verdict: "rejected", reason }]);
+    expect(h.live.calls.deploy).toEqual([]);
+    expect(h.out.outcomes).toEqual([]);
+    expect(h.out.retries).toEqual([]);
+    const b = await h.batch();
+    expect(b).toMatchObject({ state: "rejected", reason, candidate: { attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, diff: DIFF } });
+    expect((await h.deployment()).image).toBe(OLD_IMAGE);
+    expect(await h.kept()).toEqual({
+      [`${AGENT}.${FPK}.${h.batchId}.1`]: {
+        agent: AGENT,
+        fingerprint: b.fingerprint,
+        batchId: h.batchId,
+        attempt: 1,
+        commit: CANDIDATE,
+        branch: `moss/${h.batchId}/1`,
+        diff: DIFF,
+        verdict: "unsigned",
+        reason,
+        at: expect.any(String),
+      },
+    });
+
+    // A redelivery deploys nothing either, and an approval cannot promote a rejected batch.
+    await onReplayCompleted(replayDone(h.batchId), h.deps);
+    await onApproval({ batchId: h.batchId, decision: "approve", by: "alice", reason: "" }, h.deps);
+    expect(h.live.calls.deploy).toEqual([]);
+    expect((await h.batch()).state).toBe("rejected");
+  });
+
+  it("the signature gate comes before the consent gate, and a good signature promotes as usual", async () => {
+    const bad = await harness({ autoApprove: false, verifySignature: async () => ({ ok: false, reason: "bad signature" }) });
+    await onReplayCompleted(replayDone(bad.batchId), bad.deps);
+    expect(bad.out.verdicts.map((v) => v.verdict)).toEqual(["rejected"]);
+    expect((await bad.batch()).state).toBe("rejected");
+
+    let checks = 0;
+    const good = await harness({ verifySignature: async () => (checks++, { ok: true, reason: "good signature" }) });
+    await onReplayCompleted(replayDone(good.batchId), good.deps);
+    expect(checks).toBe(1);
+    expect(good.live.calls.deploy.map((d) => d.image)).toEqual([NEW_IMAGE]);
+    expect((await good.batch()).state).toBe("promoted");
+    expect(await good.kept()).toEqual({});
+  });
+
+  // BUG (services/promoter/src/handlers/verdict.ts, announceEnd(), lines 43-50): the signature gate moves the batch to
+  // `rejected` and then publishes the verdict; if that publish fails (or the promoter dies in between), the
+  // redelivered replay.completed finds the batch `rejected` and announceEnd publishes nothing ("rejected: the approval
+  // handler announces it"), but here no approval was involved, so the rejection is never announced. Fix: in
+  // announceEnd, also `else if (rec.state === "rejected" && "passed" in msg) await deps.publishVerdict({ ...base,
+  // image: rec.candidate?.image ?? msg.image, verdict: "rejected", reason: rec.reason ?? "" })` (same content and
+  // msgId `verdict-<batch>-<attempt>-rejected` as the lost one; an operator reject's repeat is equally harmless).
+  it.skip("BUG: a signature rejection whose announcement was lost is announced on redelivery", async () => {
+    const h = await harness({ verifySignature: async () => ({ ok: false, reason: "not signed" }) });
+    const publish = h.deps.publishVerdict;
+    let fail = true;
+    h.deps.publishVerdict = async (m) => {
+      if (fail) throw new Error("nats: timeout");
+      return publish(m);
+    };
+    const msg = replayDone(h.batchId);
+    await expect(onReplayCompleted(msg, h.deps)).rejects.toThrow("timeout");
+    expect((await h.batch()).state).toBe("rejected");
+    fail = false;
+    await onReplayCompleted(msg, h.deps); // the bus redelivers
+    expect(h.out.verdicts).toEqual([expect.objectContaining({ batchId: h.batchId, verdict: "rejected", reason: "replay passed, but the commit cannot be promoted: not signed" })]);
+  });
+
+  it("plateau: attempt 2 fixing no more failures than attempt 1 ends the batch exhausted, though attempts are left", async () => {
+    const h = await harness({ maxAttempts: 5, record: { attempt: 2, fingerprintKey: FPK } });
+    // Attempt 2 fixes f1 and still fails f2: as far as attempt 1 got.
+    await onReplayCompleted(replayDone(h.batchId, { passed: false, attempt: 2, previous: [FAILED_ATTEMPT_1] }), h.deps);
+
+    const plateau = "plateau: attempt 2 fixed 1 of 2 failure(s), no better than attempt 1 (1); stopping";
+    expect(h.out.retries).toEqual([]);
+    expect(h.live.calls.deploy).toEqual([]);
+    expect(h.out.verdicts).toEqual([{ batchId: h.batchId, agent: AGENT, attempt: 2, commit: CANDIDATE, verdict: "exhausted", reason: plateau }]);
+    expect(await h.batch()).toMatchObject({ state: "exhausted", reason: plateau });
+    // Its candidate is kept like every other failed attempt.
+    expect(Object.values(await h.kept())).toEqual([expect.objectContaining({ attempt: 2, verdict: "replay-failed", commit: CANDIDATE })]);
+  });
+
+  it("no plateau: attempt 2 fixing more failures than attempt 1 goes on to attempt 3", async () => {
+    const h = await harness({ maxAttempts: 5, record: { attempt: 2 } });
+    const noneFixed: AttemptEvidence = { ...FAILED_ATTEMPT_1, results: FAILED_ATTEMPT_1.results.map((r) => ({ ...r, passed: false, reason: "answered 500", status: 500 })) };
+    await onReplayCompleted(replayDone(h.batchId, { passed: false, attempt: 2, previous: [noneFixed] }), h.deps);
+
+    expect(h.out.verdicts).toEqual([]);
+    expect(h.out.retries).toHaveLength(1);
+    expect(h.out.retries[0]!.attempt).toBe(3);
+    expect(h.out.retries[0]!.previous.map((p) => [p.attempt, p.verdict])).toEqual([
+      [1, "replay-failed"],
+      [2, "replay-failed"],
+    ]);
+    expect((await h.batch()).state).toBe("rewriting");
+  });
+
+  it("plateau compares with the last attempt that reached replay; an attempt without a candidate never plateaus", async () => {
+    const fields = { agent: AGENT, fingerprint: "fp", baseVersion: VERSION, failures: FAILURES, count: 2, commit: CANDIDATE, image: NEW_IMAGE, diff: DIFF };
+    const noChange: AttemptEvidence = { attempt: 2, verdict: "no-change", reason: "the coding agent finished but changed no file", results: [] };
+    const onePassed = FAILED_ATTEMPT_1.results;
+    const bothPassed = onePassed.map((r) => ({ ...r, passed: true }));
+    const replay = (attempt: number, previous: AttemptEvidence[], results: AttemptEvidence["results"]) =>
+      ReplayCompleted.parse({ ...fields, batchId: "p", attempt, previous, passed: false, results });
+    const evidence = (attempt: number, results: AttemptEvidence["results"]): AttemptEvidence => ({ attempt, verdict: "replay-failed", reason: "r", results });
+
+    // Attempt 3 vs attempt 1 (attempt 2 never reached replay).
+    expect(plateauOf(replay(3, [FAILED_ATTEMPT_1, noChange], onePassed), evidence(3, onePassed))).toBe(
+      "plateau: attempt 3 fixed 1 of 2 failure(s), no better than attempt 1 (1); stopping",
+    );
+    expect(plateauOf(replay(3, [FAILED_ATTEMPT_1, noChange], bothPassed), evidence(3, bothPassed))).toBeUndefined();
+    // The first replayed attempt has nothing to compare with.
+    expect(plateauOf(replay(2, [noChange], onePassed), evidence(2, onePassed))).toBeUndefined();
+    // A candidate.failed carries no replay results.
+    const cf = candidateFailed("p", { attempt: 2, previous: [FAILED_ATTEMPT_1] });
+    expect(plateauOf(cf, { attempt: 2, verdict: cf.verdict, reason: cf.reason, results: [] })).toBeUndefined();
+  });
+
+  // BUG (minor; services/promoter/src/handlers/verdict.ts, iterate() line 121 vs announceEnd() line 45): a plateau
+  // stores the plateau text as the record's reason and announces it as is, but a redelivery re-announces
+  // `exhausted` as exhaustedReason(attempt, rec.reason) = "gave up after 2 attempt(s); last: plateau: ...", so the
+  // "same content" the re-announcement relies on differs when the first publish was lost. Fix: make the two agree,
+  // e.g. publish exhaustedReason(msg.attempt, plateau) in iterate(), or store the announced reason in the record and
+  // re-announce rec.reason verbatim for `exhausted`.
+  it.skip("BUG: a plateau verdict whose announcement was lost is re-announced with the same reason", async () => {
+    const announced = await harness({ maxAttempts: 5, record: { attempt: 2 } });
+    const msgFor = (batchId: string) => replayDone(batchId, { passed: false, attempt: 2, previous: [FAILED_ATTEMPT_1] });
+    await onReplayCompleted(msgFor(announced.batchId), announced.deps);
+
+    const lost = await harness({ maxAttempts: 5, record: { attempt: 2 } });
+    const publish = lost.deps.publishVerdict;
+    let fail = true;
+    lost.deps.publishVerdict = async (m) => {
+      if (fail) throw new Error("nats: timeout");
+      return publish(m);
+    };
+    await expect(onReplayCompleted(msgFor(lost.batchId), lost.deps)).rejects.toThrow("timeout");
+    fail = false;
+    await onReplayCompleted(msgFor(lost.batchId), lost.deps);
+    expect(lost.out.verdicts.map((v) => v.reason)).toEqual(announced.out.verdicts.map((v) => v.reason));
+  });
+
+  it("every failed attempt is kept in moss_candidates: replay failures and candidate failures, retried or final", async () => {
+    // Attempt 1's replay fails: kept, with its commit and branch, and the batch goes back to the rewriter.
+    const h = await harness({ maxAttempts: 3, record: { fingerprintKey: FPK } });
+    await onReplayCompleted(replayDone(h.batchId, { passed: false }), h.deps);
+    expect(h.out.retries).toHaveLength(1);
+    // Attempt 2 produces no candidate (a guardrail refused it): kept too, without a commit.
+    await onCandidateFailed(candidateFailed(h.batchId, { attempt: 2, previous: h.out.retries[0]!.previous }), h.deps);
+    expect(h.out.retries.map((r) => r.attempt)).toEqual([2, 3]);
+    // Attempt 3's image did not build, at the last attempt: exhausted, and still kept.
+    await onCandidateFailed(
+      candidateFailed(h.batchId, { attempt: 3, previous: h.out.retries[1]!.previous, verdict: "build-failed", reason: "image build failed: RUN npm ci exited 1", commit: CANDIDATE, diff: DIFF }),
+      h.deps,
+    );
+    expect(h.out.verdicts.map((v) => v.verdict)).toEqual(["exhausted"]);
+
+    const kept = await h.kept();
+    const key = (attempt: number) => `${AGENT}.${FPK}.${h.batchId}.${attempt}`;
+    expect(Object.keys(kept).sort()).toEqual([key(1), key(2), key(3)]);
+    expect(kept[key(1)]).toMatchObject({ agent: AGENT, batchId: h.batchId, attempt: 1, verdict: "replay-failed", commit: CANDIDATE, branch: `moss/${h.batchId}/1`, diff: DIFF });
+    expect(kept[key(1)]!.reason).toContain("1 of 2 failure(s) still fail in replay: answered 500");
+    expect(kept[key(2)]).toMatchObject({ attempt: 2, verdict: "guardrail", reason: "the change breaks the guardrails: .ci/run: forbidden path (matches .ci/**)" });
+    expect(kept[key(2)]!.commit).toBeUndefined();
+    expect(kept[key(2)]!.branch).toBeUndefined();
+    expect(kept[key(3)]).toMatchObject({ attempt: 3, verdict: "build-failed", commit: CANDIDATE, branch: `moss/${h.batchId}/3`, diff: DIFF });
+
+    // A replay that fails at the last attempt is kept as well.
+    const last = await harness({ maxAttempts: 1, record: { fingerprintKey: FPK } });
+    await onReplayCompleted(replayDone(last.batchId, { passed: false }), last.deps);
+    expect(last.out.verdicts.map((v) => v.verdict)).toEqual(["exhausted"]);
+    expect(Object.values(await last.kept())).toEqual([expect.objectContaining({ attempt: 1, verdict: "replay-failed" })]);
+  });
+
+  it("keeps nothing for a batch without a fingerprint key (nothing could find it again) or for a late message", async () => {
+    const h = await harness({ maxAttempts: 3 });
+    await onReplayCompleted(replayDone(h.batchId, { passed: false }), h.deps);
+    expect(h.out.retries).toHaveLength(1);
+    expect(await h.kept()).toEqual({});
+
+    const late = await harness({ state: "candidate", record: { attempt: 2, fingerprintKey: FPK } });
+    await onCandidateFailed(candidateFailed(late.batchId, { attempt: 1 }), late.deps);
+    expect(await late.kept()).toEqual({});
   });
 });
