@@ -382,7 +382,7 @@ describe.concurrent("staged rewrite (real git, real SSH signing, fake coding age
     expect(c.stages[1]!.reason).toBe("exited 0");
   });
 
-  // BUG (services/rewriter/src/pipeline.ts, restore(), ~line 140): a read-only stage's edits are only discarded when
+  // BUG (services/rewriter/src/pipeline.ts, restore(), lines 141-143): a read-only stage's edits are only discarded when
   // `git status --porcelain` is dirty. A locate (or plan, or plan-review) stage that COMMITS its edit leaves a clean
   // status, so nothing is reset: implement starts from the locate commit, the guardrails (which compare with the
   // base) count the edit as the implementation's, and commitSigned puts the signed Moss commit on top of it, so the
