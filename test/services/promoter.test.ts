@@ -588,7 +588,7 @@ describe("promoter with a real KV", () => {
   // announceEnd, also `else if (rec.state === "rejected" && "passed" in msg) await deps.publishVerdict({ ...base,
   // image: rec.candidate?.image ?? msg.image, verdict: "rejected", reason: rec.reason ?? "" })` (same content and
   // msgId `verdict-<batch>-<attempt>-rejected` as the lost one; an operator reject's repeat is equally harmless).
-  it.skip("BUG: a signature rejection whose announcement was lost is announced on redelivery", async () => {
+  it("a signature rejection whose announcement was lost is announced on redelivery", async () => {
     const h = await harness({ verifySignature: async () => ({ ok: false, reason: "not signed" }) });
     const publish = h.deps.publishVerdict;
     let fail = true;
@@ -660,7 +660,7 @@ describe("promoter with a real KV", () => {
   // "same content" the re-announcement relies on differs when the first publish was lost. Fix: make the two agree,
   // e.g. publish exhaustedReason(msg.attempt, plateau) in iterate(), or store the announced reason in the record and
   // re-announce rec.reason verbatim for `exhausted`.
-  it.skip("BUG: a plateau verdict whose announcement was lost is re-announced with the same reason", async () => {
+  it("a plateau verdict whose announcement was lost is re-announced with the same reason", async () => {
     const announced = await harness({ maxAttempts: 5, record: { attempt: 2 } });
     const msgFor = (batchId: string) => replayDone(batchId, { passed: false, attempt: 2, previous: [FAILED_ATTEMPT_1] });
     await onReplayCompleted(msgFor(announced.batchId), announced.deps);

@@ -125,6 +125,8 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
     const tree = (await git("git", ["write-tree"], { cwd: ctx.worktree })).stdout.trim();
     const diff = (await git("git", ["diff", "--cached", ctx.base], { cwd: ctx.worktree, maxBuffer: 64 * 1024 * 1024 })).stdout;
     const rv = await call("code-review", round, codeReviewPrompt(pc, plan, diff));
+    // Even a reviewer that committed is undone: HEAD back to the base, the reviewed tree back in place.
+    await git("git", ["reset", "-q", "--soft", ctx.base], { cwd: ctx.worktree });
     await git("git", ["read-tree", "--reset", "-u", tree], { cwd: ctx.worktree });
     await git("git", ["clean", "-fdq"], { cwd: ctx.worktree });
     if (rv.r.outcome === "failure" || rv.r.outcome === "timeout") return toolFailed(rv.r, "code-review");
@@ -140,7 +142,9 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
 /** After a diagnosis or review stage: anything it changed is thrown away, and the record says so. */
 async function restore(ctx: AttemptContext, stage: Stage, stages: StageRecord[]): Promise<void> {
   const status = (await git("git", ["status", "--porcelain"], { cwd: ctx.worktree })).stdout.trim();
-  if (!status) return;
+  // A stage that committed its edits leaves a clean status but a moved HEAD.
+  const head = (await git("git", ["rev-parse", "HEAD"], { cwd: ctx.worktree })).stdout.trim();
+  if (!status && head === ctx.base) return;
   await resetTo(ctx.worktree, ctx.base);
   const last = stages[stages.length - 1];
   if (last?.stage === stage) last.reason = `${last.reason} (its edits were discarded: ${stage} may not change the code)`;

@@ -42,9 +42,14 @@ function stale(msg: ReplayCompleted | CandidateFailed, rec: BatchRecord, deps: V
  */
 async function announceEnd(rec: BatchRecord, msg: ReplayCompleted | CandidateFailed, deps: VerdictDeps): Promise<void> {
   const base = { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit };
-  if (rec.state === "exhausted") await deps.publishVerdict({ ...base, verdict: "exhausted", reason: exhaustedReason(msg.attempt, rec.reason ?? "") });
-  else if (rec.state === "needs-human") await deps.publishVerdict({ ...base, verdict: "needs-human", reason: rec.reason ?? "" });
-  // rejected: the approval handler announces it (its message is the one redelivered if that publish was lost).
+  const reason = rec.reason ?? "";
+  if (rec.state === "exhausted") await deps.publishVerdict({ ...base, verdict: "exhausted", reason: reason.startsWith("plateau:") ? reason : exhaustedReason(msg.attempt, reason) });
+  else if (rec.state === "needs-human") await deps.publishVerdict({ ...base, verdict: "needs-human", reason });
+  // A signature refusal happens on replay.completed: this message is the one redelivered if that publish was lost.
+  else if (rec.state === "rejected" && "passed" in msg && msg.passed && rec.candidate?.commit === msg.commit) {
+    await deps.publishVerdict({ ...base, image: msg.image, verdict: "rejected", reason });
+  }
+  // Other rejections: the approval handler announces them (its message is the one redelivered).
   // promoted / rolled-back: the outcome was published before the batch moved there.
 }
 

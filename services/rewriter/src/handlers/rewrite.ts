@@ -194,9 +194,9 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   log.info("candidate ready", { commit: made.commit, image, files: made.filesChanged });
 }
 
-/** The captured output of the last stage that ran (the implementation, on success). */
+/** The captured output of the last implementation, or of the last stage that ran if none implemented. */
 function lastLog(stages: StageRecord[]): BlobRef | undefined {
-  return stages[stages.length - 1]?.log;
+  return [...stages].reverse().find((st) => st.stage === "implement")?.log ?? stages[stages.length - 1]?.log;
 }
 
 async function buildEvidence(msg: BatchReady | BatchRetry, previous: AttemptEvidence[], deps: RewriterDeps): Promise<Evidence> {
@@ -270,5 +270,6 @@ function agentEnv(deps: RewriterDeps, p: { worktree: string; evidencePath: strin
 
 function commitMessage(msg: BatchReady | BatchRetry, stages: StageRecord[]): string {
   const took = stages.reduce((t, st) => t + st.durationMs, 0);
-  return `moss: fix ${msg.agent} failures of batch ${msg.batchId} (attempt ${msg.attempt})\n\nFingerprint: ${msg.fingerprint}\nStages: ${stages.map((st) => st.stage).join(" → ")} (${Math.round(took)} ms).`;
+  // The body is prose on purpose: "Key: value" lines there would read as trailers of the commit.
+  return `moss: fix ${msg.agent} failures of batch ${msg.batchId} (attempt ${msg.attempt})\n\nFixes the root cause fingerprinted as ${msg.fingerprint}, after the stages ${stages.map((st) => st.stage).join(" → ")} (${Math.round(took)} ms).`;
 }
