@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { z } from "zod";
 import { ConfigError } from "./errors";
 import { MossConfig, type MossConfigInput } from "./schema";
 
