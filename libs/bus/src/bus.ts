@@ -291,7 +291,19 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       const held: JsMsg[] = [];
       for (const m of chunk) {
         try {
-          items.push({ msg: decode(c, routes, m).data as z.infer<S>, subject: m.subject, streamSeq: m.seq, deliveryCount: m.info.deliveryCount, headers: headersToRecord(m.headers) as Record<string, string> });
+          const msg = decode(c, routes, m).data as z.infer<S>;
+          // Delivery info and headers are parsed only if a handler asks: a storm has thousands per chunk.
+          items.push({
+            msg,
+            subject: m.subject,
+            streamSeq: m.seq,
+            get deliveryCount() {
+              return m.info.deliveryCount;
+            },
+            get headers() {
+              return headersToRecord(m.headers) as Record<string, string>;
+            },
+          });
           held.push(m);
         } catch (err) {
           await fail(c, m, err, o, stats, clog);

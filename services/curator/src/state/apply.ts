@@ -187,9 +187,20 @@ function pickSample(ob: OpenBatch, item: PreparedFailure, max: number): boolean 
   return true;
 }
 
-/** The request signature samples are diversified on. */
+/**
+ * The request signature samples are diversified on: FNV-1a (64-bit, as two 32-bit halves) of method, path and
+ * body. Not a security boundary, only "is this request different", and it runs once per failure in a storm.
+ */
 export function requestSig(ev: FailureEvent): string {
-  return createHash("sha1").update(`${ev.request.method} ${ev.request.path}\n${ev.request.body ?? ""}`).digest("hex").slice(0, 16);
+  const text = `${ev.request.method} ${ev.request.path}\n${ev.request.body ?? ""}`;
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
 }
 
 /** The event as the blob store keeps it: an inline snapshot becomes a blob of its own. */
