@@ -69,8 +69,9 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || die "dockerd did not come up; see /var/log/moss-dockerd.log"
 fi
 
-# --- git identity is not needed (Moss passes its own), but git itself is ---------------------------
+# --- git (Moss passes its own identity) and ssh-keygen (SSH-signed commits) -------------------------
 command -v git >/dev/null 2>&1 || { if is_root && has_apt; then apt_update; apt-get install -y -qq git >/dev/null; else die "git is required"; fi; }
+command -v ssh-keygen >/dev/null 2>&1 || { if is_root && has_apt; then apt_update; apt-get install -y -qq openssh-client >/dev/null; else die "ssh-keygen (OpenSSH client) is required to sign Moss commits"; fi; }
 
 # --- node_modules must exist (npm ci) --------------------------------------------------------------
 [ -d node_modules/@esbuild ] || die "dependencies are missing: run \`npm ci\` first"
