@@ -1,6 +1,7 @@
 // Curation throughput: failures/s from publish to batched-and-acked, next to the raw JetStream publish rate of
 // the same messages measured in the same run on the same nats-server. Target: ratio >= 0.7.
-//   npm run bench -- curation [N]
+// Three rounds, raw and curated alternating (each round a new agent, so a new storm); medians are reported.
+//   npm run bench -- curation [N per round]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,34 +12,43 @@ import { startNats } from "../test/helpers/nats";
 import { batchTotals, curatorConfig, publishAll, stormPayloads, waitDrained } from "../test/helpers/storm";
 
 const N = Number(process.argv[2] ?? 20_000);
+const ROUNDS = 3;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const nats = await startNats();
 const dataDir = mkdtempSync(join(tmpdir(), "moss-bench-curation-"));
 const bus = await createBus({ url: nats.url, name: "bench" });
 try {
   await bus.provision();
-  const payloads = stormPayloads("bench", N);
-
-  // Baseline: the same messages, acknowledged publishes with the same concurrency, into a stream nobody reads.
-  await bus.jsm.streams.add({ name: "BENCH_RAW", subjects: ["bench.raw.>"], storage: StorageType.File, retention: RetentionPolicy.Limits });
-  const rawMs = await publishAll(bus, payloads.map((p) => ({ ...p, subject: p.subject.replace("moss.failure.", "bench.raw.") })));
-  const raw = N / (rawMs / 1000);
-  console.error(`raw publish: ${N} in ${rawMs.toFixed(0)} ms = ${raw.toFixed(0)}/s`);
-
   const { file, config } = curatorConfig(dataDir, nats.url, { batchSize: 50, batchWindowMs: 600_000 });
   const stack = await startStack({ config, configFile: file, services: ["curator"] });
+  const raws: number[] = [];
+  const curated: number[] = [];
+  const ratios: number[] = [];
   try {
-    const t0 = performance.now();
-    await publishAll(bus, payloads);
-    await waitDrained(bus, N);
-    const e2eMs = performance.now() - t0;
-    const curated = N / (e2eMs / 1000);
-    const { batches, totals } = await batchTotals(nats.url, "bench");
-    console.error(`curated end to end: ${N} in ${e2eMs.toFixed(0)} ms = ${curated.toFixed(0)}/s; ${batches} batches, counts ${totals.join("+")}`);
-    if (batches !== 3 || totals.reduce((a, b) => a + b, 0) !== N) throw new Error("wrong result: the figures below would be meaningless");
-    console.log(JSON.stringify({ bench: "curation", failures_per_s: Math.round(curated), raw_publish_per_s: Math.round(raw), ratio: Number((curated / raw).toFixed(3)) }));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const agent = `bench${round}`;
+      const payloads = stormPayloads(agent, N);
+      // Baseline: the same messages, acknowledged publishes with the same concurrency, into a stream nobody reads.
+      const raw = `BENCH_RAW_${round}`;
+      await bus.jsm.streams.add({ name: raw, subjects: [`bench.raw${round}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits });
+      const rawMs = await publishAll(bus, payloads.map((p) => ({ ...p, subject: p.subject.replace("moss.failure.", `bench.raw${round}.`) })));
+      await bus.jsm.streams.delete(raw);
+
+      const t0 = performance.now();
+      await publishAll(bus, payloads);
+      await waitDrained(bus, N * round);
+      const e2eMs = performance.now() - t0;
+      const { batches, totals } = await batchTotals(nats.url, agent);
+      if (batches !== 3 * round || totals.reduce((a, b) => a + b, 0) !== N) throw new Error(`round ${round}: wrong result (${batches} batches, ${totals.join("+")}): the figures would be meaningless`);
+      raws.push(N / (rawMs / 1000));
+      curated.push(N / (e2eMs / 1000));
+      ratios.push(curated.at(-1)! / raws.at(-1)!);
+      console.error(`round ${round}: raw ${raws.at(-1)!.toFixed(0)}/s, curated end to end ${curated.at(-1)!.toFixed(0)}/s (3 batches, counts ${totals.join("+")}), ratio ${ratios.at(-1)!.toFixed(3)}`);
+    }
   } finally {
     await stack.stop();
   }
+  console.log(JSON.stringify({ bench: "curation", failures_per_s: Math.round(median(curated)), raw_publish_per_s: Math.round(median(raws)), ratio: Number(median(ratios).toFixed(3)) }));
 } finally {
   await bus.close();
   await nats.stop();

@@ -15,7 +15,7 @@ export const ROOT_CAUSES = [
 export function stormEvent(agent: string, i: number, cause: number): FailureEventInput {
   const c = ROOT_CAUSES[cause]!;
   return {
-    id: `storm${i.toString(36)}x${cause}`,
+    id: `${agent}-${i.toString(36)}x${cause}`,
     agent,
     version: "0123456789abcdef0123456789abcdef01234567",
     occurredAt: new Date(1_700_000_000_000 + i).toISOString(),

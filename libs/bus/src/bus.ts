@@ -176,7 +176,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
 
   /** Parses and validates a message against its route; throws InvalidMessageError (terminal) if it does not fit. */
   const decode = (c: ConsumerDef, routes: Route[], m: JsMsg): { r: Route; data: unknown } => {
-    const r = routes.find((x) => subjectMatches(x.def.subject, m.subject));
+    const r = routes.length === 1 && c.filterSubjects.length === 1 ? routes[0] : routes.find((x) => subjectMatches(x.def.subject, m.subject));
     if (!r) throw new UnroutableMessageError(m.subject, c.durable);
     let body: unknown;
     const text = new TextDecoder().decode(m.data);
@@ -278,7 +278,8 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const consumeChunks = async <S extends z.ZodType>(c: ConsumerDef, def: MessageDef<S>, handle: ChunkHandler<S>, o: ChunkOptions = {}): Promise<Consumption> => {
     const consumer = await js.consumers.get(c.stream, c.durable);
     const maxChunk = o.maxChunk ?? 500;
-    const messages = await consumer.consume({ max_messages: maxChunk * 2 });
+    // A deep pull buffer keeps the handler fed while a chunk's writes are in flight.
+    const messages = await consumer.consume({ max_messages: maxChunk * 4 });
     const stats = { acked: 0, naked: 0, termed: 0 };
     const clog = log.child({ consumer: c.durable });
     const routes = [route(def, async () => undefined)];
