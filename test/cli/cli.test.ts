@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createBlobStore } from "@moss/blob";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
@@ -11,35 +9,10 @@ import { renderTimeline, type TimelineView } from "../../cli/src/render";
 import { AuditLog } from "../../services/auditor/src/audit-log";
 import { buildApp } from "../../services/auditor/src/http";
 import { freePort } from "@moss/cli";
+import { runMoss } from "../helpers/moss";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BIN = join(ROOT, "cli", "bin", "moss.mjs");
 
-/** The environment without any MOSS_* / OTEL_* setting of the machine running the tests. */
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MOSS_") && !k.startsWith("OTEL_")));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `moss ...args` as a user does; killed after 30 s so a command that unexpectedly starts a stack cannot hang the suite. */
-function moss(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...cleanEnv, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args, { cwd: dir, env });
 
 
 let dir: string;

@@ -1,41 +1,15 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createBlobStore } from "@moss/blob";
 import { createBus, kvGet, type Bus } from "@moss/bus";
 import { BatchRecord, Buckets, FailureEvent, FingerprintBreaker } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { VERSION, batchesOf, startIngestStack, type IngestStack } from "./helpers";
+import { runMoss } from "../helpers/moss";
 
-const BIN = fileURLToPath(new URL("../../cli/bin/moss.mjs", import.meta.url));
-/** The environment without any MOSS_* / OTEL_* setting of the machine running the tests. */
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MOSS_") && !k.startsWith("OTEL_")));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `moss ...args` as a user runs it (killed after 30 s). */
-function moss(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...cleanEnv, USER: "tester", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args, { env: { USER: "tester", ...env } });
 
 describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", () => {
   let nats: NatsServer;
