@@ -45,5 +45,20 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
     rollbackLive: (agent) => live.rollbackLive(agent),
     liveStatus: (agent) => live.liveStatus(agent),
     removeAgent: (agent, opts) => live.removeAgent(agent, opts),
+    async removeStaleTrials(olderThanMs) {
+      const cutoff = Math.floor((Date.now() - olderThanMs) / 1000);
+      const stale = await docker.listContainers({ all: true, filters: { label: ["moss.role=trial", `moss.prefix=${config.namePrefix}`] } });
+      let removed = 0;
+      for (const c of stale.filter((x) => x.Created < cutoff)) {
+        await docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .then(() => removed++)
+          .catch((err: unknown) => {
+            if (!isNotFound(err)) throw toRuntimeError(err, "remove stale trial", config.socketPath);
+          });
+      }
+      return removed;
+    },
   };
 }

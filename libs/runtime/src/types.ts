@@ -159,4 +159,9 @@ export interface Runtime {
   /** Removes the live and previous containers of an agent. */
   /** Removes the agent's containers; with `state: true` also its state volume. */
   removeAgent(agent: string, opts?: { state?: boolean }): Promise<void>;
+  /**
+   * Removes trial containers of this prefix created more than `olderThanMs` ago: what a replayer that crashed
+   * mid-trial left behind. The age keeps other replicas' trials in flight safe. Returns how many.
+   */
+  removeStaleTrials(olderThanMs: number): Promise<number>;
 }

@@ -54,7 +54,7 @@ export function buildApp(deps: IngestDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: deps.bodyLimitBytes });
   const token = deps.token ? Buffer.from(deps.token) : undefined;
   app.addHook("onRequest", async (req, reply) => {
-    if (!token || req.url === "/health") return;
+    if (!token || req.url.split("?")[0] === "/health") return;
     const got = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer /i, ""));
     if (got.length !== token.length || !timingSafeEqual(got, token)) {
       return reply.code(401).send({ error: "MOSS_E_UNAUTHORIZED", message: "missing or wrong bearer token: send `Authorization: Bearer <curator.http.token>`" });

@@ -5,15 +5,22 @@ import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import { replay, type ReplayerDeps } from "./handlers/replay";
 
+/** Longer than the longest trial (failure timeout max 10 min x 1.5, plus start allowance). */
+const STALE_TRIAL_MS = 20 * 60_000;
+
 await runService({
   name: "replayer",
   env: process.env,
   async start({ config, log, bus, blob }) {
+    const runtime = createRuntime({ trialMemoryBytes: config.replayer.memoryMb * 1024 * 1024, trialPidsLimit: config.replayer.pidsLimit });
+    // Trials are always removed, unless their replayer died mid-trial: clear those (older than any trial can run).
+    const removed = await runtime.removeStaleTrials(STALE_TRIAL_MS).catch((err) => (log.warn("could not sweep stale trial containers", { err }), 0));
+    if (removed) log.info("removed trial containers left by a crashed replayer", { removed });
     const deps: ReplayerDeps = {
       agents: config.agents,
       concurrency: config.replayer.concurrency,
       blob,
-      runtime: createRuntime({ trialMemoryBytes: config.replayer.memoryMb * 1024 * 1024, trialPidsLimit: config.replayer.pidsLimit }),
+      runtime,
       batches: await bus.kv(Buckets.batches),
       log,
       publish: async (m) => void (await bus.publish(Messages.replayCompleted, m, { msgId: `replay-${m.batchId}-${m.attempt}` })),
