@@ -56,8 +56,17 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     process.exit(1);
   }
   const blob = createBlobStore(config.blob.kind === "fs" ? { kind: "fs", dir: config.paths.blobs } : { ...config.blob });
-  await blob.init();
-  const parts = await opts.start({ config, log, bus, blob });
+  let parts: ServiceParts;
+  try {
+    await blob.init();
+    parts = await opts.start({ config, log, bus, blob });
+  } catch (err) {
+    // A start that cannot complete (blob store unreachable, bad agent config...) says why and exits non-zero.
+    log.error(`cannot start: ${(err as Error).message}`, { code: (err as { code?: string }).code, stack: (err as Error).stack });
+    await bus.close().catch(() => undefined);
+    await telemetry.shutdown().catch(() => undefined);
+    process.exit(1);
+  }
   if (parts.http) {
     await parts.http.app.listen({ host: parts.http.host, port: parts.http.port });
     log.info("http listening", { url: `http://${parts.http.host}:${parts.http.port}` });
