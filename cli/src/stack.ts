@@ -60,7 +60,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     for (const s of opts.services ?? SERVICES) {
       for (let r = 1; r <= (opts.replicas ?? 1); r++) {
         const name = r === 1 ? s : `${s}#${r}`;
-        const args = ["--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
+        const args = ["--max-semi-space-size=32", "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
         const child = await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog);
         children.set(name, child);
       }
