@@ -57,14 +57,16 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     if (nats) await terminate(nats, 5_000);
   };
   try {
-    for (const s of opts.services ?? SERVICES) {
-      for (let r = 1; r <= (opts.replicas ?? 1); r++) {
-        const name = r === 1 ? s : `${s}#${r}`;
+    // All at once: each provisions the streams it needs idempotently, and nothing waits on another service.
+    const names = (opts.services ?? SERVICES).flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
+    const started = await Promise.allSettled(
+      names.map(async ({ s, name }) => {
         const args = ["--max-semi-space-size=32", "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
-        const child = await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog);
-        children.set(name, child);
-      }
-    }
+        children.set(name, await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog));
+      }),
+    );
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
   } catch (err) {
     await stop();
     throw err;
