@@ -113,9 +113,8 @@ export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
     const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
     if (!cur) return;
     const state = structuredClone(cur.value);
-    const before = state.applied.length ? state.applied[0]![0] : 0;
-    pruneBelow(state.applied, deps.ackFloor());
-    let changed = closeExpired(state, now()) > 0 || (state.applied.length ? state.applied[0]![0] : 0) !== before;
+    let changed = pruneBelow(state.applied, deps.ackFloor());
+    changed = closeExpired(state, now()) > 0 || changed;
     const fpKeys = [...Object.values(state.closing).map((c) => c.fpKey), ...state.queued.map((q) => q.fpKey)];
     changed = decide(state, now(), policy, await breakerReader(agent, fpKeys, deps)) || changed;
     if (changed) {
@@ -132,15 +131,20 @@ export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
   }
 }
 
-const synced = new Map<string, number>();
+/** Per agent: the attach count last written to each active batch's record (only active batches are kept). */
+const synced = new Map<string, Map<string, number>>();
 
 /** Mirrors the exact attach counts (kept in the curator state) onto the batch records operators read. */
 async function syncAttached(state: CuratorState, deps: CuratorDeps): Promise<void> {
+  const before = synced.get(state.agent);
+  const now = new Map<string, number>();
   for (const a of Object.values(state.active)) {
-    if (synced.get(a.batchId) === a.attached) continue;
-    await kvUpdate(deps.batches, a.batchId, BatchRecord, (cur) => (cur && cur.attached < a.attached ? { ...cur, attached: a.attached } : undefined), Buckets.batches);
-    synced.set(a.batchId, a.attached);
+    if (before?.get(a.batchId) !== a.attached) {
+      await kvUpdate(deps.batches, a.batchId, BatchRecord, (cur) => (cur && cur.attached < a.attached ? { ...cur, attached: a.attached } : undefined), Buckets.batches);
+    }
+    now.set(a.batchId, a.attached);
   }
+  synced.set(state.agent, now);
 }
 
 /** Writes each decided closing batch's record, announces it, then drops it from the outbox (all redo-safe). */

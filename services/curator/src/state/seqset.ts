@@ -51,10 +51,14 @@ export function addSeq(r: SeqRanges, seq: number): void {
   }
 }
 
-/** Drops everything at or below `floor` (in place). */
-export function pruneBelow(r: SeqRanges, floor: number): void {
+/** Drops everything at or below `floor` (in place). Returns whether anything was dropped. */
+export function pruneBelow(r: SeqRanges, floor: number): boolean {
   let drop = 0;
   while (drop < r.length && r[drop]![1] <= floor) drop++;
   if (drop) r.splice(0, drop);
-  if (r[0] && r[0][0] <= floor) r[0][0] = floor + 1;
+  if (r[0] && r[0][0] <= floor) {
+    r[0][0] = floor + 1;
+    return true;
+  }
+  return drop > 0;
 }
