@@ -7,6 +7,11 @@ export interface Versioned<T> {
   revision: number;
 }
 
+/** Whether a KV create/update failed because the entry changed (or appeared) since it was read: retry from a fresh read. */
+export function isCasConflict(err: unknown): boolean {
+  return /wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "");
+}
+
 /** Reads and validates a JSON KV entry; undefined when the key is absent or deleted. */
 export async function kvGet<S extends z.ZodType>(kv: KV, key: string, schema: S): Promise<Versioned<z.infer<S>> | undefined> {
   const e = await kv.get(key);
@@ -37,7 +42,7 @@ export async function kvUpdate<S extends z.ZodType>(
       const revision = cur ? await kv.update(key, data, cur.revision) : await kv.create(key, data);
       return { value: next, revision };
     } catch (err) {
-      if (!/wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "")) throw err;
+      if (!isCasConflict(err)) throw err;
       lastErr = err;
     }
   }

@@ -1,5 +1,5 @@
 import type { BlobStore } from "@moss/blob";
-import { getBatch, kvGet, kvUpdate, transitionBatch, type ChunkItem, type KV } from "@moss/bus";
+import { getBatch, isCasConflict, kvGet, kvUpdate, transitionBatch, type ChunkItem, type KV } from "@moss/bus";
 import { BatchRecord, Buckets, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
 import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
 import { randomBytes } from "node:crypto";
@@ -31,7 +31,6 @@ export interface CuratorDeps {
 }
 
 const MAX_CAS_ROUNDS = 100;
-const isConflict = (err: unknown) => /wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "");
 
 /**
  * Files a chunk of failure events: one compare-and-set per agent per chunk, with the applied stream sequences in
@@ -90,7 +89,7 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
       if (cur) await deps.state.update(stateKey(agent), data, cur.revision);
       else await deps.state.create(stateKey(agent), data);
     } catch (err) {
-      if (isConflict(err)) continue;
+      if (isCasConflict(err)) continue;
       throw err;
     }
     for (const r of res.regressions) {
@@ -121,7 +120,7 @@ export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
       try {
         await deps.state.update(stateKey(agent), JSON.stringify(state), cur.revision);
       } catch (err) {
-        if (isConflict(err)) continue;
+        if (isCasConflict(err)) continue;
         throw err;
       }
     }
@@ -191,7 +190,7 @@ async function drain(agent: string, deps: CuratorDeps): Promise<void> {
       await deps.state.update(stateKey(agent), JSON.stringify(state), now.revision);
       return;
     } catch (err) {
-      if (!isConflict(err)) throw err;
+      if (!isCasConflict(err)) throw err;
     }
   }
 }
@@ -222,7 +221,7 @@ async function ensureRecord(agent: string, c: ClosingBatch, deps: CuratorDeps): 
     updatedAt: now,
   };
   await deps.batches.create(c.batchId, JSON.stringify(BatchRecord.parse(rec))).catch((err: Error) => {
-    if (!isConflict(err)) throw err;
+    if (!isCasConflict(err)) throw err;
   });
 }
 
