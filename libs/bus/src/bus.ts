@@ -84,6 +84,27 @@ export interface ChunkItem<T> {
   deliveryCount: number;
   headers: Record<string, string>;
 }
+/** Delivery info and headers are parsed only if a handler asks: a storm has thousands of messages per chunk. */
+class LazyChunkItem<T> implements ChunkItem<T> {
+  readonly subject: string;
+  readonly streamSeq: number;
+  constructor(
+    readonly msg: T,
+    private readonly m: JsMsg,
+  ) {
+    this.subject = m.subject;
+    this.streamSeq = m.seq;
+  }
+  get deliveryCount(): number {
+    return this.m.info.deliveryCount;
+  }
+  get headers(): Record<string, string> {
+    return headersToRecord(this.m.headers) as Record<string, string>;
+  }
+}
+
+const utf8 = new TextDecoder();
+
 export type ChunkHandler<S extends z.ZodType> = (items: Array<ChunkItem<z.infer<S>>>) => Promise<void>;
 export interface ChunkOptions extends ConsumeOptions {
   /** Most messages handed to one call. Default 500. */
@@ -179,7 +200,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     const r = routes.length === 1 && c.filterSubjects.length === 1 ? routes[0] : routes.find((x) => subjectMatches(x.def.subject, m.subject));
     if (!r) throw new UnroutableMessageError(m.subject, c.durable);
     let body: unknown;
-    const text = new TextDecoder().decode(m.data);
+    const text = utf8.decode(m.data);
     try {
       body = JSON.parse(text);
     } catch (err) {
@@ -293,18 +314,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       for (const m of chunk) {
         try {
           const msg = decode(c, routes, m).data as z.infer<S>;
-          // Delivery info and headers are parsed only if a handler asks: a storm has thousands per chunk.
-          items.push({
-            msg,
-            subject: m.subject,
-            streamSeq: m.seq,
-            get deliveryCount() {
-              return m.info.deliveryCount;
-            },
-            get headers() {
-              return headersToRecord(m.headers) as Record<string, string>;
-            },
-          });
+          items.push(new LazyChunkItem(msg, m));
           held.push(m);
         } catch (err) {
           await fail(c, m, err, o, stats, clog);
