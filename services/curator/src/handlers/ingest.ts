@@ -3,7 +3,7 @@ import { getBatch, isCasConflict, kvGet, kvUpdate, transitionBatch, type ChunkIt
 import { BatchRecord, Buckets, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
 import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
 import { randomBytes } from "node:crypto";
-import { applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure } from "../state/apply";
+import { applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure, type StoredFailure } from "../state/apply";
 import { pruneBelow } from "../state/seqset";
 import { CuratorState, emptyState, stateKey, type ClosingBatch } from "../state/state";
 
@@ -39,14 +39,29 @@ const MAX_CAS_ROUNDS = 100;
 export async function ingestChunk(items: ReadonlyArray<ChunkItem<FailureEvent>>, deps: CuratorDeps): Promise<void> {
   const byAgent = new Map<string, PreparedFailure[]>();
   for (const it of items) {
-    const ev = it.msg;
-    let memo: ReturnType<typeof storeForm> | undefined;
-    const p: PreparedFailure = { seq: it.streamSeq, ev, fp: deps.fingerprint(ev), sig: requestSig(ev), stored: () => (memo ??= storeForm(ev)) };
-    const list = byAgent.get(ev.agent) ?? [];
-    list.push(p);
-    byAgent.set(ev.agent, list);
+    const p = new Prepared(it.streamSeq, it.msg, deps.fingerprint(it.msg));
+    const list = byAgent.get(p.ev.agent);
+    if (list) list.push(p);
+    else byAgent.set(p.ev.agent, [p]);
   }
   await Promise.all([...byAgent].map(([agent, list]) => applyAgent(agent, list, deps)));
+}
+
+/** A failure as the state code sees it. A storm's tail only counts: its request signature and stored form are computed only for samples. */
+class Prepared implements PreparedFailure {
+  #sig: string | undefined;
+  #stored: StoredFailure | undefined;
+  constructor(
+    readonly seq: number,
+    readonly ev: FailureEvent,
+    readonly fp: Fingerprint,
+  ) {}
+  get sig(): string {
+    return (this.#sig ??= requestSig(this.ev));
+  }
+  stored(): StoredFailure {
+    return (this.#stored ??= storeForm(this.ev));
+  }
 }
 
 async function applyAgent(agent: string, items: PreparedFailure[], deps: CuratorDeps): Promise<void> {
