@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
-import { createBus, getBatch, kvUpdate } from "@moss/bus";
+import { createBus, getBatch, kvKeys, kvUpdate } from "@moss/bus";
 import { loadConfig, type LoadedConfig } from "@moss/config";
 import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages, RejectedCandidate } from "@moss/contracts";
 import { ensureSigningKey } from "@moss/git";
@@ -175,7 +175,7 @@ export async function main(argv: string[]): Promise<number> {
       try {
         const kv = await bus.kv(Buckets.candidates);
         const rows: RejectedCandidate[] = [];
-        for await (const k of await kv.keys(agent ? `${agent}.>` : ">")) {
+        for (const k of await kvKeys(kv, agent ? `${agent}.>` : ">")) {
           const e = await kv.get(k);
           if (e?.operation === "PUT") rows.push(RejectedCandidate.parse(e.json()));
         }
@@ -193,7 +193,7 @@ export async function main(argv: string[]): Promise<number> {
       const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
       try {
         const deployments = await bus.kv(Buckets.deployments);
-        for await (const k of await deployments.keys()) {
+        for (const k of await kvKeys(deployments)) {
           const e = await deployments.get(k);
           if (e?.operation === "PUT") {
             const d = Deployment.parse(e.json());
@@ -201,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
           }
         }
         const batches = await bus.kv(Buckets.batches);
-        for await (const k of await batches.keys()) {
+        for (const k of await kvKeys(batches)) {
           const e = await batches.get(k);
           if (e?.operation === "PUT") {
             const b = BatchRecord.parse(e.json());

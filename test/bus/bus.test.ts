@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { Buckets, Consumers, DeadLetter, Messages, StreamDefs, Streams, BatchRecord, type ConsumerDef } from "@moss/contracts";
 import { MossError } from "@moss/contracts";
-import { createBus, kvGet, kvUpdate, provision, route, type Bus } from "@moss/bus";
+import { createBus, kvGet, kvKeys, kvUpdate, provision, route, type Bus } from "@moss/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, waitFor, type NatsServer } from "../helpers/nats";
 
@@ -133,5 +133,22 @@ describe("bus against a real nats-server", () => {
       Array.from({ length: 20 }, () => kvUpdate(kv, "cas1", BatchRecord, (cur) => (cur ? { ...cur, count: cur.count + 1 } : { ...rec, count: 1 }))),
     );
     expect((await kvGet(kv, "cas1", BatchRecord))!.value.count).toBe(20);
+  });
+
+  it("lists each key once while the bucket is being written (kv.keys() alone repeats updated keys)", async () => {
+    const kv = await bus.kv("moss_test_listing");
+    const keys = Array.from({ length: 300 }, (_, i) => `listed${String(i).padStart(3, "0")}`);
+    await Promise.all(keys.map((k) => kv.put(k, "{}")));
+    let writing = true;
+    // Several writers, each rewriting the keys in turn, so updates land while a listing is under way.
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      for (let n = w; writing; n += 4) await kv.put(keys[n % keys.length]!, `{"n":${n}}`);
+    });
+    try {
+      for (let round = 0; round < 20; round++) expect(await kvKeys(kv)).toEqual(keys);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+    }
   });
 });

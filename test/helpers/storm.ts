@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createBus, type Bus } from "@moss/bus";
+import { createBus, kvKeys, type Bus } from "@moss/bus";
 import { parseConfig, type MossConfigInput } from "@moss/config";
 import { Buckets, Consumers, Streams, failureSubject, type FailureEventInput } from "@moss/contracts";
 
@@ -70,7 +70,7 @@ export async function waitDrained(bus: Bus, expected: number, timeoutMs = 120_00
     const info = await bus.jsm.consumers.info(Streams.FAILURES, Consumers.curator.durable).catch(() => undefined);
     if (info && info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq >= expected) return performance.now() - t0;
     if (performance.now() - t0 > timeoutMs) throw new Error(`curator did not drain ${expected} failures in ${timeoutMs} ms (ack floor ${info?.ack_floor.stream_seq})`);
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -82,8 +82,7 @@ export async function batchTotals(natsUrl: string, agent: string): Promise<{ bat
     const e = await state.get(`agent.${agent}`);
     const s = e!.json<{ open: Record<string, { batchId: string; count: number }>; active: Record<string, { batchId: string; attached: number }>; closing: Record<string, { batchId: string; count: number; fpKey: string }>; queued: Array<{ batchId: string; count: number }> }>();
     const batches = await bus.kv(Buckets.batches);
-    const ids: string[] = [];
-    for await (const k of await batches.keys()) ids.push(k);
+    const ids = await kvKeys(batches);
     const totals: number[] = [];
     for (const [fpKey, a] of Object.entries(s.active)) {
       const rec = (await batches.get(a.batchId))!.json<{ count: number }>();

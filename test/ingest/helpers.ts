@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createBus, getBatch, type Bus } from "@moss/bus";
+import { createBus, getBatch, kvKeys, type Bus } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
 import { BatchRecord, Buckets, type FailureEventInput } from "@moss/contracts";
 import { startStack, type Stack } from "../../cli/src/stack";
@@ -69,7 +69,7 @@ export async function startIngestStack(opts: { batchSize?: number; batchWindowMs
 export async function batchesOf(bus: Bus, agent: string): Promise<BatchRecord[]> {
   const kv = await bus.kv(Buckets.batches);
   const out: BatchRecord[] = [];
-  for await (const k of await kv.keys()) {
+  for (const k of await kvKeys(kv)) {
     const rec = await getBatch(kv, k);
     if (rec?.value.agent === agent) out.push(rec.value);
   }

@@ -1,5 +1,5 @@
 // The curator's filing engine (ingestChunk / tick / breaker) against a real KV, with fake publishers.
-import { kvGet, type ChunkItem, type KV } from "@moss/bus";
+import { kvGet, kvKeys, type ChunkItem, type KV } from "@moss/bus";
 import { BatchRecord, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFingerprinter } from "../../services/curator/src/fingerprint";
@@ -66,7 +66,7 @@ describe("curator filing engine with a real KV", () => {
       record,
       async all() {
         const out: BatchRecord[] = [];
-        for await (const k of await batches.keys()) out.push(await record(k));
+        for (const k of await kvKeys(batches)) out.push(await record(k));
         return out;
       },
       state: async () => (await kvGet(stateKv, "agent.demo", CuratorState))!.value,

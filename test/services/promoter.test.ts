@@ -1,4 +1,4 @@
-import { kvGet, type KV } from "@moss/bus";
+import { kvGet, kvKeys, type KV } from "@moss/bus";
 import { BatchRecord, CandidateFailed, Deployment, RejectedCandidate, ReplayCompleted, type AttemptEvidence, type BatchRetry, type BatchVerdict, type BlobRef, type PromotionOutcome } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LivePort } from "../../services/promoter/src/handlers/promote";
@@ -105,7 +105,7 @@ describe("promoter with a real KV", () => {
     /** The rejected candidates kept in `moss_candidates`, by key. */
     const kept = async () => {
       const all: Record<string, RejectedCandidate> = {};
-      for await (const k of await candidates.keys()) {
+      for (const k of await kvKeys(candidates)) {
         const e = await candidates.get(k);
         if (e?.operation === "PUT") all[k] = RejectedCandidate.parse(e.json());
       }

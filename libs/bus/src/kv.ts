@@ -48,3 +48,14 @@ export async function kvUpdate<S extends z.ZodType>(
   }
   throw new CasConflictError(bucketName, key, lastErr);
 }
+
+/**
+ * The keys of a bucket (optionally under a filter), each once, sorted. `kv.keys()` alone walks the bucket until
+ * nothing is pending, so a key written during the walk comes back again: callers that count or list keys would
+ * see it twice.
+ */
+export async function kvKeys(kv: KV, filter = ">"): Promise<string[]> {
+  const keys = new Set<string>();
+  for await (const k of await kv.keys(filter)) keys.add(k);
+  return [...keys].sort();
+}

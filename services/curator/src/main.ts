@@ -1,5 +1,5 @@
 // Curator: failure events in, batches out. Wiring only; decisions live in handlers/ and state/.
-import { route } from "@moss/bus";
+import { kvKeys, route } from "@moss/bus";
 import { Buckets, Consumers, Messages, Streams, failureSubject } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { context, extractContext } from "@moss/telemetry";
@@ -51,7 +51,7 @@ await runService({
       ticking = true;
       (async () => {
         await refreshAckFloor();
-        for await (const key of await deps.state.keys("agent.*")) await tick(key.slice("agent.".length), deps);
+        for (const key of await kvKeys(deps.state, "agent.*")) await tick(key.slice("agent.".length), deps);
       })()
         .catch((err) => log.warn("curator tick failed; the next one retries", { err }))
         .finally(() => (ticking = false));

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
-import { getBatch, transitionBatch, type KV } from "@moss/bus";
+import { getBatch, kvKeys, transitionBatch, type KV } from "@moss/bus";
 import type { Stages, Tier } from "@moss/config";
 import { FailureEvent, MossError, RejectedCandidate, isTerminal, type AttemptEvidence, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady, type StageRecord } from "@moss/contracts";
 import { commitSigned, type SigningConfig } from "@moss/git";
@@ -226,7 +226,7 @@ async function rejectedCandidates(msg: BatchReady | BatchRetry, deps: RewriterDe
   const fpKey = rec?.value.fingerprintKey;
   if (!fpKey) return [];
   const out: RejectedCandidate[] = [];
-  for await (const k of await deps.candidates.keys(`${msg.agent}.${fpKey}.>`)) {
+  for (const k of await kvKeys(deps.candidates, `${msg.agent}.${fpKey}.>`)) {
     const e = await deps.candidates.get(k);
     if (e?.operation !== "PUT") continue;
     const c = RejectedCandidate.safeParse(e.json());
