@@ -1,6 +1,7 @@
 // Curation throughput: failures/s from publish to batched-and-acked, next to the raw JetStream publish rate of
 // the same messages measured in the same run on the same nats-server. Target: ratio >= 0.7.
-// Three rounds, raw and curated alternating (each round a new agent, so a new storm); medians are reported.
+// A warm-up round (both paths, not counted: JIT and caches of a fresh curator are not its steady state), then
+// five measured rounds, raw and curated alternating (each round a new agent, so a new storm); medians are reported.
 //   npm run bench -- curation [N per round]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,7 +13,7 @@ import { startNats } from "../test/helpers/nats";
 import { batchTotals, curatorConfig, publishAll, stormPayloads, waitDrained } from "../test/helpers/storm";
 
 const N = Number(process.argv[2] ?? 20_000);
-const ROUNDS = 3;
+const ROUNDS = 5;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const nats = await startNats();
 const dataDir = mkdtempSync(join(tmpdir(), "moss-bench-curation-"));
@@ -25,7 +26,7 @@ try {
   const curated: number[] = [];
   const ratios: number[] = [];
   try {
-    for (let round = 1; round <= ROUNDS; round++) {
+    for (let round = 0; round <= ROUNDS; round++) {
       const agent = `bench${round}`;
       const payloads = stormPayloads(agent, N);
       // Baseline: the same messages, acknowledged publishes with the same concurrency, into a stream nobody reads.
@@ -35,15 +36,19 @@ try {
       await bus.jsm.streams.delete(raw);
 
       const t0 = performance.now();
-      await publishAll(bus, payloads);
-      await waitDrained(bus, N * round);
+      const pubMs = await publishAll(bus, payloads);
+      const tailMs = await waitDrained(bus, N * (round + 1));
       const e2eMs = performance.now() - t0;
       const { batches, totals } = await batchTotals(nats.url, agent);
-      if (batches !== 3 * round || totals.reduce((a, b) => a + b, 0) !== N) throw new Error(`round ${round}: wrong result (${batches} batches, ${totals.join("+")}): the figures would be meaningless`);
+      if (batches !== 3 * (round + 1) || totals.reduce((a, b) => a + b, 0) !== N) throw new Error(`round ${round}: wrong result (${batches} batches, ${totals.join("+")}): the figures would be meaningless`);
+      if (round === 0) {
+        console.error(`warm-up: raw ${(N / (rawMs / 1000)).toFixed(0)}/s, curated end to end ${(N / (e2eMs / 1000)).toFixed(0)}/s (not counted)`);
+        continue;
+      }
       raws.push(N / (rawMs / 1000));
       curated.push(N / (e2eMs / 1000));
       ratios.push(curated.at(-1)! / raws.at(-1)!);
-      console.error(`round ${round}: raw ${raws.at(-1)!.toFixed(0)}/s, curated end to end ${curated.at(-1)!.toFixed(0)}/s (3 batches, counts ${totals.join("+")}), ratio ${ratios.at(-1)!.toFixed(3)}`);
+      console.error(`round ${round}: raw ${raws.at(-1)!.toFixed(0)}/s, curated end to end ${curated.at(-1)!.toFixed(0)}/s (publishing ${pubMs.toFixed(0)} ms, then draining ${tailMs.toFixed(0)} ms; 3 batches, counts ${totals.join("+")}), ratio ${ratios.at(-1)!.toFixed(3)}`);
     }
   } finally {
     await stack.stop();
