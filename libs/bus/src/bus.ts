@@ -86,14 +86,15 @@ export interface ChunkItem<T> {
 }
 /** Delivery info and headers are parsed only if a handler asks: a storm has thousands of messages per chunk. */
 class LazyChunkItem<T> implements ChunkItem<T> {
-  readonly subject: string;
   readonly streamSeq: number;
   constructor(
     readonly msg: T,
     private readonly m: JsMsg,
   ) {
-    this.subject = m.subject;
     this.streamSeq = m.seq;
+  }
+  get subject(): string {
+    return this.m.subject;
   }
   get deliveryCount(): number {
     return this.m.info.deliveryCount;

@@ -109,7 +109,10 @@ export function createFingerprinter(cfg?: FingerprintConfigInput): Fingerprinter
 
   // Storms repeat themselves: the same error, stack and signals thousands of times. Results are memoized on
   // exactly the inputs they depend on (bounded; cleared wholesale when full), and the frame part per stack.
-  const memo = new Map<string, FingerprintResult>();
+  // The memo is keyed by stack first: hashing the parts separately is cheaper than joining them into one key.
+  const memoByStack = new Map<string, Map<string, FingerprintResult>>();
+  const memoByFrames = new Map<string, Map<string, FingerprintResult>>();
+  let memoSize = 0;
   const stackMemo = new Map<string, string[]>();
   const MEMO_MAX = 4_096;
   const remember = <V>(m: Map<string, V>, k: string, v: V): V => {
@@ -117,14 +120,31 @@ export function createFingerprinter(cfg?: FingerprintConfigInput): Fingerprinter
     m.set(k, v);
     return v;
   };
+  const tagsKey = (tags: Record<string, string>): string => {
+    for (const _ in tags) return JSON.stringify(tags);
+    return "";
+  };
 
   return (ev) => {
     const own = ev.fingerprint?.trim();
     if (own) return result(own, "agent");
-    const memoKey = `${ev.error.type}\u0000${ev.error.message}\u0000${ev.error.frames ? JSON.stringify(ev.error.frames) : (ev.error.stack ?? "")}\u0000${ev.route ?? ""}\u0000${JSON.stringify(ev.tags ?? {})}`;
-    const hit = memo.get(memoKey);
+    const memo = ev.error.frames ? memoByFrames : memoByStack;
+    const stackKey = ev.error.frames ? JSON.stringify(ev.error.frames) : (ev.error.stack ?? "");
+    let byRest = memo.get(stackKey);
+    const rest = `${ev.error.type}\u0000${ev.error.message}\u0000${ev.route ?? ""}\u0000${tagsKey(ev.tags ?? {})}`;
+    const hit = byRest?.get(rest);
     if (hit) return hit;
-    return remember(memo, memoKey, compute(ev));
+    if (memoSize >= MEMO_MAX) {
+      memoByStack.clear();
+      memoByFrames.clear();
+      memoSize = 0;
+      byRest = undefined;
+    }
+    if (!byRest) memo.set(stackKey, (byRest = new Map()));
+    const fp = compute(ev);
+    byRest.set(rest, fp);
+    memoSize++;
+    return fp;
   };
 
   function compute(ev: FailureEvent): FingerprintResult {
