@@ -2,7 +2,7 @@
 // the same messages measured in the same run on the same nats-server. Target: ratio >= 0.7.
 // A warm-up round (both paths, not counted: JIT and caches of a fresh curator are not its steady state), then
 // five measured rounds, raw and curated alternating (each round a new agent, so a new storm); medians are reported.
-//   npm run bench -- curation [N per round]
+//   npm run bench -- curation [N per round, default 50 000: long enough that one GC pause or timer is not the result]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { startNats } from "../test/helpers/nats";
 import { batchTotals, curatorConfig, publishAll, stormPayloads, waitDrained } from "../test/helpers/storm";
 
-const N = Number(process.argv[2] ?? 20_000);
+const N = Number(process.argv[2] ?? 50_000);
 const ROUNDS = 5;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const nats = await startNats();
@@ -29,16 +29,23 @@ try {
     for (let round = 0; round <= ROUNDS; round++) {
       const agent = `bench${round}`;
       const payloads = stormPayloads(agent, N);
-      // Baseline: the same messages, acknowledged publishes with the same concurrency, into a stream nobody reads.
-      const raw = `BENCH_RAW_${round}`;
-      await bus.jsm.streams.add({ name: raw, subjects: [`bench.raw${round}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits });
-      const rawMs = await publishAll(bus, payloads.map((p) => ({ ...p, subject: p.subject.replace("moss.failure.", `bench.raw${round}.`) })));
-      await bus.jsm.streams.delete(raw);
+      // Baseline: the same messages, acknowledged publishes with the same concurrency, into a stream nobody reads;
+      // measured just before and just after the curated run (their mean), so drift on the machine evens out.
+      const rawRun = async (tag: string) => {
+        const raw = `BENCH_RAW_${round}${tag}`;
+        const prefix = `bench.raw${round}${tag}.`;
+        await bus.jsm.streams.add({ name: raw, subjects: [`${prefix}>`], storage: StorageType.File, retention: RetentionPolicy.Limits });
+        const ms = await publishAll(bus, payloads.map((p) => ({ ...p, subject: p.subject.replace("moss.failure.", prefix) })));
+        await bus.jsm.streams.delete(raw);
+        return ms;
+      };
+      const rawBeforeMs = await rawRun("a");
 
       const t0 = performance.now();
       const pubMs = await publishAll(bus, payloads);
       const tailMs = await waitDrained(bus, N * (round + 1));
       const e2eMs = performance.now() - t0;
+      const rawMs = (rawBeforeMs + (await rawRun("b"))) / 2;
       const { batches, totals } = await batchTotals(nats.url, agent);
       if (batches !== 3 * (round + 1) || totals.reduce((a, b) => a + b, 0) !== N) throw new Error(`round ${round}: wrong result (${batches} batches, ${totals.join("+")}): the figures would be meaningless`);
       if (round === 0) {
