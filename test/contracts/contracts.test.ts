@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
   AllMessages,
+  compiled,
   Consumers,
   deadLetterSubject,
   errorCode,
@@ -247,6 +248,72 @@ const samples: Record<string, unknown> = {
   "regression.v1": { agent: "shop", fingerprint: "fp", batchId: "b-1", version: "0123abcd", failureId: "f-9", at: "2025-06-01T12:00:00.000Z" },
   "dlq.v1": { subject: "moss.batch.ready.v1", stream: "MOSS_PIPELINE", consumer: "rewriter", streamSeq: 3, reason: "bad", code: "MOSS_E_X", payloadBase64: "e30=", at: "2025-06-01T12:00:00Z" },
 };
+
+describe("compiled fast path (z.compile)", () => {
+  /** A full failure event: every optional part present, so mutations reach every field. */
+  const fullFailure = {
+    ...minimalFailure,
+    schema: "moss.failure.v1",
+    route: "checkout",
+    request: { method: "POST", path: "/v1/checkout?x=1", headers: { "content-type": "application/json" }, body: '{"sku":1}', needsNetwork: false },
+    response: { status: 500, body: "oops" },
+    error: { type: "TypeError", message: "x is undefined", stack: "TypeError: x\n    at f (/app/a.ts:1:2)", frames: [{ file: "/app/a.ts", function: "f", line: 1 }] },
+    logs: ["a", "b"],
+    env: { TZ: "UTC" },
+    timeoutMs: 5_000,
+    snapshot: { path: "/state", blob: { sha256: sha, size: 10, contentType: "application/x-tar" } },
+    expect: { statusMin: 200, statusMax: 299 },
+    fingerprint: "own",
+    tags: { tool: "calc" },
+  };
+  /** Values that probe types, bounds, integer and safe-integer checks, formats, and UTF-16 vs code-point lengths. */
+  const probes: unknown[] = [undefined, null, true, 0, -1, 1.5, 2 ** 60, Number.NaN, "", "x", "/", "a".repeat(201), "\u{1F600}".repeat(101), [], [1], {}, { a: 1 }, "2025-06-01T12:00:00Z", "2025-13-01T12:00:00Z"];
+
+  /** Every copy of `v` with one leaf (or one whole subtree) replaced by one probe, plus an unknown extra key per object. */
+  function* mutations(v: unknown, path: string[] = []): Generator<{ path: string; value: unknown }> {
+    const set = (root: unknown, at: string[], to: unknown): unknown => {
+      if (at.length === 0) return to;
+      const [k, ...rest] = at as [string, ...string[]];
+      const copy: Record<string, unknown> | unknown[] = Array.isArray(root) ? [...root] : { ...(root as Record<string, unknown>) };
+      (copy as Record<string, unknown>)[k] = set((root as Record<string, unknown>)[k], rest, to);
+      if (to === undefined && rest.length === 0 && !Array.isArray(copy)) delete (copy as Record<string, unknown>)[k];
+      return copy;
+    };
+    const walk = function* (node: unknown, at: string[]): Generator<string[]> {
+      yield at;
+      if (node && typeof node === "object") for (const k of Object.keys(node)) yield* walk((node as Record<string, unknown>)[k], [...at, k]);
+    };
+    for (const at of walk(v, path)) {
+      for (const p of probes) yield { path: at.join(".") || "(root)", value: set(v, at, p) };
+      const node = at.reduce<unknown>((n, k) => (n as Record<string, unknown>)[k], v);
+      if (node && typeof node === "object" && !Array.isArray(node)) yield { path: `${at.join(".")}+extra`, value: set(v, at, { ...node, extraKey: 1 }) };
+    }
+  }
+
+  const outcome = (r: { success: boolean; data?: unknown; error?: { issues: Array<{ code: string; path: PropertyKey[]; message: string }> } }) =>
+    r.success ? { ok: r.data } : { issues: r.error!.issues.map((i) => ({ code: i.code, path: i.path.map(String), message: i.message })) };
+
+  it("agrees with the runtime parser on every message sample and on each structural mutation of it", () => {
+    let cases = 0;
+    for (const m of AllMessages) {
+      const fast = compiled(m.schema);
+      const inputs = m.name === "failure.v1" ? [samples[m.name], fullFailure] : [samples[m.name]];
+      for (const input of inputs) {
+        for (const { path, value } of mutations(input)) {
+          cases++;
+          expect(outcome(fast.safeParse(value)), `${m.name} with ${path} mutated`).toEqual(outcome(m.schema.safeParse(value)));
+        }
+      }
+    }
+    expect(cases).toBeGreaterThan(1_000);
+  });
+
+  it("is the same compiled schema each time, and a rejection carries the runtime's exact issues", () => {
+    expect(compiled(FailureEvent)).toBe(compiled(FailureEvent));
+    const bad = { ...minimalFailure, occurredAt: "yesterday", request: { path: "no-slash" } };
+    expect(compiled(FailureEvent).safeParse(bad).error?.issues).toEqual(FailureEvent.safeParse(bad).error?.issues);
+  });
+});
 
 describe("JSON Schema export", () => {
   const schemas = toJsonSchemas();

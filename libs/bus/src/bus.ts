@@ -1,6 +1,6 @@
 import {
   Headers as H,
-
+  compiled,
   deadLetterSubject,
   errorCode,
   isTerminal,
@@ -168,7 +168,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const kvs = new Map<string, Promise<KV>>();
 
   const publish = async <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, p: PublishOptions): Promise<PubAck> => {
-    const parsed = def.schema.safeParse(msg);
+    const parsed = compiled(def.schema).safeParse(msg);
     if (!parsed.success) throw new InvalidMessageError(`refusing to publish an invalid ${def.name}: ${parsed.error.message}`);
     const subject = p.subject ?? def.subject;
     if (/[*>]/.test(subject)) throw new InvalidMessageError(`publishing ${def.name} needs a concrete subject (pattern ${def.subject})`);
@@ -209,7 +209,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       body = text;
     }
     if (r.raw) return { r, data: body };
-    const parsed = r.def.schema.safeParse(body);
+    const parsed = compiled(r.def.schema).safeParse(body);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
       throw new InvalidMessageError(`${r.def.name} on ${m.subject} does not match its schema: ${problems}`);

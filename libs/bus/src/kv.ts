@@ -1,3 +1,4 @@
+import { compiled } from "@moss/contracts";
 import type { KV } from "@nats-io/kv";
 import type { z } from "zod";
 import { CasConflictError } from "./errors";
@@ -16,7 +17,7 @@ export function isCasConflict(err: unknown): boolean {
 export async function kvGet<S extends z.ZodType>(kv: KV, key: string, schema: S): Promise<Versioned<z.infer<S>> | undefined> {
   const e = await kv.get(key);
   if (!e || e.operation !== "PUT" || e.length === 0) return undefined;
-  return { value: schema.parse(e.json()), revision: e.revision };
+  return { value: compiled(schema).parse(e.json()), revision: e.revision };
 }
 
 /**
@@ -37,7 +38,7 @@ export async function kvUpdate<S extends z.ZodType>(
     const cur = await kvGet(kv, key, schema);
     const next = change(cur?.value);
     if (next === undefined) return cur;
-    const data = JSON.stringify(schema.parse(next));
+    const data = JSON.stringify(compiled(schema).parse(next));
     try {
       const revision = cur ? await kv.update(key, data, cur.revision) : await kv.create(key, data);
       return { value: next, revision };

@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { FailureEvent } from "@moss/contracts";
+import { FailureEvent, compiled } from "@moss/contracts";
 import Fastify, { type FastifyInstance } from "fastify";
 import { z } from "zod";
 
@@ -69,7 +69,7 @@ export function buildApp(deps: IngestDeps): FastifyInstance {
 
   app.get("/health", async () => ({ ok: true }));
   app.post("/v1/failures", async (req, reply) => {
-    const parsed = FailureEvent.safeParse(req.body);
+    const parsed = compiled(FailureEvent).safeParse(req.body);
     if (!parsed.success) return reply.code(400).send({ error: "MOSS_E_INVALID_FAILURE", message: "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", problems: problems(parsed.error) });
     await deps.publish(parsed.data);
     return reply.code(202).send({ id: parsed.data.id });
