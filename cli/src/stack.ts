@@ -61,7 +61,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const names = (opts.services ?? SERVICES).flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
     const started = await Promise.allSettled(
       names.map(async ({ s, name }) => {
-        const args = ["--max-semi-space-size=32", "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
+        const args = [...serviceNodeArgs(), "--max-semi-space-size=32", "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
         children.set(name, await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog));
       }),
     );
@@ -72,6 +72,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     throw err;
   }
   return { natsUrl: opts.config.nats.url, ownsNats: Boolean(nats), children, stop };
+}
+
+/**
+ * Extra node flags for every service, from `MOSS_SERVICE_NODE_ARGS` (space-separated), e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a storm: NODE_OPTIONS refuses the profiling flags.
+ */
+function serviceNodeArgs(): string[] {
+  return (process.env.MOSS_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
 }
 
 async function startProcess(
