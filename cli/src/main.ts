@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { createBus, getBatch, kvKeys, kvUpdate } from "@moss/bus";
 import { loadConfig, type LoadedConfig } from "@moss/config";
-import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages, RejectedCandidate } from "@moss/contracts";
+import { BatchRecord, Buckets, Deployment, FingerprintBreaker, Messages, RejectedCandidate, type BreakerReset } from "@moss/contracts";
 import { ensureSigningKey } from "@moss/git";
 import { runDemo } from "./demo";
 import { deployAgent } from "./deploy";
@@ -280,32 +280,53 @@ async function flagTurn(cfg: Readonly<LoadedConfig>, f: FlagArgs): Promise<strin
   throw new Error(`the curator refused the flag (${res.status}): ${body.message ?? text}${problems}`);
 }
 
-/** Closes a fingerprint's circuit breaker in `moss_fingerprints`, by `AGENT.FPKEY` or by a batch of that fingerprint. */
+/**
+ * Closes a fingerprint's circuit breaker in `moss_fingerprints`, by `AGENT.FPKEY` or by a batch of that fingerprint,
+ * and publishes the decision (`breaker.reset.v1`) for the audit log.
+ */
 async function resetBreaker(cfg: Readonly<LoadedConfig>, target: string, by: string): Promise<{ key: string; fingerprint: string; was: FingerprintBreaker }> {
   const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
   try {
     let key = target;
+    let batchId: string | undefined;
     // Batch ids and agent names never contain a dot; breaker keys always do.
     if (!target.includes(".")) {
       const rec = await getBatch(await bus.kv(Buckets.batches), target);
       if (!rec) throw new Error(`no batch ${target}; list them with \`moss batches\`, or name the breaker as AGENT.FPKEY`);
       if (!rec.value.fingerprintKey) throw new Error(`batch ${target} does not record its fingerprint key (an older curator made it); reset by AGENT.FPKEY instead`);
       key = `${rec.value.agent}.${rec.value.fingerprintKey}`;
+      batchId = target;
     }
     const kv = await bus.kv(Buckets.fingerprints);
     let was: FingerprintBreaker | undefined;
+    const at = new Date().toISOString();
     // Compare-and-set: the curator may count an outcome into the same breaker meanwhile.
-    await kvUpdate(
+    const written = await kvUpdate(
       kv,
       key,
       FingerprintBreaker,
       (cur) => {
         was = cur;
-        return cur ? { ...cur, consecutiveRejections: 0, needsHuman: false, resetBy: by, updatedAt: new Date().toISOString() } : undefined;
+        return cur ? { ...cur, consecutiveRejections: 0, needsHuman: false, resetBy: by, updatedAt: at } : undefined;
       },
       Buckets.fingerprints,
     );
-    if (!was) throw new Error(`no circuit breaker ${key} in ${Buckets.fingerprints}: its fingerprint never had a rejected candidate, so there is nothing to reset`);
+    if (!was || !written) throw new Error(`no circuit breaker ${key} in ${Buckets.fingerprints}: its fingerprint never had a rejected candidate, so there is nothing to reset`);
+    const reset: BreakerReset = {
+      agent: was.agent,
+      fingerprint: was.fingerprint,
+      breaker: key,
+      ...(batchId ? { batchId } : {}),
+      by,
+      was: { consecutiveRejections: was.consecutiveRejections, needsHuman: was.needsHuman },
+      at,
+    };
+    try {
+      // One record per write of the breaker: a retried publish of the same reset is dropped by its id.
+      await bus.publish(Messages.breakerReset, reset, { msgId: `breaker-reset-${key}-${written.revision}` });
+    } catch (err) {
+      throw new Error(`the circuit breaker ${key} is reset, but its audit record could not be published (${(err as Error).message}); run \`moss reset ${target}\` again once NATS is reachable to record it`);
+    }
     return { key, fingerprint: was.fingerprint, was };
   } finally {
     await bus.close();

@@ -226,6 +226,19 @@ describe("auditor HTTP API over recorded messages", () => {
     ]);
   });
 
+  it("an operator's reset of the batch's circuit breaker shows who reset it and what it was", async () => {
+    const id = await retriedBatch();
+    const reset = { agent: AGENT, fingerprint: "TypeError@checkout", breaker: `${AGENT}.aaaaaaaaaaaaaaaaaaaa`, batchId: id, by: "ana", was: { consecutiveRejections: 3, needsHuman: true }, at: "2025-06-02T09:20:00.000Z" };
+    await deliver(Messages.breakerReset, reset, { at: "2025-06-02T09:20:00.000Z" });
+    expect(log.records.at(-1)).toMatchObject({ kind: "breaker.reset.v1", batchId: id, data: reset });
+    const { body: t } = await getJson<BatchTimeline>(`/v1/batches/${id}`);
+    expect(t.timeline.at(-1)).toEqual({
+      at: "2025-06-02T09:20:00.000Z",
+      kind: "breaker-reset",
+      summary: "circuit breaker of the fingerprint reset by ana (it was 3 rejection(s) in a row, needs-human)",
+    });
+  });
+
   it("GET /v1/batches lists every batch, newest first, with its verdict", async () => {
     const story = await promotedBatch("b-old");
     const later = await retriedBatch("b-new");

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBlobStore } from "@moss/blob";
 import { createBus, kvGet, type Bus } from "@moss/bus";
-import { BatchRecord, Buckets, FailureEvent, FingerprintBreaker } from "@moss/contracts";
+import { BatchRecord, BreakerReset, Buckets, FailureEvent, FingerprintBreaker, Messages, Streams } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { VERSION, batchesOf, startIngestStack, type IngestStack } from "./helpers";
@@ -43,10 +43,18 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
   }
 
   const breaker = async (key: string) => (await kvGet(await bus.kv(Buckets.fingerprints), key, FingerprintBreaker))?.value;
+  /** Every reset the audit log will see: the `breaker.reset.v1` messages on the pipeline stream. */
+  const resets = async (): Promise<BreakerReset[]> => {
+    const c = await bus.js.consumers.get(Streams.PIPELINE, { filter_subjects: [Messages.breakerReset.subject] });
+    const out: BreakerReset[] = [];
+    for await (const m of await c.fetch({ max_messages: 100, expires: 1_000 })) out.push(BreakerReset.parse(m.json()));
+    return out;
+  };
 
   beforeAll(async () => {
     nats = await startNats();
     bus = await createBus({ url: nats.url, name: "cli-reset-test" });
+    await bus.provision();
     dir = mkdtempSync(join(tmpdir(), "moss-cli-reset-"));
     configFile = join(dir, "moss.json");
     writeFileSync(configFile, JSON.stringify({ dataDir: dir, nats: { url: nats.url } }));
@@ -69,6 +77,10 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     // Outcomes already counted stay counted: a redelivered old rejection must not trip it again.
     expect(b!.counted).toHaveLength(3);
     expect(Date.parse(b!.updatedAt)).toBeGreaterThan(Date.parse("2025-01-01T00:00:00.000Z"));
+    // The operator's decision is audited: who, which breaker and batch, and what the breaker was.
+    expect(await resets()).toEqual([
+      { agent: AGENT, fingerprint: FP, breaker: "shop.aaaaaaaaaaaaaaaaaaaa", batchId: "bnh1", by: "ana", was: { consecutiveRejections: 3, needsHuman: true }, at: b!.updatedAt },
+    ]);
   });
 
   it("reset AGENT.FPKEY names the breaker directly; --by defaults to $USER", async () => {
@@ -76,6 +88,9 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     const r = await moss(["reset", "shop.bbbbbbbbbbbbbbbbbbbb", "--config", configFile]);
     expect(r.code).toBe(0);
     expect(await breaker("shop.bbbbbbbbbbbbbbbbbbbb")).toMatchObject({ consecutiveRejections: 0, needsHuman: false, resetBy: "tester" });
+    const audited = (await resets()).at(-1)!;
+    expect(audited).toMatchObject({ breaker: "shop.bbbbbbbbbbbbbbbbbbbb", by: "tester" });
+    expect(audited.batchId).toBeUndefined();
   });
 
   it("says clearly when there is nothing to reset, and changes nothing", async () => {
@@ -97,6 +112,8 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     const usage = await moss(["reset", "--config", configFile]);
     expect(usage.code).toBe(1);
     expect(usage.stderr.trim()).toBe("moss: usage: moss reset BATCH|AGENT.FPKEY [--by NAME]");
+    // Nothing was reset, so nothing was audited beyond the two resets above.
+    expect((await resets()).map((r) => r.breaker)).toEqual(["shop.aaaaaaaaaaaaaaaaaaaa", "shop.bbbbbbbbbbbbbbbbbbbb"]);
   });
 });
 

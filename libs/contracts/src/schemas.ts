@@ -345,6 +345,21 @@ export const FingerprintBreaker = z.object({
 });
 export type FingerprintBreaker = z.infer<typeof FingerprintBreaker>;
 
+/** An operator closed a fingerprint's circuit breaker (`moss reset`): the decision goes to the audit log. */
+export const BreakerReset = z.object({
+  agent: AgentName,
+  fingerprint: z.string(),
+  /** The breaker's key in `moss_fingerprints`: `<agent>.<fingerprint key>`. */
+  breaker: z.string().min(1),
+  /** The batch the operator named, when reset by batch; the audit log files the reset under it. */
+  batchId: Id.optional(),
+  by: z.string().min(1).max(200),
+  /** The breaker as it was before the reset. */
+  was: z.object({ consecutiveRejections: z.number().int().nonnegative(), needsHuman: z.boolean() }),
+  at: z.string().datetime(),
+});
+export type BreakerReset = z.infer<typeof BreakerReset>;
+
 /**
  * A candidate that was not promoted, kept (its branch stays in the agent repo) and listed, so later batches of the
  * same fingerprint can learn from it. In the `moss_candidates` KV bucket, key `<agent>.<fingerprint key>.<batch>.<attempt>`.

@@ -4,6 +4,7 @@ import {
   BatchReady,
   BatchRetry,
   BatchVerdict,
+  BreakerReset,
   CandidateFailed,
   CandidateReady,
   DeadLetter,
@@ -54,6 +55,8 @@ export const Messages = {
   promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
   regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression),
+  /** An operator reset a fingerprint's circuit breaker (`moss reset`). */
+  breakerReset: def("breaker.reset.v1", "moss.breaker.reset.v1", Streams.PIPELINE, BreakerReset),
   /** `moss.dlq.<stream>.<consumer>` */
   deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter),
 } as const;
@@ -79,7 +82,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
   {
     name: Streams.PIPELINE,
-    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>"],
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>"],
     maxAgeMs: 90 * DAY,
     duplicateWindowMs: 10 * 60_000,
   },

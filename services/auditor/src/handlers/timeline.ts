@@ -1,4 +1,4 @@
-import type { StageRecord, BatchReady, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, BatchVerdict } from "@moss/contracts";
+import type { StageRecord, BatchReady, BreakerReset, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, BatchVerdict } from "@moss/contracts";
 import type { AuditLog, AuditRecord } from "../audit-log";
 
 export interface TimelineEntry {
@@ -102,6 +102,11 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
       case "approval.v1":
         timeline.push({ at: r.at, kind: "approval", summary: `${d["decision"]} by ${d["by"]}${d["reason"] ? `: ${d["reason"]}` : ""}` });
         break;
+      case "breaker.reset.v1": {
+        const b = d as unknown as BreakerReset;
+        timeline.push({ at: b.at, kind: "breaker-reset", summary: `circuit breaker of the fingerprint reset by ${b.by} (it was ${b.was.consecutiveRejections} rejection(s) in a row${b.was.needsHuman ? ", needs-human" : ""})` });
+        break;
+      }
       case "promotion.outcome.v1":
         promotion = d as unknown as PromotionOutcome;
         verdict = promotion.outcome;
