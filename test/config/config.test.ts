@@ -52,7 +52,7 @@ describe("defaults", () => {
     expect(cfg.curator).toMatchObject({ batchSize: 3, batchWindowMs: 10_000, maxSamples: 20 });
     // No coding agent configured: nothing is rewritten until one is; 10 min limit, empty env.
     expect(cfg.rewriter.command).toBeUndefined();
-    expect(cfg.rewriter).toMatchObject({ timeoutMs: 600_000, envAllow: [] });
+    expect(cfg.rewriter).toMatchObject({ timeoutMs: 600_000, buildTimeoutMs: 600_000, envAllow: [] });
     expect(cfg.replayer).toMatchObject({ concurrency: 2, memoryMb: 256, pidsLimit: 128 });
     // The staged rewriter: every stage on, the standard depth (3 attempts), signatures required.
     expect(cfg.rewriter.stages).toEqual({ locate: true, plan: true, planReview: true, codeReview: true });

@@ -133,6 +133,8 @@ export interface FixtureRepo {
   nobody: string;
   /** esbuild fails on a syntax error in src/math.ts. */
   broken: string;
+  /** A RUN step that never ends (its script carries the marker `moss-build-hang`). */
+  hangs: string;
 }
 
 function git(dir: string, ...args: string[]): string {
@@ -163,8 +165,10 @@ export function createFixtureRepo(): FixtureRepo {
   const nobody = commitAll(dir, "run as nobody");
   writeFileSync(path.join(dir, "src/math.ts"), BROKEN_MATH_TS);
   const broken = commitAll(dir, "broken math");
+  writeFileSync(path.join(dir, "Dockerfile"), DOCKERFILE.replace('RUN ["/usr/bin/esbuild"', 'RUN ["/usr/bin/node", "-e", "setTimeout(() => {}, 600000) // moss-build-hang"]\nRUN ["/usr/bin/esbuild"'));
+  const hangs = commitAll(dir, "a RUN step that never ends");
   writeFileSync(path.join(dir, "src/server.ts"), "this is not typescript (uncommitted)");
-  return { dir, v1, v2, nobody, broken };
+  return { dir, v1, v2, nobody, broken, hangs };
 }
 
 /** A tar of the given files (paths relative to the extraction directory), made with the tar CLI. */

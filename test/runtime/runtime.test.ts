@@ -5,7 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -122,6 +122,32 @@ describe("buildImage", { timeout: 60_000 }, () => {
     expect(e.log).toContain("src/math.ts");
     expect(e.log).toMatch(/Expected "\)" but found "\{"/);
     expect(await runtime.imageExists(imageTag("broken"))).toBe(false);
+  });
+
+  it("a build that outlives buildTimeoutMs is cancelled in the engine and throws ImageBuildError", async () => {
+    // The RUN step's process is visible on the host while it runs (runc shares the host's /proc view of it).
+    const hanging = () =>
+      readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .some((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("moss-build-hang");
+          } catch {
+            return false;
+          }
+        });
+    const quick = createRuntime({ namePrefix: prefix, buildTimeoutMs: 3_000 });
+    const t0 = Date.now();
+    const err = await quick.buildImage({ repoDir: repo.dir, commit: repo.hangs, tag: imageTag("hangs"), labels: testLabels }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImageBuildError);
+    expect((err as ImageBuildError).message).toContain("the build did not finish within 3000 ms and was cancelled");
+    expect((err as ImageBuildError).log).toContain("cancelled after 3000 ms");
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(await runtime.imageExists(imageTag("hangs"))).toBe(false);
+    // The engine stopped the RUN step when the request went away: nothing of it keeps running.
+    const until = Date.now() + 10_000;
+    while (hanging() && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(hanging()).toBe(false);
   });
 
   it("an unknown commit throws GitArchiveError", async () => {

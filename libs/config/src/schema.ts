@@ -123,6 +123,8 @@ export const MossConfig = z.object({
       adapter: AdapterConfig.optional(),
       /** Kill the coding agent after this long, per stage. Default 10 min. */
       timeoutMs: z.number().int().min(1_000).default(600_000),
+      /** Cancel a candidate's image build after this long (a verdict of its own: build-failed). Default 10 min. */
+      buildTimeoutMs: z.number().int().min(1_000).default(600_000),
       /** Env variables passed through to the coding agent (its environment is otherwise empty but PATH/HOME). */
       envAllow: z.array(z.string()).default([]),
       /** Which stages run besides implement. Default: all (locate, plan, plan review, code review). */

@@ -12,6 +12,7 @@ export const RUNTIME_DEFAULTS = {
   liveStopTimeoutSeconds: 5,
   namePrefix: "moss",
   builder: "buildkit",
+  buildTimeoutMs: 600_000,
 } as const satisfies Required<RuntimeConfig>;
 
 export type ResolvedRuntimeConfig = Readonly<Required<RuntimeConfig>>;
@@ -29,6 +30,7 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
     liveStopTimeoutSeconds: cfg.liveStopTimeoutSeconds ?? RUNTIME_DEFAULTS.liveStopTimeoutSeconds,
     namePrefix: cfg.namePrefix ?? RUNTIME_DEFAULTS.namePrefix,
     builder: cfg.builder ?? RUNTIME_DEFAULTS.builder,
+    buildTimeoutMs: cfg.buildTimeoutMs ?? RUNTIME_DEFAULTS.buildTimeoutMs,
   };
   // Docker refuses memory limits below 6 MiB; two node processes need far more anyway.
   positive("trialMemoryBytes", r.trialMemoryBytes, 6 * 1024 * 1024);
@@ -37,6 +39,7 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
   positive("trialStartAllowanceMs", r.trialStartAllowanceMs, 0);
   positive("trialLogLimitBytes", r.trialLogLimitBytes, 1024);
   positive("liveStopTimeoutSeconds", r.liveStopTimeoutSeconds, 0);
+  positive("buildTimeoutMs", r.buildTimeoutMs, 1);
   if (!NAME_PART.test(r.namePrefix)) {
     throw new InvalidSpecError("RuntimeConfig.namePrefix", `"${r.namePrefix}" must match ${NAME_PART}`);
   }

@@ -27,6 +27,11 @@ export interface RuntimeConfig {
   namePrefix?: string;
   /** Image builder: "buildkit" (default; works with a FROM of a local-only image here) or "legacy". */
   builder?: "buildkit" | "legacy";
+  /**
+   * A build that has not finished after this long is cancelled (the engine stops it when the request goes away)
+   * and fails with ImageBuildError: a candidate's Dockerfile can hang, and must not hold the rewriter. Default 10 min.
+   */
+  buildTimeoutMs?: number;
 }
 
 /** The base image agent Dockerfiles start FROM; built by deploy/build-base-image.sh. */

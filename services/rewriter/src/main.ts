@@ -26,7 +26,7 @@ await runService({
       guardrails: structuredClone(r.guardrails),
       signing: { key: r.signing.key, allowedSigners: r.signing.allowedSigners },
       blob,
-      runtime: createRuntime(),
+      runtime: createRuntime({ buildTimeoutMs: config.rewriter.buildTimeoutMs }),
       batches: await bus.kv(Buckets.batches),
       candidates: await bus.kv(Buckets.candidates),
       log,
