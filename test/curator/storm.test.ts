@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBus, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
-import { Streams, Consumers } from "@moss/contracts";
+import { Buckets, Consumers, Streams, failureSubject } from "@moss/contracts";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startNats, waitFor, type NatsServer } from "../helpers/nats";
-import { batchTotals, curatorConfig, publishAll, stormPayloads, waitDrained } from "../helpers/storm";
+import { batchTotals, curatorConfig, publishAll, stormEvent, stormPayloads, waitDrained } from "../helpers/storm";
+import type { CuratorState } from "../../services/curator/src/state/state";
 
 const N = 20_000;
 const expected = [N / 3, N / 3, N / 3].map((x, i) => Math.floor(x) + (i < N % 3 ? 1 : 0)).sort((a, b) => a - b);
@@ -69,4 +70,29 @@ describe("curation under a failure storm (20 000 failures, 3 root causes)", () =
     expect(batches).toBe(3);
     expect(totals).toEqual(expected);
   }, 180_000);
+
+  it("a storm of failures that do not group (4 000 fingerprints) never wedges the curator, and every failure is counted", async () => {
+    stack = await start();
+    const n = 4_000;
+    // Each failure its own root cause, as when an error message echoes unmasked user input.
+    const payloads = Array.from({ length: n }, (_, i) => {
+      const ev = stormEvent("scatter", i, i % 3);
+      ev.error = { ...ev.error, type: `UnknownCity${i}Error` };
+      return { subject: failureSubject("scatter"), data: JSON.stringify(ev), id: ev.id };
+    });
+    await publishAll(bus, payloads);
+    await waitDrained(bus, n, 60_000);
+    const state = (await (await bus.kv(Buckets.curator)).get("agent.scatter"))!.json<CuratorState>();
+    const records = await bus.kv(Buckets.batches);
+    /** Failures a closed batch took: its count when it closed (outbox, queue or record), plus those attached since. */
+    const closedCount = async (batchId: string) =>
+      state.closing[batchId]?.count ?? state.queued.find((q) => q.batchId === batchId)?.count ?? (await records.get(batchId))!.json<{ count: number }>().count;
+    // 100 fingerprints waiting at most (the default), plus the overflow batch that took the rest.
+    expect(Object.keys(state.open).length + Object.keys(state.closing).length + state.queued.length).toBeLessThanOrEqual(101);
+    const overflow = state.active["overflow"]!;
+    expect((await closedCount(overflow.batchId)) + overflow.attached).toBeGreaterThan(3_000);
+    let counted = Object.values(state.open).reduce((a, b) => a + b.count, 0);
+    for (const a of Object.values(state.active)) counted += (await closedCount(a.batchId)) + a.attached;
+    expect(counted).toBe(n);
+  }, 120_000);
 });

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFingerprinter } from "../../services/curator/src/fingerprint";
 import { onOutcome } from "../../services/curator/src/handlers/breaker";
 import { ingestChunk, tick, type CuratorDeps } from "../../services/curator/src/handlers/ingest";
+import { OVERFLOW_KEY, overflowFingerprint } from "../../services/curator/src/state/apply";
 import { CuratorState } from "../../services/curator/src/state/state";
 import { failure, nodeStack, silent, startEnv, VERSION, CANDIDATE, type Env } from "./helpers";
 
@@ -49,7 +50,7 @@ describe("curator filing engine with a real KV", () => {
       state: stateKv,
       batches,
       breakers,
-      policyFor: () => ({ batchSize: 3, batchWindowMs: 10_000, maxSamples: 20, maxRewrites: 100, rateWindowMs: 60_000, ...policy }),
+      policyFor: () => ({ batchSize: 3, batchWindowMs: 10_000, maxSamples: 20, maxRewrites: 100, rateWindowMs: 60_000, maxOpenFingerprints: 100, ...policy }),
       fingerprint: createFingerprinter(),
       ackFloor: () => 0,
       publishReady: async (m) => void h.ready.push(m),
@@ -118,6 +119,42 @@ describe("curator filing engine with a real KV", () => {
     const ob = Object.values((await h.state()).open)[0]!;
     expect(ob.count).toBe(5);
     expect(ob.samples.map((s) => s.id).sort()).toEqual(["d1", "o1", "o2"]);
+  });
+
+  it("failures that do not group go to one overflow batch past maxOpenFingerprints, and the counts stay exact", async () => {
+    const h = await harness({ batchSize: 1_000, maxOpenFingerprints: 5, batchWindowMs: 10_000 });
+    // 50 failures, each of its own error type: 50 fingerprints that never group.
+    const distinct = (i: number, id = `u${i}`) => ev(id, { error: { type: `UnknownCity${i}Error`, message: `no such city`, stack: undefined } });
+    await ingestChunk(h.chunk(Array.from({ length: 50 }, (_, i) => distinct(i))), h.deps);
+    let s = await h.state();
+    expect(Object.keys(s.open)).toHaveLength(6);
+    const overflow = s.open[OVERFLOW_KEY]!;
+    expect(overflow.fingerprint).toBe(overflowFingerprint(5));
+    expect(overflow.count).toBe(45);
+    expect(Object.values(s.open).reduce((n, b) => n + b.count, 0)).toBe(50);
+    // At the cap, a fingerprint that already has a batch still joins it; a new one keeps overflowing.
+    await ingestChunk(h.chunk([distinct(0, "again0"), distinct(99)]), h.deps);
+    s = await h.state();
+    expect(Object.values(s.open).find((b) => b.fingerprint.startsWith("UnknownCity0Error"))!.count).toBe(2);
+    expect(s.open[OVERFLOW_KEY]!.count).toBe(46);
+    // The overflow batch is a batch like any other: it closes, is announced, and later overflow attaches to it.
+    h.clock.t += 10_000;
+    await tick("demo", h.deps);
+    const announced = h.ready.find((r) => r.fingerprint === overflowFingerprint(5))!;
+    expect(announced.count).toBe(46);
+    expect((await h.record(announced.batchId)).fingerprintKey).toBe(OVERFLOW_KEY);
+    // With nothing waiting any more, a new fingerprint gets a batch of its own again.
+    await ingestChunk(h.chunk([distinct(200)]), h.deps);
+    s = await h.state();
+    expect(Object.values(s.open).map((b) => b.fingerprint.split(" | ")[0])).toEqual(["UnknownCity200Error"]);
+  });
+
+  it("says what to change when an agent's state would outgrow one KV entry", async () => {
+    const h = await harness({ batchSize: 1_000, maxOpenFingerprints: 1_000 });
+    h.deps.maxStateBytes = 20_000;
+    const distinct = (i: number) => ev(`big${i}`, { error: { type: `Distinct${i}Error`, message: "x", stack: undefined } });
+    const err = await ingestChunk(h.chunk(Array.from({ length: 100 }, (_, i) => distinct(i))), h.deps).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/the curator state of agent demo would be \d+ bytes, over the 20000-byte limit of one KV entry .*lower curator.maxOpenFingerprints \(now 1000\) or curator.maxSamples \(now 20\)/);
   });
 
   it("closes a batch when its window passes, not before", async () => {

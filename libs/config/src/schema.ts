@@ -29,6 +29,7 @@ export const AgentConfig = z.object({
       maxRewrites: z.number().int().min(1),
       rateWindowMs: z.number().int().min(1_000),
       breakerThreshold: z.number().int().min(1),
+      maxOpenFingerprints: z.number().int().min(1),
     })
     .partial()
     .default({}),
@@ -88,6 +89,12 @@ export const MossConfig = z.object({
       rateWindowMs: z.number().int().min(1_000).default(3_600_000),
       /** Consecutive rejected candidates after which a fingerprint needs a human. Default 3. */
       breakerThreshold: z.number().int().min(1).default(3),
+      /**
+       * Distinct fingerprints one agent may have waiting at once (open, closing or queued batches); failures of any
+       * further fingerprint go to the agent's overflow batch, so a storm that does not group cannot grow the
+       * curator's state past what one KV entry holds. Default 100.
+       */
+      maxOpenFingerprints: z.number().int().min(1).max(1_000).default(100),
       /** How failures are grouped by root cause (frames, in-app paths, rules). Defaults: see FingerprintConfig. */
       fingerprint: FingerprintConfig.prefault({}),
       /** Failure events filed per KV write. Default 500. */

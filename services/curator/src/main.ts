@@ -28,6 +28,7 @@ await runService({
       fingerprint: createFingerprinter(config.curator.fingerprint),
       ackFloor: () => ackFloor,
       log,
+      maxStateBytes: bus.nc.info?.max_payload,
       publishReady: async (msg, trace) => {
         await context.with(extractContext(trace), () => bus.publish(Messages.batchReady, msg, { msgId: `batch-ready-${msg.batchId}` }));
       },

@@ -28,6 +28,8 @@ export interface CuratorDeps {
   publishRegression(msg: Regression): Promise<void>;
   log: Logger;
   now?: () => number;
+  /** Largest value one KV entry may hold (the server's max payload); the agent's whole state must fit. */
+  maxStateBytes?: number;
 }
 
 const MAX_CAS_ROUNDS = 100;
@@ -99,8 +101,9 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
         await deps.blob.put(st.eventJson, { contentType: "application/json" });
       }),
     );
+    const data = JSON.stringify(res.state);
+    checkStateSize(agent, data, policy, deps);
     try {
-      const data = JSON.stringify(res.state);
       if (cur) await deps.state.update(stateKey(agent), data, cur.revision);
       else await deps.state.create(stateKey(agent), data);
     } catch (err) {
@@ -114,6 +117,18 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
     return;
   }
   throw new Error(`curator state of agent ${agent} kept changing under ${MAX_CAS_ROUNDS} attempts; will retry the chunk`);
+}
+
+/** An agent's state that outgrew one KV entry would fail every chunk with an opaque NATS error: say what to change. */
+function checkStateSize(agent: string, data: string, policy: Policy, deps: CuratorDeps): void {
+  const max = deps.maxStateBytes;
+  if (max === undefined || data.length < max / 4) return; // UTF-16 length x 4 bounds the UTF-8 size
+  const bytes = Buffer.byteLength(data);
+  if (bytes <= max - 1_024) return; // the KV put adds headers to the message
+  throw new Error(
+    `the curator state of agent ${agent} would be ${bytes} bytes, over the ${max}-byte limit of one KV entry (the NATS max payload): ` +
+      `lower curator.maxOpenFingerprints (now ${policy.maxOpenFingerprints}) or curator.maxSamples (now ${policy.maxSamples}) for this agent, or raise max_payload on the server`,
+  );
 }
 
 /**

@@ -14,6 +14,20 @@ export interface Policy {
   /** At most this many batches go to the rewriter per agent per window... */
   maxRewrites: number;
   rateWindowMs: number;
+  /**
+   * Distinct fingerprints one agent may have waiting at once (open, closing or queued batches). A failure of yet
+   * another fingerprint joins the agent's overflow batch instead: a storm of failures that do not group must not
+   * grow the agent's state without bound (it is one KV entry, and NATS caps its size).
+   */
+  maxOpenFingerprints: number;
+}
+
+/** The fingerprint key of an agent's overflow batch (real keys are 20 hex digits). */
+export const OVERFLOW_KEY = "overflow";
+
+/** The readable fingerprint of the overflow batch: what happened, and what an operator can do about it. */
+export function overflowFingerprint(max: number): string {
+  return `overflow: more than ${max} distinct fingerprints waiting at once; these failures did not group (add curator.fingerprint rules, or raise maxOpenFingerprints)`;
 }
 
 /** A failure ready to be filed: its stream sequence, fingerprint, and how it would be stored as a sample. */
@@ -70,28 +84,44 @@ export function applyFailures(
   let applied = 0;
   const at = new Date(now).toISOString();
 
+  /**
+   * A batch of `key` in the pipeline takes the failure as attached evidence (true). One that has reached a final
+   * state is retired instead, so the failure opens a new batch; a promoted one that fails again on its own
+   * version is a regression signal.
+   */
+  const attachOrRetire = (key: string, fingerprint: string, item: PreparedFailure): boolean => {
+    const active = state.active[key];
+    if (!active) return false;
+    const b = lookup(active.batchId);
+    if (!b || !FINAL.has(b.state)) {
+      active.attached++;
+      return true;
+    }
+    if (b.state === "promoted" && item.ev.version !== b.promotedCommit && item.ev.version === active.baseVersion) {
+      // Traffic still served by the old version while the fix rolled out: it belongs to the fixed batch.
+      active.attached++;
+      return true;
+    }
+    if (b.state === "promoted" && item.ev.version === b.promotedCommit) {
+      regressions.push({ batchId: active.batchId, fingerprint, ev: item.ev });
+    }
+    delete state.active[key];
+    return false;
+  };
+
+  const waiting = () => Object.keys(state.open).length + Object.keys(state.closing).length + state.queued.length;
+
   for (const item of items) {
     if (hasSeq(state.applied, item.seq)) continue;
     addSeq(state.applied, item.seq);
     applied++;
-    const { key } = item.fp;
-
-    const active = state.active[key];
-    if (active) {
-      const b = lookup(active.batchId);
-      if (!b || !FINAL.has(b.state)) {
-        active.attached++;
-        continue;
-      }
-      if (b.state === "promoted" && item.ev.version !== b.promotedCommit && item.ev.version === active.baseVersion) {
-        // Traffic still served by the old version while the fix rolled out: it belongs to the fixed batch.
-        active.attached++;
-        continue;
-      }
-      if (b.state === "promoted" && item.ev.version === b.promotedCommit) {
-        regressions.push({ batchId: active.batchId, fingerprint: item.fp.fingerprint, ev: item.ev });
-      }
-      delete state.active[key];
+    let key = item.fp.key;
+    let fingerprint = item.fp.fingerprint;
+    if (attachOrRetire(key, fingerprint, item)) continue;
+    if (!state.open[key] && key !== OVERFLOW_KEY && waiting() >= policy.maxOpenFingerprints) {
+      key = OVERFLOW_KEY;
+      fingerprint = overflowFingerprint(policy.maxOpenFingerprints);
+      if (attachOrRetire(key, fingerprint, item)) continue;
     }
 
     let ob = state.open[key];
@@ -99,7 +129,7 @@ export function applyFailures(
       const { batchId, trace } = newBatch(item);
       ob = {
         batchId,
-        fingerprint: item.fp.fingerprint,
+        fingerprint,
         fingerprintVersion: item.fp.version,
         baseVersion: item.ev.version,
         openedAt: at,
