@@ -149,6 +149,40 @@ describe("curator filing engine with a real KV", () => {
     expect(Object.values(s.open).map((b) => b.fingerprint.split(" | ")[0])).toEqual(["UnknownCity200Error"]);
   });
 
+  it("forgets fingerprints whose batch ended (but not promoted ones) once an agent has more than maxOpenFingerprints", async () => {
+    const h = await harness({ batchSize: 1, maxOpenFingerprints: 2 });
+    const of = (name: string, id: string) => ev(id, { route: name });
+    // One chunk each: every batch is announced (out of the outbox) before the next fingerprint comes.
+    for (const [i, r] of ["rejected", "exhausted", "promoted", "ready"].entries()) await ingestChunk(h.chunk([of(r, `e${i}`)]), h.deps);
+    expect(h.ready).toHaveLength(4);
+    const byRoute = new Map(await Promise.all(h.ready.map(async (r) => [(await h.record(r.batchId)).failures[0]!.id, r.batchId] as const)));
+    const set = async (id: string, state: string) => {
+      const rec = await h.record(byRoute.get(id)!);
+      await h.deps.batches.put(rec.batchId, JSON.stringify({ ...rec, state, ...(state === "promoted" ? { candidate: { attempt: 1, commit: CANDIDATE, image: "moss/demo:x", diff: rec.failures[0]!.event } } : {}) }));
+    };
+    // e1 takes one more failure while in the pipeline: the count must survive its entry being forgotten.
+    await ingestChunk(h.chunk([of("exhausted", "e1b")]), h.deps);
+    await set("e0", "rejected");
+    await set("e1", "exhausted");
+    await set("e2", "promoted");
+    await tick("demo", h.deps);
+    const routes = async () => (await Promise.all(Object.values((await h.state()).active).map(async (a) => (await h.record(a.batchId)).failures[0]!.id))).sort();
+    expect(await routes()).toEqual(["e2", "e3"]);
+    expect((await h.record(byRoute.get("e1")!)).attached).toBe(1);
+    // At most once a minute: a batch that ends now stays listed until the next look.
+    await ingestChunk(h.chunk([of("later", "e4")]), h.deps);
+    byRoute.set("e4", h.ready.at(-1)!.batchId);
+    await set("e3", "rejected");
+    await tick("demo", h.deps);
+    expect(await routes()).toEqual(["e2", "e3", "e4"]);
+    h.clock.t += 60_000;
+    await tick("demo", h.deps);
+    expect(await routes()).toEqual(["e2", "e4"]);
+    // A forgotten fingerprint failing again opens a new batch, exactly as if its entry had been retired then.
+    await ingestChunk(h.chunk([of("rejected", "e0-again")]), h.deps);
+    expect(h.ready.at(-1)!.failures.map((f) => f.id)).toEqual(["e0-again"]);
+  });
+
   it("says what to change when an agent's state would outgrow one KV entry", async () => {
     const h = await harness({ batchSize: 1_000, maxOpenFingerprints: 1_000 });
     h.deps.maxStateBytes = 20_000;

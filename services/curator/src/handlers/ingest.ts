@@ -3,7 +3,7 @@ import { getBatch, isCasConflict, kvGet, kvUpdate, transitionBatch, type ChunkIt
 import { BatchRecord, Buckets, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
 import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
 import { randomBytes } from "node:crypto";
-import { applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure, type StoredFailure } from "../state/apply";
+import { FINAL, applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure, type StoredFailure } from "../state/apply";
 import { pruneBelow } from "../state/seqset";
 import { CuratorState, emptyState, stateKey, type ClosingBatch } from "../state/state";
 
@@ -146,6 +146,10 @@ export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
     changed = closeExpired(state, now()) > 0 || changed;
     const fpKeys = [...Object.values(state.closing).map((c) => c.fpKey), ...state.queued.map((q) => q.fpKey)];
     changed = decide(state, now(), policy, await breakerReader(agent, fpKeys, deps)) || changed;
+    for (const k of await finishedActive(state, policy, deps, now())) {
+      delete state.active[k];
+      changed = true;
+    }
     if (changed) {
       try {
         await deps.state.update(stateKey(agent), JSON.stringify(state), cur.revision);
@@ -158,6 +162,38 @@ export async function tick(agent: string, deps: CuratorDeps): Promise<void> {
     await syncAttached(state, deps);
     return;
   }
+}
+
+const PRUNE_EVERY_MS = 60_000;
+/** Per curator (its deps) and agent: when finished entries were last looked for. */
+const lastPrune = new WeakMap<CuratorDeps, Map<string, number>>();
+
+/**
+ * Active entries whose batch ended other than promoted. The next failure of such a fingerprint would retire the
+ * entry anyway and open a new batch, so dropping it changes nothing but the size of the agent's state, which
+ * otherwise grows by one entry for every fingerprint that ever had a batch. Promoted ones stay: they watch for
+ * regressions. Looked at when the agent has more active entries than maxOpenFingerprints, at most once a minute.
+ */
+async function finishedActive(state: CuratorState, policy: Policy, deps: CuratorDeps, now: number): Promise<string[]> {
+  const entries = Object.entries(state.active);
+  if (entries.length <= policy.maxOpenFingerprints) return [];
+  const last = lastPrune.get(deps) ?? new Map<string, number>();
+  lastPrune.set(deps, last);
+  if (now - (last.get(state.agent) ?? -Infinity) < PRUNE_EVERY_MS) return [];
+  last.set(state.agent, now);
+  // Attach counts go onto the records first: an entry is forgotten only with its count kept where operators read
+  // it. The state is written by compare-and-set after this, so the counts synced here are the final ones.
+  await syncAttached(state, deps);
+  const done: string[] = [];
+  for (let i = 0; i < entries.length; i += 50) {
+    await Promise.all(
+      entries.slice(i, i + 50).map(async ([k, a]) => {
+        const rec = await getBatch(deps.batches, a.batchId);
+        if (rec && FINAL.has(rec.value.state) && rec.value.state !== "promoted") done.push(k);
+      }),
+    );
+  }
+  return done;
 }
 
 /** Per agent: the attach count last written to each active batch's record (only active batches are kept). */

@@ -64,7 +64,8 @@ export interface ApplyResult {
   applied: number;
 }
 
-const FINAL = new Set(["promoted", "rolled-back", "rejected", "exhausted", "needs-human"]);
+/** Batch states after which a batch takes no more failures: the next failure of its fingerprint opens a new one. */
+export const FINAL = new Set(["promoted", "rolled-back", "rejected", "exhausted", "needs-human"]);
 
 /**
  * Files failures into the agent's state. Pure: the same state and failures give the same result, and failures
