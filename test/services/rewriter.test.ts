@@ -280,6 +280,32 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(await h.record()).toMatchObject({ state: "candidate" });
   });
 
+  it("a redelivery after a failed attempt publishes the same verdict again and does not run the agent again", async () => {
+    const h = await harness({ mode: "fail" });
+    await rewrite(h.msg, h.deps);
+    expect((await h.record()).failedAttempt).toMatchObject({ attempt: 1 });
+    await rewrite(h.msg, h.deps); // the ack was lost: the bus redelivers
+    expect(h.runs()).toBe(1);
+    expect(h.failed).toHaveLength(2);
+    expect(h.failed[1]).toEqual(h.failed[0]);
+    expect(await h.record()).toMatchObject({ state: "rewriting", attempt: 1 });
+  });
+
+  it("a build failure is journaled too: its redelivery neither reruns the agent nor rebuilds", async () => {
+    const h = await harness({
+      mode: "edit",
+      build: async () => {
+        throw Object.assign(new Error("image build failed: RUN npm ci exited 1"), { log: "npm ERR!", retryable: false });
+      },
+    });
+    await rewrite(h.msg, h.deps);
+    await rewrite(h.msg, h.deps);
+    expect(h.runs()).toBe(1);
+    expect(h.builds).toHaveLength(1);
+    expect(h.failed.map((f) => f.verdict)).toEqual(["build-failed", "build-failed"]);
+    expect(h.failed[1]).toEqual(h.failed[0]);
+  });
+
   it("a redelivery after the candidate was published republishes the same commit and does not run the agent again", async () => {
     const h = await harness({ mode: "edit" });
     await rewrite(h.msg, h.deps);

@@ -314,6 +314,11 @@ export const BatchRecord = z.object({
   candidate: z.object({ attempt: z.number().int().positive(), commit: GitSha, image: z.string(), diff: BlobRef }).optional(),
   /** Why the batch ended where it did. */
   reason: z.string().optional(),
+  /**
+   * The rewriter's journal of an attempt that produced no candidate: its candidate.failed message (a JSON blob),
+   * written before it is published, so a redelivery republishes the verdict instead of running the coding agent again.
+   */
+  failedAttempt: z.object({ attempt: z.number().int().positive(), message: BlobRef }).optional(),
   updatedAt: z.string().datetime(),
 });
 export type BatchRecord = z.infer<typeof BatchRecord>;

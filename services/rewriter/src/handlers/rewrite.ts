@@ -1,9 +1,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
-import { getBatch, kvKeys, transitionBatch, type KV } from "@moss/bus";
+import { getBatch, kvKeys, kvUpdate, transitionBatch, type KV } from "@moss/bus";
 import type { Stages, Tier } from "@moss/config";
-import { FailureEvent, MossError, RejectedCandidate, isTerminal, type AttemptEvidence, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type CandidateFailed, type CandidateReady, type StageRecord } from "@moss/contracts";
+import { BatchRecord, Buckets, CandidateFailed, FailureEvent, MossError, RejectedCandidate, isTerminal, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type CandidateReady, type StageRecord } from "@moss/contracts";
 import { commitSigned, type SigningConfig } from "@moss/git";
 import type { Logger } from "@moss/telemetry";
 import type { z } from "zod";
@@ -100,11 +100,31 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   const base = { ...msg, previous };
   const log = deps.log.child({ batch: msg.batchId, attempt: msg.attempt });
 
-  const stage = attemptStage((await getBatch(deps.batches, msg.batchId))?.value, msg.attempt);
+  const rec = (await getBatch(deps.batches, msg.batchId))?.value;
+  const stage = attemptStage(rec, msg.attempt);
   if (stage === "past") {
     log.info("batch has moved past this attempt; redelivery ignored");
     return;
   }
+  if (stage === "todo" && rec?.failedAttempt?.attempt === msg.attempt) {
+    // The attempt ended without a candidate and its ack was lost: the verdict stands (JetStream drops the repeat
+    // publish by its id), and the coding agent, which may be a paid tool, does not run twice.
+    log.info("attempt already failed; its verdict is published again instead of rerunning the coding agent");
+    await deps.publishFailed(CandidateFailed.parse(JSON.parse((await deps.blob.get(rec.failedAttempt.message.sha256)).toString("utf8"))));
+    return;
+  }
+  /** Journals the attempt's failure on the batch record, then publishes it. */
+  const fail = async (m: z.input<typeof CandidateFailed>) => {
+    const message = await deps.blob.put(JSON.stringify(CandidateFailed.parse(m)), { contentType: "application/json" });
+    await kvUpdate(
+      deps.batches,
+      msg.batchId,
+      BatchRecord,
+      (cur) => (cur && cur.attempt === msg.attempt && cur.state === "rewriting" ? { ...cur, failedAttempt: { attempt: msg.attempt, message }, updatedAt: new Date().toISOString() } : undefined),
+      Buckets.batches,
+    );
+    await deps.publishFailed(m);
+  };
   // candidate → rewriting is a legal edge (the promoter's retry), so moving back here would be allowed, and would
   // race the replayer: candidate → replaying, then our rewriting → candidate fails and the batch is stuck.
   if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
@@ -141,7 +161,7 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
       stages = result.stages;
       if (!result.ok) {
         log.info("attempt produced no candidate", { verdict: result.verdict, reason: result.reason });
-        await deps.publishFailed({ ...attemptBase, stages, verdict: result.verdict, reason: result.reason, agentOutput: lastLog(stages) });
+        await fail({ ...attemptBase, stages, verdict: result.verdict, reason: result.reason, agentOutput: lastLog(stages) });
         return;
       }
       const version = await adapter.version().catch(() => undefined);
@@ -174,7 +194,7 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     buildLog = typeof (err as { log?: unknown }).log === "string" ? await deps.blob.put((err as { log: string }).log, { contentType: "text/plain" }) : undefined;
     // Like the bus: only an error that says retrying cannot help is terminal; an unknown one is retried.
     if (!isTerminal(err)) throw err;
-    await deps.publishFailed({ ...attemptBase, stages, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput: lastLog(stages), buildLog });
+    await fail({ ...attemptBase, stages, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput: lastLog(stages), buildLog });
     return;
   }
   if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "candidate");
