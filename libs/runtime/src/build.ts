@@ -34,7 +34,7 @@ export async function buildImage(docker: Docker, cfg: ResolvedRuntimeConfig, opt
     abort.abort();
   }, cfg.buildTimeoutMs);
   const timeoutReason = () =>
-    `the build did not finish within ${cfg.buildTimeoutMs} ms and was cancelled (a RUN step that hangs, or a build slower than runtime.buildTimeoutMs allows)`;
+    `the build did not finish within ${cfg.buildTimeoutMs} ms and was cancelled (a RUN step that hangs, or a build slower than buildTimeoutMs allows: rewriter.buildTimeoutMs in the Moss config)`;
   try {
     return await build();
   } catch (err) {

@@ -113,9 +113,13 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     await deps.publishFailed(CandidateFailed.parse(JSON.parse((await deps.blob.get(rec.failedAttempt.message.sha256)).toString("utf8"))));
     return;
   }
-  /** Journals the attempt's failure on the batch record, then publishes it. */
+  // candidate → rewriting is a legal edge (the promoter's retry), so moving back here would be allowed, and would
+  // race the replayer: candidate → replaying, then our rewriting → candidate fails and the batch is stuck.
+  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
+  /** Journals the attempt's failure on the batch record, then publishes exactly what a redelivery would publish again. */
   const fail = async (m: z.input<typeof CandidateFailed>) => {
-    const message = await deps.blob.put(JSON.stringify(CandidateFailed.parse(m)), { contentType: "application/json" });
+    const failed = CandidateFailed.parse(m);
+    const message = await deps.blob.put(JSON.stringify(failed), { contentType: "application/json" });
     await kvUpdate(
       deps.batches,
       msg.batchId,
@@ -123,11 +127,8 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
       (cur) => (cur && cur.attempt === msg.attempt && cur.state === "rewriting" ? { ...cur, failedAttempt: { attempt: msg.attempt, message }, updatedAt: new Date().toISOString() } : undefined),
       Buckets.batches,
     );
-    await deps.publishFailed(m);
+    await deps.publishFailed(failed);
   };
-  // candidate → rewriting is a legal edge (the promoter's retry), so moving back here would be allowed, and would
-  // race the replayer: candidate → replaying, then our rewriting → candidate fails and the batch is stuck.
-  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
 
   const repo = new AgentRepo(agentCfg.repo);
   const baseSha = await repo.resolve(msg.baseVersion);
