@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { Buckets, Consumers, DeadLetter, Messages, StreamDefs, Streams, BatchRecord, type ConsumerDef } from "@moss/contracts";
-import { MossError } from "@moss/contracts";
+import { Codes, MossError } from "@moss/errors";
 import { createBus, kvGet, kvKeys, kvUpdate, provision, route, type Bus } from "@moss/bus";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, waitFor, type NatsServer } from "../helpers/nats";
@@ -77,7 +77,7 @@ describe("bus against a real nats-server", () => {
       [
         route(Messages.approval, async () => {
           calls++;
-          if (calls === 1) throw new MossError("MOSS_E_TEST_BUSY", "busy", true);
+          if (calls === 1) throw new MossError(Codes.CAS_CONFLICT, "busy"); // a retryable code
         }),
       ],
       { baseBackoffMs: 100 },

@@ -10,10 +10,7 @@ import {
   compiled,
   Consumers,
   deadLetterSubject,
-  errorCode,
   failureSubject,
-  isTerminal,
-  MossError,
   FailureEvent,
   messageForSubject,
   Messages,
@@ -155,32 +152,6 @@ describe("topology", () => {
       const seenBy = auditor.filter((c) => c.stream === m.stream && c.filterSubjects.some((f) => covers(f, m.subject)));
       expect(seenBy, m.name).toHaveLength(1);
     }
-  });
-});
-
-describe("errors", () => {
-  it("a MossError carries a stable code, whether retrying helps, and its cause", () => {
-    const cause = new Error("ECONNREFUSED");
-    const err = new MossError("MOSS_E_SNAPSHOT_MISSING", "snapshot blob abc is missing; re-send the failure", false, { cause });
-    expect(err).toBeInstanceOf(Error);
-    expect(err).toMatchObject({ name: "MossError", code: "MOSS_E_SNAPSHOT_MISSING", retryable: false, cause, message: "snapshot blob abc is missing; re-send the failure" });
-    expect(err.stack).toContain("contracts.test.ts");
-  });
-
-  it("only an explicit retryable:false is terminal; unknown errors are retried", () => {
-    expect(isTerminal(new MossError("MOSS_E_X", "x", false))).toBe(true);
-    expect(isTerminal(new MossError("MOSS_E_X", "x", true))).toBe(false);
-    expect(isTerminal({ retryable: false })).toBe(true);
-    expect(isTerminal(new Error("socket hang up"))).toBe(false);
-    expect(isTerminal("string thrown")).toBe(false);
-    expect(isTerminal(null)).toBe(false);
-  });
-
-  it("errorCode keeps Moss codes and maps everything else to MOSS_E_INTERNAL", () => {
-    expect(errorCode(new MossError("MOSS_E_BATCH_NOT_FOUND", "x", false))).toBe("MOSS_E_BATCH_NOT_FOUND");
-    expect(errorCode(Object.assign(new Error("x"), { code: "ENOENT" }))).toBe("MOSS_E_INTERNAL");
-    expect(errorCode({ code: 42 })).toBe("MOSS_E_INTERNAL");
-    expect(errorCode(undefined)).toBe("MOSS_E_INTERNAL");
   });
 });
 

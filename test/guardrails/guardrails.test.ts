@@ -5,11 +5,11 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   checkGuardrails,
   DEFAULT_GUARDRAIL_CONFIG,
-  GuardrailError,
   guardrailsReason,
   type GuardrailConfig,
   type GuardrailReport,
 } from "../../services/rewriter/src/guardrails";
+import { GuardrailError } from "../../services/rewriter/src/errors";
 import { cleanupRepos, lines, makeRepo } from "./repo";
 
 afterAll(cleanupRepos);

@@ -8,7 +8,6 @@ export {
   BlobBackendError,
   BlobCorruptError,
   BlobError,
-  BlobErrorCode,
   BlobNotFoundError,
   BlobUnavailableError,
   InvalidBlobIdError,

@@ -1,4 +1,5 @@
-import { BatchRecord, BatchTransitions, Buckets, MossError, type BatchState } from "@moss/contracts";
+import { BatchRecord, BatchTransitions, Buckets, type BatchState } from "@moss/contracts";
+import { Codes, MossError } from "@moss/errors";
 import type { KV } from "@nats-io/kv";
 import { kvGet, kvUpdate, type Versioned } from "./kv";
 
@@ -6,14 +7,14 @@ import { kvGet, kvUpdate, type Versioned } from "./kv";
 export class BatchTransitionError extends MossError {
   override name = "BatchTransitionError";
   constructor(batchId: string, from: BatchState, to: BatchState) {
-    super("MOSS_E_BATCH_TRANSITION", `batch ${batchId} is ${from}; it cannot become ${to}`, false);
+    super(Codes.BATCH_TRANSITION, `batch ${batchId} is ${from}; it cannot become ${to}`);
   }
 }
 
 export class BatchNotFoundError extends MossError {
   override name = "BatchNotFoundError";
   constructor(batchId: string) {
-    super("MOSS_E_BATCH_NOT_FOUND", `no batch ${batchId} (list batches with \`moss batches\`)`, false);
+    super(Codes.BATCH_NOT_FOUND, `no batch ${batchId} (list batches with \`moss batches\`)`);
   }
 }
 

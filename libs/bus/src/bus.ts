@@ -2,13 +2,12 @@ import {
   Headers as H,
   compiled,
   deadLetterSubject,
-  errorCode,
-  isTerminal,
   subjectMatches,
   type ConsumerDef,
   type DeadLetter,
   type MessageDef,
 } from "@moss/contracts";
+import { errorCode, isTerminal } from "@moss/errors";
 import { createLogger, extractContext, injectContext, withSpan, type Logger } from "@moss/telemetry";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";

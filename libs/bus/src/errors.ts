@@ -1,10 +1,10 @@
-import { MossError } from "@moss/contracts";
+import { Codes, MossError, causeText } from "@moss/errors";
 
 /** A message did not match its schema (or was not JSON): terminal, dead-lettered. */
 export class InvalidMessageError extends MossError {
   override name = "InvalidMessageError";
   constructor(message: string, opts: { cause?: unknown } = {}) {
-    super("MOSS_E_INVALID_MESSAGE", message, false, opts);
+    super(Codes.INVALID_MESSAGE, message, opts);
   }
 }
 
@@ -12,7 +12,7 @@ export class InvalidMessageError extends MossError {
 export class UnroutableMessageError extends MossError {
   override name = "UnroutableMessageError";
   constructor(subject: string, consumer: string) {
-    super("MOSS_E_UNROUTABLE", `consumer '${consumer}' has no handler for subject '${subject}'`, false);
+    super(Codes.UNROUTABLE, `consumer '${consumer}' has no handler for subject '${subject}'`);
   }
 }
 
@@ -21,9 +21,8 @@ export class BusUnavailableError extends MossError {
   override name = "BusUnavailableError";
   constructor(url: string, cause: unknown) {
     super(
-      "MOSS_E_BUS_UNAVAILABLE",
-      `cannot connect to NATS at ${url}: ${(cause as Error)?.message ?? cause}. Start nats-server (>= 2.10, with -js) or run \`moss up\`, or set MOSS_NATS_URL.`,
-      true,
+      Codes.BUS_UNAVAILABLE,
+      `cannot connect to NATS at ${url}: ${causeText(cause)}. Start nats-server (>= 2.10, with -js) or run \`moss up\`, or set MOSS_NATS_URL.`,
       { cause },
     );
   }
@@ -33,6 +32,6 @@ export class BusUnavailableError extends MossError {
 export class CasConflictError extends MossError {
   override name = "CasConflictError";
   constructor(bucket: string, key: string, cause?: unknown) {
-    super("MOSS_E_CAS_CONFLICT", `concurrent update of ${bucket}/${key}`, true, { cause });
+    super(Codes.CAS_CONFLICT, `concurrent update of ${bucket}/${key}`, { cause });
   }
 }

@@ -1,4 +1,5 @@
 import { compiled } from "@moss/contracts";
+import { JetStreamApiCodes } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { z } from "zod";
 import { CasConflictError } from "./errors";
@@ -8,9 +9,17 @@ export interface Versioned<T> {
   revision: number;
 }
 
-/** Whether a KV create/update failed because the entry changed (or appeared) since it was read: retry from a fresh read. */
+const CAS_CODES: ReadonlySet<number> = new Set([JetStreamApiCodes.StreamWrongLastSequence, JetStreamApiCodes.StreamWrongLastSequenceUnknown]);
+
+/**
+ * Whether a KV create/update failed because the entry changed (or appeared) since it was read: retry from a fresh
+ * read. Recognised by JetStream's API error code (10071 "wrong last sequence", 10164 its "unknown" variant), as
+ * nats.js's own KV does, never by the wording of the message.
+ */
 export function isCasConflict(err: unknown): boolean {
-  return /wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "");
+  if (typeof err !== "object" || err === null || (err as Error).name !== "JetStreamApiError") return false;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "number" && CAS_CODES.has(code);
 }
 
 /** Reads and validates a JSON KV entry; undefined when the key is absent or deleted. */

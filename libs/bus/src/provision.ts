@@ -1,8 +1,10 @@
 import { Consumers, StreamDefs, type ConsumerDef, type StreamDef } from "@moss/contracts";
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 
-const notFound = (err: unknown) => /not found/i.test((err as Error)?.message ?? "");
+/** A stream or consumer that does not exist yet, by JetStream's API error code. */
+const notFound = (err: unknown) =>
+  err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
 
 /** Creates or updates every Moss stream and durable consumer. Idempotent: safe at every service start. */
 export async function provision(

@@ -1,3 +1,5 @@
+import { Codes, MossError } from "@moss/errors";
+
 /** A config problem: field, offending value, and why. */
 export interface ConfigProblem {
   path: string;
@@ -5,15 +7,22 @@ export interface ConfigProblem {
   why: string;
 }
 
-export class ConfigError extends Error {
+/** The config is invalid or unreadable; `problems` names every field at fault (terminal: fix the config). */
+export class ConfigError extends MossError {
   override readonly name = "ConfigError";
-  readonly code = "MOSS_E_CONFIG";
-  readonly retryable = false;
   constructor(
     message: string,
     readonly problems: ConfigProblem[],
     cause?: unknown,
   ) {
-    super(message, { cause });
+    super(Codes.CONFIG, message, { cause });
+  }
+}
+
+/** A message or a command names an agent the config does not have (terminal: add it, or fix the name). */
+export class UnknownAgentError extends MossError {
+  override readonly name = "UnknownAgentError";
+  constructor(readonly agent: string) {
+    super(Codes.UNKNOWN_AGENT, `agent '${agent}' is not in the Moss config (agents.${agent}.repo); add it or fix the agent name it publishes`);
   }
 }

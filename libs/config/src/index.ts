@@ -2,7 +2,7 @@ export { loadConfig, parseConfig } from "./load";
 export type { LoadedConfig } from "./load";
 export { MossConfig, AgentConfig } from "./schema";
 export type { MossConfigInput } from "./schema";
-export { ConfigError } from "./errors";
+export { ConfigError, UnknownAgentError } from "./errors";
 export type { ConfigProblem } from "./errors";
 export { FingerprintConfig, FingerprintRule, DEFAULT_LIBRARY_PATTERNS, DEFAULT_ROOT_PATTERNS } from "./fingerprint";
 export type { FingerprintConfigInput } from "./fingerprint";

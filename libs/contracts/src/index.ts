@@ -1,5 +1,4 @@
 export * from "./schemas";
 export * from "./topology";
 export { toJsonSchemas } from "./json-schema";
-export { MossError, isTerminal, errorCode } from "./errors";
 export { compiled } from "./compiled";

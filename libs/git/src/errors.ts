@@ -1,23 +1,9 @@
 /**
- * Errors thrown by @moss/git. Each extends `MossError` (stable `code`, `retryable`, `cause`): the
- * bus maps retryable errors to `nak(delay)` and the rest to `term` + dead-letter.
+ * Errors thrown by @moss/git: one class per code of the registry in @moss/errors (stable `code`, `retryable`,
+ * `cause`); the bus maps retryable errors to `nak(delay)` and the rest to `term` + dead-letter.
  */
-import { MossError } from "@moss/contracts";
+import { Codes, MossError } from "@moss/errors";
 import type { SignatureStatus } from "./types";
-
-/** Stable error codes of this package. */
-export const GitErrorCode = {
-  UnsignedCommit: "MOSS_E_UNSIGNED_COMMIT",
-  BadSignature: "MOSS_E_BAD_SIGNATURE",
-  SigningKey: "MOSS_E_SIGNING_KEY",
-  AllowedSignersMissing: "MOSS_E_ALLOWED_SIGNERS_MISSING",
-  InvalidCommitInput: "MOSS_E_INVALID_COMMIT_INPUT",
-  NothingToCommit: "MOSS_E_NOTHING_TO_COMMIT",
-  CommitNotFound: "MOSS_E_COMMIT_NOT_FOUND",
-  KeySetup: "MOSS_E_SIGNING_KEY_SETUP",
-  GitCommand: "MOSS_E_GIT_COMMAND",
-} as const;
-export type GitErrorCode = (typeof GitErrorCode)[keyof typeof GitErrorCode];
 
 /** The commit carries no signature at all (terminal). */
 export class UnsignedCommitError extends MossError {
@@ -27,10 +13,9 @@ export class UnsignedCommitError extends MossError {
     readonly repo: string,
   ) {
     super(
-      GitErrorCode.UnsignedCommit,
+      Codes.UNSIGNED_COMMIT,
       `commit ${sha} in ${repo} is not signed, so it cannot be promoted. Configure rewriter.signing.key ` +
         "(an SSH ed25519 private key; `moss keys init` creates one) so the rewriter signs its commits, then let the batch be rewritten",
-      false,
     );
   }
 }
@@ -45,7 +30,7 @@ export class BadSignatureError extends MossError {
     readonly fingerprint: string | undefined,
     detail: string,
   ) {
-    super(GitErrorCode.BadSignature, badSignatureMessage(sha, status, allowedSigners, fingerprint, detail), false);
+    super(Codes.BAD_SIGNATURE, badSignatureMessage(sha, status, allowedSigners, fingerprint, detail));
   }
 }
 
@@ -91,10 +76,9 @@ export class SigningKeyError extends MossError {
     opts: { cause?: unknown } = {},
   ) {
     super(
-      GitErrorCode.SigningKey,
+      Codes.SIGNING_KEY,
       `cannot sign with rewriter.signing.key ${key}: ${problem}. Point rewriter.signing.key at an unencrypted SSH private key ` +
         "readable only by its owner (chmod 600), or run `moss keys init` to create one",
-      false,
       opts,
     );
   }
@@ -108,10 +92,9 @@ export class AllowedSignersMissingError extends MossError {
     opts: { cause?: unknown } = {},
   ) {
     super(
-      GitErrorCode.AllowedSignersMissing,
+      Codes.ALLOWED_SIGNERS_MISSING,
       `allowed signers file ${allowedSigners} cannot be read, so no signature can be verified. Set rewriter.signing.allowedSigners ` +
         "to an existing file with lines \"<principal> <key-type> <base64 public key>\" (`moss keys init` writes one)",
-      false,
       opts,
     );
   }
@@ -124,7 +107,7 @@ export class InvalidCommitInputError extends MossError {
     readonly field: string,
     why: string,
   ) {
-    super(GitErrorCode.InvalidCommitInput, `invalid commit ${field}: ${why}`, false);
+    super(Codes.INVALID_COMMIT_INPUT, `invalid commit ${field}: ${why}`);
   }
 }
 
@@ -133,9 +116,8 @@ export class NothingToCommitError extends MossError {
   override name = "NothingToCommitError";
   constructor(readonly worktree: string) {
     super(
-      GitErrorCode.NothingToCommit,
+      Codes.NOTHING_TO_COMMIT,
       `nothing is staged in ${worktree}: the patch changed no files (or they were not added with git add), so there is nothing to commit`,
-      false,
     );
   }
 }
@@ -149,9 +131,8 @@ export class CommitNotFoundError extends MossError {
     opts: { cause?: unknown } = {},
   ) {
     super(
-      GitErrorCode.CommitNotFound,
+      Codes.COMMIT_NOT_FOUND,
       `${JSON.stringify(rev)} is not a commit in ${repo}: check the sha, or fetch the candidate branch into this repository`,
-      false,
       opts,
     );
   }
@@ -161,7 +142,7 @@ export class CommitNotFoundError extends MossError {
 export class KeySetupError extends MossError {
   override name = "KeySetupError";
   constructor(message: string, opts: { cause?: unknown } = {}) {
-    super(GitErrorCode.KeySetup, message, false, opts);
+    super(Codes.SIGNING_KEY_SETUP, message, opts);
   }
 }
 
@@ -179,11 +160,10 @@ export class GitCommandError extends MossError {
   ) {
     const locked = /\.lock': File exists/.test(output);
     super(
-      GitErrorCode.GitCommand,
+      Codes.GIT_COMMAND,
       `git ${args.join(" ")} failed in ${cwd}: ${output.trim() || "(no output)"}` +
         (locked ? ". Another git process holds the lock; retry when it has finished" : ""),
-      locked,
-      opts,
+      { ...opts, retryable: locked },
     );
   }
 }

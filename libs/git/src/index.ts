@@ -4,7 +4,6 @@ export {
   BadSignatureError,
   CommitNotFoundError,
   GitCommandError,
-  GitErrorCode,
   InvalidCommitInputError,
   KeySetupError,
   NothingToCommitError,

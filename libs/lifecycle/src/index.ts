@@ -1,2 +1,3 @@
 export { runService } from "./run";
 export type { ServiceDeps, ServiceParts, RunServiceOptions } from "./run";
+export { replyError } from "./http";

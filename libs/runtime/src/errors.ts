@@ -1,44 +1,25 @@
 /**
- * Errors thrown by @moss/runtime. Each has a stable `code` and says whether retrying can help
- * (`retryable`): the bus maps retryable errors to `nak(delay)` and the rest to `term` + dead-letter.
- * The shape (`code`, `retryable`, `cause`) matches `MossError` of @moss/contracts, so its
- * `isTerminal()` / `errorCode()` helpers work on these too.
+ * Errors thrown by @moss/runtime: one class per code of the registry in @moss/errors, each saying whether retrying
+ * can help (`retryable`): the bus maps retryable errors to `nak(delay)` and the rest to `term` + dead-letter.
  *
  * Note: a trial whose *agent* misbehaves (crash, hang, 500, never listens) is not an error here:
  * `runTrial` resolves with a `TrialResult` describing it. Errors are for the engine or the inputs.
  */
 
-/** Stable error codes of this package. */
-export const RuntimeErrorCode = {
-  DockerUnavailable: "MOSS_E_DOCKER_UNAVAILABLE",
-  Docker: "MOSS_E_DOCKER",
-  BaseImageMissing: "MOSS_E_BASE_IMAGE_MISSING",
-  GitArchive: "MOSS_E_GIT_ARCHIVE_FAILED",
-  ImageBuild: "MOSS_E_IMAGE_BUILD_FAILED",
-  ImageNotFound: "MOSS_E_IMAGE_NOT_FOUND",
-  InvalidSpec: "MOSS_E_RUNTIME_INVALID_SPEC",
-  Trial: "MOSS_E_TRIAL_FAILED",
-  LiveDeploy: "MOSS_E_LIVE_DEPLOY_FAILED",
-  NoPreviousVersion: "MOSS_E_NO_PREVIOUS_VERSION",
-} as const;
-export type RuntimeErrorCode = (typeof RuntimeErrorCode)[keyof typeof RuntimeErrorCode];
+import { Codes, MossError, causeText } from "@moss/errors";
 
 /** Base class: `instanceof RuntimeError` catches every error this package throws on purpose. */
-export abstract class RuntimeError extends Error {
-  abstract readonly code: RuntimeErrorCode;
-  abstract readonly retryable: boolean;
-}
+export abstract class RuntimeError extends MossError {}
 
 /** The Docker engine did not answer (socket missing, refused, permission denied...). Retryable. */
 export class DockerUnavailableError extends RuntimeError {
   override readonly name = "DockerUnavailableError";
-  readonly code = RuntimeErrorCode.DockerUnavailable;
-  readonly retryable = true;
   constructor(
     readonly socketPath: string,
     options?: ErrorOptions,
   ) {
     super(
+      Codes.DOCKER_UNAVAILABLE,
       `the Docker engine is not reachable at ${socketPath} (${causeText(options?.cause)}): start dockerd ` +
         `(or set RuntimeConfig.socketPath to its socket), then run \`npm run setup\``,
       options,
@@ -49,28 +30,27 @@ export class DockerUnavailableError extends RuntimeError {
 /** The engine answered with an unexpected error. Retryable when the engine says it failed (5xx). */
 export class DockerError extends RuntimeError {
   override readonly name = "DockerError";
-  readonly code = RuntimeErrorCode.Docker;
-  readonly retryable: boolean;
   constructor(
     readonly operation: string,
     readonly statusCode: number | undefined,
     options?: ErrorOptions,
   ) {
-    super(`docker ${operation} failed${statusCode ? ` (HTTP ${statusCode})` : ""}: ${causeText(options?.cause)}`, options);
-    this.retryable = statusCode === undefined || statusCode >= 500;
+    super(Codes.DOCKER, `docker ${operation} failed${statusCode ? ` (HTTP ${statusCode})` : ""}: ${causeText(options?.cause)}`, {
+      ...options,
+      retryable: statusCode === undefined || statusCode >= 500,
+    });
   }
 }
 
 /** `moss/node-base` is not in the engine's image store (terminal until someone builds it). */
 export class BaseImageMissingError extends RuntimeError {
   override readonly name = "BaseImageMissingError";
-  readonly code = RuntimeErrorCode.BaseImageMissing;
-  readonly retryable = false;
   constructor(
     readonly image: string,
     options?: ErrorOptions,
   ) {
     super(
+      Codes.BASE_IMAGE_MISSING,
       `the base image ${image} does not exist in the Docker engine: run \`npm run setup\` ` +
         `(it runs deploy/build-base-image.sh) and try again`,
       options,
@@ -81,8 +61,6 @@ export class BaseImageMissingError extends RuntimeError {
 /** `git archive` of the requested commit failed: no such repo or commit (terminal). */
 export class GitArchiveError extends RuntimeError {
   override readonly name = "GitArchiveError";
-  readonly code = RuntimeErrorCode.GitArchive;
-  readonly retryable = false;
   constructor(
     readonly repoDir: string,
     readonly commit: string,
@@ -90,6 +68,7 @@ export class GitArchiveError extends RuntimeError {
     options?: ErrorOptions,
   ) {
     super(
+      Codes.GIT_ARCHIVE_FAILED,
       `cannot archive commit ${commit} of the git repo at ${repoDir}: ${stderr.trim() || causeText(options?.cause)}` +
         ` (check that the directory is a git repo and the commit exists in it)`,
       options,
@@ -100,8 +79,6 @@ export class GitArchiveError extends RuntimeError {
 /** The image build failed; `log` holds the whole build log (terminal: the same commit fails again). */
 export class ImageBuildError extends RuntimeError {
   override readonly name = "ImageBuildError";
-  readonly code = RuntimeErrorCode.ImageBuild;
-  readonly retryable = false;
   constructor(
     readonly tag: string,
     readonly commit: string,
@@ -109,33 +86,29 @@ export class ImageBuildError extends RuntimeError {
     reason: string,
     options?: ErrorOptions,
   ) {
-    super(`building image ${tag} from commit ${commit} failed: ${reason} (the full build log is in .log)`, options);
+    super(Codes.IMAGE_BUILD_FAILED, `building image ${tag} from commit ${commit} failed: ${reason} (the full build log is in .log)`, options);
   }
 }
 
 /** The image to run is not in the engine's image store (terminal). */
 export class ImageNotFoundError extends RuntimeError {
   override readonly name = "ImageNotFoundError";
-  readonly code = RuntimeErrorCode.ImageNotFound;
-  readonly retryable = false;
   constructor(
     readonly image: string,
     options?: ErrorOptions,
   ) {
-    super(`image ${image} does not exist in the Docker engine: build it first (Runtime.buildImage)`, options);
+    super(Codes.IMAGE_NOT_FOUND, `image ${image} does not exist in the Docker engine: build it first (Runtime.buildImage)`, options);
   }
 }
 
 /** A spec that cannot work: bad agent name, relative snapshot path, port out of range... (terminal). */
 export class InvalidSpecError extends RuntimeError {
   override readonly name = "InvalidSpecError";
-  readonly code = RuntimeErrorCode.InvalidSpec;
-  readonly retryable = false;
   constructor(
     readonly field: string,
     problem: string,
   ) {
-    super(`invalid ${field}: ${problem}`);
+    super(Codes.RUNTIME_INVALID_SPEC, `invalid ${field}: ${problem}`);
   }
 }
 
@@ -146,16 +119,13 @@ export class InvalidSpecError extends RuntimeError {
  */
 export class TrialError extends RuntimeError {
   override readonly name = "TrialError";
-  readonly code = RuntimeErrorCode.Trial;
-  readonly retryable: boolean;
   constructor(
     readonly image: string,
     stage: string,
     retryable: boolean,
     options?: ErrorOptions,
   ) {
-    super(`trial of image ${image} could not run (${stage}): ${causeText(options?.cause)}`, options);
-    this.retryable = retryable;
+    super(Codes.TRIAL_FAILED, `trial of image ${image} could not run (${stage}): ${causeText(options?.cause)}`, { ...options, retryable });
   }
 }
 
@@ -170,8 +140,6 @@ export type PreviousVersionOutcome = "untouched" | "restored" | "not-restored" |
  */
 export class LiveDeployError extends RuntimeError {
   override readonly name = "LiveDeployError";
-  readonly code = RuntimeErrorCode.LiveDeploy;
-  readonly retryable: boolean;
   constructor(
     readonly agent: string,
     readonly image: string,
@@ -180,6 +148,7 @@ export class LiveDeployError extends RuntimeError {
     options?: ErrorOptions,
   ) {
     super(
+      Codes.LIVE_DEPLOY_FAILED,
       `making image ${image} the live container of agent ${agent} failed: ${causeText(options?.cause)}; ` +
         {
           untouched: "the version that was live is still live",
@@ -187,30 +156,22 @@ export class LiveDeployError extends RuntimeError {
           "not-restored": "the previous version could not be put back: the agent has no running live container",
           none: "there was no live version before",
         }[previous],
-      options,
+      { ...options, retryable },
     );
-    this.retryable = retryable;
   }
 }
 
 /** Rollback asked for, but the agent has no previous container to go back to (terminal). */
 export class NoPreviousVersionError extends RuntimeError {
   override readonly name = "NoPreviousVersionError";
-  readonly code = RuntimeErrorCode.NoPreviousVersion;
-  readonly retryable = false;
   constructor(
     readonly agent: string,
     readonly container: string,
   ) {
     super(
+      Codes.NO_PREVIOUS_VERSION,
       `agent ${agent} has no previous version to roll back to (no container named ${container}): ` +
         `only one rollback per deploy is possible`,
     );
   }
-}
-
-function causeText(cause: unknown): string {
-  if (cause instanceof Error) return cause.message.trim();
-  if (cause === undefined) return "unknown cause";
-  return String(cause);
 }

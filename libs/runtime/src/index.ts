@@ -25,7 +25,6 @@ export {
   LiveDeployError,
   NoPreviousVersionError,
   RuntimeError,
-  RuntimeErrorCode,
   TrialError,
   type PreviousVersionOutcome,
 } from "./errors";

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
+import { Codes, MossError } from "@moss/errors";
 
 /** One line of the audit log. `hash` chains it to the line before, so an edit anywhere breaks verification. */
 export interface AuditRecord {
@@ -92,7 +93,8 @@ export class AuditLog {
   }
 
   private damaged(line: number, why: string): Error {
-    return new Error(
+    return new MossError(
+      Codes.AUDIT_LOG_DAMAGED,
       `audit log ${this.file} is damaged at line ${line}: ${why}. The auditor will not append to a damaged log: ` +
         `restore the file from a backup, or move it aside to start a new log.`,
     );

@@ -1,4 +1,6 @@
 import type { BlobStore } from "@moss/blob";
+import { Codes } from "@moss/errors";
+import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { AuditLog } from "./audit-log";
 import { batchTimeline, listBatches } from "./handlers/timeline";
@@ -15,7 +17,7 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
   app.get("/v1/batches", async () => ({ batches: listBatches(deps.log) }));
   app.get<{ Params: { id: string }; Querystring: { diff?: string } }>("/v1/batches/:id", async (req, reply) => {
     const t = batchTimeline(deps.log, req.params.id);
-    if (!t) return reply.code(404).send({ error: "MOSS_E_BATCH_NOT_FOUND", message: `no audit records for batch ${req.params.id}; list batches with \`moss batches\`` });
+    if (!t) return replyError(reply, Codes.BATCH_NOT_FOUND, `no audit records for batch ${req.params.id}; list batches with \`moss batches\``);
     // Diffs are stored once in the blob store; the timeline carries them as text for reading.
     const text = async (ref?: { sha256: string }, max = 1_000_000) => (ref ? (await deps.blob.get(ref.sha256).catch(() => undefined))?.toString("utf8").slice(0, max) : undefined);
     const attempts = await Promise.all(

@@ -1,5 +1,7 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
 import { FailureEvent, compiled } from "@moss/contracts";
+import { Codes } from "@moss/errors";
+import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
 import { z } from "zod";
 
@@ -57,26 +59,27 @@ export function buildApp(deps: IngestDeps): FastifyInstance {
     if (!token || req.url.split("?")[0] === "/health") return;
     const got = Buffer.from((req.headers.authorization ?? "").replace(/^Bearer /i, ""));
     if (got.length !== token.length || !timingSafeEqual(got, token)) {
-      return reply.code(401).send({ error: "MOSS_E_UNAUTHORIZED", message: "missing or wrong bearer token: send `Authorization: Bearer <curator.http.token>`" });
+      return replyError(reply, Codes.UNAUTHORIZED, "missing or wrong bearer token: send `Authorization: Bearer <curator.http.token>`");
     }
   });
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
-    if (err.statusCode === 413) return reply.code(413).send({ error: "MOSS_E_TOO_LARGE", message: `event larger than ${deps.bodyLimitBytes} bytes: trim logs or send the state snapshot by blob reference` });
-    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: "MOSS_E_BAD_REQUEST", message: err.message });
-    return reply.code(503).send({ error: "MOSS_E_UNAVAILABLE", message: `could not store the event: ${err.message}; retry with the same id (it is deduplicated)` });
+    if (err.statusCode === 413) return replyError(reply, Codes.TOO_LARGE, `event larger than ${deps.bodyLimitBytes} bytes: trim logs or send the state snapshot by blob reference`);
+    // Fastify's own 4xx (not JSON, wrong content type...) keep their status.
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: Codes.BAD_REQUEST.code, message: err.message });
+    return replyError(reply, Codes.UNAVAILABLE, `could not store the event: ${err.message}; retry with the same id (it is deduplicated)`);
   });
   const problems = (e: z.ZodError) => e.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
 
   app.get("/health", async () => ({ ok: true }));
   app.post("/v1/failures", async (req, reply) => {
     const parsed = compiled(FailureEvent).safeParse(req.body);
-    if (!parsed.success) return reply.code(400).send({ error: "MOSS_E_INVALID_FAILURE", message: "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", problems: problems(parsed.error) });
+    if (!parsed.success) return replyError(reply, Codes.INVALID_FAILURE, "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", { problems: problems(parsed.error) });
     await deps.publish(parsed.data);
     return reply.code(202).send({ id: parsed.data.id });
   });
   app.post("/v1/flags", async (req, reply) => {
     const parsed = Flag.safeParse(req.body);
-    if (!parsed.success) return reply.code(400).send({ error: "MOSS_E_INVALID_FLAG", message: "the flag does not match its schema", problems: problems(parsed.error) });
+    if (!parsed.success) return replyError(reply, Codes.INVALID_FLAG, "the flag does not match its schema", { problems: problems(parsed.error) });
     const ev = flagToFailure(parsed.data);
     await deps.publish(ev);
     return reply.code(202).send({ id: ev.id });

@@ -10,6 +10,8 @@ import { posix } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { promisify } from "node:util";
 import picomatch from "picomatch";
+import { Codes } from "@moss/errors";
+import { GuardrailError } from "./errors";
 import { compileSecretPattern, SecretScanner } from "./secrets";
 
 const run = promisify(execFile);
@@ -119,19 +121,6 @@ export interface GuardrailReport {
   linesChanged: number;
 }
 
-/** The check itself could not run (not a verdict on the patch). Terminal: retrying the same inputs fails the same way. */
-export class GuardrailError extends Error {
-  override readonly name = "GuardrailError";
-  readonly retryable = false;
-  constructor(
-    readonly code: "MOSS_E_GUARDRAIL_CONFIG" | "MOSS_E_GUARDRAIL_GIT",
-    message: string,
-    cause?: unknown,
-  ) {
-    super(message, { cause });
-  }
-}
-
 const MODE_SYMLINK = "120000";
 const MODE_GITLINK = "160000";
 /** Secret findings listed per file before the rest are summarised, so one generated blob cannot flood the reason. */
@@ -160,10 +149,10 @@ interface Compiled {
  */
 export async function checkGuardrails(worktree: string, base: string, cfg: Partial<GuardrailConfig> = {}): Promise<GuardrailReport> {
   const c = compile(cfg);
-  if (base.startsWith("-")) throw new GuardrailError("MOSS_E_GUARDRAIL_CONFIG", `base ${JSON.stringify(base)} is not a commit`);
+  if (base.startsWith("-")) throw new GuardrailError(Codes.GUARDRAIL_CONFIG, `base ${JSON.stringify(base)} is not a commit`);
   const git = gitIn(worktree);
   const baseSha = (await git(["rev-parse", "--verify", "--quiet", `${base}^{commit}`]).catch(() => "")).trim();
-  if (!baseSha) throw new GuardrailError("MOSS_E_GUARDRAIL_GIT", `base ${base} is not a commit in the repository of ${worktree}`);
+  if (!baseSha) throw new GuardrailError(Codes.GUARDRAIL_GIT, `base ${base} is not a commit in the repository of ${worktree}`);
   await git(["add", "-A"]);
 
   const diff = ["diff", "--cached", "--no-ext-diff", "--no-textconv", "--find-renames", "-z"];
@@ -246,7 +235,7 @@ function compile(partial: Partial<GuardrailConfig>): Compiled {
     }
   }
   if (problems.length > 0) {
-    throw new GuardrailError("MOSS_E_GUARDRAIL_CONFIG", `invalid guardrails config (rewriter.guardrails):\n  ${problems.join("\n  ")}`);
+    throw new GuardrailError(Codes.GUARDRAIL_CONFIG, `invalid guardrails config (rewriter.guardrails):\n  ${problems.join("\n  ")}`);
   }
   return {
     cfg,
@@ -425,13 +414,13 @@ async function scanAddedLines(worktree: string, base: string, scanner: SecretSca
     child.stderr.on("data", (chunk: Buffer) => {
       if (stderr.length < 4096) stderr += chunk.toString();
     });
-    child.on("error", (err) => reject(new GuardrailError("MOSS_E_GUARDRAIL_GIT", `could not run git in ${worktree}: ${err.message}`, err)));
+    child.on("error", (err) => reject(new GuardrailError(Codes.GUARDRAIL_GIT, `could not run git in ${worktree}: ${err.message}`, err)));
     child.on("close", (code) => {
       pending += decoder.end();
       if (pending) onLine(pending);
       flushOverflow();
       if (code === 0) resolve();
-      else reject(new GuardrailError("MOSS_E_GUARDRAIL_GIT", `git diff failed in ${worktree} (exit ${code}): ${stderr.trim()}`));
+      else reject(new GuardrailError(Codes.GUARDRAIL_GIT, `git diff failed in ${worktree} (exit ${code}): ${stderr.trim()}`));
     });
   });
   return violations;
@@ -496,7 +485,7 @@ function gitIn(worktree: string): (args: string[]) => Promise<string> {
       return stdout;
     } catch (err) {
       const e = err as Error & { stderr?: string };
-      throw new GuardrailError("MOSS_E_GUARDRAIL_GIT", `git ${args[0]} failed in ${worktree}: ${(e.stderr ?? e.message).trim()}`, err);
+      throw new GuardrailError(Codes.GUARDRAIL_GIT, `git ${args[0]} failed in ${worktree}: ${(e.stderr ?? e.message).trim()}`, err);
     }
   };
 }

@@ -1,6 +1,7 @@
 import type { BlobStore } from "@moss/blob";
 import { getBatch, isCasConflict, kvGet, kvUpdate, transitionBatch, type ChunkItem, type KV } from "@moss/bus";
 import { BatchRecord, Buckets, FingerprintBreaker, type BatchReady, type BatchVerdict, type FailureEvent, type Regression } from "@moss/contracts";
+import { Codes, MossError } from "@moss/errors";
 import { context, injectContext, mossTracer, trace, type Logger } from "@moss/telemetry";
 import { randomBytes } from "node:crypto";
 import { FINAL, applyFailures, closeExpired, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure, type StoredFailure } from "../state/apply";
@@ -116,7 +117,7 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
     if (Object.keys(res.state.closing).length) await drain(agent, deps);
     return;
   }
-  throw new Error(`curator state of agent ${agent} kept changing under ${MAX_CAS_ROUNDS} attempts; will retry the chunk`);
+  throw new MossError(Codes.CURATOR_STATE_CONTENDED, `curator state of agent ${agent} kept changing under ${MAX_CAS_ROUNDS} attempts; will retry the chunk`);
 }
 
 /** An agent's state that outgrew one KV entry would fail every chunk with an opaque NATS error: say what to change. */
@@ -125,7 +126,8 @@ function checkStateSize(agent: string, data: string, policy: Policy, deps: Curat
   if (max === undefined || data.length < max / 4) return; // UTF-16 length x 4 bounds the UTF-8 size
   const bytes = Buffer.byteLength(data);
   if (bytes <= max - 1_024) return; // the KV put adds headers to the message
-  throw new Error(
+  throw new MossError(
+    Codes.CURATOR_STATE_TOO_LARGE,
     `the curator state of agent ${agent} would be ${bytes} bytes, over the ${max}-byte limit of one KV entry (the NATS max payload): ` +
       `lower curator.maxOpenFingerprints (now ${policy.maxOpenFingerprints}) or curator.maxSamples (now ${policy.maxSamples}) for this agent, or raise max_payload on the server`,
   );

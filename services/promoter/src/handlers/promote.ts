@@ -1,5 +1,6 @@
 import { BatchNotFoundError, BatchTransitionError, kvGet, kvUpdate, transitionBatch, type KV } from "@moss/bus";
-import { BatchRecord, Buckets, Deployment, MossError, PromotionOutcome, type BatchState } from "@moss/contracts";
+import { BatchRecord, Buckets, Deployment, PromotionOutcome, type BatchState } from "@moss/contracts";
+import { Codes, MossError } from "@moss/errors";
 import type { Logger } from "@moss/telemetry";
 
 /** The slice of @moss/runtime the promoter uses. */
@@ -79,7 +80,7 @@ async function enterPromoting(kv: KV, batchId: string, approvedBy: string): Prom
       resumed = cur.state === "promoting";
       if (resumed || PROMOTION_ENDS.includes(cur.state)) return undefined;
       if (cur.state !== "awaiting-approval") throw new BatchTransitionError(batchId, cur.state, "promoting");
-      if (!cur.candidate) throw new MossError("MOSS_E_NO_CANDIDATE", `batch ${batchId} has no candidate that passed replay`, false);
+      if (!cur.candidate) throw new MossError(Codes.NO_CANDIDATE, `batch ${batchId} has no candidate that passed replay`);
       return { ...cur, state: "promoting" as const, reason: `approved by ${approvedBy}`, updatedAt: new Date().toISOString() };
     },
     Buckets.batches,
@@ -101,7 +102,7 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
   // Another delivery got there first; it published the outcome before the final transition.
   if (PROMOTION_ENDS.includes(record.state)) return;
   const c = record.candidate;
-  if (!c) throw new MossError("MOSS_E_NO_CANDIDATE", `batch ${batch.batchId} has no candidate that passed replay`, false);
+  if (!c) throw new MossError(Codes.NO_CANDIDATE, `batch ${batch.batchId} has no candidate that passed replay`);
   const log = deps.log.child({ batch: batch.batchId, image: c.image });
 
   const journaled = resumed ? readJournal(record.reason) : undefined;
@@ -221,7 +222,7 @@ async function rollBack(agent: string, candidateImage: string, resumed: boolean,
   try {
     return `rolled back to ${(await deps.runtime.rollbackLive(agent)).image}`;
   } catch (err) {
-    if ((err as { code?: string }).code !== "MOSS_E_NO_PREVIOUS_VERSION") throw err;
+    if ((err as { code?: string }).code !== Codes.NO_PREVIOUS_VERSION.code) throw err;
     return "no previous version to roll back to";
   }
 }

@@ -1,5 +1,5 @@
-import { getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
-import { FingerprintBreaker, MossError, RejectedCandidate, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { BatchNotFoundError, getBatch, kvGet, transitionBatch, type KV } from "@moss/bus";
+import { FingerprintBreaker, RejectedCandidate, type Approval, type AttemptEvidence, type BatchRecord, type BatchRetry, type BatchState, type BatchVerdict, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 import { PROMOTION_ENDS, promote, type PromoteDeps } from "./promote";
 
@@ -101,7 +101,7 @@ export async function onCandidateFailed(msg: CandidateFailed, deps: VerdictDeps)
 
 export async function onApproval(msg: Approval, deps: VerdictDeps): Promise<void> {
   const cur = await getBatch(deps.batches, msg.batchId);
-  if (!cur) throw new MossError("MOSS_E_BATCH_NOT_FOUND", `approval for unknown batch ${msg.batchId}`, false);
+  if (!cur) throw new BatchNotFoundError(msg.batchId);
   if (msg.decision === "reject") {
     // The record keeps the verdict's reason, so a redelivery (the publish may have been lost after the transition)
     // announces the same verdict again, whoever sent this one; its msgId makes the repeat a no-op when it got out.

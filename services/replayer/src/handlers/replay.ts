@@ -1,6 +1,7 @@
 import type { BlobStore } from "@moss/blob";
 import { transitionBatch, type KV } from "@moss/bus";
-import { Expectation, FailureEvent, MossError, type CandidateReady, type ReplayCompleted, type ReplayResult } from "@moss/contracts";
+import { UnknownAgentError } from "@moss/config";
+import { Expectation, FailureEvent, type CandidateReady, type ReplayCompleted, type ReplayResult } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 
 /** The slice of @moss/runtime the replayer uses (a fake in unit tests). */
@@ -40,7 +41,7 @@ export const REPLAY_TIMEOUT_FACTOR = 1.5;
 /** Replays every failure of the batch against the candidate, each in its own ephemeral container. */
 export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<void> {
   const agent = deps.agents[msg.agent];
-  if (!agent) throw new MossError("MOSS_E_UNKNOWN_AGENT", `agent '${msg.agent}' is not in the Moss config`, false);
+  if (!agent) throw new UnknownAgentError(msg.agent);
   await transitionBatch(deps.batches, msg.batchId, "replaying");
   // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard); one failed trial fails it.
   const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));

@@ -2,7 +2,7 @@ import { aider } from "./aider";
 import { claudeCode } from "./claude-code";
 import { codex } from "./codex";
 import { commandAdapter } from "./command";
-import { AdapterConfigError } from "./errors";
+import { AdapterConfigError } from "../errors";
 import { opencode } from "./opencode";
 import { symbolicAdapter } from "./symbolic";
 import { toolAdapter, type ToolSpec } from "./tool";
@@ -10,7 +10,7 @@ import type { AdapterConfig, CodingAgentAdapter, ToolPreset } from "./types";
 
 export type { AdapterConfig, AdapterResult, CodingAgentAdapter, Stage, StageInvocation, ToolPreset } from "./types";
 export { STAGES } from "./types";
-export { AdapterConfigError } from "./errors";
+export { AdapterConfigError } from "../errors";
 export { renderTemplate } from "./command";
 export { runProcess, type ProcessRun, type ProcessOptions } from "./process";
 

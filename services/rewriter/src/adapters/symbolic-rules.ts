@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { RuleSetError } from "../errors";
 import { isObject } from "./common";
 
 /**
@@ -41,14 +42,6 @@ export interface ReplaceEdit {
 export interface RuleEvidence {
   fingerprint: string;
   errors: Array<{ type: string; message: string }>;
-}
-
-/** The rules directory or a rule in it is unusable; `problems` lists every problem found, not just the first. */
-export class RuleSetError extends Error {
-  override name = "RuleSetError";
-  constructor(readonly problems: string[]) {
-    super(problems.join("; "));
-  }
 }
 
 /** Loads every `*.json` rule of a directory, in file-name order (the order rules are tried in). */

@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { once, prepareOutput, writeText } from "./common";
 import { runProcess } from "./process";
-import { describeMatch, loadRules, matches, ruleEvidence, RuleSetError, type ReplaceEdit, type Rule } from "./symbolic-rules";
+import { RuleSetError } from "../errors";
+import { describeMatch, loadRules, matches, ruleEvidence, type ReplaceEdit, type Rule } from "./symbolic-rules";
 import type { AdapterResult, CodingAgentAdapter, StageInvocation } from "./types";
 
 /**

@@ -2,12 +2,14 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
 import { getBatch, kvKeys, kvUpdate, transitionBatch, type KV } from "@moss/bus";
-import type { Stages, Tier } from "@moss/config";
-import { BatchRecord, Buckets, CandidateFailed, FailureEvent, MossError, RejectedCandidate, isTerminal, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type CandidateReady, type StageRecord } from "@moss/contracts";
+import { UnknownAgentError, type Stages, type Tier } from "@moss/config";
+import { isTerminal } from "@moss/errors";
+import { BatchRecord, Buckets, CandidateFailed, FailureEvent, RejectedCandidate, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type CandidateReady, type StageRecord } from "@moss/contracts";
 import { commitSigned, type SigningConfig } from "@moss/git";
 import type { Logger } from "@moss/telemetry";
 import type { z } from "zod";
 import type { CodingAgentAdapter } from "../adapters";
+import { NoCodingAgentError } from "../errors";
 import { AgentRepo } from "../git";
 import type { GuardrailConfig } from "../guardrails";
 import { runStages } from "../pipeline";
@@ -37,20 +39,6 @@ export interface RewriterDeps {
   publishReady: (msg: z.input<typeof CandidateReady>) => Promise<void>;
   publishFailed: (msg: z.input<typeof CandidateFailed>) => Promise<void>;
   log: Logger;
-}
-
-export class UnknownAgentError extends MossError {
-  override name = "UnknownAgentError";
-  constructor(agent: string) {
-    super("MOSS_E_UNKNOWN_AGENT", `agent '${agent}' is not in the Moss config (agents.${agent}.repo); add it or fix the agent name it publishes`, false);
-  }
-}
-
-export class NoCodingAgentError extends MossError {
-  override name = "NoCodingAgentError";
-  constructor() {
-    super("MOSS_E_NO_CODING_AGENT", "no coding agent configured: set rewriter.adapter (a preset such as claude-code, or a command) or rewriter.command", false);
-  }
 }
 
 /** The evidence file handed to the coding agent. */

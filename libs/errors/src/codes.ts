@@ -1,0 +1,104 @@
+/**
+ * Every error code Moss has, in one place (fastify's lib/errors.js is the model): the code a user sees in a log, a
+ * dead letter or an API answer, the HTTP status the APIs answer it with, whether retrying can help by default, the
+ * package that raises it, and what it means and what to do. `libs/errors/README.md` lists them all; a test checks
+ * that every code is unique, documented there, and that no code is spelled anywhere else.
+ */
+export interface ErrorCode {
+  readonly code: `MOSS_E_${string}`;
+  /** HTTP status an API answers this error with. */
+  readonly status: number;
+  /** Whether retrying the same work can succeed (the bus naks it with backoff) or not (term + dead letter). */
+  readonly retryable: boolean;
+  /** The package that raises it. */
+  readonly raisedBy: string;
+  /** What happened, and what to do about it. */
+  readonly doc: string;
+}
+
+const all: ErrorCode[] = [];
+
+function code(code: ErrorCode["code"], raisedBy: string, status: number, retryable: boolean, doc: string): ErrorCode {
+  const c = Object.freeze({ code, status, retryable, raisedBy, doc });
+  all.push(c);
+  return c;
+}
+
+export const Codes = {
+  // Anything that is not a Moss error.
+  INTERNAL: code("MOSS_E_INTERNAL", "any", 500, true, "An unexpected error (a bug, or a failure nobody named). It is retried; its stack is in the service log."),
+
+  // @moss/bus
+  INVALID_MESSAGE: code("MOSS_E_INVALID_MESSAGE", "@moss/bus", 400, false, "A message is not JSON or does not match its schema. It is dead-lettered with every schema problem; fix the publisher."),
+  UNROUTABLE: code("MOSS_E_UNROUTABLE", "@moss/bus", 500, false, "A message arrived on a subject its consumer has no handler for (a topology bug). It is dead-lettered."),
+  BUS_UNAVAILABLE: code("MOSS_E_BUS_UNAVAILABLE", "@moss/bus", 503, true, "NATS could not be reached at start. Start nats-server (>= 2.10, with -js), run `moss up`, or set MOSS_NATS_URL."),
+  CAS_CONFLICT: code("MOSS_E_CAS_CONFLICT", "@moss/bus", 409, true, "A KV compare-and-set kept losing to concurrent writers. Retried from a fresh read."),
+
+  // @moss/batch
+  BATCH_NOT_FOUND: code("MOSS_E_BATCH_NOT_FOUND", "@moss/batch", 404, false, "No batch record has this id. List batches with `moss batches`."),
+  BATCH_TRANSITION: code("MOSS_E_BATCH_TRANSITION", "@moss/batch", 409, false, "A batch was asked to move along an edge its state machine does not have (e.g. promote a rejected batch)."),
+  NO_CANDIDATE: code("MOSS_E_NO_CANDIDATE", "@moss/batch", 409, false, "A promotion was asked for a batch that has no candidate that passed replay."),
+
+  // @moss/config
+  CONFIG: code("MOSS_E_CONFIG", "@moss/config", 400, false, "The Moss config is invalid or unreadable. The message names every problem: field, value, why."),
+  UNKNOWN_AGENT: code("MOSS_E_UNKNOWN_AGENT", "@moss/config", 404, false, "A message or command names an agent that is not in the Moss config. Add agents.<name>.repo, or fix the agent name it publishes."),
+
+  // @moss/blob
+  BLOB_NOT_FOUND: code("MOSS_E_BLOB_NOT_FOUND", "@moss/blob", 404, false, "No blob with this address is in the store: never stored there, or the writer used another store (blob dir, bucket, prefix)."),
+  BLOB_CORRUPT: code("MOSS_E_BLOB_CORRUPT", "@moss/blob", 500, false, "A stored blob no longer hashes to its address. Delete the stored copy and put the original bytes again."),
+  BLOB_INVALID_ID: code("MOSS_E_BLOB_INVALID_ID", "@moss/blob", 400, false, "A blob address that is not a sha256 (64 lowercase hex digits)."),
+  BLOB_INVALID_CONTENT_TYPE: code("MOSS_E_BLOB_INVALID_CONTENT_TYPE", "@moss/blob", 400, false, "A content type that cannot be stored as an HTTP header value (1-255 printable ASCII characters)."),
+  BLOB_UNAVAILABLE: code("MOSS_E_BLOB_UNAVAILABLE", "@moss/blob", 503, true, "The blob store could not be reached or failed transiently (network, 5xx, throttling, I/O). Retried."),
+  BLOB_BACKEND: code("MOSS_E_BLOB_BACKEND", "@moss/blob", 500, false, "The blob store refused the request (access denied, missing bucket, bad credentials, permissions). Fix its configuration."),
+
+  // @moss/git
+  UNSIGNED_COMMIT: code("MOSS_E_UNSIGNED_COMMIT", "@moss/git", 422, false, "A candidate commit carries no signature, so it cannot be promoted. Configure rewriter.signing.key (`moss keys init`)."),
+  BAD_SIGNATURE: code("MOSS_E_BAD_SIGNATURE", "@moss/git", 422, false, "A candidate commit's signature is not good for an allowed signer (unknown key, bad, expired or revoked). Do not promote it."),
+  SIGNING_KEY: code("MOSS_E_SIGNING_KEY", "@moss/git", 500, false, "rewriter.signing.key cannot sign: missing, unreadable, too-open permissions, encrypted, or a public key."),
+  ALLOWED_SIGNERS_MISSING: code("MOSS_E_ALLOWED_SIGNERS_MISSING", "@moss/git", 500, false, "rewriter.signing.allowedSigners cannot be read, so no signature can be verified. `moss keys init` writes one."),
+  INVALID_COMMIT_INPUT: code("MOSS_E_INVALID_COMMIT_INPUT", "@moss/git", 400, false, "A commit message, trailer or identity git cannot carry as given (empty, multi-line trailer value...)."),
+  NOTHING_TO_COMMIT: code("MOSS_E_NOTHING_TO_COMMIT", "@moss/git", 422, false, "Nothing is staged in the worktree: the patch changed no file."),
+  COMMIT_NOT_FOUND: code("MOSS_E_COMMIT_NOT_FOUND", "@moss/git", 404, false, "A revision names no commit in the repository. Check the sha, or fetch the branch into this repository."),
+  SIGNING_KEY_SETUP: code("MOSS_E_SIGNING_KEY_SETUP", "@moss/git", 500, false, "Creating or reading the signing key pair or its allowed signers file failed (`moss keys init`)."),
+  GIT_COMMAND: code("MOSS_E_GIT_COMMAND", "@moss/git", 500, false, "A git command failed. Retryable only when another git process holds a lock."),
+
+  // @moss/runtime
+  DOCKER_UNAVAILABLE: code("MOSS_E_DOCKER_UNAVAILABLE", "@moss/runtime", 503, true, "The Docker engine did not answer (socket missing, refused, permission denied). Start dockerd, then `npm run setup`."),
+  DOCKER: code("MOSS_E_DOCKER", "@moss/runtime", 502, true, "The Docker engine answered with an unexpected error. Retryable when the engine says it failed (5xx)."),
+  BASE_IMAGE_MISSING: code("MOSS_E_BASE_IMAGE_MISSING", "@moss/runtime", 500, false, "moss/node-base is not in the engine's image store. Run `npm run setup`."),
+  GIT_ARCHIVE_FAILED: code("MOSS_E_GIT_ARCHIVE_FAILED", "@moss/runtime", 500, false, "The build context could not be taken from the repository (no such repository or commit)."),
+  IMAGE_BUILD_FAILED: code("MOSS_E_IMAGE_BUILD_FAILED", "@moss/runtime", 422, false, "A candidate's image did not build, or not within rewriter.buildTimeoutMs. A build-failed verdict; the log is stored."),
+  IMAGE_NOT_FOUND: code("MOSS_E_IMAGE_NOT_FOUND", "@moss/runtime", 404, false, "The image to run is not in the engine's image store. Build it first."),
+  RUNTIME_INVALID_SPEC: code("MOSS_E_RUNTIME_INVALID_SPEC", "@moss/runtime", 400, false, "A runtime spec that cannot work (bad agent name, relative snapshot path, port out of range...)."),
+  TRIAL_FAILED: code("MOSS_E_TRIAL_FAILED", "@moss/runtime", 500, true, "A trial container could not be run at all (create, upload or start failed). Not the agent's misbehaviour, which is a verdict."),
+  LIVE_DEPLOY_FAILED: code("MOSS_E_LIVE_DEPLOY_FAILED", "@moss/runtime", 500, true, "Swapping or rolling back the live container failed; the message says what became of the version that was live."),
+  NO_PREVIOUS_VERSION: code("MOSS_E_NO_PREVIOUS_VERSION", "@moss/runtime", 409, false, "A rollback was asked for, but the agent has no previous container to go back to."),
+
+  // @moss/agent-sdk
+  SDK_CONFIG: code("MOSS_E_SDK_CONFIG", "@moss/agent-sdk", 400, false, "The reporter's options are unusable (bad agent name, version...); thrown by createReporter at start-up."),
+  SNAPSHOT_TOO_LARGE: code("MOSS_E_SNAPSHOT_TOO_LARGE", "@moss/agent-sdk", 413, false, "The state directory cannot be archived within the inline limit. Upload it to the blob store instead."),
+  INVALID_EVENT: code("MOSS_E_INVALID_EVENT", "@moss/agent-sdk", 400, false, "A failure event does not satisfy the moss.failure.v1 schema."),
+
+  // @moss/curator
+  CURATOR_STATE_CONTENDED: code("MOSS_E_CURATOR_STATE_CONTENDED", "@moss/curator", 503, true, "An agent's curator state kept changing under every compare-and-set of a chunk. The chunk is retried."),
+  CURATOR_STATE_TOO_LARGE: code("MOSS_E_CURATOR_STATE_TOO_LARGE", "@moss/curator", 500, true, "An agent's curator state would outgrow one KV entry. Lower curator.maxOpenFingerprints or maxSamples, or raise max_payload."),
+  UNAUTHORIZED: code("MOSS_E_UNAUTHORIZED", "@moss/curator", 401, false, "Missing or wrong bearer token. Send `Authorization: Bearer <curator.http.token>`."),
+  TOO_LARGE: code("MOSS_E_TOO_LARGE", "@moss/curator", 413, false, "An event larger than curator.http.bodyLimitBytes. Trim logs, or send the state snapshot by blob reference."),
+  BAD_REQUEST: code("MOSS_E_BAD_REQUEST", "@moss/curator", 400, false, "An HTTP request the API cannot read (not JSON, wrong content type)."),
+  UNAVAILABLE: code("MOSS_E_UNAVAILABLE", "@moss/curator", 503, true, "The event could not be stored in JetStream. Retry with the same id (it is deduplicated)."),
+  INVALID_FAILURE: code("MOSS_E_INVALID_FAILURE", "@moss/curator", 400, false, "A posted failure event does not match failure.v1; the answer lists every problem."),
+  INVALID_FLAG: code("MOSS_E_INVALID_FLAG", "@moss/curator", 400, false, "A posted flag does not match its schema; the answer lists every problem."),
+
+  // @moss/rewriter
+  ADAPTER_CONFIG: code("MOSS_E_ADAPTER_CONFIG", "@moss/rewriter", 500, false, "The coding-agent adapter configuration cannot work (unknown preset, empty command...). Fix rewriter.adapter."),
+  NO_CODING_AGENT: code("MOSS_E_NO_CODING_AGENT", "@moss/rewriter", 500, false, "No coding agent is configured. Set rewriter.adapter (a preset or a command) or rewriter.command."),
+  RULE_SET: code("MOSS_E_RULE_SET", "@moss/rewriter", 500, false, "The symbolic patcher's rules directory, or a rule in it, is unusable; every problem is listed."),
+  GUARDRAIL_CONFIG: code("MOSS_E_GUARDRAIL_CONFIG", "@moss/rewriter", 500, false, "rewriter.guardrails is invalid (a glob or a secret pattern that does not compile, a bad limit)."),
+  GUARDRAIL_GIT: code("MOSS_E_GUARDRAIL_GIT", "@moss/rewriter", 500, false, "The guardrail check could not read the change from git (not a worktree, unknown base)."),
+
+  // @moss/auditor
+  AUDIT_LOG_DAMAGED: code("MOSS_E_AUDIT_LOG_DAMAGED", "@moss/auditor", 500, false, "The audit log has a line that is not a record. The auditor will not append to it: restore it from a backup or move it aside."),
+} as const satisfies Record<string, ErrorCode>;
+
+/** Every code, in registry order. */
+export const AllCodes: readonly ErrorCode[] = Object.freeze([...all]);
