@@ -1,6 +1,8 @@
+// The CLI's public face: the command, the demo, the stack `moss up` starts, and the text rendering of a timeline.
 export { main } from "./main";
-export { runDemo, FAILING_REQUEST, FIXED_ANSWER } from "./demo";
-export type { DemoOptions, DemoResult } from "./demo";
+export { runDemo, FAILING_REQUEST, FIXED_ANSWER } from "./demo/run";
+export type { DemoOptions, DemoResult } from "./demo/run";
+export { prepareAgentRepo, EXAMPLE_AGENT } from "./demo/prepare";
 export { startStack, freePort, reachable, SERVICES } from "./stack";
 export type { Stack, StackOptions } from "./stack";
 export { deployAgent, waitHealthy } from "./deploy";

@@ -1,29 +1,7 @@
 /** Text rendering of the auditor's batch timeline, for `moss show` and the demo. */
-export interface TimelineView {
-  batchId: string;
-  agent?: string;
-  fingerprint?: string;
-  count?: number;
-  traceId?: string;
-  verdict: string;
-  failures: Array<{ id: string; occurredAt: string; request: { method: string; path: string; body?: string }; error: { type: string; message: string } }>;
-  attempts: Array<{
-    attempt: number;
-    commit?: string;
-    image?: string;
-    filesChanged?: string[];
-    verdict?: string;
-    reason?: string;
-    diffText?: string;
-    replay?: Array<{ failureId: string; passed: boolean; reason: string; durationMs: number }>;
-    stages?: Array<{ stage: string; round: number; verdict: string; reason: string; durationMs: number; outputText?: string }>;
-    codingAgent?: string;
-    signed?: boolean;
-  }>;
-  timeline: Array<{ at: string; kind: string; summary: string }>;
-}
+import type { BatchTimelineInput } from "@moss/contracts";
 
-export function renderTimeline(t: TimelineView, opts: { diff?: boolean } = {}): string {
+export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } = {}): string {
   const out: string[] = [];
   out.push(`Batch ${t.batchId}  agent ${t.agent ?? "?"}  verdict ${t.verdict.toUpperCase()}`);
   out.push(`  fingerprint ${t.fingerprint ?? "?"}`);

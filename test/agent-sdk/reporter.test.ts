@@ -9,7 +9,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { FailureEvent, Headers, Streams } from "@moss/contracts";
 import { createReporter, MossSdkError, SdkErrorCodes, type Reporter } from "@moss/agent-sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { freePort, startNats, type NatsServer } from "./nats-server";
+import { freePort, startNats, type NatsServer } from "../helpers/nats";
 
 const run = promisify(execFile);
 const VERSION = "0123456789abcdef0123456789abcdef01234567";
@@ -39,7 +39,7 @@ async function dir(name: string): Promise<string> {
 
 async function nats(port?: number): Promise<{ srv: NatsServer; nc: NatsConnection; jsm: JetStreamManager }> {
   const srv = await startNats(port !== undefined ? { port } : {});
-  cleanups.push(() => srv.dispose());
+  cleanups.push(() => srv.stop());
   const nc = await connect({ servers: srv.url });
   cleanups.push(() => nc.close());
   const jsm = await jetstreamManager(nc);
@@ -258,7 +258,7 @@ describe("createReporter with NATS down", () => {
 
   it("spools when the server is up but no stream takes moss.failure.* yet, and the dedup id prevents doubles on resend", async () => {
     const srv = await startNats();
-    cleanups.push(() => srv.dispose());
+    cleanups.push(() => srv.stop());
     const spoolFile = join(work, "spool-nostream.jsonl");
     const r = reporter(createReporter({ agent: "demo", version: VERSION, natsUrl: srv.url, spoolFile, publishTimeoutMs: 1_000, retryIntervalMs: 60_000, onWarning: () => undefined }));
     const id = await r.captureFailure({ request: { path: "/x" }, error: new Error("no stream") });
@@ -283,7 +283,7 @@ describe("createReporter when NATS goes away mid-life", () => {
     const r = reporter(createReporter({ agent: "demo", version: VERSION, natsUrl: first.srv.url, spoolFile, publishTimeoutMs: 800, retryIntervalMs: 300, onWarning: () => undefined }));
     const before = await r.captureFailure({ request: { path: "/before" }, error: new Error("while up") });
     await first.nc.close();
-    await first.srv.stop();
+    await first.srv.stop({ graceful: true, keepStore: true });
 
     const t0 = Date.now();
     const during = await r.captureFailure({ request: { path: "/during" }, error: new Error("while down") });
@@ -310,7 +310,7 @@ describe("createReporter when NATS goes away mid-life", () => {
     const r = createReporter({ agent: "demo", version: VERSION, natsUrl: srv.url, spoolFile, publishTimeoutMs: 500, retryIntervalMs: 60_000, onWarning: () => undefined });
     await r.captureFailure({ request: { path: "/up" }, error: new Error("up") });
     await nc.close();
-    await srv.stop();
+    await srv.stop({ graceful: true, keepStore: true });
     const id = await r.captureFailure({ request: { path: "/down" }, error: new Error("down") });
     const t0 = Date.now();
     await r.close();

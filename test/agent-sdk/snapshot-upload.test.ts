@@ -19,7 +19,7 @@ import {
   type SnapshotUploader,
 } from "@moss/agent-sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startNats, type NatsServer } from "./nats-server";
+import { startNats, type NatsServer } from "../helpers/nats";
 
 const run = promisify(execFile);
 const VERSION = "0123456789abcdef0123456789abcdef01234567";
@@ -43,7 +43,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await nc?.close();
-  await srv?.dispose();
+  await srv?.stop();
   await rm(work, { recursive: true, force: true });
 });
 

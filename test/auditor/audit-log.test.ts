@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AuditLog, hashRecord, type AuditInput, type AuditRecord } from "../../services/auditor/src/audit-log";
+import { AuditLog, hashRecord, type AuditInput, type AuditRecord } from "@moss/auditor";
 
 const GENESIS = "0".repeat(64);
 

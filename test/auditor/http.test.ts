@@ -14,10 +14,10 @@ import {
 } from "@moss/contracts";
 import type { FastifyInstance } from "fastify";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { AuditLog } from "../../services/auditor/src/audit-log";
-import { record } from "../../services/auditor/src/handlers/record";
-import type { BatchTimeline } from "../../services/auditor/src/handlers/timeline";
-import { buildApp } from "../../services/auditor/src/http";
+import { AuditLog } from "@moss/auditor";
+import { record } from "@moss/auditor";
+import type { BatchTimeline } from "@moss/contracts";
+import { buildApp } from "@moss/auditor";
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const BASE = "0123456789abcdef0123456789abcdef01234567";
@@ -112,7 +112,7 @@ async function promotedBatch(batchId = "b-20250601-1"): Promise<Story> {
     await deliver(Messages.failure, f, { subject: failureSubject(AGENT), at: `2025-06-01T11:59:5${i}.000Z` });
     refs.push({ id: f.id, event: await blob.put(JSON.stringify(f), { contentType: "application/json" }) });
   }
-  const batchBase = { batchId, agent: AGENT, fingerprint: "TypeError@checkout", baseVersion: BASE, failures: refs, count: 3 };
+  const batchBase = { batchId, agent: AGENT, fingerprint: "TypeError@checkout", fingerprintKey: "aaaaaaaaaaaaaaaaaaaa", baseVersion: BASE, failures: refs, count: 3 };
   const readySeq = await deliver(Messages.batchReady, { ...batchBase, attempt: 1 }, { at: "2025-06-01T12:00:00.000Z" });
   const diff = await blob.put(DIFF, { contentType: "text/x-diff" });
   const image = `moss/${AGENT}:${COMMIT.slice(0, 12)}`;
@@ -337,7 +337,7 @@ describe("auditor HTTP API over recorded messages", () => {
     const f = failure("f-go", "2025-06-01T12:00:00Z", "/v1/checkout", "boom");
     await deliver(Messages.failure, f, { subject: failureSubject(AGENT), at: "2025-06-01T12:00:00.100Z" });
     const ref = { id: f.id, event: await blob.put(JSON.stringify(f)) };
-    await deliver(Messages.batchReady, { batchId: "b-go", agent: AGENT, fingerprint: "fp", baseVersion: BASE, failures: [ref], count: 1 }, { at: "2025-06-01T12:00:00.300Z" });
+    await deliver(Messages.batchReady, { batchId: "b-go", agent: AGENT, fingerprint: "fp", fingerprintKey: "cccccccccccccccccccc", baseVersion: BASE, failures: [ref], count: 1 }, { at: "2025-06-01T12:00:00.300Z" });
     const { body: t } = await getJson<BatchTimeline>("/v1/batches/b-go");
     expect(t.timeline.map((e) => e.kind)).toEqual(["failure", "batch"]);
   });
@@ -360,7 +360,7 @@ async function retriedBatch(batchId = "b-20250602-7"): Promise<string> {
   const f = failure(`f-${batchId}`, "2025-06-02T09:00:00.000Z", "/v1/cart", "cart is undefined");
   await deliver(Messages.failure, f, { subject: failureSubject(AGENT), at: "2025-06-02T09:00:00.500Z" });
   const refs = [{ id: f.id, event: await blob.put(JSON.stringify(f)) }];
-  const batchBase = { batchId, agent: AGENT, fingerprint: "TypeError@cart", baseVersion: BASE, failures: refs, count: 1 };
+  const batchBase = { batchId, agent: AGENT, fingerprint: "TypeError@cart", fingerprintKey: "bbbbbbbbbbbbbbbbbbbb", baseVersion: BASE, failures: refs, count: 1 };
   await deliver(Messages.batchReady, batchBase, { at: "2025-06-02T09:01:00.000Z", traceId: "a".repeat(32) });
   await deliver(Messages.candidateFailed, { ...batchBase, attempt: 1, verdict: "build-failed", reason: "tsc: src/handler.ts(2,28): error TS2339" }, { at: "2025-06-02T09:02:00.000Z" });
   const evidence = [{ attempt: 1, verdict: "build-failed", reason: "tsc failed" }];

@@ -41,20 +41,20 @@ describe("bus against a real nats-server", () => {
 
   it("deduplicates by Nats-Msg-Id", async () => {
     const msg = { batchId: "dedup1", decision: "approve" as const, by: "op" };
-    const a = await bus.publish(Messages.approval, msg, { msgId: "approval-dedup1" });
-    const b = await bus.publish(Messages.approval, msg, { msgId: "approval-dedup1" });
+    const a = await bus.publish(Messages.approval, msg);
+    const b = await bus.publish(Messages.approval, msg);
     expect(a.duplicate).toBe(false);
     expect(b.duplicate).toBe(true);
     expect(b.seq).toBe(a.seq);
   });
 
   it("refuses to publish a message that breaks its own schema", async () => {
-    await expect(bus.publish(Messages.approval, { batchId: "x y", decision: "approve", by: "op" }, { msgId: "bad" })).rejects.toThrow(/invalid approval.v1/);
+    await expect(bus.publish(Messages.approval, { batchId: "x y", decision: "approve", by: "op" })).rejects.toThrow(/invalid approval.v1/);
   });
 
   it("redelivers a message whose consumer crashed before acking", async () => {
     await freshConsumer(testConsumer);
-    await bus.publish(Messages.approval, { batchId: "crash1", decision: "approve", by: "op" }, { msgId: "approval-crash1" });
+    await bus.publish(Messages.approval, { batchId: "crash1", decision: "approve", by: "op" });
     const child = spawn(process.execPath, ["--import", "tsx", "test/bus/fixtures/crash-consumer.ts"], { env: { ...process.env, NATS_URL: nats.url }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
@@ -82,7 +82,7 @@ describe("bus against a real nats-server", () => {
       ],
       { baseBackoffMs: 100 },
     );
-    await bus.publish(Messages.approval, { batchId: "retry1", decision: "approve", by: "op" }, { msgId: "approval-retry1" });
+    await bus.publish(Messages.approval, { batchId: "retry1", decision: "approve", by: "op" });
     await waitFor(() => c.stats.acked === 1, 10_000, "ack after retry");
     await c.stop();
     expect(calls).toBe(2);
@@ -97,7 +97,7 @@ describe("bus against a real nats-server", () => {
     // A raw publish bypasses the publisher-side validation, like a buggy agent in another language would.
     await bus.js.publish(Messages.approval.subject, JSON.stringify({ batchId: "bad", decision: "maybe" }), { msgID: "raw-bad" });
     await bus.js.publish(Messages.approval.subject, "not json at all", { msgID: "raw-notjson" });
-    await bus.publish(Messages.approval, { batchId: "good1", decision: "reject", by: "op" }, { msgId: "approval-good1" });
+    await bus.publish(Messages.approval, { batchId: "good1", decision: "reject", by: "op" });
     await waitFor(() => handled.includes("good1") && c.stats.termed === 2, 10_000, "dead letters");
 
     const letters: DeadLetter[] = [];
@@ -119,7 +119,7 @@ describe("bus against a real nats-server", () => {
   it("dead-letters a message that keeps failing after maxDeliver deliveries", async () => {
     await freshConsumer(testConsumer);
     const c = await bus.consume(testConsumer, [route(Messages.approval, async () => { throw new Error("flaky dependency"); })], { baseBackoffMs: 50 });
-    await bus.publish(Messages.approval, { batchId: "poison1", decision: "approve", by: "op" }, { msgId: "approval-poison1" });
+    await bus.publish(Messages.approval, { batchId: "poison1", decision: "approve", by: "op" });
     await waitFor(() => c.stats.termed === 1, 10_000, "give up");
     await c.stop();
     expect(c.stats.naked).toBe(2);

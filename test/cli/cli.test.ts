@@ -4,10 +4,11 @@ import { join } from "node:path";
 import { createBlobStore } from "@moss/blob";
 import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { main } from "../../cli/src/main";
-import { renderTimeline, type TimelineView } from "../../cli/src/render";
-import { AuditLog } from "../../services/auditor/src/audit-log";
-import { buildApp } from "../../services/auditor/src/http";
+import { main } from "@moss/cli";
+import type { BatchTimelineInput as TimelineView } from "@moss/contracts";
+import { renderTimeline } from "@moss/cli";
+import { AuditLog } from "@moss/auditor";
+import { buildApp } from "@moss/auditor";
 import { freePort } from "@moss/cli";
 import { runMoss } from "../helpers/moss";
 

@@ -206,7 +206,7 @@ describe("FailureEvent", () => {
 /** One valid (input-side, defaults omitted) payload per message. */
 const sha = "b".repeat(64);
 const ref = { sha256: sha, size: 1 };
-const base = { batchId: "b-1", agent: "shop", fingerprint: "fp", baseVersion: "0123abc", failures: [{ id: "f-1", event: ref }], count: 1 };
+const base = { batchId: "b-1", agent: "shop", fingerprint: "fp", fingerprintKey: "aaaaaaaaaaaaaaaaaaaa", baseVersion: "0123abc", failures: [{ id: "f-1", event: ref }], count: 1 };
 const samples: Record<string, unknown> = {
   "failure.v1": minimalFailure,
   "batch.ready.v1": base,

@@ -8,7 +8,7 @@ import { Buckets, Consumers, Streams, failureSubject } from "@moss/contracts";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { batchTotals, curatorConfig, publishAll, stormEvent, stormPayloads, waitDrained } from "../helpers/storm";
-import type { CuratorState } from "../../services/curator/src/state/state";
+import type { CuratorState } from "@moss/curator";
 
 const N = 20_000;
 const expected = [N / 3, N / 3, N / 3].map((x, i) => Math.floor(x) + (i < N % 3 ? 1 : 0)).sort((a, b) => a - b);

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AllCodes, Codes, MossError, causeText, errorCode, isTerminal } from "@moss/errors";
+import { AllCodes, Codes, MossError, causeText, createError, errorCode, isTerminal } from "@moss/errors";
 import { describe, expect, it } from "vitest";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -27,6 +27,16 @@ describe("MossError", () => {
     // A subclass may decide per instance (a Docker 4xx is terminal, a 5xx is not).
     expect(new MossError(Codes.DOCKER, "x", { retryable: false }).retryable).toBe(false);
     expect(new MossError(Codes.DOCKER, "x").retryable).toBe(true);
+  });
+
+  it("createError makes a named class for a code whose errors carry a message and a cause", () => {
+    const ConfigBroken = createError("ConfigBroken", Codes.CONFIG);
+    const cause = new Error("EACCES");
+    const err = new ConfigBroken("cannot read moss.config.json", { cause });
+    expect(err).toBeInstanceOf(ConfigBroken);
+    expect(err).toBeInstanceOf(MossError);
+    expect(ConfigBroken.name).toBe("ConfigBroken");
+    expect(err).toMatchObject({ name: "ConfigBroken", code: "MOSS_E_CONFIG", httpStatus: 400, retryable: false, cause, message: "cannot read moss.config.json" });
   });
 
   it("only an explicit retryable:false is terminal; unknown errors are retried", () => {

@@ -1,28 +1,46 @@
+// The one NATS harness of the tests: a real nats-server with JetStream on a free loopback port and a temp store.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-export { freePort } from "@moss/cli";
-import { freePort } from "@moss/cli";
 
 export interface NatsServer {
   url: string;
   port: number;
   storeDir: string;
   proc: ChildProcess;
-  /** Kills the server (SIGKILL) and removes its store unless keepStore. */
-  stop(opts?: { keepStore?: boolean }): Promise<void>;
+  /**
+   * Stops the server: killed at once (SIGKILL, as a crash would), or with `graceful` let shut down cleanly (SIGTERM,
+   * SIGKILL after 5 s). The store is removed unless `keepStore` (a server started again on it keeps its streams).
+   */
+  stop(opts?: { keepStore?: boolean; graceful?: boolean }): Promise<void>;
 }
 
+/** A TCP port that was free a moment ago on loopback. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
-/** A real nats-server with JetStream on a free loopback port and a temp store dir. */
+/** Starts `nats-server -js` (on `port` and `storeDir` when given: a restart); resolves once JetStream is ready. */
 export async function startNats(opts: { port?: number; storeDir?: string } = {}): Promise<NatsServer> {
   const port = opts.port ?? (await freePort());
   const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "moss-nats-"));
   const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`nats-server did not start on ${port}: ${stderr}`)), 10_000);
+    const t = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`nats-server did not start on ${port} within 10 s: ${stderr}`));
+    }, 10_000);
+    // "Server is ready" is printed once the port listens and JetStream is up.
     proc.stderr!.on("data", (d: Buffer) => {
       stderr += d.toString();
       if (stderr.includes("Server is ready")) {
@@ -36,16 +54,18 @@ export async function startNats(opts: { port?: number; storeDir?: string } = {})
     });
     proc.once("error", reject);
   });
+  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
     proc,
     async stop(o = {}) {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGKILL");
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill(o.graceful ? "SIGTERM" : "SIGKILL");
+        const t = o.graceful ? setTimeout(() => proc.kill("SIGKILL"), 5_000) : undefined;
         await exited;
+        clearTimeout(t);
       }
       if (!o.keepStore) rmSync(storeDir, { recursive: true, force: true });
     },

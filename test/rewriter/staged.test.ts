@@ -9,16 +9,17 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { batchStore, candidateStore } from "@moss/batch";
 import { kvGet, type KV } from "@moss/bus";
-import type { Stages, Tier } from "@moss/config";
-import { BatchReady, BatchRecord, BatchRetry, CandidateFailed, CandidateReady, RejectedCandidate, type BlobRef, type FailureEvent, type FailureRef, type StageRecord } from "@moss/contracts";
+import { knownAgent, parseConfig, type Stages, type Tier } from "@moss/config";
+import { BatchReady, BatchRecord, BatchRetry, CandidateFailed, CandidateReady, Messages, RejectedCandidate, type BlobRef, type FailureEvent, type FailureRef, type StageRecord } from "@moss/contracts";
 import { commitTrailers, ensureSigningKey, verifyCommit, type SigningKeyFiles } from "@moss/git";
 import { createRuntime } from "@moss/runtime";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdapter } from "../../services/rewriter/src/adapters";
-import { rewrite, type BuildPort, type Evidence, type RewriterDeps } from "../../services/rewriter/src/handlers/rewrite";
-import { batchRecord, failure, seed, silent, startEnv, type Env } from "../services/helpers";
+import { createAdapter, rewrite, type BuildPort, type Evidence, type RewriterDeps } from "@moss/rewriter";
+import { batchRecord, failure, seed, silent, startEnv, type Env } from "../helpers/env";
+import { recordingPublish } from "../helpers/publish";
 
 const FAKE_AGENT = fileURLToPath(new URL("./fake-agent.mjs", import.meta.url));
 const FINGERPRINT = "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat";
@@ -102,23 +103,25 @@ async function harness(o: {
   writeFileSync(join(fake, "script.json"), JSON.stringify(o.script));
   const base = makeRepo(repo, o.files);
 
-  const batches = await env.bucket("batches");
+  const batchesKv = await env.bucket("batches");
+  const batches = batchStore(batchesKv);
   const events: FailureEvent[] = [
     failure({ id: "f1", agent, version: base, logs: ["calling llm", "got empty choices"] }),
     failure({ id: "f2", agent, version: base, request: { method: "POST", path: "/v1/chat", body: '{"q":"bye"}' } }),
   ];
   const failures: FailureRef[] = [];
   for (const ev of events) failures.push({ id: ev.id, event: await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }) });
-  await seed(batches, batchRecord({ batchId, agent, failures, state: "ready", baseVersion: base, count: 2, ...(o.fingerprintKey ? { fingerprintKey: o.fingerprintKey } : {}) }));
+  await seed(batchesKv, batchRecord({ batchId, agent, failures, state: "ready", baseVersion: base, count: 2, ...(o.fingerprintKey ? { fingerprintKey: o.fingerprintKey } : {}) }));
 
-  const ready: CandidateReady[] = [];
-  const failed: CandidateFailed[] = [];
+  // Parsed as the bus would: what was published must be a valid message.
+  const sent = recordingPublish();
+  const ready: CandidateReady[] = sent.of(Messages.candidateReady);
+  const failed: CandidateFailed[] = sent.of(Messages.candidateFailed);
   const builds: Array<Parameters<BuildPort["buildImage"]>[0]> = [];
   const deps: RewriterDeps = {
-    agents: { [agent]: { repo } },
+    agent: (name) => ({ repo: knownAgent(parseConfig({ agents: { [agent]: { repo } } }), name).entry.repo, stages: o.stages ?? ALL_OFF, tier: { ...ONE_ROUND, ...o.tier } }),
     worktreesDir: join(dir, "worktrees"),
     adapter: createAdapter({ preset: "command", command: [process.execPath, FAKE_AGENT, "{stage}", "{worktree}", "{evidence}", "{prompt}", "{output}"] }),
-    plan: () => ({ stages: o.stages ?? ALL_OFF, tier: { ...ONE_ROUND, ...o.tier } }),
     timeoutMs: o.timeoutMs ?? 20_000,
     envAllow: ["FAKE_DIR"],
     env: { PATH: process.env["PATH"], HOME: process.env["HOME"], FAKE_DIR: fake },
@@ -128,16 +131,15 @@ async function harness(o: {
     runtime: o.runtime ?? {
       async buildImage(opts) {
         builds.push(opts);
-        return { image: opts.tag, log: `built ${opts.commit}` };
+        return { image: opts.tag, imageId: "sha256:test", log: `built ${opts.commit}` };
       },
     },
     batches,
-    ...(o.candidates ? { candidates: o.candidates } : {}),
-    publishReady: async (m) => void ready.push(CandidateReady.parse(m)),
-    publishFailed: async (m) => void failed.push(CandidateFailed.parse(m)),
+    ...(o.candidates ? { candidates: candidateStore(o.candidates) } : {}),
+    publish: sent.publish,
     log: silent,
   };
-  const msg = BatchReady.parse({ batchId, agent, fingerprint: FINGERPRINT, baseVersion: base, failures, count: 2, attempt: 1 });
+  const msg = BatchReady.parse({ batchId, agent, fingerprint: FINGERPRINT, fingerprintKey: o.fingerprintKey ?? "fpk0", baseVersion: base, failures, count: 2, attempt: 1 });
   const calls = (): Call[] =>
     existsSync(join(fake, "calls.jsonl"))
       ? readFileSync(join(fake, "calls.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Call)
@@ -162,7 +164,7 @@ async function harness(o: {
       evidence: JSON.parse(readFileSync(join(fake, `${stage}-${n}.evidence.json`), "utf8")) as Evidence,
       prompt: readFileSync(join(fake, `${stage}-${n}.prompt.md`), "utf8"),
     }),
-    record: async () => (await kvGet(batches, batchId, BatchRecord))!.value,
+    record: async () => (await kvGet(batchesKv, batchId, BatchRecord))!.value,
     branch: (attempt = 1) => `moss/${batchId}/${attempt}`,
     worktree: (attempt = 1) => join(dir, "worktrees", `${batchId}-${attempt}`),
   };

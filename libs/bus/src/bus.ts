@@ -1,7 +1,7 @@
 import {
   Headers as H,
   compiled,
-  deadLetterSubject,
+  Messages,
   subjectMatches,
   type ConsumerDef,
   type DeadLetter,
@@ -27,10 +27,8 @@ export interface BusOptions {
 }
 
 export interface PublishOptions {
-  /** Dedup id (`Nats-Msg-Id`): the same id within the stream's window is stored once. */
-  msgId: string;
-  /** Concrete subject, for definitions whose subject is a pattern (`moss.failure.*`). */
-  subject?: string;
+  /** A W3C trace carrier (a batch's root span) the message joins, instead of the active context. */
+  trace?: Record<string, string>;
   headers?: Record<string, string>;
 }
 
@@ -128,7 +126,8 @@ export interface Bus {
   readonly jsm: JetStreamManager;
   /** Streams and consumers, created or updated. */
   provision(): Promise<void>;
-  publish<S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts: PublishOptions): Promise<PubAck>;
+  /** Validates and publishes a message on its subject with its dedup id (both from its definition): a {@link Publish} port. */
+  publish<S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts?: PublishOptions): Promise<PubAck>;
   consume(consumer: ConsumerDef, routes: Route[], opts?: ConsumeOptions): Promise<Consumption>;
   /**
    * Consumes in chunks (up to maxChunk, flushed whenever nothing more is waiting): for high-volume subjects where
@@ -166,17 +165,18 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const kvm = new Kvm(nc);
   const kvs = new Map<string, Promise<KV>>();
 
-  const publish = async <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, p: PublishOptions): Promise<PubAck> => {
+  const publish = async <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, p: PublishOptions = {}): Promise<PubAck> => {
     const parsed = compiled(def.schema).safeParse(msg);
     if (!parsed.success) throw new InvalidMessageError(`refusing to publish an invalid ${def.name}: ${parsed.error.message}`);
-    const subject = p.subject ?? def.subject;
+    const data = parsed.data as z.output<S>;
+    const subject = def.subjectOf(data);
     if (/[*>]/.test(subject)) throw new InvalidMessageError(`publishing ${def.name} needs a concrete subject (pattern ${def.subject})`);
     const h = natsHeaders();
-    for (const [k, v] of Object.entries(injectContext({}))) h.set(k, v);
-    const batchId = (parsed.data as { batchId?: string }).batchId;
+    for (const [k, v] of Object.entries(p.trace ?? injectContext({}))) h.set(k, v);
+    const batchId = (data as { batchId?: string }).batchId;
     if (batchId) h.set(H.batchId, batchId);
     for (const [k, v] of Object.entries(p.headers ?? {})) h.set(k, v);
-    return js.publish(subject, JSON.stringify(parsed.data), { msgID: p.msgId, headers: h });
+    return js.publish(subject, JSON.stringify(data), { msgID: def.msgId(data), headers: h });
   };
 
   /** Copies a message to the dead-letter subject with the reason; dedup by origin so a crash never makes two. */
@@ -192,7 +192,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       headers: headersToRecord(m.headers, true) as Record<string, string[]>,
       at: new Date().toISOString(),
     };
-    await js.publish(deadLetterSubject(c.stream, c.durable), JSON.stringify(dl), { msgID: `dlq-${c.stream}-${c.durable}-${m.seq}` });
+    await js.publish(Messages.deadLetter.subjectOf(dl), JSON.stringify(dl), { msgID: Messages.deadLetter.msgId(dl) });
   };
 
   /** Parses and validates a message against its route; throws InvalidMessageError (terminal) if it does not fit. */

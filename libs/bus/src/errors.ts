@@ -1,12 +1,7 @@
-import { Codes, MossError, causeText } from "@moss/errors";
+import { Codes, MossError, causeText, createError } from "@moss/errors";
 
 /** A message did not match its schema (or was not JSON): terminal, dead-lettered. */
-export class InvalidMessageError extends MossError {
-  override name = "InvalidMessageError";
-  constructor(message: string, opts: { cause?: unknown } = {}) {
-    super(Codes.INVALID_MESSAGE, message, opts);
-  }
-}
+export const InvalidMessageError = createError("InvalidMessageError", Codes.INVALID_MESSAGE);
 
 /** A message arrived on a subject its consumer has no handler for: terminal. */
 export class UnroutableMessageError extends MossError {

@@ -69,3 +69,28 @@ export async function kvKeys(kv: KV, filter = ">"): Promise<string[]> {
   for await (const k of await kv.keys(filter)) keys.add(k);
   return [...keys].sort();
 }
+
+/**
+ * Every JSON entry of a bucket (optionally under a filter), parsed, by key order: list the keys once each, get each,
+ * keep the values (not deletions), validate. An entry that does not parse throws, naming its key — unless `onInvalid`
+ * is given, which is told about it while the rest are returned.
+ */
+export async function kvValues<S extends z.ZodType>(
+  kv: KV,
+  schema: S,
+  filter = ">",
+  onInvalid?: (key: string, err: Error) => void,
+): Promise<Array<Versioned<z.infer<S>> & { key: string }>> {
+  const out: Array<Versioned<z.infer<S>> & { key: string }> = [];
+  for (const key of await kvKeys(kv, filter)) {
+    try {
+      const v = await kvGet(kv, key, schema);
+      if (v) out.push({ key, ...v });
+    } catch (err) {
+      const e = new Error(`KV entry ${key} is not valid: ${(err as Error).message}`, { cause: err });
+      if (!onInvalid) throw e;
+      onInvalid(key, e);
+    }
+  }
+  return out;
+}

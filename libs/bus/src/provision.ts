@@ -1,4 +1,4 @@
-import { Consumers, StreamDefs, type ConsumerDef, type StreamDef } from "@moss/contracts";
+import { Consumers, RetiredConsumers, StreamDefs, type ConsumerDef, type StreamDef } from "@moss/contracts";
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 
@@ -6,11 +6,12 @@ import { nanos } from "@nats-io/transport-node";
 const notFound = (err: unknown) =>
   err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound);
 
-/** Creates or updates every Moss stream and durable consumer. Idempotent: safe at every service start. */
+/** Creates or updates every Moss stream and durable consumer, and deletes retired ones. Idempotent: safe at every service start. */
 export async function provision(
   jsm: JetStreamManager,
   streams: readonly StreamDef[] = StreamDefs,
   consumers: readonly ConsumerDef[] = Object.values(Consumers),
+  retired: ReadonlyArray<{ stream: string; durable: string }> = RetiredConsumers,
 ): Promise<void> {
   for (const s of streams) {
     const cfg = {
@@ -50,6 +51,16 @@ export async function provision(
       if (!notFound(err)) throw err;
       await addIgnoringRace(() => jsm.consumers.add(c.stream, cfg));
     }
+  }
+  for (const r of retired) await retire(jsm, r.stream, r.durable);
+}
+
+/** Deletes a consumer that no service reads any more; one that is already gone is fine. */
+async function retire(jsm: JetStreamManager, stream: string, durable: string): Promise<void> {
+  try {
+    await jsm.consumers.delete(stream, durable);
+  } catch (err) {
+    if (!notFound(err)) throw err;
   }
 }
 

@@ -7,3 +7,5 @@ export type { ConfigProblem } from "./errors";
 export { FingerprintConfig, FingerprintRule, DEFAULT_LIBRARY_PATTERNS, DEFAULT_ROOT_PATTERNS } from "./fingerprint";
 export type { FingerprintConfigInput } from "./fingerprint";
 export { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";
+export { knownAgent, resolveAgent } from "./agent";
+export type { CurationPolicy, ResolvedAgent } from "./agent";

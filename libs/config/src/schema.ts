@@ -160,7 +160,7 @@ export const MossConfig = z.object({
     .object({
       /** Promote a candidate that passed replay without waiting for `moss approve`. Default false. */
       autoApprove: z.boolean().default(false),
-      /** Attempts per batch before giving up. Default: the rewriter's depth tier (`standard`: 3). */
+      /** Attempts per batch before giving up, for every agent. Default: each agent's depth tier (`agents.<name>.rewrite.depth`, else `rewriter.depth`; `standard`: 3). */
       maxAttempts: z.number().int().min(1).optional(),
       /** Health-probe the new live agent this long before calling it promoted. Default 5 s. */
       bakeMs: z.number().int().min(0).default(5_000),

@@ -1,4 +1,5 @@
 export * from "./schemas";
 export * from "./topology";
+export * from "./api";
 export { toJsonSchemas } from "./json-schema";
 export { compiled } from "./compiled";

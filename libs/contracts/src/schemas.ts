@@ -124,10 +124,15 @@ export const AttemptEvidence = z.object({
 });
 export type AttemptEvidence = z.infer<typeof AttemptEvidence>;
 
+/** Short hash of a fingerprint (20 hex digits, or `overflow`): the key of its circuit breaker and rejected candidates. */
+export const FingerprintKey = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "fingerprint key: letters, digits, '-' or '_' (max 64)");
+
 const BatchBase = {
   batchId: Id,
   agent: AgentName,
   fingerprint: z.string(),
+  /** The fingerprint's key, so that every stage of the batch addresses its breaker and candidates without a lookup. */
+  fingerprintKey: FingerprintKey,
   /** Agent version (git commit) the batch's failures happened on; rewrites start from it. */
   baseVersion: GitSha,
   failures: z.array(FailureRef).min(1),
@@ -141,9 +146,13 @@ export type BatchReady = z.infer<typeof BatchReady>;
 export const BatchRetry = z.object({ ...BatchBase, attempt: z.number().int().min(2), previous: z.array(AttemptEvidence).min(1) });
 export type BatchRetry = z.infer<typeof BatchRetry>;
 
+/** The rewriter's stages, in the order an attempt runs them. Only `implement` may change files. */
+export const StageName = z.enum(["locate", "plan", "plan-review", "implement", "code-review"]);
+export type StageName = z.infer<typeof StageName>;
+
 /** One stage of an attempt (locate, plan, plan review, implement, code review): what it said and how it ended. */
 export const StageRecord = z.object({
-  stage: z.enum(["locate", "plan", "plan-review", "implement", "code-review"]),
+  stage: StageName,
   /** 1 for the first round of a stage that can repeat (plan / review rounds). */
   round: z.number().int().positive(),
   /** success | failure | no-change | timeout | approve | reject | skipped */
@@ -238,6 +247,26 @@ export const PromotionOutcome = z.object({
 });
 export type PromotionOutcome = z.infer<typeof PromotionOutcome>;
 
+/**
+ * The promoter's journal of a promotion, on the batch record: who approved it (the first approval's, also when a
+ * later delivery resumes it), then the decision it took after the bake, written before anything acts on it, so a
+ * delivery that resumes after a crash finishes that decision — the same outcome, no second bake that could decide
+ * otherwise, no second swap, no second rollback.
+ */
+export const PromotionJournal = z.object({
+  approvedBy: z.string().min(1),
+  decision: z
+    .object({
+      /** The outcome to publish; for a rollback, what the rollback restored is prefixed to its reason. */
+      outcome: PromotionOutcome,
+      /** The live container after the swap, and the kept previous one, for the deployment record. */
+      container: z.string(),
+      previousContainer: z.string().optional(),
+    })
+    .optional(),
+});
+export type PromotionJournal = z.infer<typeof PromotionJournal>;
+
 /** Copy of a message that was terminated: what it was, where it came from, and why. */
 export const DeadLetter = z.object({
   subject: z.string(),
@@ -253,12 +282,15 @@ export const DeadLetter = z.object({
 });
 export type DeadLetter = z.infer<typeof DeadLetter>;
 
-/** The batch record in the `moss_batches` KV bucket; it moves only by compare-and-set. */
+/**
+ * Where a batch stands, in the `moss_batches` KV bucket. The state machine (which state may follow which, which ones
+ * are final) is @moss/batch's; the record moves only by compare-and-set.
+ */
 export const BatchState = z.enum([
   "collecting",
   /** Closed, waiting for the agent's rewrite rate limit. */
   "queued",
-  /** Closed, but its fingerprint's circuit breaker is open: an operator must look first. */
+  /** Its fingerprint's circuit breaker is open: an operator must look first (`moss reset`); failures of it attach here. */
   "needs-human",
   "ready",
   "rewriting",
@@ -270,25 +302,10 @@ export const BatchState = z.enum([
   "rolled-back",
   "rejected",
   "exhausted",
+  /** An operator reset the breaker of a batch that needed a human: it ends, and the next failure opens a new batch. */
+  "released",
 ]);
 export type BatchState = z.infer<typeof BatchState>;
-
-/** Which states a batch may move to from each state (rollback and retries included). */
-export const BatchTransitions: Readonly<Record<BatchState, readonly BatchState[]>> = {
-  collecting: ["ready", "queued", "needs-human"],
-  queued: ["ready", "needs-human"],
-  "needs-human": [],
-  ready: ["rewriting", "exhausted", "needs-human"],
-  rewriting: ["rewriting", "candidate", "exhausted", "needs-human"],
-  candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
-  replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human", "rejected"],
-  "awaiting-approval": ["promoting", "rejected"],
-  promoting: ["promoted", "rolled-back"],
-  promoted: [],
-  "rolled-back": [],
-  rejected: [],
-  exhausted: [],
-};
 
 export const BatchRecord = z.object({
   batchId: Id,
@@ -302,8 +319,8 @@ export const BatchRecord = z.object({
   attached: z.number().int().nonnegative().default(0),
   /** Grouping algorithm (and rules) that produced the fingerprint. */
   fingerprintVersion: z.string().default("fp1"),
-  /** Short hash of the fingerprint: the key of its circuit breaker. */
-  fingerprintKey: z.string().optional(),
+  /** Short hash of the fingerprint: the key of its circuit breaker (absent on records of curators that had none). */
+  fingerprintKey: FingerprintKey.optional(),
   openedAt: z.string().datetime(),
   deadline: z.string().datetime(),
   closedAt: z.string().datetime().optional(),
@@ -319,6 +336,8 @@ export const BatchRecord = z.object({
    * written before it is published, so a redelivery republishes the verdict instead of running the coding agent again.
    */
   failedAttempt: z.object({ attempt: z.number().int().positive(), message: BlobRef }).optional(),
+  /** The promotion of the candidate, once consent was given: who gave it, and the promoter's journal. */
+  promotion: PromotionJournal.optional(),
   updatedAt: z.string().datetime(),
 });
 export type BatchRecord = z.infer<typeof BatchRecord>;
@@ -361,6 +380,8 @@ export const BreakerReset = z.object({
   by: z.string().min(1).max(200),
   /** The breaker as it was before the reset. */
   was: z.object({ consecutiveRejections: z.number().int().nonnegative(), needsHuman: z.boolean() }),
+  /** The batches of this fingerprint that waited for a human and ended with the reset (`released`). */
+  released: z.array(Id).default([]),
   at: z.string().datetime(),
 });
 export type BreakerReset = z.infer<typeof BreakerReset>;

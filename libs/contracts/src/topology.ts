@@ -15,8 +15,10 @@ import {
 } from "./schemas";
 
 /**
- * A message kind: its subject (a concrete subject, or a pattern when the last token varies) and its schema.
- * Publisher and handler import the same definition; no subject string is typed anywhere else.
+ * A message kind: its subject (a concrete subject, or a pattern when the last token varies), its schema, and how a
+ * message of it is addressed — the concrete subject it goes to and its JetStream dedup id, both derived from the
+ * message itself. Publisher and handler import the same definition; no subject string or dedup id is typed anywhere
+ * else.
  */
 export interface MessageDef<S extends z.ZodType = z.ZodType> {
   /** Short stable name, used in logs, audit records and JSON Schema file names. */
@@ -26,10 +28,28 @@ export interface MessageDef<S extends z.ZodType = z.ZodType> {
   readonly schema: S;
   /** The stream that stores it. */
   readonly stream: StreamName;
+  /** The `Nats-Msg-Id` of a message: the same message published twice within the stream's window is stored once. */
+  msgId(m: z.output<S>): string;
+  /** The concrete subject a message is published on. */
+  subjectOf(m: z.output<S>): string;
 }
 
-function def<S extends z.ZodType>(name: string, subject: string, stream: StreamName, schema: S): MessageDef<S> {
-  return Object.freeze({ name, subject, schema, stream });
+/**
+ * Publishes a message of a kind on its subject with its dedup id, once it validates; resolves when JetStream stored
+ * it. `trace` is a W3C trace carrier the message joins (a batch's root span) instead of the active context.
+ * The one port every service's handlers publish through.
+ */
+export type Publish = <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts?: { trace?: Record<string, string> }) => Promise<unknown>;
+
+function def<S extends z.ZodType>(
+  name: string,
+  subject: string,
+  stream: StreamName,
+  schema: S,
+  msgId: (m: z.output<S>) => string,
+  subjectOf: (m: z.output<S>) => string = () => subject,
+): MessageDef<S> {
+  return Object.freeze({ name, subject, schema, stream, msgId, subjectOf });
 }
 
 export const Streams = {
@@ -42,31 +62,38 @@ export const Streams = {
 } as const;
 export type StreamName = (typeof Streams)[keyof typeof Streams];
 
+/** The concrete subject a failure of `agent` is published on. */
+export function failureSubject(agent: string): string {
+  return `moss.failure.${agent}`;
+}
+/** The concrete subject a dead letter from `stream`/`consumer` is published on. */
+export function deadLetterSubject(stream: string, consumer: string): string {
+  return `moss.dlq.${stream}.${consumer}`;
+}
+const attemptId = (m: { batchId: string; attempt: number }) => `candidate-${m.batchId}-${m.attempt}`;
+
 export const Messages = {
-  /** `moss.failure.<agent>` */
-  failure: def("failure.v1", "moss.failure.*", Streams.FAILURES, FailureEvent),
-  batchReady: def("batch.ready.v1", "moss.batch.ready.v1", Streams.PIPELINE, BatchReady),
-  batchRetry: def("batch.retry.v1", "moss.batch.retry.v1", Streams.PIPELINE, BatchRetry),
-  candidateReady: def("candidate.ready.v1", "moss.candidate.ready.v1", Streams.PIPELINE, CandidateReady),
-  candidateFailed: def("candidate.failed.v1", "moss.candidate.failed.v1", Streams.PIPELINE, CandidateFailed),
-  replayCompleted: def("replay.completed.v1", "moss.replay.completed.v1", Streams.PIPELINE, ReplayCompleted),
-  batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict),
-  approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval),
-  promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome),
+  /** `moss.failure.<agent>`; deduplicated by the failure's own id. */
+  failure: def("failure.v1", "moss.failure.*", Streams.FAILURES, FailureEvent, (m) => m.id, (m) => failureSubject(m.agent)),
+  batchReady: def("batch.ready.v1", "moss.batch.ready.v1", Streams.PIPELINE, BatchReady, (m) => `batch-ready-${m.batchId}`),
+  batchRetry: def("batch.retry.v1", "moss.batch.retry.v1", Streams.PIPELINE, BatchRetry, (m) => `batch-retry-${m.batchId}-${m.attempt}`),
+  /** One id for both outcomes of an attempt (ready or failed): an attempt announces one of them, once. */
+  candidateReady: def("candidate.ready.v1", "moss.candidate.ready.v1", Streams.PIPELINE, CandidateReady, (m) => attemptId(m)),
+  candidateFailed: def("candidate.failed.v1", "moss.candidate.failed.v1", Streams.PIPELINE, CandidateFailed, (m) => attemptId(m)),
+  replayCompleted: def("replay.completed.v1", "moss.replay.completed.v1", Streams.PIPELINE, ReplayCompleted, (m) => `replay-${m.batchId}-${m.attempt}`),
+  batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict, (m) => `verdict-${m.batchId}-${m.attempt}-${m.verdict}`),
+  approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval, (m) => `approval-${m.batchId}-${m.decision}`),
+  promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome, (m) => `promotion-${m.batchId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
-  regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression),
-  /** An operator reset a fingerprint's circuit breaker (`moss reset`). */
-  breakerReset: def("breaker.reset.v1", "moss.breaker.reset.v1", Streams.PIPELINE, BreakerReset),
-  /** `moss.dlq.<stream>.<consumer>` */
-  deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter),
+  regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression, (m) => `regression-${m.failureId}`),
+  /** An operator reset a fingerprint's circuit breaker (`moss reset`); one record per reset, a retried publish is dropped. */
+  breakerReset: def("breaker.reset.v1", "moss.breaker.reset.v1", Streams.PIPELINE, BreakerReset, (m) => `breaker-reset-${m.breaker}-${Date.parse(m.at)}`),
+  /** `moss.dlq.<stream>.<consumer>`; one copy per terminated message, whoever terminated it. */
+  deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter, (m) => `dlq-${m.stream}-${m.consumer}-${m.streamSeq}`, (m) => deadLetterSubject(m.stream, m.consumer)),
 } as const;
 export type MessageName = keyof typeof Messages;
 export type MessageOf<K extends MessageName> = z.infer<(typeof Messages)[K]["schema"]>;
 
-/** The concrete subject a failure of `agent` is published on. */
-export const failureSubject = (agent: string): string => `moss.failure.${agent}`;
-/** The concrete subject a dead letter from `stream`/`consumer` is published on. */
-export const deadLetterSubject = (stream: string, consumer: string): string => `moss.dlq.${stream}.${consumer}`;
 
 export interface StreamDef {
   readonly name: StreamName;
@@ -108,8 +135,6 @@ export const Consumers = {
   // Chunks take milliseconds and heartbeat while they run: a short ack wait lets a crashed curator's
   // in-flight failures come back in seconds, not half a minute.
   curator: consumer("curator", Streams.FAILURES, [Messages.failure], 5_000),
-  /** Outcomes the curator's circuit breaker counts. */
-  curatorOutcomes: consumer("curator-outcomes", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.batchVerdict, Messages.promotion]),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval]),
@@ -117,6 +142,13 @@ export const Consumers = {
   auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorDlq: Object.freeze({ durable: "auditor-dlq", stream: Streams.DLQ, filterSubjects: ["moss.dlq.>"], ackWaitMs: 30_000, maxDeliver: 10 }),
 } satisfies Record<string, ConsumerDef>;
+
+/**
+ * Durable consumers earlier versions created and nothing reads any more; provisioning deletes them, so they hold no
+ * state on the server. (`curator-outcomes`: the curator counted circuit breakers; the promoter, who judges every
+ * attempt, does now.)
+ */
+export const RetiredConsumers: ReadonlyArray<{ stream: StreamName; durable: string }> = Object.freeze([{ stream: Streams.PIPELINE, durable: "curator-outcomes" }]);
 
 /** KV buckets. */
 export const Buckets = {

@@ -61,6 +61,7 @@ export const Codes = {
   COMMIT_NOT_FOUND: code("MOSS_E_COMMIT_NOT_FOUND", "@moss/git", 404, false, "A revision names no commit in the repository. Check the sha, or fetch the branch into this repository."),
   SIGNING_KEY_SETUP: code("MOSS_E_SIGNING_KEY_SETUP", "@moss/git", 500, false, "Creating or reading the signing key pair or its allowed signers file failed (`moss keys init`)."),
   GIT_COMMAND: code("MOSS_E_GIT_COMMAND", "@moss/git", 500, false, "A git command failed. Retryable only when another git process holds a lock."),
+  GIT_UNSAFE_REPO: code("MOSS_E_GIT_UNSAFE_REPO", "@moss/git", 500, false, "The agent repository's config sets something Moss will not run git under (e.g. core.worktree). Remove it from the repository's config."),
 
   // @moss/runtime
   DOCKER_UNAVAILABLE: code("MOSS_E_DOCKER_UNAVAILABLE", "@moss/runtime", 503, true, "The Docker engine did not answer (socket missing, refused, permission denied). Start dockerd, then `npm run setup`."),

@@ -19,6 +19,24 @@ export class MossError extends Error {
   }
 }
 
+/** The class of an error that says nothing but its message (and cause): what `createError` makes. */
+export type MessageErrorClass = new (message: string, opts?: { cause?: unknown }) => MossError;
+
+/**
+ * A named error class for one code whose instances carry only a message and a cause (fastify's `createError` is the
+ * model). Errors with fields of their own (a build log, the path at fault) are written as subclasses of MossError.
+ */
+export function createError(name: string, code: ErrorCode): MessageErrorClass {
+  const E = class extends MossError {
+    constructor(message: string, opts: { cause?: unknown } = {}) {
+      super(code, message, opts);
+      this.name = name;
+    }
+  };
+  Object.defineProperty(E, "name", { value: name });
+  return E;
+}
+
 /** Whether an error (Moss or not) says retrying cannot help. Unknown errors are assumed retryable. */
 export function isTerminal(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { retryable?: unknown }).retryable === false;

@@ -9,13 +9,13 @@ const MOSS: GitIdentity = { name: "Moss", email: "moss@localhost" };
 const TRAILER_KEY = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 
 /**
- * Commits everything staged in `worktree` with `message` and `trailers` (`--trailer "Key: value"`),
+ * Commits everything staged in `worktree` with `message` and `trailers` (a last paragraph of `Key: value` lines),
  * as `author` (default `Moss <moss@localhost>`) for both author and committer, SSH-signed when
  * `signing.key` is set. Returns the new commit's sha.
  *
  * Everything is passed with `-c` for this one git process; neither the user's global config nor
- * the repository's is read for identity/signing or written. Hooks are off (`core.hooksPath=/dev/null`):
- * a patch may edit hook scripts kept in the tree (husky), and they would run here, in the
+ * the repository's is read for identity/signing or written. Hooks are off (the runner's hardening, and
+ * `--no-verify`): a patch may edit hook scripts kept in the tree (husky), and they would run here, in the
  * rewriter, and could rewrite the message or trailers.
  *
  * Throws NothingToCommitError when nothing is staged, SigningKeyError when the key cannot sign,
@@ -24,7 +24,7 @@ const TRAILER_KEY = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 export async function commitSigned(worktree: string, opts: CommitOptions): Promise<string> {
   const message = opts.message.trim();
   if (!message) throw new InvalidCommitInputError("message", "it is empty");
-  const trailerArgs = trailerArguments(opts.trailers);
+  const block = trailerBlock(opts.trailers);
   const who = opts.author ?? MOSS;
   checkIdentity(who);
 
@@ -35,7 +35,6 @@ export async function commitSigned(worktree: string, opts: CommitOptions): Promi
     `committer.email=${who.email}`,
     `user.name=${who.name}`,
     `user.email=${who.email}`,
-    "core.hooksPath=/dev/null",
   ];
   const key = opts.signing.key ? await usableKey(opts.signing.key) : undefined;
   if (key) {
@@ -48,9 +47,11 @@ export async function commitSigned(worktree: string, opts: CommitOptions): Promi
   const staged = await runGit(worktree, ["diff", "--cached", "--name-only", "-z"]);
   if (!staged) throw new NothingToCommitError(worktree);
 
-  const args = ["commit", "--quiet", "--no-verify", "--no-edit", "--cleanup=whitespace", "-m", message, ...trailerArgs];
+  // The trailer block is written into the message here rather than by `--trailer`: git would apply the repository's
+  // `trailer.*` config to it (a `trailer.<key>.cmd` runs a program, `.key` renames the key).
+  const args = ["commit", "--quiet", "--no-verify", "--no-edit", "--cleanup=whitespace", "-m", block ? `${message}\n\n${block}` : message];
   try {
-    await runGit(worktree, args, config);
+    await runGit(worktree, args, { config });
   } catch (err) {
     if (key && err instanceof GitCommandError && /failed to write commit object|ssh-keygen|private key|Load key/i.test(err.output)) {
       throw new SigningKeyError(key, `git could not sign the commit: ${oneLine(err.output)}`, { cause: err });
@@ -60,8 +61,9 @@ export async function commitSigned(worktree: string, opts: CommitOptions): Promi
   return (await runGit(worktree, ["rev-parse", "--verify", "HEAD^{commit}"])).trim();
 }
 
-function trailerArguments(trailers: Record<string, string>): string[] {
-  const args: string[] = [];
+/** `Key: value` lines, in insertion order: the commit message's last paragraph, where git reads trailers. */
+function trailerBlock(trailers: Record<string, string>): string {
+  const lines: string[] = [];
   for (const [k, v] of Object.entries(trailers)) {
     if (!TRAILER_KEY.test(k)) {
       throw new InvalidCommitInputError(`trailer ${JSON.stringify(k)}`, "a trailer key is letters, digits and '-', starting with a letter or digit");
@@ -71,9 +73,9 @@ function trailerArguments(trailers: Record<string, string>): string[] {
     if (/[\r\n]/.test(value)) {
       throw new InvalidCommitInputError(`trailer ${k}`, "its value spans lines; join the items, e.g. with \", \"");
     }
-    args.push("--trailer", `${k}: ${value}`);
+    lines.push(`${k}: ${value}`);
   }
-  return args;
+  return lines.join("\n");
 }
 
 function checkIdentity(who: GitIdentity): void {

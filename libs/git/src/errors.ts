@@ -2,7 +2,7 @@
  * Errors thrown by @moss/git: one class per code of the registry in @moss/errors (stable `code`, `retryable`,
  * `cause`); the bus maps retryable errors to `nak(delay)` and the rest to `term` + dead-letter.
  */
-import { Codes, MossError } from "@moss/errors";
+import { Codes, MossError, createError } from "@moss/errors";
 import type { SignatureStatus } from "./types";
 
 /** The commit carries no signature at all (terminal). */
@@ -139,12 +139,7 @@ export class CommitNotFoundError extends MossError {
 }
 
 /** Creating or reading the signing key pair / allowed signers file failed (terminal). */
-export class KeySetupError extends MossError {
-  override name = "KeySetupError";
-  constructor(message: string, opts: { cause?: unknown } = {}) {
-    super(Codes.SIGNING_KEY_SETUP, message, opts);
-  }
-}
+export const KeySetupError = createError("KeySetupError", Codes.SIGNING_KEY_SETUP);
 
 /**
  * A git command failed for another reason. Retryable only when git reports a held lock
@@ -165,5 +160,17 @@ export class GitCommandError extends MossError {
         (locked ? ". Another git process holds the lock; retry when it has finished" : ""),
       { ...opts, retryable: locked },
     );
+  }
+}
+
+/** The repository's own config sets something Moss will not run git under (terminal until it is removed). */
+export class UnsafeRepositoryError extends MossError {
+  override name = "UnsafeRepositoryError";
+  constructor(
+    readonly repo: string,
+    readonly key: string,
+    why: string,
+  ) {
+    super(Codes.GIT_UNSAFE_REPO, `the git config of ${repo} sets ${key}, and ${why}: Moss does not run git there. Remove it (git config --unset ${key}) and retry`);
   }
 }

@@ -8,9 +8,13 @@ export {
   KeySetupError,
   NothingToCommitError,
   SigningKeyError,
+  UnsafeRepositoryError,
   UnsignedCommitError,
 } from "./errors";
+export { runGit } from "./run";
+export type { GitRunOptions } from "./run";
 export { commitSigned } from "./commit";
 export { requireGoodSignature, resolveCommit, verifyCommit } from "./verify";
 export { commitTrailers } from "./trailers";
 export { ensureSigningKey } from "./keys";
+export { addWorktree, archiveCommit, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";

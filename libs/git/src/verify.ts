@@ -47,7 +47,7 @@ export async function verifyCommit(repo: string, sha: string, allowedSigners: st
   const raw = await runGit(
     repo,
     ["log", "-1", "--no-show-signature", "--format=%G?%n%GF%n%GS%n%GG", commit, "--"],
-    [`gpg.ssh.allowedSignersFile=${file}`, "gpg.ssh.program=ssh-keygen", "log.showSignature=false"],
+    { config: [`gpg.ssh.allowedSignersFile=${file}`] },
   );
   const [code = "", fingerprint = "", signer = "", ...message] = raw.split("\n");
   const status = mapStatus(code.trim(), message.join("\n"));

@@ -3,7 +3,7 @@ import { Codes } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { AuditLog } from "./audit-log";
-import { batchTimeline, listBatches } from "./handlers/timeline";
+import { batchTimeline, listBatches } from "./timeline";
 
 export interface AuditorHttpDeps {
   log: AuditLog;

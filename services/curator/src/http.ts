@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { FailureEvent, compiled } from "@moss/contracts";
+import { FailureEvent, Flag, Messages, compiled, type Publish } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -7,27 +7,10 @@ import { z } from "zod";
 
 export interface IngestDeps {
   /** Publishes to JetStream and resolves once the event is stored (the 202 means durable). */
-  publish(ev: FailureEvent): Promise<void>;
+  publish: Publish;
   token?: string;
   bodyLimitBytes: number;
 }
-
-/** An operator (or the agent itself) marks a turn as bad: it becomes a failure like any other. */
-export const Flag = z.object({
-  agent: FailureEvent.shape.agent,
-  version: FailureEvent.shape.version,
-  request: FailureEvent.shape.request,
-  response: FailureEvent.shape.response,
-  route: FailureEvent.shape.route,
-  /** Why this turn is bad, in words. */
-  reason: z.string().min(1).max(2_000),
-  by: z.string().min(1).max(200),
-  /** Group flags explicitly (e.g. one per issue); default: by route and reason. */
-  fingerprint: FailureEvent.shape.fingerprint,
-  snapshot: FailureEvent.shape.snapshot,
-  env: FailureEvent.shape.env,
-});
-export type Flag = z.infer<typeof Flag>;
 
 /** The failure event a flag becomes. */
 export function flagToFailure(f: Flag, now = new Date()): FailureEvent {
@@ -74,14 +57,14 @@ export function buildApp(deps: IngestDeps): FastifyInstance {
   app.post("/v1/failures", async (req, reply) => {
     const parsed = compiled(FailureEvent).safeParse(req.body);
     if (!parsed.success) return replyError(reply, Codes.INVALID_FAILURE, "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", { problems: problems(parsed.error) });
-    await deps.publish(parsed.data);
+    await deps.publish(Messages.failure, parsed.data);
     return reply.code(202).send({ id: parsed.data.id });
   });
   app.post("/v1/flags", async (req, reply) => {
     const parsed = Flag.safeParse(req.body);
     if (!parsed.success) return replyError(reply, Codes.INVALID_FLAG, "the flag does not match its schema", { problems: problems(parsed.error) });
     const ev = flagToFailure(parsed.data);
-    await deps.publish(ev);
+    await deps.publish(Messages.failure, ev);
     return reply.code(202).send({ id: ev.id });
   });
   return app;

@@ -1,18 +1,18 @@
-// Curator: failure events in, batches out. Wiring only; decisions live in handlers/ and state/.
-import { kvKeys, route } from "@moss/bus";
-import { Buckets, Consumers, Messages, Streams, failureSubject } from "@moss/contracts";
+// Curator: failure events in, batches out. Wiring only; the decisions live in handlers/, state/, outbox.ts and timer.ts.
+import { batchStore, breakerStore } from "@moss/batch";
+import { resolveAgent } from "@moss/config";
+import { Buckets, Consumers, Messages, Streams } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
-import { context, extractContext } from "@moss/telemetry";
 import { createFingerprinter } from "./fingerprint";
-import { onOutcome, type BreakerDeps } from "./handlers/breaker";
-import { ingestChunk, tick, type CuratorDeps } from "./handlers/ingest";
+import { ingestChunk } from "./handlers/failures";
 import { buildApp } from "./http";
+import type { CuratorDeps } from "./deps";
+import { tickAll } from "./timer";
 
 await runService({
   name: "curator",
   env: process.env,
   async start({ config, log, bus, blob }) {
-    const policyFor = (agent: string) => ({ ...config.curator, ...config.agents[agent]?.curation });
     let ackFloor = 0;
     const refreshAckFloor = async () => {
       const info = await bus.jsm.consumers.info(Streams.FAILURES, Consumers.curator.durable);
@@ -22,28 +22,16 @@ await runService({
     const deps: CuratorDeps = {
       blob,
       state: await bus.kv(Buckets.curator),
-      batches: await bus.kv(Buckets.batches),
-      breakers: await bus.kv(Buckets.fingerprints),
-      policyFor,
+      batches: batchStore(await bus.kv(Buckets.batches)),
+      breakers: breakerStore(await bus.kv(Buckets.fingerprints)),
+      policyFor: (agent) => resolveAgent(config, agent).curation,
       fingerprint: createFingerprinter(config.curator.fingerprint),
       ackFloor: () => ackFloor,
       log,
       maxStateBytes: bus.nc.info?.max_payload,
-      publishReady: async (msg, trace) => {
-        await context.with(extractContext(trace), () => bus.publish(Messages.batchReady, msg, { msgId: `batch-ready-${msg.batchId}` }));
-      },
-      publishVerdict: async (m) => void (await bus.publish(Messages.batchVerdict, m, { msgId: `verdict-${m.batchId}-${m.attempt}-${m.verdict}` })),
-      publishRegression: async (m) => void (await bus.publish(Messages.regression, m, { msgId: `regression-${m.failureId}` })),
+      publish: bus.publish,
     };
-    const breakerDeps: BreakerDeps = { batches: deps.batches, breakers: deps.breakers, thresholdFor: (a) => policyFor(a).breakerThreshold, log };
-
     const failures = await bus.consumeChunks(Consumers.curator, Messages.failure, (items) => ingestChunk(items, deps), { maxChunk: config.curator.maxChunk });
-    const outcomes = await bus.consume(Consumers.curatorOutcomes, [
-      route(Messages.replayCompleted, (msg) => onOutcome({ kind: "replay", msg }, breakerDeps)),
-      route(Messages.candidateFailed, (msg) => onOutcome({ kind: "candidate", msg }, breakerDeps)),
-      route(Messages.batchVerdict, (msg) => onOutcome({ kind: "verdict", msg }, breakerDeps)),
-      route(Messages.promotion, (msg) => onOutcome({ kind: "promotion", msg }, breakerDeps)),
-    ]);
 
     // Windows close, queues drain and the outbox empties on a timer, from every replica (CAS makes that safe).
     let ticking = false;
@@ -52,7 +40,7 @@ await runService({
       ticking = true;
       (async () => {
         await refreshAckFloor();
-        for (const key of await kvKeys(deps.state, "agent.*")) await tick(key.slice("agent.".length), deps);
+        await tickAll(deps);
       })()
         .catch((err) => log.warn("curator tick failed; the next one retries", { err }))
         .finally(() => (ticking = false));
@@ -63,12 +51,12 @@ await runService({
           app: buildApp({
             token: config.curator.http.token,
             bodyLimitBytes: config.curator.http.bodyLimitBytes,
-            publish: async (ev) => void (await bus.publish(Messages.failure, ev, { msgId: ev.id, subject: failureSubject(ev.agent) })),
+            publish: bus.publish,
           }),
           host: config.curator.http.host,
           port: config.curator.http.port,
         }
       : undefined;
-    return { consumers: [failures, outcomes], http, onStop: async () => clearInterval(timer) };
+    return { consumers: [failures], http, onStop: async () => clearInterval(timer) };
   },
 });

@@ -1,5 +1,7 @@
 // Replayer: candidate → every failure of its batch replayed in an ephemeral, isolated container. Wiring only.
+import { batchStore } from "@moss/batch";
 import { route } from "@moss/bus";
+import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
@@ -17,13 +19,13 @@ await runService({
     const removed = await runtime.removeStaleTrials(STALE_TRIAL_MS).catch((err) => (log.warn("could not sweep stale trial containers", { err }), 0));
     if (removed) log.info("removed trial containers left by a crashed replayer", { removed });
     const deps: ReplayerDeps = {
-      agents: config.agents,
+      agent: (name) => knownAgent(config, name).entry,
       concurrency: config.replayer.concurrency,
       blob,
       runtime,
-      batches: await bus.kv(Buckets.batches),
+      batches: batchStore(await bus.kv(Buckets.batches)),
+      publish: bus.publish,
       log,
-      publish: async (m) => void (await bus.publish(Messages.replayCompleted, m, { msgId: `replay-${m.batchId}-${m.attempt}` })),
     };
     const consumer = await bus.consume(Consumers.replayer, [route(Messages.candidateReady, (m) => replay(m, deps))]);
     return { consumers: [consumer] };

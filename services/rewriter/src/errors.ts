@@ -1,13 +1,8 @@
 /** Errors of the rewriter: one class per code of the registry in @moss/errors. */
-import { Codes, MossError } from "@moss/errors";
+import { Codes, MossError, createError } from "@moss/errors";
 
 /** The adapter configuration cannot work (unknown preset, empty command, ...): fix the config; retrying cannot help. */
-export class AdapterConfigError extends MossError {
-  override name = "AdapterConfigError";
-  constructor(message: string, opts: { cause?: unknown } = {}) {
-    super(Codes.ADAPTER_CONFIG, message, opts);
-  }
-}
+export const AdapterConfigError = createError("AdapterConfigError", Codes.ADAPTER_CONFIG);
 
 /** No coding agent is configured: every attempt would fail the same way. */
 export class NoCodingAgentError extends MossError {

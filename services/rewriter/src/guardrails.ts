@@ -5,36 +5,21 @@
  * attempt's base commit. Comparing with the base rather than HEAD means commits the coding agent made itself
  * are inspected too. Everything is read from git, never from the file system: the index is what gets committed.
  */
-import { execFile, spawn } from "node:child_process";
 import { posix } from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { promisify } from "node:util";
+import type { Guardrails } from "@moss/config";
+import { runGit } from "@moss/git";
 import picomatch from "picomatch";
 import { Codes } from "@moss/errors";
 import { GuardrailError } from "./errors";
 import { compileSecretPattern, SecretScanner } from "./secrets";
 
-const run = promisify(execFile);
-
-/** Limits on one patch. Field for field the same as `Guardrails` in @moss/config (`rewriter.guardrails`). */
-export interface GuardrailConfig {
-  /** If non-empty, every changed path (both sides of a rename, deletions too) must match one of these globs. Default []. */
-  allow: string[];
-  /**
-   * Changed paths matching any of these are refused, in addition to DEFAULT_FORBIDDEN, which always applies:
-   * the built-ins protect what a patch is judged by, so configuration can add to them but never lift them.
-   * Default [] (that is: DEFAULT_FORBIDDEN alone).
-   */
-  forbid: string[];
-  /** Max changed files (added + modified + deleted + renamed + type-changed). Default 10. */
-  maxFiles: number;
-  /** Max changed lines (added + deleted, binary files count 0). Default 400. */
-  maxLines: number;
-  /** Accept added or changed binary files. Default false. */
-  allowBinary: boolean;
-  /** Extra secret regexes, on top of the built-in patterns. `"/body/flags"` sets flags (e.g. `"/acme_[a-z0-9]{32}/i"`). Default []. */
-  secretPatterns: string[];
-}
+/**
+ * Limits on one patch: `rewriter.guardrails` of @moss/config, documented there. `forbid` adds to DEFAULT_FORBIDDEN,
+ * which always applies (the built-ins protect what a patch is judged by: configuration can add to them, never lift
+ * them); a `secretPatterns` entry `"/body/flags"` sets flags (e.g. `"/acme_[a-z0-9]{32}/i"`).
+ */
+export type GuardrailConfig = Guardrails;
 
 /**
  * Paths a patch may never touch, whatever the configuration. The common thread: a patch must not grade itself,
@@ -155,7 +140,7 @@ export async function checkGuardrails(worktree: string, base: string, cfg: Parti
   if (!baseSha) throw new GuardrailError(Codes.GUARDRAIL_GIT, `base ${base} is not a commit in the repository of ${worktree}`);
   await git(["add", "-A"]);
 
-  const diff = ["diff", "--cached", "--no-ext-diff", "--no-textconv", "--find-renames", "-z"];
+  const diff = ["diff", "--cached", ...PLAIN_DIFF, "--find-renames", "-z"];
   const raw = parseRaw(await git([...diff, "--raw", "--no-abbrev", baseSha]));
   const numstat = parseNumstat(await git([...diff, "--numstat", baseSha]));
 
@@ -394,35 +379,20 @@ async function scanAddedLines(worktree: string, base: string, scanner: SecretSca
     }
   };
 
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(
-      "git",
-      [...GIT_OPTS, "diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-color", "--find-renames", "-U0", "--src-prefix=a/", "--dst-prefix=b/", base],
-      { cwd: worktree, env: gitEnv(), stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const decoder = new StringDecoder("utf8");
-    let pending = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      pending += decoder.write(chunk);
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        onLine(pending.slice(0, nl));
-        pending = pending.slice(nl + 1);
-      }
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      if (stderr.length < 4096) stderr += chunk.toString();
-    });
-    child.on("error", (err) => reject(new GuardrailError(Codes.GUARDRAIL_GIT, `could not run git in ${worktree}: ${err.message}`, err)));
-    child.on("close", (code) => {
-      pending += decoder.end();
-      if (pending) onLine(pending);
-      flushOverflow();
-      if (code === 0) resolve();
-      else reject(new GuardrailError(Codes.GUARDRAIL_GIT, `git diff failed in ${worktree} (exit ${code}): ${stderr.trim()}`));
-    });
-  });
+  const decoder = new StringDecoder("utf8");
+  let pending = "";
+  const onChunk = (chunk: Buffer) => {
+    pending += decoder.write(chunk);
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      onLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  };
+  await gitIn(worktree)(["diff", "--cached", ...PLAIN_DIFF, "--find-renames", "-U0", "--src-prefix=a/", "--dst-prefix=b/", base], onChunk);
+  pending += decoder.end();
+  if (pending) onLine(pending);
+  flushOverflow();
   return violations;
 }
 
@@ -454,38 +424,19 @@ function unquote(p: string): string {
   return Buffer.from(bytes).toString("utf8");
 }
 
+/** How every diff here reads the index: no driver the repository defines, submodule changes always shown. */
+const PLAIN_DIFF = ["--no-ext-diff", "--no-textconv", "--ignore-submodules=none"];
+
 /**
- * Settings that the repository's own config (which the coding agent can write to) must not decide here:
- * replace refs would let `base` stand for another tree, an fsmonitor hook would run a command on `git add`,
- * and quoting/prefix settings would change the output this module parses.
+ * git in the worktree through @moss/git's hardened runner (nothing the repository, or the coding agent that writes to
+ * it, configures runs here); a failure is a GuardrailError: the check could not run.
  */
-const GIT_OPTS = [
-  "--no-replace-objects",
-  "-c", "core.fsmonitor=false",
-  "-c", "core.quotePath=false",
-  "-c", "diff.noprefix=false",
-  "-c", "diff.mnemonicPrefix=false",
-  "-c", "diff.relative=false",
-  "-c", "core.hooksPath=/dev/null",
-];
-
-/** The parent's environment minus GIT_* (a GIT_DIR or GIT_INDEX_FILE inherited from a hook would point git elsewhere). */
-function gitEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("GIT_")) env[k] = v;
-  env["GIT_TERMINAL_PROMPT"] = "0";
-  env["LC_ALL"] = "C";
-  return env;
-}
-
-function gitIn(worktree: string): (args: string[]) => Promise<string> {
-  return async (args) => {
+function gitIn(worktree: string): (args: string[], onStdout?: (chunk: Buffer) => void) => Promise<string> {
+  return async (args, onStdout) => {
     try {
-      const { stdout } = await run("git", [...GIT_OPTS, ...args], { cwd: worktree, env: gitEnv(), maxBuffer: 64 * 1024 * 1024, encoding: "utf8" });
-      return stdout;
+      return await runGit(worktree, args, { onStdout });
     } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new GuardrailError(Codes.GUARDRAIL_GIT, `git ${args[0]} failed in ${worktree}: ${(e.stderr ?? e.message).trim()}`, err);
+      throw new GuardrailError(Codes.GUARDRAIL_GIT, `git ${args[0]} failed in ${worktree}: ${((err as { output?: string }).output ?? (err as Error).message).trim()}`, err);
     }
   };
 }

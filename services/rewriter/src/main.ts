@@ -1,5 +1,7 @@
 // Rewriter: batch → staged coding agent → guardrails → signed commit → candidate image. Wiring only.
+import { batchStore, candidateStore } from "@moss/batch";
 import { route } from "@moss/bus";
+import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
@@ -13,25 +15,23 @@ await runService({
     const r = config.rewriter;
     const adapterCfg = r.adapter ?? (r.command ? { preset: "command" as const, command: [...r.command] } : undefined);
     const deps: RewriterDeps = {
-      agents: config.agents,
+      agent: (name) => {
+        const a = knownAgent(config, name);
+        return { repo: a.entry.repo, stages: a.rewrite.stages, tier: a.rewrite.tier };
+      },
       worktreesDir: config.paths.worktrees,
       adapter: adapterCfg ? createAdapter(structuredClone(adapterCfg)) : undefined,
-      plan: (agent) => {
-        const o = config.agents[agent]?.rewrite;
-        return { stages: { ...r.stages, ...o?.stages }, tier: r.tiers[o?.depth ?? r.depth] };
-      },
       timeoutMs: r.timeoutMs,
       envAllow: r.envAllow,
       env: process.env,
       guardrails: structuredClone(r.guardrails),
       signing: { key: r.signing.key, allowedSigners: r.signing.allowedSigners },
       blob,
-      runtime: createRuntime({ buildTimeoutMs: config.rewriter.buildTimeoutMs }),
-      batches: await bus.kv(Buckets.batches),
-      candidates: await bus.kv(Buckets.candidates),
+      runtime: createRuntime({ buildTimeoutMs: r.buildTimeoutMs }),
+      batches: batchStore(await bus.kv(Buckets.batches)),
+      candidates: candidateStore(await bus.kv(Buckets.candidates)),
+      publish: bus.publish,
       log,
-      publishReady: async (m) => void (await bus.publish(Messages.candidateReady, m, { msgId: `candidate-${m.batchId}-${m.attempt}` })),
-      publishFailed: async (m) => void (await bus.publish(Messages.candidateFailed, m, { msgId: `candidate-${m.batchId}-${m.attempt}` })),
     };
     const handle = (m: Parameters<typeof rewrite>[0]) => rewrite(m, deps);
     const consumer = await bus.consume(Consumers.rewriter, [route(Messages.batchReady, handle), route(Messages.batchRetry, handle)]);

@@ -1,16 +1,13 @@
-import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { BlobStore } from "@moss/blob";
 import type { Stages, Tier } from "@moss/config";
 import type { CandidateFailed, StageRecord } from "@moss/contracts";
+import { resetWorktree, restoreStaged, stagedChange, worktreeState } from "@moss/git";
 import type { Logger } from "@moss/telemetry";
 import type { AdapterResult, CodingAgentAdapter, Stage } from "./adapters";
 import { checkGuardrails, guardrailsReason, type GuardrailConfig } from "./guardrails";
 import { codeReviewPrompt, implementPrompt, locatePrompt, parseReview, planPrompt, planReviewPrompt, type PromptContext } from "./prompts";
-
-const git = promisify(execFile);
 
 export interface PipelineDeps {
   adapter: CodingAgentAdapter;
@@ -110,7 +107,7 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
   const reviewRounds = deps.stages.codeReview ? deps.tier.reviewRounds : 0;
   let feedback: string | undefined;
   for (let round = 1; round <= Math.max(1, reviewRounds); round++) {
-    if (round > 1) await resetTo(ctx.worktree, ctx.base);
+    if (round > 1) await resetWorktree(ctx.worktree, ctx.base);
     const impl = await call("implement", round, implementPrompt(pc, plan, feedback));
     if (impl.r.outcome === "failure" || impl.r.outcome === "timeout") return toolFailed(impl.r, "implement");
     const report = await checkGuardrails(ctx.worktree, ctx.base, deps.guardrails);
@@ -122,13 +119,10 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
     if (reviewRounds === 0) return { ok: true, stages, filesChanged };
 
     // The reviewer must not change what it reviews: remember the staged tree and put it back afterwards.
-    const tree = (await git("git", ["write-tree"], { cwd: ctx.worktree })).stdout.trim();
-    const diff = (await git("git", ["diff", "--cached", ctx.base], { cwd: ctx.worktree, maxBuffer: 64 * 1024 * 1024 })).stdout;
+    const { tree, diff } = await stagedChange(ctx.worktree, ctx.base);
     const rv = await call("code-review", round, codeReviewPrompt(pc, plan, diff));
     // Even a reviewer that committed is undone: HEAD back to the base, the reviewed tree back in place.
-    await git("git", ["reset", "-q", "--soft", ctx.base], { cwd: ctx.worktree });
-    await git("git", ["read-tree", "--reset", "-u", tree], { cwd: ctx.worktree });
-    await git("git", ["clean", "-fdq"], { cwd: ctx.worktree });
+    await restoreStaged(ctx.worktree, ctx.base, tree);
     if (rv.r.outcome === "failure" || rv.r.outcome === "timeout") return toolFailed(rv.r, "code-review");
     const v = parseReview(rv.text);
     judged(v.approve, v.reason);
@@ -141,16 +135,10 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
 
 /** After a diagnosis or review stage: anything it changed is thrown away, and the record says so. */
 async function restore(ctx: AttemptContext, stage: Stage, stages: StageRecord[]): Promise<void> {
-  const status = (await git("git", ["status", "--porcelain"], { cwd: ctx.worktree })).stdout.trim();
   // A stage that committed its edits leaves a clean status but a moved HEAD.
-  const head = (await git("git", ["rev-parse", "HEAD"], { cwd: ctx.worktree })).stdout.trim();
-  if (!status && head === ctx.base) return;
-  await resetTo(ctx.worktree, ctx.base);
+  const { head, dirty } = await worktreeState(ctx.worktree);
+  if (!dirty && head === ctx.base) return;
+  await resetWorktree(ctx.worktree, ctx.base);
   const last = stages[stages.length - 1];
   if (last?.stage === stage) last.reason = `${last.reason} (its edits were discarded: ${stage} may not change the code)`;
-}
-
-export async function resetTo(worktree: string, base: string): Promise<void> {
-  await git("git", ["reset", "--hard", "-q", base], { cwd: worktree });
-  await git("git", ["clean", "-fdq"], { cwd: worktree });
 }

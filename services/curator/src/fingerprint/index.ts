@@ -33,6 +33,9 @@ export interface FingerprintResult {
 
 export type Fingerprinter = (ev: FailureEvent) => FingerprintResult;
 
+/** What the filing code needs of a fingerprint: the readable form, its key, and the grouping that made it. */
+export type Fingerprint = Pick<FingerprintResult, "fingerprint" | "key" | "version">;
+
 /** Separator of the readable components. */
 const SEP = " | ";
 /** Separator of frames inside the frames component, innermost first ("called from"). */

@@ -1,26 +1,13 @@
 import { createHash } from "node:crypto";
-import type { BlobRef, FailureEvent } from "@moss/contracts";
+import type { CurationPolicy } from "@moss/config";
+import type { BatchState, BlobRef, FailureEvent } from "@moss/contracts";
+import type { Fingerprint } from "../fingerprint";
+import { isFinal } from "@moss/batch";
 import { addSeq, hasSeq } from "./seqset";
 import type { ClosingBatch, CuratorState, OpenBatch, Sample } from "./state";
 
-/** Batching policy of one agent (config `curator` defaults, overridden per agent). */
-export interface Policy {
-  /** Close a batch at this many failures... */
-  batchSize: number;
-  /** ...or this long after its first failure. */
-  batchWindowMs: number;
-  /** Evidence samples kept per batch; the rest are counted. */
-  maxSamples: number;
-  /** At most this many batches go to the rewriter per agent per window... */
-  maxRewrites: number;
-  rateWindowMs: number;
-  /**
-   * Distinct fingerprints one agent may have waiting at once (open, closing or queued batches). A failure of yet
-   * another fingerprint joins the agent's overflow batch instead: a storm of failures that do not group must not
-   * grow the agent's state without bound (it is one KV entry, and NATS caps its size).
-   */
-  maxOpenFingerprints: number;
-}
+/** Batching policy of one agent (config `curator` defaults, overridden per agent: see resolveAgent). */
+export type Policy = Omit<CurationPolicy, "breakerThreshold">;
 
 /** The fingerprint key of an agent's overflow batch (real keys are 20 hex digits). */
 export const OVERFLOW_KEY = "overflow";
@@ -34,7 +21,7 @@ export function overflowFingerprint(max: number): string {
 export interface PreparedFailure {
   seq: number;
   ev: FailureEvent;
-  fp: { fingerprint: string; key: string; version: string };
+  fp: Fingerprint;
   /** Signature of the request (method, path, body): samples prefer different requests. */
   sig: string;
   /** The event as stored (inline snapshot replaced by a blob ref) and the refs; computed only for samples. */
@@ -50,7 +37,7 @@ export interface StoredFailure {
 
 /** What the pipeline says about a batch the curator has sent out. */
 export interface BatchLookup {
-  state: string;
+  state: BatchState;
   /** The promoted commit, for a promoted batch. */
   promotedCommit?: string;
 }
@@ -63,9 +50,6 @@ export interface ApplyResult {
   regressions: Array<{ batchId: string; fingerprint: string; ev: FailureEvent }>;
   applied: number;
 }
-
-/** Batch states after which a batch takes no more failures: the next failure of its fingerprint opens a new one. */
-export const FINAL = new Set(["promoted", "rolled-back", "rejected", "exhausted", "needs-human"]);
 
 /**
  * Files failures into the agent's state. Pure: the same state and failures give the same result, and failures
@@ -86,15 +70,15 @@ export function applyFailures(
   const at = new Date(now).toISOString();
 
   /**
-   * A batch of `key` in the pipeline takes the failure as attached evidence (true). One that has reached a final
-   * state is retired instead, so the failure opens a new batch; a promoted one that fails again on its own
-   * version is a regression signal.
+   * A batch of `key` in the pipeline (or waiting for a human) takes the failure as attached evidence (true). One
+   * that has reached a final state is retired instead, so the failure opens a new batch; a promoted one that fails
+   * again on its own version is a regression signal.
    */
   const attachOrRetire = (key: string, fingerprint: string, item: PreparedFailure): boolean => {
     const active = state.active[key];
     if (!active) return false;
     const b = lookup(active.batchId);
-    if (!b || !FINAL.has(b.state)) {
+    if (!b || !isFinal(b.state)) {
       active.attached++;
       return true;
     }

@@ -52,6 +52,9 @@ export const CuratorState = z.object({
 export type CuratorState = z.infer<typeof CuratorState>;
 
 export const stateKey = (agent: string) => `agent.${agent}`;
+/** The `moss_curator` key filter of every agent's state, and the agent a state key belongs to. */
+export const STATE_KEYS = "agent.*";
+export const agentOfStateKey = (key: string) => key.slice("agent.".length);
 
 export function emptyState(agent: string): CuratorState {
   return { agent, applied: [], open: {}, active: {}, closing: {}, queued: [], announcedAt: [] };

@@ -1,37 +1,25 @@
+/** The replayer's message handler: every failure of a candidate's batch, replayed in its own ephemeral trial. */
+import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
-import { transitionBatch, type KV } from "@moss/bus";
-import { UnknownAgentError } from "@moss/config";
-import { Expectation, FailureEvent, type CandidateReady, type ReplayCompleted, type ReplayResult } from "@moss/contracts";
+import type { AgentConfig } from "@moss/config";
+import { Expectation, FailureEvent, Messages, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import type { Runtime, TrialResult } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 
-/** The slice of @moss/runtime the replayer uses (a fake in unit tests). */
-export interface TrialPort {
-  runTrial(spec: {
-    image: string;
-    request: { method: string; path: string; headers: Record<string, string>; body?: string };
-    port: number;
-    env: Record<string, string>;
-    timeoutMs: number;
-    snapshot?: { path: string; tar: Buffer };
-    network?: boolean;
-    labels?: Record<string, string>;
-  }): Promise<{
-    response?: { status: number; body: string };
-    timedOut: boolean;
-    error?: string;
-    reportedFailures: unknown[];
-    logs: string;
-    durationMs: number;
-  }>;
-}
+/** What the replayer runs trials with: the runtime's trial. */
+export type TrialPort = Pick<Runtime, "runTrial">;
+
+/** What the replayer needs of an agent: the port it listens on in a trial, and its extra env. */
+export type ReplayAgent = Pick<AgentConfig, "port" | "env">;
 
 export interface ReplayerDeps {
-  agents: Readonly<Record<string, { port: number; env: Record<string, string> }>>;
+  /** The agent's trial settings; throws UnknownAgentError for an agent the config does not name. */
+  agent(name: string): ReplayAgent;
   concurrency: number;
   blob: BlobStore;
   runtime: TrialPort;
-  batches: KV;
-  publish: (msg: ReplayCompleted) => Promise<void>;
+  batches: BatchStore;
+  publish: Publish;
   log: Logger;
 }
 
@@ -40,9 +28,8 @@ export const REPLAY_TIMEOUT_FACTOR = 1.5;
 
 /** Replays every failure of the batch against the candidate, each in its own ephemeral container. */
 export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<void> {
-  const agent = deps.agents[msg.agent];
-  if (!agent) throw new UnknownAgentError(msg.agent);
-  await transitionBatch(deps.batches, msg.batchId, "replaying");
+  const agent = deps.agent(msg.agent);
+  await deps.batches.transition(msg.batchId, "replaying");
   // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard); one failed trial fails it.
   const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
   const runs = await mapLimit(trials, deps.concurrency, async ({ ref }): Promise<ReplayResult> => {
@@ -57,11 +44,11 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<v
   });
   const passed = results.every((r) => r.passed);
   const { failures, ...rest } = msg;
-  await deps.publish({ ...rest, failures, commit: msg.commit, image: msg.image, diff: msg.diff, passed, results });
+  await deps.publish(Messages.replayCompleted, { ...rest, failures, commit: msg.commit, image: msg.image, diff: msg.diff, passed, results });
   deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length });
 }
 
-async function replayOne(ev: FailureEvent, msg: CandidateReady, agent: { port: number; env: Record<string, string> }, deps: ReplayerDeps): Promise<ReplayResult> {
+async function replayOne(ev: FailureEvent, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
   const snapshot = ev.snapshot
     ? { path: ev.snapshot.path, tar: ev.snapshot.blob ? await deps.blob.get(ev.snapshot.blob.sha256) : Buffer.from(ev.snapshot.inlineBase64 ?? "", "base64") }
     : undefined;
@@ -99,7 +86,7 @@ function endToEnd(headers: Record<string, string>): Record<string, string> {
 /** Pass = answered in time, with a status the failure expects, and the agent reported no failure of its own. */
 export function judge(
   ev: FailureEvent,
-  trial: { response?: { status: number; body: string }; timedOut: boolean; error?: string; reportedFailures: unknown[] },
+  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string } },
   timeoutMs: number,
 ): { passed: boolean; reason: string } {
   if (trial.timedOut) return { passed: false, reason: `no answer within ${timeoutMs} ms (1.5x the failure's timeout)` };

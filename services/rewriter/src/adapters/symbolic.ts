@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { once, prepareOutput, writeText } from "./common";
-import { runProcess } from "./process";
+import { runGit } from "@moss/git";
 import { RuleSetError } from "../errors";
 import { describeMatch, loadRules, matches, ruleEvidence, type ReplaceEdit, type Rule } from "./symbolic-rules";
 import type { AdapterResult, CodingAgentAdapter, StageInvocation } from "./types";
@@ -220,10 +220,13 @@ export function diffPaths(diff: string): string[] {
   return [...out];
 }
 
-async function git(cwd: string, inv: StageInvocation, args: string[]): Promise<{ ok: boolean; output: string }> {
-  const r = await runProcess(["git", ...args], { cwd, env: inv.env, timeoutMs: Math.min(inv.timeoutMs, 120_000) });
-  if (r.kind === "spawn-error") return { ok: false, output: `could not run git: ${r.error ?? ""}` };
-  return { ok: r.kind === "exited" && r.exitCode === 0, output: r.output.trim() };
+/** git in the worktree through @moss/git's hardened runner (the patcher runs inside Moss); a failure is an answer, not a throw. */
+async function git(cwd: string, _inv: StageInvocation, args: string[]): Promise<{ ok: boolean; output: string }> {
+  try {
+    return { ok: true, output: (await runGit(cwd, args)).trim() };
+  } catch (err) {
+    return { ok: false, output: ((err as { output?: string }).output ?? (err as Error).message).replace(/\(git exited with code \d+\)$/, "").trim() };
+  }
 }
 
 /** git's own words: its error lines, else its last line. */

@@ -4,10 +4,14 @@
  * the rewriter only sees {@link AdapterResult}.
  */
 
-/** The rewriter's stages, in order. Only `implement` may change files. */
-export type Stage = "locate" | "plan" | "plan-review" | "implement" | "code-review";
+import type { AdapterConfig as AdapterConfigSchema } from "@moss/config";
+import { StageName } from "@moss/contracts";
+import type { z } from "zod";
 
-export const STAGES: readonly Stage[] = ["locate", "plan", "plan-review", "implement", "code-review"];
+/** The rewriter's stages, in order (the contracts' `StageName`). Only `implement` may change files. */
+export type Stage = StageName;
+
+export const STAGES: readonly Stage[] = StageName.options;
 
 /** One run of a tool for one stage. */
 export interface StageInvocation {
@@ -58,23 +62,10 @@ export interface CodingAgentAdapter {
 /** Presets that drive an LLM coding CLI in its headless mode. */
 export type ToolPreset = "claude-code" | "codex" | "aider" | "opencode";
 
-export type AdapterConfig =
-  | {
-      preset: "command";
-      /** argv template; placeholders `{worktree}` `{evidence}` `{prompt}` `{output}` `{stage}` are replaced in every argument. */
-      command: string[];
-    }
-  | {
-      preset: ToolPreset;
-      /** Executable, looked up on the invocation's PATH. Default: the tool's usual name (`claude`, `codex`, `aider`, `opencode`). */
-      bin?: string;
-      /** Appended after the preset's own flags (before the prompt where the tool takes it last). */
-      extraArgs?: string[];
-      /** Passed as the tool's model flag. Default: the tool's own default. */
-      model?: string;
-    }
-  | {
-      preset: "symbolic";
-      /** Directory of rule files (`*.json`), applied in file-name order. */
-      rulesDir: string;
-    };
+/**
+ * A coding-agent configuration as `rewriter.adapter` takes it (@moss/config's schema, documented there; defaulted
+ * fields may be left out): a preset for a known tool's headless mode, any command (argv template with `{worktree}`
+ * `{evidence}` `{prompt}` `{output}` `{stage}`), or the deterministic symbolic patcher (a directory of rule files,
+ * applied in file-name order).
+ */
+export type AdapterConfig = z.input<typeof AdapterConfigSchema>;

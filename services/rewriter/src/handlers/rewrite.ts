@@ -1,61 +1,48 @@
+/**
+ * The rewriter's message handler: one attempt of a batch (batch.ready, batch.retry) → worktree at the failing version
+ * → the coding agent's stages → guardrails → signed commit with trailers → candidate image.
+ */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { branchName, imageTag, type BatchStore, type CandidateStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
-import { getBatch, kvKeys, kvUpdate, transitionBatch, type KV } from "@moss/bus";
-import { UnknownAgentError, type Stages, type Tier } from "@moss/config";
+import type { Guardrails, ResolvedAgent } from "@moss/config";
+import { CandidateFailed, Messages, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type Publish, type StageRecord } from "@moss/contracts";
 import { isTerminal } from "@moss/errors";
-import { BatchRecord, Buckets, CandidateFailed, FailureEvent, RejectedCandidate, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type CandidateReady, type StageRecord } from "@moss/contracts";
-import { commitSigned, type SigningConfig } from "@moss/git";
+import { addWorktree, branchHead, changedFiles, commitSigned, diffBetween, removeWorktree, resolveCommit, type SigningConfig } from "@moss/git";
+import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import type { z } from "zod";
 import type { CodingAgentAdapter } from "../adapters";
 import { NoCodingAgentError } from "../errors";
-import { AgentRepo } from "../git";
-import type { GuardrailConfig } from "../guardrails";
+import { buildEvidence } from "../evidence";
 import { runStages } from "../pipeline";
 
-export interface BuildPort {
-  buildImage(opts: { repoDir: string; commit: string; tag: string; labels?: Record<string, string> }): Promise<{ image: string; log: string }>;
-}
+/** What the rewriter builds with: the runtime's image build. */
+export type BuildPort = Pick<Runtime, "buildImage">;
+
+/** What the rewriter needs of an agent: its repository, and the stages and depth tier of its rewrites (resolveAgent). */
+export type RewriteAgent = { repo: string } & Pick<ResolvedAgent["rewrite"], "stages" | "tier">;
 
 export interface RewriterDeps {
-  agents: Readonly<Record<string, { repo: string }>>;
+  /** The agent's repository and rewrite plan; throws UnknownAgentError for an agent the config does not name. */
+  agent(name: string): RewriteAgent;
   worktreesDir: string;
   /** The coding agent; undefined when none is configured (every attempt then fails with a clear error). */
   adapter?: CodingAgentAdapter;
-  /** Stages and depth tier for an agent (config `rewriter`, overridden by `agents.<name>.rewrite`). */
-  plan: (agent: string) => { stages: Stages; tier: Tier };
   timeoutMs: number;
   envAllow: readonly string[];
   /** Environment to take allow-listed variables from. */
   env: NodeJS.ProcessEnv;
-  guardrails: Partial<GuardrailConfig>;
+  guardrails: Partial<Guardrails>;
   signing: SigningConfig;
   blob: BlobStore;
   runtime: BuildPort;
-  batches: KV;
+  batches: BatchStore;
   /** Rejected candidates (`moss_candidates`): earlier failed fixes of the same fingerprint go into the evidence. */
-  candidates?: KV;
-  publishReady: (msg: z.input<typeof CandidateReady>) => Promise<void>;
-  publishFailed: (msg: z.input<typeof CandidateFailed>) => Promise<void>;
+  candidates?: CandidateStore;
+  publish: Publish;
   log: Logger;
-}
-
-/** The evidence file handed to the coding agent. */
-export interface Evidence {
-  batchId: string;
-  agent: string;
-  attempt: number;
-  fingerprint: string;
-  baseVersion: string;
-  /** Failures seen in all; `failures` holds the samples. */
-  count: number;
-  failures: FailureEvent[];
-  /** Earlier attempts: their diff and how their replay went. */
-  previous: Array<AttemptEvidence & { diffText?: string }>;
-  /** Fixes of the same fingerprint that were tried in earlier batches and not promoted, with why. */
-  rejectedBefore: Array<RejectedCandidate & { diffText?: string }>;
-  prompt: string;
 }
 
 /**
@@ -80,15 +67,14 @@ export function attemptStage(rec: BatchRecord | undefined, attempt: number): "to
  * batch has moved past changes nothing.
  */
 export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps): Promise<void> {
-  const agentCfg = deps.agents[msg.agent];
-  if (!agentCfg) throw new UnknownAgentError(msg.agent);
+  const agent = deps.agent(msg.agent);
   if (!deps.adapter) throw new NoCodingAgentError();
   const adapter = deps.adapter;
   const previous = "previous" in msg ? msg.previous : [];
   const base = { ...msg, previous };
   const log = deps.log.child({ batch: msg.batchId, attempt: msg.attempt });
 
-  const rec = (await getBatch(deps.batches, msg.batchId))?.value;
+  const rec = await deps.batches.get(msg.batchId);
   const stage = attemptStage(rec, msg.attempt);
   if (stage === "past") {
     log.info("batch has moved past this attempt; redelivery ignored");
@@ -98,33 +84,26 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     // The attempt ended without a candidate and its ack was lost: the verdict stands (JetStream drops the repeat
     // publish by its id), and the coding agent, which may be a paid tool, does not run twice.
     log.info("attempt already failed; its verdict is published again instead of rerunning the coding agent");
-    await deps.publishFailed(CandidateFailed.parse(JSON.parse((await deps.blob.get(rec.failedAttempt.message.sha256)).toString("utf8"))));
+    await deps.publish(Messages.candidateFailed, CandidateFailed.parse(JSON.parse((await deps.blob.get(rec.failedAttempt.message.sha256)).toString("utf8"))));
     return;
   }
   // candidate → rewriting is a legal edge (the promoter's retry), so moving back here would be allowed, and would
   // race the replayer: candidate → replaying, then our rewriting → candidate fails and the batch is stuck.
-  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "rewriting", { attempt: msg.attempt });
+  if (stage === "todo") await deps.batches.transition(msg.batchId, "rewriting", { attempt: msg.attempt });
   /** Journals the attempt's failure on the batch record, then publishes exactly what a redelivery would publish again. */
   const fail = async (m: z.input<typeof CandidateFailed>) => {
     const failed = CandidateFailed.parse(m);
     const message = await deps.blob.put(JSON.stringify(failed), { contentType: "application/json" });
-    await kvUpdate(
-      deps.batches,
-      msg.batchId,
-      BatchRecord,
-      (cur) => (cur && cur.attempt === msg.attempt && cur.state === "rewriting" ? { ...cur, failedAttempt: { attempt: msg.attempt, message }, updatedAt: new Date().toISOString() } : undefined),
-      Buckets.batches,
-    );
-    await deps.publishFailed(failed);
+    await deps.batches.patch(msg.batchId, (cur) => (cur.attempt === msg.attempt && cur.state === "rewriting" ? { failedAttempt: { attempt: msg.attempt, message } } : undefined));
+    await deps.publish(Messages.candidateFailed, failed);
   };
 
-  const repo = new AgentRepo(agentCfg.repo);
-  const baseSha = await repo.resolve(msg.baseVersion);
-  const branch = `moss/${msg.batchId}/${msg.attempt}`;
+  const baseSha = await resolveCommit(agent.repo, msg.baseVersion);
+  const branch = branchName(msg.batchId, msg.attempt);
 
-  const { stages: stageCfg, tier } = deps.plan(msg.agent);
+  const { stages: stageCfg, tier } = agent;
   const attemptBase = { ...base, trialsPerFailure: tier.trialsPerFailure };
-  let made = await repo.existingAttempt(branch, baseSha);
+  let made = await existingAttempt(agent.repo, branch, baseSha);
   let stages: StageRecord[] = [];
   if (made) {
     log.info("attempt already committed; reusing it", { commit: made.commit });
@@ -137,9 +116,9 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     const worktree = join(deps.worktreesDir, `${msg.batchId}-${msg.attempt}`);
     const evidencePath = `${worktree}.evidence.json`;
     mkdirSync(deps.worktreesDir, { recursive: true });
-    await repo.addWorktree(worktree, branch, baseSha);
+    await addWorktree(agent.repo, worktree, branch, baseSha);
     try {
-      const evidence = await buildEvidence(msg, previous, deps);
+      const evidence = await buildEvidence(msg, previous, { blob: deps.blob, candidates: deps.candidates, log });
       writeFileSync(evidencePath, JSON.stringify(evidence, null, 2));
       writeFileSync(`${worktree}.prompt.md`, evidence.prompt);
       const env = agentEnv(deps, { worktree, evidencePath, promptPath: `${worktree}.prompt.md` });
@@ -167,16 +146,16 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
       });
       made = { commit, filesChanged: result.filesChanged };
     } finally {
-      await repo.removeWorktree(worktree);
+      await removeWorktree(agent.repo, worktree);
     }
   }
 
-  const diff = await deps.blob.put(await repo.diff(baseSha, made.commit), { contentType: "text/x-diff" });
-  const tag = `moss/${msg.agent}:${made.commit.slice(0, 12)}`;
+  const diff = await deps.blob.put(await diffBetween(agent.repo, baseSha, made.commit), { contentType: "text/x-diff" });
+  const tag = imageTag(msg.agent, made.commit);
   let image: string;
   let buildLog: BlobRef | undefined;
   try {
-    const built = await deps.runtime.buildImage({ repoDir: agentCfg.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } });
+    const built = await deps.runtime.buildImage({ repoDir: agent.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } });
     image = built.image;
     buildLog = await deps.blob.put(built.log, { contentType: "text/plain" });
   } catch (err) {
@@ -186,8 +165,8 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     await fail({ ...attemptBase, stages, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput: lastLog(stages), buildLog });
     return;
   }
-  if (stage === "todo") await transitionBatch(deps.batches, msg.batchId, "candidate");
-  await deps.publishReady({
+  if (stage === "todo") await deps.batches.transition(msg.batchId, "candidate");
+  await deps.publish(Messages.candidateReady, {
     ...attemptBase,
     stages,
     commit: made.commit,
@@ -208,66 +187,6 @@ function lastLog(stages: StageRecord[]): BlobRef | undefined {
   return [...stages].reverse().find((st) => st.stage === "implement")?.log ?? stages[stages.length - 1]?.log;
 }
 
-async function buildEvidence(msg: BatchReady | BatchRetry, previous: AttemptEvidence[], deps: RewriterDeps): Promise<Evidence> {
-  const { blob } = deps;
-  const text = async (ref?: BlobRef) => (ref ? (await blob.get(ref.sha256)).toString("utf8") : undefined);
-  const failures = await Promise.all(msg.failures.map(async (f) => FailureEvent.parse(JSON.parse((await text(f.event))!))));
-  const prev = await Promise.all(previous.map(async (p) => ({ ...p, diffText: await text(p.diff) })));
-  const rejectedBefore = await Promise.all((await rejectedCandidates(msg, deps)).map(async (c) => ({ ...c, diffText: (await text(c.diff))?.slice(0, 20_000) })));
-  return {
-    batchId: msg.batchId,
-    agent: msg.agent,
-    attempt: msg.attempt,
-    fingerprint: msg.fingerprint,
-    baseVersion: msg.baseVersion,
-    count: msg.count,
-    failures,
-    previous: prev,
-    rejectedBefore,
-    prompt: promptFor(msg, failures, prev, rejectedBefore),
-  };
-}
-
-/** Up to 5 most recent rejected candidates of this fingerprint from other batches. */
-async function rejectedCandidates(msg: BatchReady | BatchRetry, deps: RewriterDeps): Promise<RejectedCandidate[]> {
-  if (!deps.candidates) return [];
-  const rec = await getBatch(deps.batches, msg.batchId);
-  const fpKey = rec?.value.fingerprintKey;
-  if (!fpKey) return [];
-  const out: RejectedCandidate[] = [];
-  for (const k of await kvKeys(deps.candidates, `${msg.agent}.${fpKey}.>`)) {
-    const e = await deps.candidates.get(k);
-    if (e?.operation !== "PUT") continue;
-    const c = RejectedCandidate.safeParse(e.json());
-    if (c.success && c.data.batchId !== msg.batchId) out.push(c.data);
-  }
-  return out.sort((a, b) => b.at.localeCompare(a.at)).slice(0, 5);
-}
-
-function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previous: Evidence["previous"], rejected: Evidence["rejectedBefore"]): string {
-  const first = failures[0]!;
-  const lines = [
-    `# Fix agent '${msg.agent}' (batch ${msg.batchId}, attempt ${msg.attempt})`,
-    "",
-    `${msg.count} production failure(s) share one root cause (fingerprint \`${msg.fingerprint}\`).`,
-    `Example: ${first.request.method} ${first.request.path} failed with ${first.error.type}: ${first.error.message}`,
-    "",
-    "The full evidence (requests, errors, stacks, logs, env) is in the JSON file next to this prompt.",
-    "Change the source in the current directory so that every one of these requests succeeds.",
-    "Fix the root cause; do not hide the error, do not edit tests or replay fixtures.",
-    "Every failing request will be replayed against your change in a fresh container before anything ships.",
-  ];
-  for (const p of previous) {
-    lines.push("", `## Attempt ${p.attempt} did not work (${p.verdict}): ${p.reason}`);
-    for (const r of p.results.filter((x) => !x.passed)) lines.push(`- failure ${r.failureId}: ${r.reason}`);
-  }
-  if (rejected.length) {
-    lines.push("", "## Fixes of this root cause tried before and not promoted");
-    for (const c of rejected) lines.push(`- batch ${c.batchId} attempt ${c.attempt}${c.commit ? ` (commit ${c.commit.slice(0, 12)}, branch ${c.branch})` : ""}: ${c.verdict}: ${c.reason}`);
-  }
-  return lines.join("\n") + "\n";
-}
-
 function agentEnv(deps: RewriterDeps, p: { worktree: string; evidencePath: string; promptPath: string }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const k of ["PATH", "HOME", "LANG", ...deps.envAllow]) {
@@ -281,4 +200,11 @@ function commitMessage(msg: BatchReady | BatchRetry, stages: StageRecord[]): str
   const took = stages.reduce((t, st) => t + st.durationMs, 0);
   // The body is prose on purpose: "Key: value" lines there would read as trailers of the commit.
   return `moss: fix ${msg.agent} failures of batch ${msg.batchId} (attempt ${msg.attempt})\n\nFixes the root cause fingerprinted as ${msg.fingerprint}, after the stages ${stages.map((st) => st.stage).join(" → ")} (${Math.round(took)} ms).`;
+}
+
+/** The commit an earlier delivery of this attempt already made on its branch, if there is one. */
+async function existingAttempt(repo: string, branch: string, base: string): Promise<{ commit: string; filesChanged: string[] } | undefined> {
+  const sha = await branchHead(repo, branch);
+  if (!sha || sha.startsWith(base)) return undefined;
+  return { commit: sha, filesChanged: await changedFiles(repo, base, sha) };
 }

@@ -1,0 +1,27 @@
+import { resolve } from "node:path";
+import { runDemo } from "../demo/run";
+import type { Command } from "../shared";
+
+export const demo: Command = {
+  name: "demo",
+  help: [
+    "  demo                     the whole loop on the example agent, in .moss/demo (exit 0 only if a fix went live)",
+    "      --data-dir DIR         where the demo keeps everything (default .moss/demo)",
+    "      --bad-patch            configure a coding agent whose patch does not fix the bug (nothing is promoted)",
+    "      --symbolic             use the symbolic patcher with every stage (locate, plan, reviews) instead",
+    "      --verbose              print the services' logs",
+    "      --keep                 leave the agent container running at the end",
+  ].join("\n"),
+  options: { "data-dir": { type: "string" }, "bad-patch": { type: "boolean" }, symbolic: { type: "boolean" }, verbose: { type: "boolean" }, keep: { type: "boolean" } },
+  async run({ values }) {
+    const res = await runDemo({
+      dataDir: (values["data-dir"] as string | undefined) ?? resolve(".moss", "demo"),
+      patch: values["bad-patch"] ? "bad" : values["symbolic"] ? "symbolic" : "fix",
+      keep: values["keep"] as boolean | undefined,
+      serviceLog: values["verbose"] ? (s, l) => console.error(`[${s}] ${l}`) : undefined,
+      otlpEndpoint: process.env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"],
+    });
+    console.log(res.ok ? "DEMO OK: the failure was fixed, verified by replay, promoted, and answers correctly." : `DEMO FAILED: outcome ${res.outcome}`);
+    return res.ok ? 0 : 1;
+  },
+};

@@ -1,0 +1,202 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createBus } from "@moss/bus";
+import { AllMessages, Messages, type BatchTimeline, type MessageDef } from "@moss/contracts";
+import { parseConfig, type MossConfigInput } from "@moss/config";
+import { ensureSigningKey } from "@moss/git";
+import { createRuntime } from "@moss/runtime";
+import { deployAgent } from "../deploy";
+import { renderTimeline } from "../render";
+import { freePort, startStack, type Stack } from "../stack";
+import { EXAMPLE_AGENT, prepareAgentRepo } from "./prepare";
+
+export interface DemoOptions {
+  /** Everything the demo writes goes here; wiped at start so a second run starts clean. */
+  dataDir: string;
+  /** Agent name (container names derive from it). Default "demo". */
+  agent?: string;
+  /**
+   * The coding agent the demo configures: `fix`, a deterministic script (implement only); `bad`, a script whose
+   * patch does not fix the bug; `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
+   * implement, code review).
+   */
+  patch?: "fix" | "bad" | "symbolic";
+  /** Max attempts before giving up. Default 2. */
+  maxAttempts?: number;
+  otlpEndpoint?: string;
+  /** Progress lines. */
+  out?: (line: string) => void;
+  /** Service log lines (quiet by default; `--verbose` prints them). */
+  serviceLog?: (service: string, line: string) => void;
+  /** Extra env for the services. */
+  env?: Record<string, string>;
+  /** Leave the agent containers running at the end. */
+  keep?: boolean;
+  /** Runs once v1 is live, before the traffic (tests inject bad input here). */
+  beforeTraffic?: (ctx: { natsUrl: string; agent: string }) => Promise<void>;
+}
+
+export interface DemoResult {
+  /** The story really happened: a promotion and the fixed agent answering the failing request correctly. */
+  ok: boolean;
+  agent: string;
+  batchId?: string;
+  outcome: string;
+  v1: { image: string; commit: string };
+  liveImageAfter?: string;
+  /** The failing request, answered by v1. */
+  before: { status: number; body: string }[];
+  /** The same request, answered by whatever is live at the end. */
+  after?: { status: number; body: string };
+  timeline?: BatchTimeline;
+  traceId?: string;
+}
+
+const patchTools = { fix: resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs"), bad: resolve(EXAMPLE_AGENT, "moss/bad-patch.mjs") };
+const rulesDir = resolve(EXAMPLE_AGENT, "moss/rules");
+export const FAILING_REQUEST = { session: "s1", message: "convert 100 USD to EUR" };
+export const FIXED_ANSWER = "100 USD = 92.00 EUR";
+
+/**
+ * The whole story on this machine: agent v1 live in Docker → traffic → failures → batch → patch → replay →
+ * promotion → the fixed agent answering the same request correctly → the batch timeline.
+ */
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const t0 = Date.now();
+  const out = opts.out ?? ((l: string) => console.log(l));
+  const step = (stage: string, text: string) => out(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${stage.padEnd(8)} ${text}`);
+  const agent = opts.agent ?? "demo";
+  const dataDir = resolve(opts.dataDir);
+  const runtime = createRuntime();
+
+  step("setup", `data directory ${dataDir} (wiped)`);
+  await runtime.removeAgent(agent, { state: true });
+  rmSync(dataDir, { recursive: true, force: true });
+  mkdirSync(dataDir, { recursive: true });
+  const { repoDir, commit: v1Commit } = await prepareAgentRepo(join(dataDir, "agent-repo"));
+  step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
+
+  const keys = await ensureSigningKey(join(dataDir, "keys"));
+  const [natsPort, auditorPort, livePort, ingestPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const cfgInput: MossConfigInput = {
+    dataDir,
+    nats: { url: `nats://127.0.0.1:${natsPort}` },
+    telemetry: { otlpEndpoint: opts.otlpEndpoint },
+    curator: { batchSize: 3, batchWindowMs: 5_000, http: { port: ingestPort } },
+    // The demo's coding agent is a deterministic script: implement only (no locate / plan / review stages),
+    // and its commits are signed with a key made for this data directory.
+    rewriter: {
+      ...(opts.patch === "symbolic"
+        ? { adapter: { preset: "symbolic" as const, rulesDir: rulesDir } }
+        : { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], stages: { locate: false, plan: false, planReview: false, codeReview: false } }),
+      timeoutMs: 60_000,
+      signing: { key: keys.key, allowedSigners: keys.allowedSigners },
+    },
+    replayer: { concurrency: 2 },
+    promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
+    auditor: { port: auditorPort },
+    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data" } },
+  };
+  const configFile = join(dataDir, "moss.config.json");
+  writeFileSync(configFile, JSON.stringify(cfgInput, null, 2));
+  const config = parseConfig(cfgInput, { base: dataDir, source: configFile });
+
+  let stack: Stack | undefined;
+  try {
+    step("up", "starting nats-server and the five services");
+    stack = await startStack({ config, configFile, env: opts.env, onLog: opts.serviceLog });
+    step("up", `nats ${config.nats.url}, services: ${[...stack.children.keys()].filter((n) => n !== "nats").join(", ")}`);
+
+    const bus = await createBus({ url: config.nats.url, name: "moss-demo" });
+    const events: Array<{ def: MessageDef; data: Record<string, unknown> }> = [];
+    // Every message of the loop, as it happens (plain NATS subscriptions next to the services' durable consumers).
+    const subs = AllMessages.map((def) =>
+      bus.nc.subscribe(def.subject, {
+        callback: (_err, m) => {
+          const data = m.json<Record<string, unknown>>();
+          events.push({ def, data });
+          const line = describe(def, data);
+          if (line) step(line[0], line[1]);
+        },
+      }),
+    );
+
+    try {
+      step("deploy", `building ${agent} v1 and starting it live on 127.0.0.1:${livePort}`);
+      const v1 = await deployAgent(config, agent);
+      step("deploy", `v1 live: ${v1.image}`);
+
+      await opts.beforeTraffic?.({ natsUrl: config.nats.url, agent });
+      const url = `http://127.0.0.1:${livePort}/v1/chat`;
+      const chat = async (message: string, session = "s1") => {
+        const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ session, message }), signal: AbortSignal.timeout(10_000) });
+        return { status: res.status, body: await res.text() };
+      };
+      step("traffic", `"set rate USD EUR 0.92" → ${(await chat("set rate USD EUR 0.92")).status}`);
+      step("traffic", `"what is 2 + 3" → ${(await chat("what is 2 + 3")).status}`);
+      const before: DemoResult["before"] = [];
+      for (const [i, message] of [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"].entries()) {
+        const r = await chat(message, `s${i + 1}`);
+        before.push(r);
+        step("traffic", `"${message}" → ${r.status} ${r.body.slice(0, 90)}`);
+      }
+
+      const end = Date.now() + 240_000;
+      let final: (typeof events)[number] | undefined;
+      while (!final && Date.now() < end) {
+        final = events.find((e) => e.data["agent"] === agent && (e.def === Messages.promotion || (e.def === Messages.batchVerdict && e.data["verdict"] !== "awaiting-approval")));
+        if (!final) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!final) throw new Error("no promotion or verdict within 4 minutes; see the service logs (moss demo --verbose)");
+      const batchId = String(final.data["batchId"]);
+      const outcome = String(final.data["outcome"] ?? final.data["verdict"]);
+
+      const after = await chat(FAILING_REQUEST.message, "s9");
+      step("verify", `"${FAILING_REQUEST.message}" now → ${after.status} ${after.body.slice(0, 90)}`);
+      const live = await runtime.liveStatus(agent);
+
+      // The auditor may be a moment behind the last event.
+      await new Promise((r) => setTimeout(r, 500));
+      const timeline = (await (await fetch(`http://127.0.0.1:${auditorPort}/v1/batches/${batchId}`)).json()) as BatchTimeline;
+      out("");
+      out(renderTimeline(timeline));
+      out("");
+      const fixed = after.status === 200 && after.body.includes(FIXED_ANSWER);
+      const ok = outcome === "promoted" && fixed && live?.image !== v1.image;
+      step("done", ok ? `the fix is live: ${live?.image} answers "${FIXED_ANSWER}"` : `no fix went live (outcome ${outcome})`);
+      return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId };
+    } finally {
+      for (const sub of subs) sub.unsubscribe();
+      await bus.close();
+    }
+  } finally {
+    await stack?.stop();
+    if (!opts.keep) await runtime.removeAgent(agent, { state: true });
+  }
+}
+
+function describe(def: MessageDef, d: Record<string, unknown>): [string, string] | undefined {
+  const s = (x: unknown) => String(x ?? "");
+  switch (def) {
+    case Messages.failure:
+      return ["curate", `failure ${s(d["id"]).slice(0, 12)} reported: ${s((d["error"] as { message?: string })?.message)}`];
+    case Messages.batchReady:
+      return ["curate", `batch ${s(d["batchId"])} closed with ${s(d["count"])} failure(s)`];
+    case Messages.batchRetry:
+      return ["rewrite", `batch sent back for attempt ${s(d["attempt"])}`];
+    case Messages.candidateReady:
+      return ["rewrite", `attempt ${s(d["attempt"])}: commit ${s(d["commit"]).slice(0, 12)} (${(d["filesChanged"] as string[]).join(", ")}), image ${s(d["image"])} built`];
+    case Messages.candidateFailed:
+      return ["rewrite", `attempt ${s(d["attempt"])}: ${s(d["verdict"])}: ${s(d["reason"])}`];
+    case Messages.replayCompleted: {
+      const r = d["results"] as Array<{ passed: boolean }>;
+      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay → ${d["passed"] ? "PASS" : "FAIL"}`];
+    }
+    case Messages.batchVerdict:
+      return ["verdict", `${s(d["verdict"])}: ${s(d["reason"])}`];
+    case Messages.promotion:
+      return ["promote", `${s(d["outcome"])}: ${s(d["image"])} — ${s(d["reason"])}`];
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,38 @@
+import type { BatchState } from "@moss/contracts";
+
+/**
+ * The batch state machine: which states may follow each state (retries and rollback included). A state with no way
+ * out is final; everything else about finality is derived from this table.
+ *
+ * `needs-human` is not final: it waits for an operator, and failures of its fingerprint attach to it meanwhile;
+ * `moss reset` ends the wait (`released`).
+ */
+export const Transitions: Readonly<Record<BatchState, readonly BatchState[]>> = Object.freeze({
+  collecting: ["ready", "queued", "needs-human"],
+  queued: ["ready", "needs-human"],
+  "needs-human": ["released"],
+  ready: ["rewriting", "exhausted", "needs-human"],
+  rewriting: ["rewriting", "candidate", "exhausted", "needs-human"],
+  candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
+  replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human", "rejected"],
+  "awaiting-approval": ["promoting", "rejected"],
+  promoting: ["promoted", "rolled-back"],
+  promoted: [],
+  "rolled-back": [],
+  rejected: [],
+  exhausted: [],
+  released: [],
+});
+
+/** Whether a batch in this state is over: no stage acts on it again, and the next failure of its fingerprint opens a new batch. */
+export function isFinal(state: BatchState): boolean {
+  return Transitions[state].length === 0;
+}
+
+/** Whether the state machine has the edge `from → to` (staying in a state is not an edge; see transition()). */
+export function canMove(from: BatchState, to: BatchState): boolean {
+  return Transitions[from].includes(to);
+}
+
+/** Every final state, in table order. */
+export const FINAL_STATES: readonly BatchState[] = Object.freeze((Object.keys(Transitions) as BatchState[]).filter(isFinal));

@@ -1,0 +1,75 @@
+/**
+ * The shapes of Moss's HTTP APIs: what the curator's ingest accepts besides failure events, and what the auditor's
+ * operator API answers. Server and clients (the CLI) import these; nothing redefines them.
+ */
+import { z } from "zod";
+import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, PromotionOutcome, ReplayResult, StageRecord } from "./schemas";
+
+/** `POST /v1/flags`: an operator (or the agent itself) marks a turn as bad; it becomes a failure like any other. */
+export const Flag = z.object({
+  agent: FailureEvent.shape.agent,
+  version: FailureEvent.shape.version,
+  request: FailureEvent.shape.request,
+  response: FailureEvent.shape.response,
+  route: FailureEvent.shape.route,
+  /** Why this turn is bad, in words. */
+  reason: z.string().min(1).max(2_000),
+  by: z.string().min(1).max(200),
+  /** Group flags explicitly (e.g. one per issue); default: by route and reason. */
+  fingerprint: FailureEvent.shape.fingerprint,
+  snapshot: FailureEvent.shape.snapshot,
+  env: FailureEvent.shape.env,
+});
+export type Flag = z.infer<typeof Flag>;
+
+/** One line of a batch's story. */
+export const TimelineEntry = z.object({ at: z.string(), kind: z.string(), summary: z.string() });
+export type TimelineEntry = z.infer<typeof TimelineEntry>;
+
+/** One attempt of a batch as the audit log tells it. `diffText` and each stage's `outputText` are filled in by the API. */
+export const AttemptView = z.object({
+  attempt: z.number().int(),
+  commit: z.string().optional(),
+  branch: z.string().optional(),
+  image: z.string().optional(),
+  filesChanged: z.array(z.string()).optional(),
+  diff: BlobRef.optional(),
+  diffText: z.string().optional(),
+  verdict: z.string().optional(),
+  reason: z.string().optional(),
+  replay: z.array(ReplayResult).optional(),
+  /** The attempt's stages (locate, plan, reviews, implement) with their verdicts. */
+  stages: z.array(StageRecord.extend({ outputText: z.string().optional() })).optional(),
+  codingAgent: z.string().optional(),
+  signed: z.boolean().optional(),
+});
+export type AttemptView = z.infer<typeof AttemptView>;
+
+/** `GET /v1/batches/:id`: a batch's whole story, from the audit log alone. */
+export const BatchTimeline = z.object({
+  batchId: z.string(),
+  agent: z.string().optional(),
+  fingerprint: z.string().optional(),
+  count: z.number().int().optional(),
+  traceId: z.string().optional(),
+  /** The batch's sample failures, as their events tell them. */
+  failures: z.array(z.object({ id: z.string(), occurredAt: z.string(), route: z.string().optional(), version: z.string().optional(), request: HttpRequest, error: ErrorInfo })),
+  attempts: z.array(AttemptView),
+  /** The last decision: promoted, rolled-back, exhausted, rejected, awaiting-approval... or in progress. */
+  verdict: z.string(),
+  promotion: PromotionOutcome.optional(),
+  timeline: z.array(TimelineEntry),
+});
+export type BatchTimeline = z.infer<typeof BatchTimeline>;
+/** A timeline as a client may hold it (defaulted fields may be missing): what the CLI renders. */
+export type BatchTimelineInput = z.input<typeof BatchTimeline>;
+
+/** One row of `GET /v1/batches`, newest first. */
+export const BatchSummary = z.object({
+  batchId: z.string(),
+  agent: z.string().optional(),
+  count: z.number().int().optional(),
+  verdict: z.string(),
+  lastAt: z.string(),
+});
+export type BatchSummary = z.infer<typeof BatchSummary>;

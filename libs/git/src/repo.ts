@@ -1,0 +1,80 @@
+/**
+ * What Moss does with an agent's repository and the worktrees its coding agents work in: every call through the one
+ * hardened runner, so nothing the repository (or a coding agent writing to it) configures runs inside Moss.
+ */
+import { existsSync, rmSync } from "node:fs";
+import { GitCommandError } from "./errors";
+import { runGit, runGitToBuffer } from "./run";
+import { resolveCommit } from "./verify";
+
+/** Diffs read by Moss never run a driver a repository defines, and always show submodule changes. */
+const PLAIN_DIFF = ["--no-ext-diff", "--no-textconv", "--ignore-submodules=none"];
+
+/** The commit a branch points at, or undefined when there is no such branch. */
+export async function branchHead(repo: string, branch: string): Promise<string | undefined> {
+  const out = await runGit(repo, ["rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]).catch(() => "");
+  return out.trim() || undefined;
+}
+
+/** The paths that differ between two commits. */
+export async function changedFiles(repo: string, base: string, commit: string): Promise<string[]> {
+  const out = await runGit(repo, ["diff", ...PLAIN_DIFF, "--name-only", "-z", `${base}..${commit}`]);
+  return out.split("\0").filter(Boolean);
+}
+
+/** `git diff --stat --patch base..commit`, as people read it (no external diff, no textconv). */
+export async function diffBetween(repo: string, base: string, commit: string): Promise<string> {
+  return runGit(repo, ["diff", ...PLAIN_DIFF, "--stat", "--patch", `${base}..${commit}`]);
+}
+
+/** A fresh worktree at `base` on branch `branch` (created or reset); a leftover of an aborted earlier try is cleared first. */
+export async function addWorktree(repo: string, path: string, branch: string, base: string): Promise<void> {
+  if (existsSync(path)) await removeWorktree(repo, path);
+  await runGit(repo, ["worktree", "prune"]);
+  await runGit(repo, ["worktree", "add", "-f", "-B", branch, path, base]);
+}
+
+/** Removes a worktree and its directory, whatever state it is in. */
+export async function removeWorktree(repo: string, path: string): Promise<void> {
+  await runGit(repo, ["worktree", "remove", "--force", path]).catch(() => undefined);
+  rmSync(path, { recursive: true, force: true });
+  await runGit(repo, ["worktree", "prune"]).catch(() => undefined);
+}
+
+/** Puts a worktree back at `base`: HEAD, index and files, untracked files removed. */
+export async function resetWorktree(worktree: string, base: string): Promise<void> {
+  await runGit(worktree, ["reset", "--hard", "-q", base]);
+  await runGit(worktree, ["clean", "-fdq"]);
+}
+
+/** Where a worktree stands: its HEAD, and whether anything differs from it (untracked files included). */
+export async function worktreeState(worktree: string): Promise<{ head: string; dirty: boolean }> {
+  const status = await runGit(worktree, ["status", "--porcelain", "--untracked-files=all", "--ignore-submodules=none"]);
+  const head = (await runGit(worktree, ["rev-parse", "HEAD"])).trim();
+  return { head, dirty: status.trim() !== "" };
+}
+
+/** The tree the index holds (to put it back after a stage that must not change it), and its diff against `base`. */
+export async function stagedChange(worktree: string, base: string): Promise<{ tree: string; diff: string }> {
+  const tree = (await runGit(worktree, ["write-tree"])).trim();
+  const diff = await runGit(worktree, ["diff", ...PLAIN_DIFF, "--cached", base]);
+  return { tree, diff };
+}
+
+/** Puts a staged tree back in place, with HEAD at `base`: undoes whatever a stage did, commits included. */
+export async function restoreStaged(worktree: string, base: string, tree: string): Promise<void> {
+  await runGit(worktree, ["reset", "-q", "--soft", base]);
+  await runGit(worktree, ["read-tree", "--reset", "-u", tree]);
+  await runGit(worktree, ["clean", "-fdq"]);
+}
+
+/** Agent repos are small; this only guards against a runaway archive filling memory. */
+const MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024;
+
+/** The full sha `commit` names and a tar of its tree (`git archive`: committed files only), e.g. an image's build context. */
+export async function archiveCommit(repo: string, commit: string): Promise<{ sha: string; tar: Buffer }> {
+  const sha = await resolveCommit(repo, commit);
+  const tar = await runGitToBuffer(repo, ["archive", "--format=tar", sha], (file) => `--output=${file}`);
+  if (tar.length > MAX_ARCHIVE_BYTES) throw new GitCommandError(["archive", sha], repo, `the archive is ${tar.length} bytes, over ${MAX_ARCHIVE_BYTES}`);
+  return { sha, tar };
+}

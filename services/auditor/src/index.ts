@@ -1,0 +1,7 @@
+// The auditor's public face: the hash-chained log, its message handler, the timeline read model and the API.
+export { AuditLog, hashRecord } from "./audit-log";
+export type { AuditInput, AuditRecord } from "./audit-log";
+export { record } from "./handlers/record";
+export { batchTimeline, listBatches } from "./timeline";
+export { buildApp } from "./http";
+export type { AuditorHttpDeps } from "./http";

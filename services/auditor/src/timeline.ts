@@ -1,0 +1,106 @@
+/** The auditor's read model: a batch's whole story, and the list of batches, from the audit log alone. */
+import type { AttemptView, BatchReady, BatchSummary, BatchTimeline, BatchVerdict, BreakerReset, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, TimelineEntry } from "@moss/contracts";
+import type { AuditLog, AuditRecord } from "./audit-log";
+
+/**
+ * Times are compared as the instants they name, never as strings: failures carry the agent's `occurredAt`, which may
+ * have no fractional seconds ("…:00Z"), and '.' sorts before 'Z'. An unparsable time gets `missing`; callers pass the value that sorts it last.
+ */
+function instant(at: string, missing: number): number {
+  const ms = Date.parse(at);
+  return Number.isNaN(ms) ? missing : ms;
+}
+const compare = (a: number, b: number): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Builds a batch's story from the audit log alone (no other service is asked). */
+export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | undefined {
+  const recs = log.byBatch.get(batchId);
+  if (!recs?.length) return undefined;
+  const ready = recs.find((r) => r.kind === "batch.ready.v1")?.data as BatchReady | undefined;
+  const failureRecs = (ready?.failures ?? []).map((f) => log.byFailure.get(f.id)).filter((r): r is AuditRecord => Boolean(r));
+  const failures = failureRecs.map((r) => {
+    const ev = r.data as FailureEvent;
+    return { id: ev.id, occurredAt: ev.occurredAt, route: ev.route, request: ev.request, error: ev.error, version: ev.version };
+  });
+  const attempts = new Map<number, AttemptView>();
+  const at = (n: number) => attempts.get(n) ?? attempts.set(n, { attempt: n }).get(n)!;
+  const timeline: TimelineEntry[] = failureRecs.map((r) => {
+    const ev = r.data as FailureEvent;
+    return { at: ev.occurredAt, kind: "failure", summary: `${ev.request.method} ${ev.request.path} → ${ev.error.type}: ${ev.error.message}` };
+  });
+  let verdict = "in progress";
+  let promotion: PromotionOutcome | undefined;
+  for (const r of recs) {
+    const d = r.data as Record<string, unknown>;
+    switch (r.kind) {
+      case "batch.ready.v1":
+        timeline.push({ at: r.at, kind: "batch", summary: `batch closed with ${(d as BatchReady).count} failure(s); fingerprint ${(d as BatchReady).fingerprint}` });
+        break;
+      case "batch.retry.v1":
+        timeline.push({ at: r.at, kind: "retry", summary: `sent back to the rewriter for attempt ${d["attempt"]}` });
+        break;
+      case "candidate.ready.v1": {
+        const c = d as unknown as CandidateReady;
+        Object.assign(at(c.attempt), { commit: c.commit, branch: c.branch, image: c.image, filesChanged: c.filesChanged, diff: c.diff, stages: c.stages, codingAgent: c.codingAgent, signed: c.signed });
+        timeline.push({ at: r.at, kind: "candidate", summary: `attempt ${c.attempt}: commit ${c.commit.slice(0, 12)} changed ${c.filesChanged.join(", ")}; image ${c.image}` });
+        break;
+      }
+      case "candidate.failed.v1": {
+        const c = d as unknown as CandidateFailed;
+        Object.assign(at(c.attempt), { commit: c.commit, verdict: c.verdict, reason: c.reason, diff: c.diff, stages: c.stages });
+        timeline.push({ at: r.at, kind: "candidate-failed", summary: `attempt ${c.attempt}: ${c.verdict}: ${c.reason}` });
+        break;
+      }
+      case "replay.completed.v1": {
+        const c = d as unknown as ReplayCompleted;
+        const fixed = c.results.filter((x) => x.passed).length;
+        Object.assign(at(c.attempt), { replay: c.results, verdict: c.passed ? "replay-passed" : "replay-failed" });
+        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)` });
+        break;
+      }
+      case "batch.verdict.v1": {
+        const v = d as unknown as BatchVerdict;
+        verdict = v.verdict;
+        timeline.push({ at: r.at, kind: "verdict", summary: `${v.verdict}: ${v.reason}` });
+        break;
+      }
+      case "approval.v1":
+        timeline.push({ at: r.at, kind: "approval", summary: `${d["decision"]} by ${d["by"]}${d["reason"] ? `: ${d["reason"]}` : ""}` });
+        break;
+      case "breaker.reset.v1": {
+        const b = d as unknown as BreakerReset;
+        const released = b.released?.length ? `; released ${b.released.join(", ")}` : "";
+        timeline.push({ at: b.at, kind: "breaker-reset", summary: `circuit breaker of the fingerprint reset by ${b.by} (it was ${b.was.consecutiveRejections} rejection(s) in a row${b.was.needsHuman ? ", needs-human" : ""})${released}` });
+        break;
+      }
+      case "promotion.outcome.v1":
+        promotion = d as unknown as PromotionOutcome;
+        verdict = promotion.outcome;
+        timeline.push({ at: r.at, kind: "promotion", summary: `${promotion.outcome} ${promotion.image} (approved by ${promotion.approvedBy}): ${promotion.reason}` });
+        break;
+    }
+  }
+  timeline.sort((a, b) => compare(instant(a.at, Infinity), instant(b.at, Infinity)));
+  return {
+    batchId,
+    agent: ready?.agent,
+    fingerprint: ready?.fingerprint,
+    count: ready?.count,
+    traceId: recs[0]?.traceId,
+    failures,
+    attempts: [...attempts.values()].sort((a, b) => a.attempt - b.attempt),
+    verdict,
+    promotion,
+    timeline,
+  };
+}
+
+/** Every batch the log knows, newest first, with its latest verdict. */
+export function listBatches(log: AuditLog): BatchSummary[] {
+  return [...log.byBatch.keys()]
+    .map((id) => {
+      const t = batchTimeline(log, id)!;
+      return { batchId: id, agent: t.agent, count: t.count, verdict: t.verdict, lastAt: t.timeline[t.timeline.length - 1]?.at ?? "" };
+    })
+    .sort((a, b) => compare(instant(b.lastAt, -Infinity), instant(a.lastAt, -Infinity)));
+}

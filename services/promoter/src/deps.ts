@@ -1,0 +1,42 @@
+import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore } from "@moss/batch";
+import type { ResolvedAgent } from "@moss/config";
+import type { Publish } from "@moss/contracts";
+import type { Runtime } from "@moss/runtime";
+import type { Logger } from "@moss/telemetry";
+
+/** What the promoter swaps, watches and rolls back with: the runtime's live containers. */
+export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus">;
+
+/** What the promotion procedure works with (swap, bake, rollback); main.ts wires it. */
+export interface PromotionDeps {
+  batches: BatchStore;
+  /** The promoter counts every outcome of an attempt into its fingerprint's circuit breaker. */
+  breakers: Pick<BreakerStore, "count">;
+  deployments: DeploymentStore;
+  runtime: LivePort;
+  /** An agent's settings (resolveAgent): attempts per batch, breaker threshold. */
+  agent(name: string): ResolvedAgent;
+  /** One health probe of the live agent: resolves true when healthy. */
+  probe: (agent: string) => Promise<boolean>;
+  /** Env of the live agent (port, NATS url...), version added here. */
+  liveEnv: (agent: string) => Record<string, string>;
+  /** The agent's state directory, kept on a volume across versions. */
+  stateDir: (agent: string) => string | undefined;
+  bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number };
+  publish: Publish;
+  log: Logger;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** What the promoter's handlers work with: the promotion's, plus what judging an attempt needs. */
+export interface PromoterDeps extends PromotionDeps {
+  /** Rejected candidates (`moss_candidates`): kept for later batches of the same fingerprint. */
+  candidates?: CandidateStore;
+  /**
+   * Whether a candidate commit may be promoted: signed, and the signature good for an allowed signer
+   * (config `rewriter.signing`). Undefined: no check.
+   */
+  verifySignature?: (agent: string, commit: string) => Promise<{ ok: boolean; reason: string }>;
+  /** Promote a candidate that passed replay without waiting for an operator's approval. */
+  autoApprove: boolean;
+}

@@ -1,0 +1,172 @@
+/**
+ * The promotion procedure: swap the live agent for the batch's candidate, watch it for the bake window, and roll back
+ * on trouble. Crash-safe in every step: the decision is journaled on the batch record (`promotion.decision`) before it
+ * is acted on, the outcome is published (idempotent by msgId) before the final transition, and a resumed delivery
+ * neither swaps again (the live image is already the candidate) nor rolls back twice (the live image is no longer the
+ * candidate).
+ */
+import { NoCandidateError, Transitions } from "@moss/batch";
+import { Messages, type BatchRecord, type BatchState, type PromotionJournal } from "@moss/contracts";
+import { Codes } from "@moss/errors";
+import type { PromotionDeps } from "../deps";
+
+type Decision = NonNullable<PromotionJournal["decision"]>;
+
+/** Where a promotion ends (the state machine's edges out of `promoting`). Its outcome is published before the batch moves there. */
+export const PROMOTION_ENDS: readonly BatchState[] = Transitions.promoting;
+
+/**
+ * Moves the batch to `promoting` (from `awaiting-approval`) with who approved it, leaving a batch already there as it
+ * is: its journal holds the first approver and maybe the decision, which a resumed delivery must not overwrite.
+ */
+async function enterPromoting(deps: PromotionDeps, batchId: string, approvedBy: string): Promise<{ record: BatchRecord; resumed: boolean }> {
+  let resumed = false;
+  const { record } = await deps.batches.change(batchId, (cur) => {
+    resumed = cur.state === "promoting";
+    if (resumed || PROMOTION_ENDS.includes(cur.state)) return undefined;
+    if (!cur.candidate) throw new NoCandidateError(batchId);
+    // Any state but awaiting-approval is refused by the state machine.
+    return { ...cur, state: "promoting", reason: `approved by ${approvedBy}`, promotion: { approvedBy } };
+  });
+  return { record, resumed };
+}
+
+/**
+ * Swaps the live agent for the batch's candidate, watches it for the bake window, and rolls back on trouble. Only a
+ * batch in `awaiting-approval` (or `promoting`, when a crash interrupted an earlier delivery) with a candidate that
+ * passed replay gets here.
+ */
+export async function promote(batch: BatchRecord, approvedBy: string, deps: PromotionDeps): Promise<void> {
+  const { record, resumed } = await enterPromoting(deps, batch.batchId, approvedBy);
+  // Another delivery got there first; it published the outcome before the final transition.
+  if (PROMOTION_ENDS.includes(record.state)) return;
+  const c = record.candidate;
+  if (!c) throw new NoCandidateError(batch.batchId);
+  const log = deps.log.child({ batch: batch.batchId, image: c.image });
+
+  const journaled = resumed ? record.promotion?.decision : undefined;
+  if (journaled) {
+    log.info("resuming a promotion whose decision was taken", { outcome: journaled.outcome.outcome });
+    return finish(record, journaled, true, deps);
+  }
+  // Who approved is the first approval's, also when a later delivery resumes it.
+  const by = record.promotion?.approvedBy ?? approvedBy;
+
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // A crash after the swap must not swap again: that would replace the kept previous version with the candidate.
+  const live = resumed ? await deps.runtime.liveStatus(batch.agent) : undefined;
+  let swap: { container: string; previous?: { container?: string; image: string } };
+  if (live?.image === c.image) {
+    // The swap's answer is lost; the deployment record still names the version it replaced.
+    const dep = await deps.deployments.get(batch.agent);
+    swap = { container: live.container, previous: dep && dep.batchId !== batch.batchId && dep.image !== c.image ? { image: dep.image } : undefined };
+  } else {
+    swap = await deps.runtime.deployLive({ agent: batch.agent, image: c.image, version: c.commit, env: { ...deps.liveEnv(batch.agent), MOSS_AGENT_VERSION: c.commit }, stateDir: deps.stateDir(batch.agent) });
+  }
+  log.info("swapped live agent", { container: swap.container, previous: swap.previous?.image, resumed: live?.image === c.image });
+
+  // Startup: the first healthy probe must come within startupMs.
+  let ok = 0;
+  let failed = 0;
+  const startEnd = Date.now() + deps.bake.startupMs;
+  let up = false;
+  while (Date.now() < startEnd) {
+    if (await deps.probe(batch.agent)) {
+      up = true;
+      ok++;
+      break;
+    }
+    await sleep(deps.bake.probeIntervalMs);
+  }
+  let reason: string;
+  if (!up) {
+    failed = deps.bake.maxFailedProbes;
+    reason = `the new version never answered its health probe within ${deps.bake.startupMs} ms`;
+  } else {
+    const bakeEnd = Date.now() + deps.bake.bakeMs;
+    while (Date.now() < bakeEnd && failed < deps.bake.maxFailedProbes) {
+      await sleep(deps.bake.probeIntervalMs);
+      if (await deps.probe(batch.agent)) ok++;
+      else failed++;
+    }
+    reason = failed >= deps.bake.maxFailedProbes ? `${failed} failed health probes during the ${deps.bake.bakeMs} ms bake window` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes)`;
+  }
+
+  const decision: Decision = {
+    outcome: {
+      batchId: batch.batchId,
+      agent: batch.agent,
+      attempt: c.attempt,
+      commit: c.commit,
+      image: c.image,
+      previousImage: swap.previous?.image,
+      outcome: failed >= deps.bake.maxFailedProbes ? "rolled-back" : "promoted",
+      reason,
+      probes: { ok, failed },
+      approvedBy: by,
+    },
+    container: swap.container,
+    previousContainer: swap.previous?.container,
+  };
+  const verb = decision.outcome.outcome === "promoted" ? "promoting" : "rolling back";
+  const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${reason}`, promotion: { approvedBy: by, decision } });
+  return finish(decided, decision, false, deps);
+}
+
+/**
+ * Acts on a journaled decision, counts its outcome into the fingerprint's breaker, publishes the outcome, then moves
+ * the batch to its end. Each step is repeatable.
+ */
+async function finish(batch: BatchRecord, d: Decision, resumed: boolean, deps: PromotionDeps): Promise<void> {
+  const c = batch.candidate!;
+  const log = deps.log.child({ batch: batch.batchId, image: c.image });
+  const count = async (rejected: boolean) => {
+    if (!batch.fingerprintKey) return; // a record from a curator that kept no fingerprint key
+    const threshold = deps.agent(batch.agent).curation.breakerThreshold;
+    await deps.breakers.count({ agent: batch.agent, fingerprint: batch.fingerprint, fingerprintKey: batch.fingerprintKey, batchId: batch.batchId, attempt: c.attempt, kind: "promotion", rejected }, threshold);
+  };
+  if (d.outcome.outcome === "rolled-back") {
+    log.warn("rolling back", { reason: d.outcome.reason });
+    const restored = await rollBack(batch.agent, c.image, resumed, deps);
+    const reason = `${restored}: ${d.outcome.reason}`;
+    await count(true);
+    await deps.publish(Messages.promotion, { ...d.outcome, reason });
+    await deps.batches.transition(batch.batchId, "rolled-back", { reason });
+    return;
+  }
+  const now = new Date().toISOString();
+  await deps.deployments.record(batch.agent, (cur) => {
+    // Written by an earlier delivery of this promotion: its `previous` is the version this one replaced.
+    if (cur?.batchId === batch.batchId && cur.image === c.image) return undefined;
+    return {
+      agent: batch.agent,
+      image: c.image,
+      version: c.commit,
+      container: d.container,
+      previous: cur ? { image: cur.image, version: cur.version, container: d.previousContainer ?? cur.container } : undefined,
+      batchId: batch.batchId,
+      updatedAt: now,
+    };
+  });
+  await count(false);
+  await deps.publish(Messages.promotion, d.outcome);
+  await deps.batches.transition(batch.batchId, "promoted", { reason: d.outcome.reason });
+  log.info("promoted", { reason: d.outcome.reason });
+}
+
+/**
+ * Puts the previous version back, once. A resumed delivery first asks what is live: if it is no longer the
+ * candidate, the rollback happened before the crash, and doing it again would fail (nothing kept) or worse.
+ */
+async function rollBack(agent: string, candidateImage: string, resumed: boolean, deps: PromotionDeps): Promise<string> {
+  if (resumed) {
+    const live = await deps.runtime.liveStatus(agent);
+    if (live && live.image !== candidateImage) return `rolled back to ${live.image}`;
+  }
+  try {
+    return `rolled back to ${(await deps.runtime.rollbackLive(agent)).image}`;
+  } catch (err) {
+    if ((err as { code?: string }).code !== Codes.NO_PREVIOUS_VERSION.code) throw err;
+    return "no previous version to roll back to";
+  }
+}

@@ -1,0 +1,224 @@
+import { batchStore } from "@moss/batch";
+import { kvGet } from "@moss/bus";
+import { knownAgent, parseConfig } from "@moss/config";
+import { BatchRecord, CandidateReady, FailureEvent, Messages, type FailureRef, type ReplayCompleted } from "@moss/contracts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { judge, replay, type ReplayerDeps, type TrialPort } from "@moss/replayer";
+import { recordingPublish } from "../helpers/publish";
+import { CANDIDATE, VERSION, batchRecord, failure, seed, silent, sleep, startEnv, type Env } from "../helpers/env";
+
+type Trial = Awaited<ReturnType<TrialPort["runTrial"]>>;
+type TrialSpec = Parameters<TrialPort["runTrial"]>[0];
+
+const ok = (status = 200, body = '{"answer":"ok"}'): Trial => ({ response: { status, body, headers: {} }, timedOut: false, reportedFailures: [], logs: "", durationMs: 5 });
+
+describe("judge", () => {
+  const ev = failure({ id: "f1" });
+
+  it("fails a trial that timed out, naming the replay timeout", () => {
+    const v = judge(ev, { timedOut: true, reportedFailures: [] }, 15_000);
+    expect(v.passed).toBe(false);
+    expect(v.reason).toContain("15000 ms");
+  });
+
+  it("fails a trial that got no answer, with the runtime's error", () => {
+    const v = judge(ev, { timedOut: false, error: "connection refused", reportedFailures: [] }, 1_000);
+    expect(v).toEqual({ passed: false, reason: expect.stringContaining("connection refused") });
+  });
+
+  it("fails a 5xx answer and passes a 4xx one under the default expectation (200-499)", () => {
+    const v500 = judge(ev, ok(500, "Internal Server Error"), 1_000);
+    expect(v500.passed).toBe(false);
+    expect(v500.reason).toContain("answered 500 (expected 200-499)");
+    expect(v500.reason).toContain("Internal Server Error");
+    expect(judge(ev, ok(499), 1_000).passed).toBe(true);
+    expect(judge(ev, ok(199), 1_000).passed).toBe(false);
+  });
+
+  it("fails a 200 when the agent reported a failure of its own during the replay", () => {
+    const v = judge(ev, { ...ok(200), reportedFailures: [{ error: { type: "TypeError", message: "still broken" } }] }, 1_000);
+    expect(v.passed).toBe(false);
+    expect(v.reason).toContain("TypeError: still broken");
+  });
+
+  it("passes a clean 200, quoting the answer", () => {
+    expect(judge(ev, ok(200, "hello"), 1_000)).toEqual({ passed: true, reason: "answered 200: hello" });
+  });
+
+  it("uses the failure's own expectation when it has one", () => {
+    const strict = failure({ id: "f2", expect: { statusMin: 200, statusMax: 299 } });
+    expect(judge(strict, ok(404), 1_000).passed).toBe(false);
+    expect(judge(strict, ok(204), 1_000).passed).toBe(true);
+    // A failure whose correct answer is a 4xx (e.g. validation) does not pass on a 200.
+    const wants4xx = failure({ id: "f3", expect: { statusMin: 400, statusMax: 422 } });
+    expect(judge(wants4xx, ok(422), 1_000).passed).toBe(true);
+    expect(judge(wants4xx, ok(200), 1_000).passed).toBe(false);
+  });
+});
+
+describe("replay with a fake runtime, real blob store and KV", () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await startEnv("replayer-test");
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  const AGENTS = { "chat-bot": { repo: "/srv/chat-bot", port: 8080, env: { MODEL: "small", SHARED: "agent", MOSS_NATS_URL: "nats://x" } } };
+  const CONFIG = parseConfig({ agents: AGENTS });
+
+  function fakeRuntime(answer: (spec: TrialSpec) => Promise<Trial> | Trial = () => ok()) {
+    const specs: TrialSpec[] = [];
+    let inflight = 0;
+    let maxInflight = 0;
+    const runtime: TrialPort = {
+      async runTrial(spec) {
+        specs.push(spec);
+        inflight++;
+        maxInflight = Math.max(maxInflight, inflight);
+        try {
+          return await answer(spec);
+        } finally {
+          inflight--;
+        }
+      },
+    };
+    return { runtime, specs, maxInflight: () => maxInflight };
+  }
+
+  let n = 0;
+  async function harness(events: FailureEvent[], runtime: TrialPort, o: { concurrency?: number; agent?: string } = {}) {
+    const batches = await env.bucket("batches");
+    const failures: FailureRef[] = [];
+    for (const ev of events) failures.push({ id: ev.id, event: await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }) });
+    const batchId = `b${++n}`;
+    await seed(batches, batchRecord({ batchId, failures, state: "candidate", attempt: 1 }));
+    const sent = recordingPublish();
+    const published: ReplayCompleted[] = sent.of(Messages.replayCompleted);
+    const deps: ReplayerDeps = { agent: (name) => knownAgent(CONFIG, name).entry, concurrency: o.concurrency ?? 4, blob: env.blob, runtime, batches: batchStore(batches), publish: sent.publish, log: silent };
+    const msg = CandidateReady.parse({
+      batchId,
+      agent: o.agent ?? "chat-bot",
+      fingerprint: "fp",
+      fingerprintKey: "fpk",
+      baseVersion: VERSION,
+      failures,
+      count: events.length,
+      attempt: 1,
+      commit: CANDIDATE,
+      branch: `moss/${batchId}/1`,
+      image: "moss/chat-bot:candidate",
+      diff: await env.blob.put("diff --git a/x b/x"),
+      filesChanged: ["src/chat.ts"],
+    });
+    const state = async () => (await kvGet(batches, batchId, BatchRecord))!.value.state;
+    return { deps, msg, published, state };
+  }
+
+  it("replays every failure with its request, 1.5x timeout, snapshot, end-to-end headers and merged env", async () => {
+    const tar = Buffer.from([0x75, 0x73, 0x74, 0x61, 0x72, 0, 0xff, 0x10]);
+    const snapshotRef = await env.blob.put(tar, { contentType: "application/x-tar" });
+    const inlineTar = Buffer.from("inline-state-tar");
+    const events = [
+      failure({
+        id: "f1",
+        timeoutMs: 2_000,
+        request: {
+          method: "POST",
+          path: "/v1/chat?stream=0",
+          headers: { Host: "agent.internal:8080", "Content-Length": "10", connection: "keep-alive", "Transfer-Encoding": "chunked", "content-type": "application/json", authorization: "Bearer t", "x-request-id": "r1" },
+          body: '{"q":"hi"}',
+        },
+        env: { SHARED: "failure", LOCALE: "fr", MOSS_AGENT_VERSION: VERSION },
+        snapshot: { path: "/data", blob: snapshotRef },
+      }),
+      failure({ id: "f2", timeoutMs: 333, snapshot: { path: "/state", inlineBase64: inlineTar.toString("base64") } }),
+      failure({ id: "f3", request: { method: "GET", path: "/v1/search?q=x", needsNetwork: true } }),
+    ];
+    const fake = fakeRuntime((spec) => ({ ...ok(), logs: `logs of ${spec.labels?.["moss.failure"]}` }));
+    const h = await harness(events, fake.runtime);
+    await replay(h.msg, h.deps);
+
+    const byId = Object.fromEntries(fake.specs.map((s) => [s.labels?.["moss.failure"], s]));
+    expect(Object.keys(byId).sort()).toEqual(["f1", "f2", "f3"]);
+    const s1 = byId["f1"]!;
+    expect(s1).toMatchObject({ image: "moss/chat-bot:candidate", port: 8080, timeoutMs: 3_000, network: false, labels: { "moss.batch": h.msg.batchId, "moss.failure": "f1" } });
+    expect(s1.request).toEqual({ method: "POST", path: "/v1/chat?stream=0", headers: { "content-type": "application/json", authorization: "Bearer t", "x-request-id": "r1" }, body: '{"q":"hi"}' });
+    expect(s1.env).toEqual({ MODEL: "small", SHARED: "failure", MOSS_NATS_URL: "nats://x", LOCALE: "fr", MOSS_AGENT_VERSION: CANDIDATE });
+    expect(s1.snapshot?.path).toBe("/data");
+    expect(s1.snapshot?.tar).toEqual(tar);
+
+    const s2 = byId["f2"]!;
+    expect(s2.timeoutMs).toBe(500); // 333 * 1.5, rounded
+    expect(s2.snapshot).toEqual({ path: "/state", tar: inlineTar });
+    expect(s2.env).toEqual({ ...AGENTS["chat-bot"].env, MOSS_AGENT_VERSION: CANDIDATE });
+
+    const s3 = byId["f3"]!;
+    expect(s3).toMatchObject({ timeoutMs: 15_000, network: true, snapshot: undefined });
+    expect(s3.request).toMatchObject({ method: "GET", path: "/v1/search?q=x" });
+
+    expect(h.published).toHaveLength(1);
+    const out = h.published[0]!;
+    expect(out).toMatchObject({ batchId: h.msg.batchId, attempt: 1, commit: CANDIDATE, image: "moss/chat-bot:candidate", diff: h.msg.diff, failures: h.msg.failures, passed: true });
+    expect(out.results.map((r) => [r.failureId, r.passed, r.status])).toEqual([
+      ["f1", true, 200],
+      ["f2", true, 200],
+      ["f3", true, 200],
+    ]);
+    // Each trial's container logs are kept as evidence.
+    for (const r of out.results) expect((await env.blob.get(r.logs!.sha256)).toString()).toBe(`logs of ${r.failureId}`);
+    expect(await h.state()).toBe("replaying");
+  });
+
+  it("publishes passed=false when any one failure still fails, with per-failure results", async () => {
+    const events = ["f1", "f2", "f3"].map((id) => failure({ id }));
+    const fake = fakeRuntime((spec) => (spec.labels?.["moss.failure"] === "f2" ? ok(500, "boom") : ok()));
+    const h = await harness(events, fake.runtime);
+    await replay(h.msg, h.deps);
+    const out = h.published[0]!;
+    expect(out.passed).toBe(false);
+    expect(out.results.map((r) => r.passed)).toEqual([true, false, true]);
+    expect(out.results[1]).toMatchObject({ failureId: "f2", status: 500, body: "boom", timedOut: false });
+    expect(out.results[1]!.reason).toContain("answered 500");
+  });
+
+  it("reports a timed-out trial as failed and timedOut", async () => {
+    const fake = fakeRuntime(() => ({ timedOut: true, reportedFailures: [], logs: "", durationMs: 1_500 }));
+    const h = await harness([failure({ id: "slow", timeoutMs: 1_000 })], fake.runtime);
+    await replay(h.msg, h.deps);
+    expect(h.published[0]!.passed).toBe(false);
+    expect(h.published[0]!.results[0]).toMatchObject({ failureId: "slow", passed: false, timedOut: true });
+    expect(h.published[0]!.results[0]!.reason).toContain("1500 ms");
+  });
+
+  it("runs at most `concurrency` trials at once and still replays them all", async () => {
+    const events = Array.from({ length: 5 }, (_, i) => failure({ id: `c${i}` }));
+    const fake = fakeRuntime(async () => {
+      await sleep(30);
+      return ok();
+    });
+    const h = await harness(events, fake.runtime, { concurrency: 2 });
+    await replay(h.msg, h.deps);
+    expect(fake.maxInflight()).toBe(2);
+    expect(fake.specs).toHaveLength(5);
+    expect(h.published[0]!.results.map((r) => r.failureId)).toEqual(events.map((e) => e.id));
+  });
+
+  it("publishes nothing when a trial cannot be run at all (the bus retries the message)", async () => {
+    const fake = fakeRuntime(() => {
+      throw Object.assign(new Error("docker daemon unreachable"), { retryable: true });
+    });
+    const h = await harness([failure({ id: "f1" })], fake.runtime);
+    await expect(replay(h.msg, h.deps)).rejects.toThrow("docker daemon unreachable");
+    expect(h.published).toEqual([]);
+  });
+
+  it("rejects an agent that is not configured as terminal, without running anything", async () => {
+    const fake = fakeRuntime();
+    const h = await harness([failure({ id: "f1" })], fake.runtime, { agent: "ghost" });
+    await expect(replay(h.msg, h.deps)).rejects.toMatchObject({ code: "MOSS_E_UNKNOWN_AGENT", retryable: false });
+    expect(fake.specs).toEqual([]);
+    expect(h.published).toEqual([]);
+  });
+});
