@@ -602,7 +602,7 @@ describe("promoter with a real KV", () => {
     expect(await good.kept()).toEqual({});
   });
 
-  // BUG (services/promoter/src/handlers/verdict.ts, announceEnd(), lines 43-50): the signature gate moves the batch to
+  // BUG (services/promoter/src/handlers/attempts.ts, announceEnd()): the signature gate moves the batch to
   // `rejected` and then publishes the verdict; if that publish fails (or the promoter dies in between), the
   // redelivered replay.completed finds the batch `rejected` and announceEnd publishes nothing ("rejected: the approval
   // handler announces it"), but here no approval was involved, so the rejection is never announced. Fix: in
@@ -675,7 +675,7 @@ describe("promoter with a real KV", () => {
     expect(plateauOf(cf, { attempt: 2, verdict: cf.verdict, reason: cf.reason, results: [] })).toBeUndefined();
   });
 
-  // BUG (minor; services/promoter/src/handlers/verdict.ts, iterate() line 121 vs announceEnd() line 45): a plateau
+  // BUG (minor; services/promoter/src/handlers/attempts.ts, iterate() vs announceEnd()): a plateau
   // stores the plateau text as the record's reason and announces it as is, but a redelivery re-announces
   // `exhausted` as exhaustedReason(attempt, rec.reason) = "gave up after 2 attempt(s); last: plateau: ...", so the
   // "same content" the re-announcement relies on differs when the first publish was lost. Fix: make the two agree,

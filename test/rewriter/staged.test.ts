@@ -384,7 +384,7 @@ describe.concurrent("staged rewrite (real git, real SSH signing, fake coding age
     expect(c.stages[1]!.reason).toBe("exited 0");
   });
 
-  // BUG (services/rewriter/src/pipeline.ts, restore(), lines 141-143): a read-only stage's edits are only discarded when
+  // BUG (services/rewriter/src/pipeline.ts, restore()): a read-only stage's edits are only discarded when
   // `git status --porcelain` is dirty. A locate (or plan, or plan-review) stage that COMMITS its edit leaves a clean
   // status, so nothing is reset: implement starts from the locate commit, the guardrails (which compare with the
   // base) count the edit as the implementation's, and commitSigned puts the signed Moss commit on top of it, so the
@@ -408,7 +408,7 @@ describe.concurrent("staged rewrite (real git, real SSH signing, fake coding age
     expect(c.stages[0]!.reason).toContain("its edits were discarded");
   });
 
-  // BUG (services/rewriter/src/handlers/rewrite.ts, lastLog(), line 198, used at 144/177/188): a candidate's
+  // BUG (services/rewriter/src/handlers/rewrite.ts, lastLog()): a candidate's
   // `agentOutput` is documented as "the captured output of the last stage that ran (the implementation, on success)",
   // but with code review on, the last stage of a successful attempt is the code review, so the candidate carries the
   // reviewer's output (here: none at all) instead of the implementation's. Fix: on success take the log of the last
@@ -425,7 +425,7 @@ describe.concurrent("staged rewrite (real git, real SSH signing, fake coding age
     expect(await text(h.ready[0]!.agentOutput)).toContain("patched src/app.js");
   });
 
-  // BUG (services/rewriter/src/handlers/rewrite.ts, commitMessage(), line 273): the body paragraph
+  // BUG (services/rewriter/src/handlers/rewrite.ts, commitMessage()): the body paragraph
   // "Fingerprint: <fp>\nStages: <a → b> (N ms)." consists of `Token: value` lines only, so git takes it for a trailer
   // block and appends the Moss-* trailers to it: `git interpret-trailers --parse`, `%(trailers)` and commitTrailers()
   // report "Fingerprint" and "Stages" as trailers of every Moss commit, next to the Moss-* ones an auditor reads.

@@ -23,7 +23,7 @@ import {
   type TrialSpec,
 } from "@moss/runtime";
 import { createFixtureRepo, makeTar, type FixtureRepo } from "./fixture";
-import { freePort } from "@moss/cli";
+import { freePort } from "../helpers/nats";
 
 const BUILD_SCRIPT = fileURLToPath(new URL("../../deploy/build-base-image.sh", import.meta.url));
 const prefix = `mt${randomBytes(4).toString("hex")}`;
