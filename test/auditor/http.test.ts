@@ -306,6 +306,7 @@ describe("auditor HTTP API over recorded messages", () => {
       reason: "image moss/shop:abc not found",
       code: "MOSS_E_IMAGE_MISSING",
       payloadBase64: Buffer.from('{"batchId":"b-x"}').toString("base64"),
+      truncated: false,
       headers: { "Nats-Msg-Id": ["candidate-b-x-1"] },
       at: "2025-06-01T12:05:00.000Z",
     };

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBus, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
-import { Buckets, Consumers, Streams, failureSubject } from "@moss/contracts";
+import { Buckets, Consumers, DEAD_LETTER_MAX_COPY, DeadLetter, Streams, failureSubject } from "@moss/contracts";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { batchTotals, curatorConfig, publishAll, stormEvent, stormPayloads, waitDrained } from "../helpers/storm";
@@ -95,4 +95,24 @@ describe("curation under a failure storm (20 000 failures, 3 root causes)", () =
     for (const a of Object.values(state.active)) counted += (await closedCount(a.batchId)) + a.attached;
     expect(counted).toBe(n);
   }, 120_000);
+
+  it("an invalid event just under the NATS max payload is dead-lettered once, and 100 000 valid failures after it are all filed", async () => {
+    stack = await start();
+    // Invalid (no request, no error), and too big to copy whole into a dead-letter envelope.
+    const big = JSON.stringify({ id: "f-huge", agent: "storm", pad: "x".repeat(1_040_000) });
+    await bus.js.publish(failureSubject("storm"), big, { msgID: "f-huge" });
+    const n = 100_000;
+    await publishAll(bus, stormPayloads("storm", n));
+    await waitDrained(bus, n + 1, 180_000);
+    const { batches, totals } = await batchTotals(nats.url, "storm");
+    expect(batches).toBe(3);
+    expect(totals.reduce((a, b) => a + b, 0)).toBe(n);
+    // One copy, by reference: where it is, how big it was, why, and a bounded prefix.
+    const dlq = await bus.js.consumers.get(Streams.DLQ, { filter_subjects: [`moss.dlq.${Streams.FAILURES}.${Consumers.curator.durable}`] });
+    const letters: DeadLetter[] = [];
+    for await (const m of await dlq.fetch({ max_messages: 10, expires: 2_000 })) letters.push(DeadLetter.parse(m.json()));
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ stream: Streams.FAILURES, streamSeq: 1, size: big.length, truncated: true, code: "MOSS_E_INVALID_MESSAGE" });
+    expect(Buffer.from(letters[0]!.payloadBase64, "base64").length).toBe(DEAD_LETTER_MAX_COPY);
+  }, 300_000);
 });

@@ -1,4 +1,5 @@
 import {
+  DEAD_LETTER_MAX_COPY,
   Headers as H,
   compiled,
   Messages,
@@ -179,8 +180,12 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     return js.publish(subject, JSON.stringify(data), { msgID: def.msgId(data), headers: h });
   };
 
-  /** Copies a message to the dead-letter subject with the reason; dedup by origin so a crash never makes two. */
+  /**
+   * Copies a message to the dead-letter subject with the reason; dedup by origin so a crash never makes two. A large
+   * message is copied by reference: its stream and sequence, its size and a bounded prefix.
+   */
   const deadLetter = async (c: ConsumerDef, m: JsMsg, reason: string, code: string) => {
+    const truncated = m.data.length > DEAD_LETTER_MAX_COPY;
     const dl: DeadLetter = {
       subject: m.subject,
       stream: c.stream,
@@ -188,7 +193,9 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       streamSeq: m.seq,
       reason,
       code,
-      payloadBase64: Buffer.from(m.data).toString("base64"),
+      payloadBase64: Buffer.from(truncated ? m.data.subarray(0, DEAD_LETTER_MAX_COPY) : m.data).toString("base64"),
+      size: m.data.length,
+      truncated,
       headers: headersToRecord(m.headers, true) as Record<string, string[]>,
       at: new Date().toISOString(),
     };
@@ -226,10 +233,17 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       // Logged once: a termed message is never redelivered.
       clog.error("message dead-lettered", { subject: m.subject, seq: m.seq, code, reason: why });
       try {
-        await deadLetter(c, m, why, code);
+        await deadLetter(c, m, why.slice(0, 8_000), code);
         m.term(why.slice(0, 200));
         stats.termed++;
       } catch (dlErr) {
+        if (deliveryCount >= 2 * c.maxDeliver) {
+          // No message is nak'ed for ever: it stays in its stream, where an operator finds it by its sequence.
+          clog.error("dead-letter copy failed again; terminating the message without one", { subject: m.subject, stream: c.stream, seq: m.seq, code, reason: why, err: dlErr });
+          m.term(why.slice(0, 200));
+          stats.termed++;
+          return;
+        }
         clog.error("dead-letter publish failed; will be redelivered", { err: dlErr });
         m.nak(backoff(deliveryCount, o));
         stats.naked++;

@@ -275,12 +275,25 @@ export const DeadLetter = z.object({
   streamSeq: z.number().int(),
   reason: z.string(),
   code: z.string(),
-  /** The original payload, base64 (it may not be valid UTF-8 or JSON). */
+  /**
+   * The original payload, base64 (it may not be valid UTF-8 or JSON); only its first DEAD_LETTER_MAX_COPY bytes when it
+   * is larger (`truncated`): the whole message stays in its stream, at `streamSeq`.
+   */
   payloadBase64: z.string(),
+  /** Size of the original payload, bytes. */
+  size: z.number().int().nonnegative().optional(),
+  /** The copy holds only a prefix of the payload (see `size`). */
+  truncated: z.boolean().default(false),
   headers: z.record(z.string(), z.array(z.string())).default({}),
   at: z.string().datetime(),
 });
 export type DeadLetter = z.infer<typeof DeadLetter>;
+
+/**
+ * Most payload bytes a dead letter copies: a message near the NATS max payload, base64-encoded inside an envelope,
+ * would not fit in one message, and could then never be dead-lettered.
+ */
+export const DEAD_LETTER_MAX_COPY = 256 * 1024;
 
 /**
  * Where a batch stands, in the `moss_batches` KV bucket. The state machine (which state may follow which, which ones
