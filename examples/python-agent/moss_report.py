@@ -189,7 +189,6 @@ class MossReporter:
                 "headers": {
                     k.lower(): ("[redacted]" if k.lower() in DEFAULT_REDACTED_HEADERS else str(v)) for k, v in (headers or {}).items()
                 },
-                "needsNetwork": False,
             },
             "error": {
                 "type": _cut(type(error).__name__, LIMITS["error_type"]),

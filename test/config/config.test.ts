@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig, parseConfig, type LoadedConfig } from "@moss/config";
+import { ConfigError, isLoaderVariable, loadConfig, parseConfig, type LoadedConfig } from "@moss/config";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 let dir: string;
@@ -274,5 +274,17 @@ describe("result", () => {
       (cfg.agents["shop"]!.env as Record<string, string>)["B"] = "2";
     }).toThrow(TypeError);
     expect(cfg.curator.batchSize).toBe(3);
+  });
+});
+
+describe("agents.<name>.replay", () => {
+  it("takes no recorded env and no network by default, and refuses a loader variable in the allow-list", () => {
+    const cfg = parseConfig({ agents: { shop: { repo: "/srv/shop" } } });
+    expect(cfg.agents["shop"]!.replay).toEqual({ envAllow: [], network: false });
+    const err = configError(() => parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { envAllow: ["LOCALE", "NODE_OPTIONS", "LD_PRELOAD"] } } } }));
+    expect(err.problems.map((p) => p.path)).toEqual(["agents.shop.replay.envAllow.1", "agents.shop.replay.envAllow.2"]);
+    expect(err.message).toContain("NODE_OPTIONS changes how the agent's runtime loads code; it can never be taken from a failure event");
+    for (const n of ["NODE_OPTIONS", "LD_LIBRARY_PATH", "PYTHONPATH", "DYLD_INSERT_LIBRARIES", "PATH"]) expect(isLoaderVariable(n), n).toBe(true);
+    for (const n of ["LOCALE", "TZ", "MODEL"]) expect(isLoaderVariable(n), n).toBe(false);
   });
 });

@@ -170,7 +170,7 @@ describe("FailureEvent", () => {
     expect(ev).toEqual({
       ...minimalFailure,
       schema: "moss.failure.v1",
-      request: { path: "/v1/checkout", method: "POST", headers: {}, needsNetwork: false },
+      request: { path: "/v1/checkout", method: "POST", headers: {} },
       logs: [],
       env: {},
       timeoutMs: 10_000,
@@ -228,7 +228,7 @@ describe("compiled fast path (z.compile)", () => {
     ...minimalFailure,
     schema: "moss.failure.v1",
     route: "checkout",
-    request: { method: "POST", path: "/v1/checkout?x=1", headers: { "content-type": "application/json" }, body: '{"sku":1}', needsNetwork: false },
+    request: { method: "POST", path: "/v1/checkout?x=1", headers: { "content-type": "application/json" }, body: '{"sku":1}' },
     response: { status: 500, body: "oops" },
     error: { type: "TypeError", message: "x is undefined", stack: "TypeError: x\n    at f (/app/a.ts:1:2)", frames: [{ file: "/app/a.ts", function: "f", line: 1 }] },
     logs: ["a", "b"],

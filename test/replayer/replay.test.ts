@@ -1,6 +1,7 @@
 import { batchStore } from "@moss/batch";
 import { kvGet } from "@moss/bus";
 import { knownAgent, parseConfig } from "@moss/config";
+import { SnapshotRejectedError } from "@moss/runtime";
 import { BatchRecord, CandidateReady, FailureEvent, Messages, type FailureRef, type ReplayCompleted } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { judge, replay, type ReplayerDeps, type TrialPort } from "@moss/replayer";
@@ -65,7 +66,11 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     await env?.stop();
   });
 
-  const AGENTS = { "chat-bot": { repo: "/srv/chat-bot", port: 8080, env: { MODEL: "small", SHARED: "agent", MOSS_NATS_URL: "nats://x" } } };
+  const AGENTS = {
+    "chat-bot": { repo: "/srv/chat-bot", port: 8080, stateDir: "/data", env: { MODEL: "small", SHARED: "agent", MOSS_NATS_URL: "nats://x" }, replay: { envAllow: ["SHARED", "LOCALE"] } },
+    "net-bot": { repo: "/srv/net-bot", replay: { network: true } },
+    "plain-bot": { repo: "/srv/plain-bot" },
+  };
   const CONFIG = parseConfig({ agents: AGENTS });
 
   function fakeRuntime(answer: (spec: TrialSpec) => Promise<Trial> | Trial = () => ok()) {
@@ -116,7 +121,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     return { deps, msg, published, state };
   }
 
-  it("replays every failure with its request, 1.5x timeout, snapshot, end-to-end headers and merged env", async () => {
+  it("replays every failure with its request, 1.5x timeout, snapshot (into the configured state dir), end-to-end headers and the allowed env", async () => {
     const tar = Buffer.from([0x75, 0x73, 0x74, 0x61, 0x72, 0, 0xff, 0x10]);
     const snapshotRef = await env.blob.put(tar, { contentType: "application/x-tar" });
     const inlineTar = Buffer.from("inline-state-tar");
@@ -130,11 +135,12 @@ describe("replay with a fake runtime, real blob store and KV", () => {
           headers: { Host: "agent.internal:8080", "Content-Length": "10", connection: "keep-alive", "Transfer-Encoding": "chunked", "content-type": "application/json", authorization: "Bearer t", "x-request-id": "r1" },
           body: '{"q":"hi"}',
         },
-        env: { SHARED: "failure", LOCALE: "fr", MOSS_AGENT_VERSION: VERSION },
-        snapshot: { path: "/data", blob: snapshotRef },
+        // What the config allows of the recorded env is taken; loader variables and anything else are not.
+        env: { SHARED: "failure", LOCALE: "fr", MOSS_AGENT_VERSION: VERSION, NODE_OPTIONS: "--require /tmp/evil.js", LD_PRELOAD: "/tmp/evil.so", OTHER: "x" },
+        snapshot: { path: "/etc", blob: snapshotRef },
       }),
       failure({ id: "f2", timeoutMs: 333, snapshot: { path: "/state", inlineBase64: inlineTar.toString("base64") } }),
-      failure({ id: "f3", request: { method: "GET", path: "/v1/search?q=x", needsNetwork: true } }),
+      failure({ id: "f3", request: { method: "GET", path: "/v1/search?q=x" } }),
     ];
     const fake = fakeRuntime((spec) => ({ ...ok(), logs: `logs of ${spec.labels?.["moss.failure"]}` }));
     const h = await harness(events, fake.runtime);
@@ -146,16 +152,16 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     expect(s1).toMatchObject({ image: "moss/chat-bot:candidate", port: 8080, timeoutMs: 3_000, network: false, labels: { "moss.batch": h.msg.batchId, "moss.failure": "f1" } });
     expect(s1.request).toEqual({ method: "POST", path: "/v1/chat?stream=0", headers: { "content-type": "application/json", authorization: "Bearer t", "x-request-id": "r1" }, body: '{"q":"hi"}' });
     expect(s1.env).toEqual({ MODEL: "small", SHARED: "failure", MOSS_NATS_URL: "nats://x", LOCALE: "fr", MOSS_AGENT_VERSION: CANDIDATE });
-    expect(s1.snapshot?.path).toBe("/data");
+    expect(s1.snapshot?.path).toBe("/data"); // the config's stateDir, not the event's /etc
     expect(s1.snapshot?.tar).toEqual(tar);
 
     const s2 = byId["f2"]!;
     expect(s2.timeoutMs).toBe(500); // 333 * 1.5, rounded
-    expect(s2.snapshot).toEqual({ path: "/state", tar: inlineTar });
+    expect(s2.snapshot).toEqual({ path: "/data", tar: inlineTar });
     expect(s2.env).toEqual({ ...AGENTS["chat-bot"].env, MOSS_AGENT_VERSION: CANDIDATE });
 
     const s3 = byId["f3"]!;
-    expect(s3).toMatchObject({ timeoutMs: 15_000, network: true, snapshot: undefined });
+    expect(s3).toMatchObject({ timeoutMs: 15_000, network: false, snapshot: undefined });
     expect(s3.request).toMatchObject({ method: "GET", path: "/v1/search?q=x" });
 
     expect(h.published).toHaveLength(1);
@@ -169,6 +175,40 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     // Each trial's container logs are kept as evidence.
     for (const r of out.results) expect((await env.blob.get(r.logs!.sha256)).toString()).toBe(`logs of ${r.failureId}`);
     expect(await h.state()).toBe("replaying");
+  });
+
+  it("takes the trial's network from the agent's config, never from the event", async () => {
+    const fake = fakeRuntime();
+    const h = await harness([failure({ id: "n1", agent: "net-bot" })], fake.runtime, { agent: "net-bot" });
+    await replay(h.msg, h.deps);
+    expect(fake.specs[0]).toMatchObject({ network: true });
+  });
+
+  it("one failure that cannot be replayed fails its own trial with the reason; the batch's replay still completes", async () => {
+    // plain-bot names no stateDir: a snapshot has nowhere to go. f-bad's snapshot breaks the unpacking policy.
+    const events = [
+      failure({ id: "f-snap", agent: "plain-bot", snapshot: { path: "/data", inlineBase64: Buffer.from("x").toString("base64") } }),
+      failure({ id: "f-ok", agent: "plain-bot" }),
+    ];
+    const fake = fakeRuntime();
+    const h = await harness(events, fake.runtime, { agent: "plain-bot" });
+    await replay(h.msg, h.deps);
+    expect(fake.specs.map((s) => s.labels?.["moss.failure"])).toEqual(["f-ok"]);
+    const out = h.published[0]!;
+    expect(out.passed).toBe(false);
+    expect(out.results[0]).toMatchObject({ failureId: "f-snap", passed: false, reason: expect.stringContaining("agents.plain-bot.stateDir is not set") });
+    expect(out.results[1]).toMatchObject({ failureId: "f-ok", passed: true });
+
+    const rejecting = fakeRuntime((spec) => {
+      if (spec.labels?.["moss.failure"] === "f-bad") throw new SnapshotRejectedError("symlink evil -> / leaves the state directory");
+      return ok();
+    });
+    const h2 = await harness([failure({ id: "f-bad", snapshot: { path: "/data", inlineBase64: "eA==" } }), failure({ id: "f-good" })], rejecting.runtime);
+    await replay(h2.msg, h2.deps);
+    expect(h2.published[0]!.results).toEqual([
+      expect.objectContaining({ failureId: "f-bad", passed: false, reason: "could not be replayed: the state snapshot was not restored: symlink evil -> / leaves the state directory" }),
+      expect.objectContaining({ failureId: "f-good", passed: true }),
+    ]);
   });
 
   it("publishes passed=false when any one failure still fails, with per-failure results", async () => {

@@ -16,6 +16,7 @@ import {
   ImageNotFoundError,
   InvalidSpecError,
   NoPreviousVersionError,
+  SnapshotRejectedError,
   TrialError,
   createRuntime,
   type BuildImageResult,
@@ -216,6 +217,33 @@ describe("runTrial", { timeout: 30_000 }, () => {
     expect(json(over)).toEqual({ greeting: "hello from the snapshot" });
   });
 
+  it("unpacks a hostile snapshot under a strict policy: nothing outside the state directory, no links out, bounded", async () => {
+    // Each tar is refused before anything reaches the container; the agent answers from its own code and state.
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ["a symlink to / and a write through it", await rawTar([{ name: "evil", type: "symlink", linkname: "/" }, { name: "evil/app/server.mjs", content: "pwned" }]), /symlink evil -> \/ leaves the state directory/],
+      ["a relative symlink climbing out", await rawTar([{ name: "up", type: "symlink", linkname: "../../app" }]), /symlink up -> \.\.\/\.\.\/app leaves/],
+      ["an entry through an inner symlink", await rawTar([{ name: "here", type: "symlink", linkname: "." }, { name: "here/x", content: "x" }]), /entry here\/x goes through the symlink here/],
+      ["a ../ entry", await rawTar([{ name: "../../app/server.mjs", content: "pwned" }]), /climbs out with \.\./],
+      ["an absolute entry", await rawTar([{ name: "/app/server.mjs", content: "pwned" }]), /absolute path/],
+      ["a hard link", await rawTar([{ name: "state.json", content: "{}" }, { name: "h", type: "link", linkname: "state.json" }]), /entry h is a link/],
+      ["a device", await rawTar([{ name: "dev", type: "character-device" }]), /entry dev is a character-device/],
+    ];
+    for (const [what, tarBytes, why] of cases) {
+      const err = await trial({ request: get("/state"), snapshot: { path: "/data", tar: tarBytes } }).catch((e: unknown) => e);
+      expect(err, what).toBeInstanceOf(SnapshotRejectedError);
+      expect(err, what).toMatchObject({ code: "MOSS_E_SNAPSHOT_REJECTED", retryable: false, message: expect.stringMatching(why) });
+    }
+    const small = createRuntime({ namePrefix: prefix, snapshotMaxBytes: 1_000, snapshotMaxEntries: 3 });
+    const big = await small.runTrial({ image: v1.image, port: 8080, env: {}, timeoutMs: 5_000, labels: testLabels, request: get("/state"), snapshot: { path: "/data", tar: makeTar({ "a.json": "x".repeat(2_000) }) } }).catch((e: unknown) => e);
+    expect(big).toMatchObject({ code: "MOSS_E_SNAPSHOT_REJECTED", message: expect.stringContaining("more than 1000 bytes") });
+    const many = await small.runTrial({ image: v1.image, port: 8080, env: {}, timeoutMs: 5_000, labels: testLabels, request: get("/state"), snapshot: { path: "/data", tar: makeTar({ a: "1", b: "2", c: "3", d: "4" }) } }).catch((e: unknown) => e);
+    expect(many).toMatchObject({ code: "MOSS_E_SNAPSHOT_REJECTED", message: expect.stringContaining("more than 3 entries") });
+    expect(await trialContainers()).toEqual([]);
+    // A symlink that stays inside is kept, and the agent reads through it.
+    const inner = await rawTar([{ name: "real.json", content: JSON.stringify({ greeting: "through a link" }) }, { name: "state.json", type: "symlink", linkname: "real.json" }]);
+    expect(json(await trial({ request: get("/state"), snapshot: { path: "/data", tar: inner } }))).toEqual({ greeting: "through a link" });
+  });
+
   it("collects the failures the agent reports to MOSS_REPLAY_FAILURE_FILE", async () => {
     const r = await trial({ request: { method: "POST", path: "/divide", headers: { "content-type": "application/json" }, body: JSON.stringify({ a: 1, b: 0 }) } });
     expect(r.response?.status).toBe(500);
@@ -413,3 +441,32 @@ describe("live", { timeout: 60_000 }, () => {
   });
 });
 
+/** A tar with exactly these entries, as a hostile reporter would write it (ustar, names taken as given). */
+async function rawTar(entries: Array<{ name: string; type?: "file" | "symlink" | "link" | "character-device"; linkname?: string; content?: string }>): Promise<Buffer> {
+  const TYPE = { file: "0", link: "1", symlink: "2", "character-device": "3" } as const;
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const content = Buffer.from(e.content ?? "");
+    const h = Buffer.alloc(512);
+    const put = (value: string, at: number, len: number) => h.write(value.slice(0, len), at, "utf8");
+    const octal = (n: number, len: number) => n.toString(8).padStart(len - 1, "0");
+    put(e.name, 0, 100);
+    put(octal(0o644, 8), 100, 8);
+    put(octal(0, 8), 108, 8);
+    put(octal(0, 8), 116, 8);
+    put(octal(e.type && e.type !== "file" ? 0 : content.length, 12), 124, 12);
+    put(octal(0, 12), 136, 12);
+    h.fill(" ", 148, 156);
+    put(TYPE[e.type ?? "file"], 156, 1);
+    put(e.linkname ?? "", 157, 100);
+    put("ustar\0", 257, 6);
+    put("00", 263, 2);
+    let sum = 0;
+    for (const b of h) sum += b;
+    put(`${octal(sum, 7)}\0`, 148, 8);
+    blocks.push(h);
+    if (!e.type || e.type === "file") blocks.push(content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}

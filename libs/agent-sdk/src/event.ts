@@ -14,8 +14,6 @@ export interface CapturedRequest {
   headers?: HeaderValues;
   /** Text, bytes (UTF-8) or a JSON value (serialized). */
   body?: string | Uint8Array | object;
-  /** The request needs outbound network during replay (trial containers are offline otherwise). */
-  needsNetwork?: boolean;
 }
 
 export interface CaptureInput {
@@ -132,7 +130,6 @@ export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventCon
       path: req.path,
       headers: normalizeHeaders(req.headers, ctx.redactHeaders),
       ...(body !== undefined ? { body: cut(body, Limits.body) } : {}),
-      needsNetwork: req.needsNetwork ?? false,
     },
     error: describeError(input.error),
     logs: ctx.logs.slice(-Limits.logLines),

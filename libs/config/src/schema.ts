@@ -1,5 +1,6 @@
 import { AgentName } from "@moss/contracts";
 import { z } from "zod";
+import { isLoaderVariable } from "./env";
 import { FingerprintConfig } from "./fingerprint";
 import { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";
 
@@ -33,8 +34,27 @@ export const AgentConfig = z.object({
     })
     .partial()
     .default({}),
-  /** Extra env for the live agent and its trials (failure env overrides it in trials). */
+  /** Extra env for the live agent and its trials. */
   env: z.record(z.string(), z.string()).default({}),
+  /** How its failures are replayed. What a failure event says is evidence, never an instruction. */
+  replay: z
+    .object({
+      /**
+       * The variables a failure's recorded env may set in its replay (on top of `env`); any other the event carries is
+       * ignored. Loader variables (NODE_OPTIONS, LD_*, PYTHON*, ...) can never be taken from an event. Default: none.
+       */
+      envAllow: z
+        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name"))
+        .default([])
+        .superRefine((names, ctx) => {
+          for (const [i, n] of names.entries()) {
+            if (isLoaderVariable(n)) ctx.addIssue({ code: "custom", path: [i], message: `${n} changes how the agent's runtime loads code; it can never be taken from a failure event` });
+          }
+        }),
+      /** Trials of this agent may use the network (Docker's default bridge). Default false: offline. */
+      network: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 

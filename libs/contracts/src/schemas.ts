@@ -24,8 +24,6 @@ export const HttpRequest = z.object({
   headers: z.record(z.string(), z.string()).default({}),
   /** Body as UTF-8 text (JSON bodies are serialized). */
   body: z.string().max(1_000_000).optional(),
-  /** The request needs outbound network access; trial containers are offline otherwise. */
-  needsNetwork: z.boolean().default(false),
 });
 export type HttpRequest = z.infer<typeof HttpRequest>;
 
@@ -71,14 +69,17 @@ export const FailureEvent = z.object({
   response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }).optional(),
   error: ErrorInfo,
   logs: z.array(z.string().max(4_000)).max(200).default([]),
-  /** Allow-listed environment the agent ran with; replays use the same. */
+  /** Allow-listed environment the agent ran with; a replay takes only what `agents.<name>.replay.envAllow` names. */
   env: z.record(z.string(), z.string()).default({}),
   /** How long the request was allowed to take; replay timeout is 1.5x this. */
   timeoutMs: z.number().int().positive().max(600_000).default(10_000),
   /** State directory snapshot (tar), either by reference to the blob store or inline (base64, at most 1 MiB). */
   snapshot: z
     .object({
-      /** Absolute path inside the agent's container where the tar is extracted. */
+      /**
+       * The agent's state directory the tar was taken from (evidence only: a replay restores the snapshot into the
+       * directory the agent's config names, `agents.<name>.stateDir`, never where an event says).
+       */
       path: z.string().startsWith("/"),
       blob: BlobRef.optional(),
       inlineBase64: z.string().max(1_400_000).optional(),

@@ -73,6 +73,7 @@ export const Codes = {
   RUNTIME_INVALID_SPEC: code("MOSS_E_RUNTIME_INVALID_SPEC", "@moss/runtime", 400, false, "A runtime spec that cannot work (bad agent name, relative snapshot path, port out of range...)."),
   TRIAL_FAILED: code("MOSS_E_TRIAL_FAILED", "@moss/runtime", 500, true, "A trial container could not be run at all (create, upload or start failed). Not the agent's misbehaviour, which is a verdict."),
   LIVE_DEPLOY_FAILED: code("MOSS_E_LIVE_DEPLOY_FAILED", "@moss/runtime", 500, true, "Swapping or rolling back the live container failed; the message says what became of the version that was live."),
+  SNAPSHOT_REJECTED: code("MOSS_E_SNAPSHOT_REJECTED", "@moss/runtime", 422, false, "A failure's state snapshot breaks the unpacking policy (absolute path, .., a link leaving the state directory, a special file, too big). That failure's replay fails with the reason."),
   NO_PREVIOUS_VERSION: code("MOSS_E_NO_PREVIOUS_VERSION", "@moss/runtime", 409, false, "A rollback was asked for, but the agent has no previous container to go back to."),
 
   // @moss/agent-sdk
@@ -89,6 +90,9 @@ export const Codes = {
   UNAVAILABLE: code("MOSS_E_UNAVAILABLE", "@moss/curator", 503, true, "The event could not be stored in JetStream. Retry with the same id (it is deduplicated)."),
   INVALID_FAILURE: code("MOSS_E_INVALID_FAILURE", "@moss/curator", 400, false, "A posted failure event does not match failure.v1; the answer lists every problem."),
   INVALID_FLAG: code("MOSS_E_INVALID_FLAG", "@moss/curator", 400, false, "A posted flag does not match its schema; the answer lists every problem."),
+
+  // @moss/replayer
+  UNREPLAYABLE: code("MOSS_E_UNREPLAYABLE", "@moss/replayer", 422, false, "A failure cannot be replayed as recorded (its stored event is invalid, or it has a state snapshot and agents.<name>.stateDir is not set). That failure's replay fails with the reason."),
 
   // @moss/rewriter
   ADAPTER_CONFIG: code("MOSS_E_ADAPTER_CONFIG", "@moss/rewriter", 500, false, "The coding-agent adapter configuration cannot work (unknown preset, empty command...). Fix rewriter.adapter."),

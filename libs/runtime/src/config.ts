@@ -9,6 +9,8 @@ export const RUNTIME_DEFAULTS = {
   trialCpus: 1,
   trialStartAllowanceMs: 3000,
   trialLogLimitBytes: 1024 * 1024,
+  snapshotMaxBytes: 256 * 1024 * 1024,
+  snapshotMaxEntries: 20_000,
   liveStopTimeoutSeconds: 5,
   namePrefix: "moss",
   builder: "buildkit",
@@ -27,6 +29,8 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
     trialCpus: cfg.trialCpus ?? RUNTIME_DEFAULTS.trialCpus,
     trialStartAllowanceMs: cfg.trialStartAllowanceMs ?? RUNTIME_DEFAULTS.trialStartAllowanceMs,
     trialLogLimitBytes: cfg.trialLogLimitBytes ?? RUNTIME_DEFAULTS.trialLogLimitBytes,
+    snapshotMaxBytes: cfg.snapshotMaxBytes ?? RUNTIME_DEFAULTS.snapshotMaxBytes,
+    snapshotMaxEntries: cfg.snapshotMaxEntries ?? RUNTIME_DEFAULTS.snapshotMaxEntries,
     liveStopTimeoutSeconds: cfg.liveStopTimeoutSeconds ?? RUNTIME_DEFAULTS.liveStopTimeoutSeconds,
     namePrefix: cfg.namePrefix ?? RUNTIME_DEFAULTS.namePrefix,
     builder: cfg.builder ?? RUNTIME_DEFAULTS.builder,
@@ -38,6 +42,8 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
   positive("trialCpus", r.trialCpus, 0.01);
   positive("trialStartAllowanceMs", r.trialStartAllowanceMs, 0);
   positive("trialLogLimitBytes", r.trialLogLimitBytes, 1024);
+  positive("snapshotMaxBytes", r.snapshotMaxBytes, 1);
+  positive("snapshotMaxEntries", r.snapshotMaxEntries, 1);
   positive("liveStopTimeoutSeconds", r.liveStopTimeoutSeconds, 0);
   positive("buildTimeoutMs", r.buildTimeoutMs, 1);
   if (!NAME_PART.test(r.namePrefix)) {

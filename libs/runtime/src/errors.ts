@@ -161,6 +161,17 @@ export class LiveDeployError extends RuntimeError {
   }
 }
 
+/**
+ * A failure's state snapshot breaks the unpacking policy (absolute path, `..`, a link leaving the state directory,
+ * a special file, too big): it is not extracted, and that failure's replay fails with the reason (terminal).
+ */
+export class SnapshotRejectedError extends RuntimeError {
+  override readonly name = "SnapshotRejectedError";
+  constructor(readonly why: string) {
+    super(Codes.SNAPSHOT_REJECTED, `the state snapshot was not restored: ${why}`);
+  }
+}
+
 /** Rollback asked for, but the agent has no previous container to go back to (terminal). */
 export class NoPreviousVersionError extends RuntimeError {
   override readonly name = "NoPreviousVersionError";

@@ -24,6 +24,7 @@ export {
   InvalidSpecError,
   LiveDeployError,
   NoPreviousVersionError,
+  SnapshotRejectedError,
   RuntimeError,
   TrialError,
   type PreviousVersionOutcome,

@@ -7,6 +7,7 @@ import type { ResolvedRuntimeConfig } from "./config";
 import { demuxDockerStream } from "./demux";
 import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
+import { cleanSnapshot } from "./snapshot";
 import { packTar, type TarEntry } from "./tar";
 import type { TrialResponse, TrialResult, TrialSpec } from "./types";
 
@@ -138,8 +139,9 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       throw wrap("driver upload", err);
     }
     if (spec.snapshot) {
+      const clean = await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image);
       try {
-        await container.putArchive(spec.snapshot.tar, { path: spec.snapshot.path });
+        await container.putArchive(clean, { path: spec.snapshot.path });
       } catch (err) {
         // A corrupt snapshot is a bad input, not a flaky engine.
         if (statusCodeOf(err) === 400 || statusCodeOf(err) === 500) {

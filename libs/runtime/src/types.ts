@@ -16,6 +16,10 @@ export interface RuntimeConfig {
    * boot. The driver enforces `timeoutMs` itself and reports; this is the backstop. Default 3000 ms.
    */
   trialStartAllowanceMs?: number;
+  /** Most bytes of files a state snapshot may hold (unpacked). Default 256 MiB. */
+  snapshotMaxBytes?: number;
+  /** Most entries a state snapshot may hold. Default 20 000. */
+  snapshotMaxEntries?: number;
   /** Max bytes of logs kept in a `TrialResult` (the tail is kept). Default 1 MiB. */
   trialLogLimitBytes?: number;
   /** Seconds a live container gets to exit after SIGTERM before SIGKILL. Default 5. */

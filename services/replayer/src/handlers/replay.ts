@@ -1,16 +1,18 @@
 /** The replayer's message handler: every failure of a candidate's batch, replayed in its own ephemeral trial. */
 import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
-import type { AgentConfig } from "@moss/config";
-import { Expectation, FailureEvent, Messages, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import { isLoaderVariable, type AgentConfig } from "@moss/config";
+import { Expectation, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import { isTerminal } from "@moss/errors";
 import type { Runtime, TrialResult } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
+import { UnreplayableError } from "../errors";
 
 /** What the replayer runs trials with: the runtime's trial. */
 export type TrialPort = Pick<Runtime, "runTrial">;
 
-/** What the replayer needs of an agent: the port it listens on in a trial, and its extra env. */
-export type ReplayAgent = Pick<AgentConfig, "port" | "env">;
+/** What the replayer needs of an agent: the port it listens on, its env, its state directory, and how it is replayed. */
+export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay">;
 
 export interface ReplayerDeps {
   /** The agent's trial settings; throws UnknownAgentError for an agent the config does not name. */
@@ -33,8 +35,15 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<v
   // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard); one failed trial fails it.
   const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
   const runs = await mapLimit(trials, deps.concurrency, async ({ ref }): Promise<ReplayResult> => {
-    const ev = FailureEvent.parse(JSON.parse((await deps.blob.get(ref.event.sha256)).toString("utf8")));
-    return replayOne(ev, msg, agent, deps);
+    try {
+      return await replayOne(ref.event, msg, agent, deps);
+    } catch (err) {
+      // One failure that cannot be replayed (its evidence is bad) fails its own trial, with the reason; it never
+      // holds up the batch. An error retrying can fix (the engine or the blob store away) retries the message.
+      if (!isTerminal(err)) throw err;
+      deps.log.warn("a failure could not be replayed", { batch: msg.batchId, failure: ref.id, err: (err as Error).message });
+      return { failureId: ref.id, passed: false, reason: `could not be replayed: ${(err as Error).message}`, durationMs: 0, timedOut: false };
+    }
   });
   const results = msg.failures.map((ref) => {
     const mine = runs.filter((r) => r.failureId === ref.id);
@@ -48,19 +57,35 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<v
   deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length });
 }
 
-async function replayOne(ev: FailureEvent, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
-  const snapshot = ev.snapshot
-    ? { path: ev.snapshot.path, tar: ev.snapshot.blob ? await deps.blob.get(ev.snapshot.blob.sha256) : Buffer.from(ev.snapshot.inlineBase64 ?? "", "base64") }
-    : undefined;
+/** The env of a replay: the agent's own, plus what the failure recorded of the variables its config allows (never a loader variable). */
+export function replayEnv(agent: ReplayAgent, recorded: Record<string, string>, version: string): Record<string, string> {
+  const env: Record<string, string> = { ...agent.env };
+  for (const name of agent.replay.envAllow) {
+    const v = recorded[name];
+    if (v !== undefined && !isLoaderVariable(name)) env[name] = v;
+  }
+  return { ...env, MOSS_AGENT_VERSION: version };
+}
+
+async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
+  const parsed = FailureEvent.safeParse(JSON.parse((await deps.blob.get(eventRef.sha256)).toString("utf8")));
+  if (!parsed.success) throw new UnreplayableError(`its stored event does not match failure.v1: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  const ev = parsed.data;
+  let snapshot: { path: string; tar: Buffer } | undefined;
+  if (ev.snapshot) {
+    // Restored into the directory the agent's config names; where the event says it came from is not a choice.
+    if (!agent.stateDir) throw new UnreplayableError(`the failure has a state snapshot but agents.${msg.agent}.stateDir is not set: set it to the agent's state directory`);
+    snapshot = { path: agent.stateDir, tar: ev.snapshot.blob ? await deps.blob.get(ev.snapshot.blob.sha256) : Buffer.from(ev.snapshot.inlineBase64 ?? "", "base64") };
+  }
   const timeoutMs = Math.round(ev.timeoutMs * REPLAY_TIMEOUT_FACTOR);
   const trial = await deps.runtime.runTrial({
     image: msg.image,
     request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body },
     port: agent.port,
-    env: { ...agent.env, ...ev.env, MOSS_AGENT_VERSION: msg.commit },
+    env: replayEnv(agent, ev.env, msg.commit),
     timeoutMs,
     snapshot,
-    network: ev.request.needsNetwork,
+    network: agent.replay.network,
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
   });
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
