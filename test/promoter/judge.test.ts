@@ -9,6 +9,7 @@ import { CANDIDATE, VERSION, batchRecord, seed, silent, startEnv, type Env } fro
 const AGENT = "chat-bot";
 const OLD_IMAGE = "moss/chat-bot:old";
 const NEW_IMAGE = `moss/chat-bot:${CANDIDATE.slice(0, 12)}`;
+const NEW_IMAGE_ID = `sha256:${"b".repeat(64)}`;
 const ref = (c: string): BlobRef => ({ sha256: c.repeat(64), size: 100 });
 const FAILURES = [
   { id: "f1", event: ref("1") },
@@ -79,7 +80,9 @@ describe("promoter with a real KV", () => {
     const batchId = `b${++n}`;
     // Every message of a batch names its fingerprint key: the record's, else one of the batch's own.
     keyOf.set(batchId, o.record?.fingerprintKey ?? `fpk-${batchId}`);
-    await seed(batches, batchRecord({ batchId, failures: FAILURES, state: o.state ?? "replaying", attempt: 1, ...o.record }));
+    // What the rewriter built for the batch's current attempt: the only thing a replay of it can promote.
+    const built = { attempt: o.record?.attempt ?? 1, commit: CANDIDATE, image: NEW_IMAGE, imageId: NEW_IMAGE_ID, diff: DIFF };
+    await seed(batches, batchRecord({ batchId, failures: FAILURES, state: o.state ?? "replaying", attempt: 1, built, ...o.record }));
     const current: Deployment = { agent: AGENT, image: OLD_IMAGE, version: VERSION, container: `moss-live-${AGENT}`, updatedAt: "2025-01-01T00:00:00.000Z" };
     await deployments.put(AGENT, JSON.stringify(current));
     const live = fakeLive({ noPrevious: o.noPrevious });
@@ -163,7 +166,7 @@ describe("promoter with a real KV", () => {
     await onReplayCompleted(replayDone(h.batchId), h.deps);
 
     expect(h.live.calls.deploy).toEqual([
-      { agent: AGENT, image: NEW_IMAGE, version: CANDIDATE, env: { PORT: "8080", AGENT_NAME: AGENT, MOSS_AGENT_VERSION: CANDIDATE }, stateDir: `/var/lib/moss/${AGENT}` },
+      { agent: AGENT, image: NEW_IMAGE, imageId: NEW_IMAGE_ID, version: CANDIDATE, env: { PORT: "8080", AGENT_NAME: AGENT, MOSS_AGENT_VERSION: CANDIDATE }, stateDir: `/var/lib/moss/${AGENT}` },
     ]);
     expect(h.live.calls.rollback).toEqual([]);
     // It watched the new version for the whole bake window before calling it promoted.
@@ -178,7 +181,7 @@ describe("promoter with a real KV", () => {
 
     const b = await h.batch();
     expect(b.state).toBe("promoted");
-    expect(b.candidate).toEqual({ attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, diff: DIFF });
+    expect(b.candidate).toEqual({ attempt: 1, commit: CANDIDATE, image: NEW_IMAGE, imageId: NEW_IMAGE_ID, diff: DIFF });
     const d = await h.deployment();
     expect(d).toMatchObject({ agent: AGENT, image: NEW_IMAGE, version: CANDIDATE, batchId: h.batchId, previous: { image: OLD_IMAGE, version: VERSION, container: `moss-prev-${AGENT}` } });
   });
@@ -596,7 +599,7 @@ describe("promoter with a real KV", () => {
     let checks = 0;
     const good = await harness({ verifySignature: async () => (checks++, { ok: true, reason: "good signature" }) });
     await onReplayCompleted(replayDone(good.batchId), good.deps);
-    expect(checks).toBe(1);
+    expect(checks).toBe(2); // when replay passed, and again just before the swap
     expect(good.live.calls.deploy.map((d) => d.image)).toEqual([NEW_IMAGE]);
     expect((await good.batch()).state).toBe("promoted");
     expect(await good.kept()).toEqual({});
@@ -770,5 +773,38 @@ describe("promoter with a real KV", () => {
     await onCandidateFailed(candidateFailed(h.batchId, { attempt: 2, previous: h.out.retries[0]!.previous }), h.deps);
     expect(h.out.verdicts).toEqual([expect.objectContaining({ verdict: "needs-human", attempt: 2 })]);
     expect(await h.batch()).toMatchObject({ state: "needs-human" });
+  });
+
+  // --- provenance: only what the rewriter built is ever deployed -----------------------------------------------
+  it("a replay.completed naming another image or commit than the rewriter built is ignored, and the real one promotes", async () => {
+    const h = await harness();
+    await onReplayCompleted({ ...replayDone(h.batchId), image: "evil/image:latest" }, h.deps);
+    await onReplayCompleted({ ...replayDone(h.batchId), commit: "1234567890123456789012345678901234567890" }, h.deps);
+    await onReplayCompleted(replayDone(h.batchId, { attempt: 2 }), h.deps);
+    expect(h.live.calls.deploy).toEqual([]);
+    expect(await h.batch()).toMatchObject({ state: "replaying" });
+    await onReplayCompleted(replayDone(h.batchId), h.deps);
+    expect(h.live.calls.deploy).toEqual([expect.objectContaining({ image: NEW_IMAGE, imageId: NEW_IMAGE_ID, version: CANDIDATE })]);
+    expect(await h.batch()).toMatchObject({ state: "promoted", candidate: { commit: CANDIDATE, image: NEW_IMAGE, imageId: NEW_IMAGE_ID } });
+  });
+
+  it("a candidate that fails its last check before the swap is rejected, and nothing is deployed", async () => {
+    let signed = true;
+    const h = await harness({ autoApprove: false, verifySignature: async () => (signed ? { ok: true, reason: "good" } : { ok: false, reason: "commit 1111 is not signed" }) });
+    await onReplayCompleted(replayDone(h.batchId), h.deps);
+    expect((await h.batch()).state).toBe("awaiting-approval");
+    signed = false; // e.g. the branch was rewritten after the replay
+    await onApproval({ batchId: h.batchId, decision: "approve", by: "alice", reason: "" }, h.deps);
+    expect(h.live.calls.deploy).toEqual([]);
+    expect(await h.batch()).toMatchObject({ state: "rejected", reason: "not deployed: the commit cannot be promoted: commit 1111 is not signed" });
+    expect(h.out.verdicts.at(-1)).toMatchObject({ verdict: "rejected", reason: "not deployed: the commit cannot be promoted: commit 1111 is not signed" });
+    // The runtime's own check (image id, commit label) refuses the same way.
+    const m = await harness({ autoApprove: false });
+    m.live.port.deployLive = async () => {
+      throw Object.assign(new Error("image moss/chat-bot:x is not the image that was built: its id is sha256:other"), { code: "MOSS_E_IMAGE_MISMATCH", retryable: false });
+    };
+    await onReplayCompleted(replayDone(m.batchId), m.deps);
+    await onApproval({ batchId: m.batchId, decision: "approve", by: "alice", reason: "" }, m.deps);
+    expect(await m.batch()).toMatchObject({ state: "rejected", reason: expect.stringContaining("is not the image that was built") });
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { batchStore } from "@moss/batch";
 import { BatchReady, BatchRetry, Messages } from "@moss/contracts";
-import { archiveCommit, commitTrailers, ensureSigningKey, verifyCommit } from "@moss/git";
+import { archiveCommit, commitSigned, commitTrailers, ensureSigningKey, requireGoodSignatures, verifyCommit } from "@moss/git";
 import { createAdapter, rewrite, type RewriterDeps } from "@moss/rewriter";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { batchRecord, failure, seed, silent, startEnv, type Env } from "../helpers/env";
@@ -134,5 +134,78 @@ describe("a hostile coding agent's git config and hooks never run inside Moss", 
     // And it was not harmless: the same repository makes plain git run it at once.
     git(repo, "status", "--porcelain");
     expect(readFileSync(marker, "utf8")).toMatch(/ran: |hook: /);
+  });
+
+  it("a coding agent's own commits are folded into the one signed Moss commit on the base, or end the attempt as no-change", async () => {
+    const repo = join(root, "repo2");
+    mkdirSync(join(repo, "src"), { recursive: true });
+    git(repo, "init", "-q", "-b", "main");
+    writeFileSync(join(repo, "src/app.js"), "export const answer = () => 41;\n");
+    git(repo, "add", "-A");
+    git(repo, "commit", "-q", "-m", "v1");
+    const base = git(repo, "rev-parse", "HEAD");
+    const keys = await ensureSigningKey(join(root, "keys"));
+    // mode "part": commits the fix itself (unsigned), then leaves one more change uncommitted;
+    // "all": commits everything itself; "undo": commits a change and then its revert.
+    const script = join(root, "committing-agent.mjs");
+    writeFileSync(
+      script,
+      `import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+const [worktree, mode] = process.argv.slice(2);
+const g = (...a) => execFileSync("git", ["-c", "user.name=Agent", "-c", "user.email=agent@x", "-c", "commit.gpgsign=false", ...a], { cwd: worktree });
+writeFileSync(worktree + "/src/app.js", "export const answer = () => 42;\\n");
+g("commit", "-q", "-am", "agent's own fix");
+if (mode === "part") writeFileSync(worktree + "/src/extra.js", "export const extra = 1;\\n");
+if (mode === "undo") g("revert", "--no-edit", "HEAD");
+`,
+    );
+    const run = async (batchId: string, mode: string) => {
+      const kv = await env.bucket("batches");
+      const ev = failure({ id: `f-${batchId}`, version: base });
+      const failures = [{ id: ev.id, event: await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }) }];
+      await seed(kv, batchRecord({ batchId, failures, state: "ready", baseVersion: base, count: 1 }));
+      const sent = recordingPublish();
+      await rewrite(BatchReady.parse({ batchId, agent: "chat-bot", fingerprint: "fp", fingerprintKey: "fpk", baseVersion: base, failures, count: 1, attempt: 1 }), {
+        agent: () => ({ repo, stages: { locate: false, plan: false, planReview: false, codeReview: false }, tier: { maxAttempts: 3, planRounds: 1, reviewRounds: 0, trialsPerFailure: 1 } }),
+        worktreesDir: join(root, "worktrees2"),
+        adapter: createAdapter({ preset: "command", command: [process.execPath, script, "{worktree}", mode] }),
+        timeoutMs: 20_000,
+        envAllow: [],
+        env: { PATH: process.env["PATH"], HOME: process.env["HOME"] },
+        guardrails: {},
+        signing: { key: keys.key, allowedSigners: keys.allowedSigners },
+        blob: env.blob,
+        runtime: { buildImage: async (opts) => ({ image: opts.tag, imageId: "sha256:test", log: "" }) },
+        batches: batchStore(kv),
+        publish: sent.publish,
+        log: silent,
+      });
+      return { ready: sent.of(Messages.candidateReady), failed: sent.of(Messages.candidateFailed), record: await batchStore(kv).get(batchId) };
+    };
+
+    for (const mode of ["part", "all"]) {
+      const r = await run(`bc-${mode}`, mode);
+      expect(r.failed, mode).toEqual([]);
+      const c = r.ready[0]!;
+      // One commit on the base, signed by Moss, holding the agent's commit and what it left.
+      expect(git(repo, "rev-list", `${base}..${c.commit}`).split("\n"), mode).toEqual([c.commit]);
+      await requireGoodSignatures(repo, base, c.commit, keys.allowedSigners);
+      expect(c.filesChanged, mode).toEqual(mode === "part" ? ["src/app.js", "src/extra.js"] : ["src/app.js"]);
+      expect(r.record, mode).toMatchObject({ state: "candidate", built: { attempt: 1, commit: c.commit, imageId: "sha256:test" } });
+    }
+    // A change and its revert add up to nothing: the attempt ends no-change instead of wedging the batch.
+    const undo = await run("bc-undo", "undo");
+    expect(undo.ready).toEqual([]);
+    expect(undo.failed).toEqual([expect.objectContaining({ verdict: "no-change" })]);
+    // And a branch that carries an unsigned commit under a signed one is refused by the range check.
+    const sneaky = join(root, "sneaky");
+    git(repo, "worktree", "add", "-q", "-b", "sneaky", sneaky, base);
+    writeFileSync(join(sneaky, "src/app.js"), "export const answer = () => 666;\n");
+    git(sneaky, "-c", "commit.gpgsign=false", "commit", "-q", "-am", "unsigned");
+    writeFileSync(join(sneaky, "src/more.js"), "x\n");
+    git(sneaky, "add", "-A");
+    const top = await commitSigned(sneaky, { message: "signed on top", trailers: {}, signing: { key: keys.key } });
+    await expect(requireGoodSignatures(repo, base, top, keys.allowedSigners)).rejects.toMatchObject({ code: "MOSS_E_UNSIGNED_COMMIT" });
   });
 });

@@ -13,6 +13,7 @@ import {
   DockerUnavailableError,
   GitArchiveError,
   ImageBuildError,
+  ImageMismatchError,
   ImageNotFoundError,
   InvalidSpecError,
   NoPreviousVersionError,
@@ -414,6 +415,14 @@ describe("live", { timeout: 60_000 }, () => {
     expect(await health()).toEqual({ ok: true, version: "v2" });
     const prev = await docker.getContainer(`${prefix}-prev-${agent}`).inspect();
     expect(prev.State.Running).toBe(false);
+
+    // Provenance: an image whose id is not the built one, or whose commit label names another commit, is refused.
+    const wrongId = await runtime.deployLive({ agent, image: v1.image, imageId: v2.imageId, version: repo.v1, env }).catch((e: unknown) => e);
+    expect(wrongId).toBeInstanceOf(ImageMismatchError);
+    expect(wrongId).toMatchObject({ code: "MOSS_E_IMAGE_MISMATCH", retryable: false, message: expect.stringContaining(`the build made ${v2.imageId}`) });
+    const wrongCommit = await runtime.deployLive({ agent, image: v1.image, imageId: v1.imageId, version: repo.v2, env }).catch((e: unknown) => e);
+    expect(wrongCommit).toMatchObject({ code: "MOSS_E_IMAGE_MISMATCH", message: expect.stringContaining(`moss.commit label is ${repo.v1}`) });
+    expect(await health()).toEqual({ ok: true, version: "v2" });
 
     // A missing image fails before anything is touched.
     const err = await runtime.deployLive({ agent, image: imageTag("missing"), version: "x", env }).catch((e: unknown) => e);

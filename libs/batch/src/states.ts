@@ -16,7 +16,8 @@ export const Transitions: Readonly<Record<BatchState, readonly BatchState[]>> = 
   candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
   replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human", "rejected"],
   "awaiting-approval": ["promoting", "rejected"],
-  promoting: ["promoted", "rolled-back"],
+  /** `rejected`: the candidate failed its last check before the swap (signatures, image); nothing was deployed. */
+  promoting: ["promoted", "rolled-back", "rejected"],
   promoted: [],
   "rolled-back": [],
   rejected: [],

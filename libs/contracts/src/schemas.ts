@@ -181,6 +181,8 @@ export const CandidateReady = z.object({
   commit: GitSha,
   branch: z.string(),
   image: z.string(),
+  /** The image's id (`sha256:...`): the tag may move, the id may not. */
+  imageId: z.string().optional(),
   diff: BlobRef,
   agentOutput: BlobRef.optional(),
   buildLog: BlobRef.optional(),
@@ -342,7 +344,12 @@ export const BatchRecord = z.object({
   trace: TraceCarrier.default({}),
   attempt: z.number().int().nonnegative().default(0),
   /** The candidate that passed replay, once there is one; what `moss approve` promotes. */
-  candidate: z.object({ attempt: z.number().int().positive(), commit: GitSha, image: z.string(), diff: BlobRef }).optional(),
+  candidate: z.object({ attempt: z.number().int().positive(), commit: GitSha, image: z.string(), imageId: z.string().optional(), diff: BlobRef }).optional(),
+  /**
+   * What the rewriter built for the current attempt: the signed commit and the image (its id, `sha256:...`), written by
+   * the rewriter itself. The promoter promotes only this, whatever a message names.
+   */
+  built: z.object({ attempt: z.number().int().positive(), commit: GitSha, image: z.string(), imageId: z.string(), diff: BlobRef }).optional(),
   /** Why the batch ended where it did. */
   reason: z.string().optional(),
   /**

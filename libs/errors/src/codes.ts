@@ -74,6 +74,7 @@ export const Codes = {
   TRIAL_FAILED: code("MOSS_E_TRIAL_FAILED", "@moss/runtime", 500, true, "A trial container could not be run at all (create, upload or start failed). Not the agent's misbehaviour, which is a verdict."),
   LIVE_DEPLOY_FAILED: code("MOSS_E_LIVE_DEPLOY_FAILED", "@moss/runtime", 500, true, "Swapping or rolling back the live container failed; the message says what became of the version that was live."),
   SNAPSHOT_REJECTED: code("MOSS_E_SNAPSHOT_REJECTED", "@moss/runtime", 422, false, "A failure's state snapshot breaks the unpacking policy (absolute path, .., a link leaving the state directory, a special file, too big). That failure's replay fails with the reason."),
+  IMAGE_MISMATCH: code("MOSS_E_IMAGE_MISMATCH", "@moss/runtime", 409, false, "The image to deploy is not the one that was built: another image id behind the tag, or a moss.commit label naming another commit. Nothing was deployed."),
   NO_PREVIOUS_VERSION: code("MOSS_E_NO_PREVIOUS_VERSION", "@moss/runtime", 409, false, "A rollback was asked for, but the agent has no previous container to go back to."),
 
   // @moss/agent-sdk

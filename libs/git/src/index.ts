@@ -14,7 +14,7 @@ export {
 export { runGit } from "./run";
 export type { GitRunOptions } from "./run";
 export { commitSigned } from "./commit";
-export { requireGoodSignature, resolveCommit, verifyCommit } from "./verify";
+export { requireGoodSignature, requireGoodSignatures, resolveCommit, verifyCommit } from "./verify";
 export { commitTrailers } from "./trailers";
 export { ensureSigningKey } from "./keys";
-export { addWorktree, archiveCommit, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";
+export { addWorktree, archiveCommit, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";

@@ -47,6 +47,19 @@ export async function resetWorktree(worktree: string, base: string): Promise<voi
   await runGit(worktree, ["clean", "-fdq"]);
 }
 
+/**
+ * Folds whatever the worktree's HEAD holds beyond `base` (commits a coding agent made itself) back into the index,
+ * with HEAD at `base`: the next commit is then the one commit of the whole change, on the attempt's base.
+ */
+export async function foldOnto(worktree: string, base: string): Promise<void> {
+  await runGit(worktree, ["reset", "-q", "--soft", base]);
+}
+
+/** The tree a commit records. */
+export async function treeOf(repo: string, commit: string): Promise<string> {
+  return (await runGit(repo, ["rev-parse", "--verify", `${commit}^{tree}`])).trim();
+}
+
 /** Where a worktree stands: its HEAD, and whether anything differs from it (untracked files included). */
 export async function worktreeState(worktree: string): Promise<{ head: string; dirty: boolean }> {
   const status = await runGit(worktree, ["status", "--porcelain", "--untracked-files=all", "--ignore-submodules=none"]);

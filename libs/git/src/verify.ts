@@ -70,6 +70,24 @@ export async function requireGoodSignature(repo: string, sha: string, allowedSig
   throw new BadSignatureError(sha, res.status, absPath(allowedSigners), res.fingerprint, detail(res.raw));
 }
 
+/**
+ * Resolves when every commit from `base` (excluded) to `sha` (included) has a good signature of a key in
+ * `allowedSigners` — not only the newest one: an unsigned commit must not ride under a signed one — and `base` is an
+ * ancestor of `sha`. Throws the first commit's UnsignedCommitError / BadSignatureError otherwise.
+ */
+export async function requireGoodSignatures(repo: string, base: string, sha: string, allowedSigners: string): Promise<void> {
+  const from = await resolveCommit(repo, base);
+  const to = await resolveCommit(repo, sha);
+  const ancestor = await runGit(repo, ["merge-base", "--is-ancestor", from, to]).then(
+    () => true,
+    () => false,
+  );
+  if (!ancestor) throw new CommitNotFoundError(`${base}..${sha}`, repo);
+  const commits = (await runGit(repo, ["rev-list", "--reverse", `${from}..${to}`])).split("\n").filter(Boolean);
+  if (!commits.length) throw new CommitNotFoundError(`${base}..${sha}`, repo);
+  for (const c of commits) await requireGoodSignature(repo, c, allowedSigners);
+}
+
 /** Full sha of the commit `rev` names; CommitNotFoundError when there is none. */
 export async function resolveCommit(repo: string, rev: string): Promise<string> {
   if (!rev || rev.startsWith("-") || /[\s\0]/.test(rev)) throw new CommitNotFoundError(rev, repo);

@@ -172,6 +172,14 @@ export class SnapshotRejectedError extends RuntimeError {
   }
 }
 
+/** The image to deploy is not the one that was built (id or commit label): nothing is deployed (terminal). */
+export class ImageMismatchError extends RuntimeError {
+  override readonly name = "ImageMismatchError";
+  constructor(image: string, why: string) {
+    super(Codes.IMAGE_MISMATCH, `image ${image} is not the image that was built: ${why}; nothing was deployed`);
+  }
+}
+
 /** Rollback asked for, but the agent has no previous container to go back to (terminal). */
 export class NoPreviousVersionError extends RuntimeError {
   override readonly name = "NoPreviousVersionError";

@@ -20,6 +20,7 @@ export {
   DockerUnavailableError,
   GitArchiveError,
   ImageBuildError,
+  ImageMismatchError,
   ImageNotFoundError,
   InvalidSpecError,
   LiveDeployError,

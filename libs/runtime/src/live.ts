@@ -1,7 +1,7 @@
 import type Docker from "dockerode";
 import { checkNamePart, type ResolvedRuntimeConfig } from "./config";
 import { isNotFound, isRetryableDockerError, statusCodeOf, toRuntimeError } from "./docker";
-import { ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
+import { ImageMismatchError, ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
 import type { DeployLiveResult, LiveSpec, LiveStatus } from "./types";
 
 /**
@@ -34,11 +34,17 @@ export class LiveContainers {
     const n = this.names(spec.agent);
     if (!spec.image) throw new InvalidSpecError("LiveSpec.image", "must not be empty");
     return this.locked(spec.agent, async () => {
+      let image: Docker.ImageInspectInfo;
       try {
-        await this.docker.getImage(spec.image).inspect();
+        image = await this.docker.getImage(spec.image).inspect();
       } catch (err) {
         if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
         throw this.engineError(err, "image inspect");
+      }
+      if (spec.imageId !== undefined) {
+        if (image.Id !== spec.imageId) throw new ImageMismatchError(spec.image, `its id is ${image.Id}, the build made ${spec.imageId}`);
+        const labelled = image.Config?.Labels?.["moss.commit"];
+        if (labelled !== spec.version) throw new ImageMismatchError(spec.image, `its moss.commit label is ${labelled ?? "missing"}, not ${spec.version}`);
       }
       const fail = (outcome: PreviousVersionOutcome, err: unknown): LiveDeployError =>
         new LiveDeployError(spec.agent, spec.image, outcome, retryable(err), { cause: err });
@@ -50,9 +56,10 @@ export class LiveContainers {
         await this.removeIfExists(n.next);
         next = await this.docker.createContainer({
           name: n.next,
-          Image: spec.image,
+          // The id that was checked, not the tag: the tag may move meanwhile. `moss.image` keeps the name people read.
+          Image: image.Id,
           Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-          Labels: { "moss.agent": spec.agent, "moss.role": "live", "moss.version": spec.version, "moss.prefix": this.cfg.namePrefix },
+          Labels: { "moss.agent": spec.agent, "moss.role": "live", "moss.version": spec.version, "moss.image": spec.image, "moss.prefix": this.cfg.namePrefix },
           Tty: false,
           HostConfig: {
             NetworkMode: "host",
@@ -76,11 +83,11 @@ export class LiveContainers {
           await this.stopIfRunning(n.live);
           await this.removeIfExists(n.prev);
           await this.docker.getContainer(n.live).rename({ name: n.prev });
-          previous = { container: n.prev, image: current.Config.Image };
+          previous = { container: n.prev, image: imageName(current) };
         }
       } catch (err) {
         await next.remove({ force: true }).catch(() => undefined);
-        throw fail(current ? await this.restoreLive(n, current.Config.Image) : "untouched", err);
+        throw fail(current ? await this.restoreLive(n, imageName(current)) : "untouched", err);
       }
 
       // 3. Start the new version under the live name; on failure put the previous one back.
@@ -111,9 +118,9 @@ export class LiveContainers {
         await this.docker.getContainer(n.prev).rename({ name: n.live });
         await this.docker.getContainer(n.live).start();
       } catch (err) {
-        throw new LiveDeployError(agent, prev.Config.Image, "not-restored", retryable(err), { cause: err });
+        throw new LiveDeployError(agent, imageName(prev), "not-restored", retryable(err), { cause: err });
       }
-      return { container: n.live, image: prev.Config.Image };
+      return { container: n.live, image: imageName(prev) };
     });
   }
 
@@ -126,7 +133,7 @@ export class LiveContainers {
       throw this.engineError(err, `inspect ${n.live}`);
     }
     if (!info) return undefined;
-    const status: LiveStatus = { container: n.live, image: info.Config.Image, running: info.State.Running };
+    const status: LiveStatus = { container: n.live, image: imageName(info), running: info.State.Running };
     const version = info.Config.Labels?.["moss.version"];
     if (version !== undefined) status.version = version;
     return status;
@@ -163,7 +170,7 @@ export class LiveContainers {
     try {
       const live = await this.inspectIfExists(n.live);
       if (!live) await this.docker.getContainer(n.prev).rename({ name: n.live });
-      else if (live.Config.Image !== image) return "not-restored";
+      else if (imageName(live) !== image) return "not-restored";
       await this.docker.getContainer(n.live).start();
       return "restored";
     } catch (err) {
@@ -216,4 +223,9 @@ export class LiveContainers {
 
 function retryable(err: unknown): boolean {
   return err instanceof RuntimeError ? err.retryable : isRetryableDockerError(err);
+}
+
+/** The image a container runs, by the name it was deployed under (`moss.image`), else as the engine knows it. */
+function imageName(c: Docker.ContainerInspectInfo): string {
+  return c.Config.Labels?.["moss.image"] ?? c.Config.Image;
 }

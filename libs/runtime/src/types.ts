@@ -67,6 +67,11 @@ export interface LiveSpec {
   image: string;
   /** Version label (`moss.version`), e.g. the commit. */
   version: string;
+  /**
+   * The id (`sha256:...`) the image must have: the container is created from exactly that image, and one whose id
+   * differs, or whose `moss.commit` label is not `version`, is refused (ImageMismatchError) before anything changes.
+   */
+  imageId?: string;
   /** Environment of the live container (pass PORT here). */
   env: Record<string, string>;
   /**

@@ -23,6 +23,12 @@ export interface PromotionDeps {
   /** The agent's state directory, kept on a volume across versions. */
   stateDir: (agent: string) => string | undefined;
   bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number };
+  /**
+   * Whether a candidate commit may be promoted: it and every commit from the batch's base to it signed, each signature
+   * good for an allowed signer (config `rewriter.signing`). Checked when replay passes and again before the swap.
+   * Undefined: no check.
+   */
+  verifySignature?: (agent: string, commit: string, base: string) => Promise<{ ok: boolean; reason: string }>;
   publish: Publish;
   log: Logger;
   sleep?: (ms: number) => Promise<void>;
@@ -32,11 +38,6 @@ export interface PromotionDeps {
 export interface PromoterDeps extends PromotionDeps {
   /** Rejected candidates (`moss_candidates`): kept for later batches of the same fingerprint. */
   candidates?: CandidateStore;
-  /**
-   * Whether a candidate commit may be promoted: signed, and the signature good for an allowed signer
-   * (config `rewriter.signing`). Undefined: no check.
-   */
-  verifySignature?: (agent: string, commit: string) => Promise<{ ok: boolean; reason: string }>;
   /** Promote a candidate that passed replay without waiting for an operator's approval. */
   autoApprove: boolean;
 }

@@ -3,7 +3,7 @@ import { openStores } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent, resolveAgent } from "@moss/config";
 import { Consumers, Messages } from "@moss/contracts";
-import { requireGoodSignature } from "@moss/git";
+import { requireGoodSignatures } from "@moss/git";
 import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import type { PromoterDeps } from "./deps";
@@ -21,10 +21,10 @@ await runService({
       ...(await openStores(bus)),
       agent: (name) => resolveAgent(config, name),
       verifySignature: signing.required
-        ? async (agent, commit) => {
+        ? async (agent, commit, base) => {
             if (!signing.allowedSigners) return { ok: false, reason: "rewriter.signing.required is on but rewriter.signing.allowedSigners is not set (run `moss keys init`)" };
             try {
-              await requireGoodSignature(live(agent).repo, commit, signing.allowedSigners);
+              await requireGoodSignatures(live(agent).repo, base, commit, signing.allowedSigners);
               return { ok: true, reason: "good signature" };
             } catch (err) {
               if ((err as { retryable?: boolean }).retryable) throw err;

@@ -52,6 +52,16 @@ export const DEFAULT_FORBIDDEN: readonly string[] = Object.freeze([
   "**/evals/**",
   "**/evaluators/**",
   "**/*.eval.*",
+  // The agent's own tests: a patch that edits them passes its checks by changing the checks.
+  "test/**",
+  "tests/**",
+  "spec/**",
+  "**/__tests__/**",
+  "**/*.test.*",
+  "**/*.spec.*",
+  "**/test_*.py",
+  "**/*_test.py",
+  "**/*_test.go",
 ]);
 
 /** The defaults, as documented on GuardrailConfig (the same as @moss/config's `rewriter.guardrails` defaults). */
@@ -100,6 +110,8 @@ export interface ChangedFile {
 
 export interface GuardrailReport {
   ok: boolean;
+  /** The tree that was checked (the index after `git add -A`): the commit made from it must record exactly this tree. */
+  tree: string;
   violations: Violation[];
   files: ChangedFile[];
   /** Added + deleted lines over all text files. */
@@ -139,6 +151,7 @@ export async function checkGuardrails(worktree: string, base: string, cfg: Parti
   const baseSha = (await git(["rev-parse", "--verify", "--quiet", `${base}^{commit}`]).catch(() => "")).trim();
   if (!baseSha) throw new GuardrailError(Codes.GUARDRAIL_GIT, `base ${base} is not a commit in the repository of ${worktree}`);
   await git(["add", "-A"]);
+  const tree = (await git(["write-tree"])).trim();
 
   const diff = ["diff", "--cached", ...PLAIN_DIFF, "--find-renames", "-z"];
   const raw = parseRaw(await git([...diff, "--raw", "--no-abbrev", baseSha]));
@@ -176,7 +189,7 @@ export async function checkGuardrails(worktree: string, base: string, cfg: Parti
   }
   violations.push(...(await scanAddedLines(worktree, baseSha, c.scanner)));
 
-  return { ok: violations.length === 0, violations, files, linesChanged };
+  return { ok: violations.length === 0, tree, violations, files, linesChanged };
 }
 
 /** One line per violation: `path:line: detail`, `path: detail`, or `detail` for whole-patch limits. */

@@ -31,7 +31,7 @@ export interface AttemptContext {
 }
 
 export type PipelineResult =
-  | { ok: true; stages: StageRecord[]; filesChanged: string[] }
+  | { ok: true; stages: StageRecord[]; filesChanged: string[]; tree: string }
   | { ok: false; verdict: CandidateFailed["verdict"]; reason: string; stages: StageRecord[] };
 
 /**
@@ -116,7 +116,7 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
     }
     if (!report.ok) return fail("guardrail", `the change breaks the guardrails: ${guardrailsReason(report)}`);
     const filesChanged = report.files.map((f) => f.path);
-    if (reviewRounds === 0) return { ok: true, stages, filesChanged };
+    if (reviewRounds === 0) return { ok: true, stages, filesChanged, tree: report.tree };
 
     // The reviewer must not change what it reviews: remember the staged tree and put it back afterwards.
     const { tree, diff } = await stagedChange(ctx.worktree, ctx.base);
@@ -126,7 +126,7 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
     if (rv.r.outcome === "failure" || rv.r.outcome === "timeout") return toolFailed(rv.r, "code-review");
     const v = parseReview(rv.text);
     judged(v.approve, v.reason);
-    if (v.approve) return { ok: true, stages, filesChanged };
+    if (v.approve) return { ok: true, stages, filesChanged, tree: report.tree };
     feedback = v.reason;
     if (round === reviewRounds) return fail("review-rejected", `code review rejected ${round} implementation(s); last: ${v.reason}`);
   }

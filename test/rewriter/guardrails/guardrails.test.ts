@@ -90,6 +90,21 @@ describe("checkGuardrails", () => {
     ]);
   });
 
+  it("refuses changes to the agent's own tests by default (a patch must not pass by changing its checks)", async () => {
+    const r = makeRepo(BASE_FILES);
+    r.write("test/router.test.ts", "it('ok', () => {});\n");
+    r.write("src/router.spec.ts", "it('ok', () => {});\n");
+    r.write("pkg/__tests__/x.ts", "x\n");
+    r.write("agent/test_tools.py", "def test_x(): pass\n");
+    const report = await checkGuardrails(r.wt, r.base, cfg());
+    expect(report.violations.map((v) => `${v.path} ${v.detail}`)).toEqual([
+      "agent/test_tools.py forbidden path (matches **/test_*.py)",
+      "pkg/__tests__/x.ts forbidden path (matches **/__tests__/**)",
+      "src/router.spec.ts forbidden path (matches **/*.spec.*)",
+      "test/router.test.ts forbidden path (matches test/**)",
+    ]);
+  });
+
   it("refuses a rename into a forbidden directory (both sides of a rename are checked)", async () => {
     const r = makeRepo(BASE_FILES);
     mkdirSync(join(r.wt, "evals"));

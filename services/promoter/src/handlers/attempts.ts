@@ -64,14 +64,23 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: PromoterDeps
     return;
   }
   if (cur && judged(cur)) return announceEnd(cur, msg, deps);
+  // A replay counts only for what the rewriter built for this attempt (its record says what): a message may trigger
+  // a decision, never supply what is deployed.
+  const built = cur?.built;
+  if (!built || built.attempt !== msg.attempt || built.commit !== msg.commit || built.image !== msg.image) {
+    deps.log.warn("ignoring a replay.completed that does not match what the rewriter built for this attempt", {
+      batch: msg.batchId, attempt: msg.attempt, commit: msg.commit, image: msg.image, built: built && { attempt: built.attempt, commit: built.commit, image: built.image },
+    });
+    return;
+  }
   if (!msg.passed) {
     const failed = msg.results.filter((r) => !r.passed);
     const reason = `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${failed[0]!.reason}`;
     return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "replay-failed", reason, results: msg.results }, deps);
   }
-  const candidate = { attempt: msg.attempt, commit: msg.commit, image: msg.image, diff: msg.diff };
-  // Only a signed commit that verifies against the allowed signers may ever ship.
-  const sig = deps.verifySignature ? await deps.verifySignature(msg.agent, msg.commit) : { ok: true, reason: "" };
+  const candidate = { attempt: built.attempt, commit: built.commit, image: built.image, imageId: built.imageId, diff: built.diff };
+  // Only signed commits that verify against the allowed signers may ever ship: every one from the base to the candidate.
+  const sig = deps.verifySignature ? await deps.verifySignature(msg.agent, built.commit, cur!.baseVersion) : { ok: true, reason: "" };
   if (!sig.ok) {
     const reason = `replay passed, but the commit cannot be promoted: ${sig.reason}`;
     await keepRejected(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "unsigned", reason }, deps);

@@ -61,7 +61,23 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
     const dep = await deps.deployments.get(batch.agent);
     swap = { container: live.container, previous: dep && dep.batchId !== batch.batchId && dep.image !== c.image ? { image: dep.image } : undefined };
   } else {
-    swap = await deps.runtime.deployLive({ agent: batch.agent, image: c.image, version: c.commit, env: { ...deps.liveEnv(batch.agent), MOSS_AGENT_VERSION: c.commit }, stateDir: deps.stateDir(batch.agent) });
+    // The last check before anything changes: the signatures again, and (in the runtime) that the image is the one built
+    // from this commit. A candidate that fails it is rejected, and nothing is deployed.
+    const sig = deps.verifySignature ? await deps.verifySignature(batch.agent, c.commit, record.baseVersion) : { ok: true, reason: "" };
+    if (!sig.ok) return refuse(record, `the commit cannot be promoted: ${sig.reason}`, deps);
+    try {
+      swap = await deps.runtime.deployLive({
+        agent: batch.agent,
+        image: c.image,
+        ...(c.imageId ? { imageId: c.imageId } : {}),
+        version: c.commit,
+        env: { ...deps.liveEnv(batch.agent), MOSS_AGENT_VERSION: c.commit },
+        stateDir: deps.stateDir(batch.agent),
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === Codes.IMAGE_MISMATCH.code) return refuse(record, (err as Error).message, deps);
+      throw err;
+    }
   }
   log.info("swapped live agent", { container: swap.container, previous: swap.previous?.image, resumed: live?.image === c.image });
 
@@ -111,6 +127,19 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
   const verb = decision.outcome.outcome === "promoted" ? "promoting" : "rolling back";
   const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${reason}`, promotion: { approvedBy: by, decision } });
   return finish(decided, decision, false, deps);
+}
+
+/** A candidate that failed its last check before the swap: rejected (counted against its fingerprint), nothing deployed. */
+async function refuse(batch: BatchRecord, why: string, deps: PromotionDeps): Promise<void> {
+  const c = batch.candidate!;
+  deps.log.warn("refusing to deploy the candidate", { batch: batch.batchId, reason: why });
+  if (batch.fingerprintKey) {
+    const threshold = deps.agent(batch.agent).curation.breakerThreshold;
+    await deps.breakers.count({ agent: batch.agent, fingerprint: batch.fingerprint, fingerprintKey: batch.fingerprintKey, batchId: batch.batchId, attempt: c.attempt, kind: "verdict", rejected: true }, threshold);
+  }
+  const reason = `not deployed: ${why}`;
+  await deps.batches.transition(batch.batchId, "rejected", { reason });
+  await deps.publish(Messages.batchVerdict, { batchId: batch.batchId, agent: batch.agent, attempt: c.attempt, commit: c.commit, image: c.image, verdict: "rejected", reason });
 }
 
 /**

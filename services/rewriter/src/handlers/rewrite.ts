@@ -9,7 +9,7 @@ import type { BlobStore } from "@moss/blob";
 import type { Guardrails, ResolvedAgent } from "@moss/config";
 import { CandidateFailed, Messages, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type Publish, type StageRecord } from "@moss/contracts";
 import { isTerminal } from "@moss/errors";
-import { addWorktree, branchHead, changedFiles, commitSigned, diffBetween, removeWorktree, resolveCommit, type SigningConfig } from "@moss/git";
+import { NothingToCommitError, addWorktree, branchHead, changedFiles, commitSigned, diffBetween, foldOnto, removeWorktree, resetWorktree, resolveCommit, treeOf, type SigningConfig } from "@moss/git";
 import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import type { z } from "zod";
@@ -133,6 +133,8 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
         return;
       }
       const version = await adapter.version().catch(() => undefined);
+      // Whatever the coding agent committed itself is folded into the one signed commit, on the attempt's base.
+      await foldOnto(worktree, baseSha);
       const commit = await commitSigned(worktree, {
         message: commitMessage(msg, stages),
         trailers: {
@@ -143,7 +145,20 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
           "Moss-Stage-Verdicts": stages.map((st) => `${st.stage}#${st.round}=${st.verdict}`).join(" "),
         },
         signing: deps.signing,
+      }).catch((err: unknown) => {
+        if (err instanceof NothingToCommitError) return undefined;
+        throw err;
       });
+      if (!commit) {
+        await fail({ ...attemptBase, stages, verdict: "no-change", reason: "the coding agent's commits add up to no change against the attempt's base", agentOutput: lastLog(stages) });
+        return;
+      }
+      // The commit must hold exactly the tree the guardrails checked: nothing may slip in between.
+      if ((await treeOf(worktree, commit)) !== result.tree) {
+        await resetWorktree(worktree, baseSha);
+        await fail({ ...attemptBase, stages, verdict: "guardrail", reason: "the commit does not hold the tree the guardrails checked (the worktree changed after the check); nothing was kept", agentOutput: lastLog(stages) });
+        return;
+      }
       made = { commit, filesChanged: result.filesChanged };
     } finally {
       await removeWorktree(agent.repo, worktree);
@@ -153,11 +168,13 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
   const diff = await deps.blob.put(await diffBetween(agent.repo, baseSha, made.commit), { contentType: "text/x-diff" });
   const tag = imageTag(msg.agent, made.commit);
   let image: string;
+  let imageId: string;
   let buildLog: BlobRef | undefined;
   try {
-    const built = await deps.runtime.buildImage({ repoDir: agent.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } });
-    image = built.image;
-    buildLog = await deps.blob.put(built.log, { contentType: "text/plain" });
+    const result = await deps.runtime.buildImage({ repoDir: agent.repo, commit: made.commit, tag, labels: { "moss.agent": msg.agent, "moss.batch": msg.batchId } });
+    image = result.image;
+    imageId = result.imageId;
+    buildLog = await deps.blob.put(result.log, { contentType: "text/plain" });
   } catch (err) {
     buildLog = typeof (err as { log?: unknown }).log === "string" ? await deps.blob.put((err as { log: string }).log, { contentType: "text/plain" }) : undefined;
     // Like the bus: only an error that says retrying cannot help is terminal; an unknown one is retried.
@@ -165,13 +182,17 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     await fail({ ...attemptBase, stages, verdict: "build-failed", reason: (err as Error).message, commit: made.commit, diff, agentOutput: lastLog(stages), buildLog });
     return;
   }
-  if (stage === "todo") await deps.batches.transition(msg.batchId, "candidate");
+  // What was built for this attempt, on the record: what the promoter will promote, whatever a message names.
+  const built = { attempt: msg.attempt, commit: made.commit, image, imageId, diff };
+  if (stage === "todo") await deps.batches.transition(msg.batchId, "candidate", { built });
+  else await deps.batches.patch(msg.batchId, (cur) => (cur.attempt === msg.attempt ? { built } : undefined));
   await deps.publish(Messages.candidateReady, {
     ...attemptBase,
     stages,
     commit: made.commit,
     branch,
     image,
+    imageId,
     diff,
     agentOutput: lastLog(stages),
     buildLog,
