@@ -85,9 +85,9 @@ describe("AuditLog append", () => {
     expect(log.verify()).toEqual({ ok: true, records: 3 });
 
     // In-memory indexes answer the auditor's queries.
-    expect(log.records).toHaveLength(3);
-    expect(log.byBatch.get("b-2")).toEqual([recs[1]]);
-    expect(log.byFailure.get("f-3")).toEqual(recs[2]);
+    expect(log.readAll()).toHaveLength(3);
+    expect(log.recordsOf("b-2")).toEqual([recs[1]]);
+    expect(log.failure("f-3")).toEqual(recs[2]);
   });
 
   it("a new log creates its directory and file and verifies with zero records", () => {
@@ -103,7 +103,7 @@ describe("AuditLog append", () => {
     expect(first?.seq).toBe(1);
     expect(log.append(input(7, { data: { redelivered: true } }))).toBeUndefined();
     expect(lines()).toHaveLength(1);
-    expect(log.records).toHaveLength(1);
+    expect(log.readAll()).toHaveLength(1);
 
     // The same stream sequence on another stream is a different message.
     const other = log.append(input(7, { stream: "MOSS_FAILURES", subject: "moss.failure.shop", kind: "failure.v1" }));
@@ -121,8 +121,8 @@ describe("AuditLog reopen", () => {
     a.close();
 
     const b = openLog();
-    expect(b.records.map((r) => r.seq)).toEqual([1, 2]);
-    expect(b.byBatch.get("b-2")?.[0]?.hash).toBe(second.hash);
+    expect(b.readAll().map((r) => r.seq)).toEqual([1, 2]);
+    expect(b.recordsOf("b-2")?.[0]?.hash).toBe(second.hash);
     const third = b.append(input(3))!;
     expect(third.seq).toBe(3);
     expect(third.prev).toBe(second.hash);
@@ -152,7 +152,7 @@ describe("AuditLog reopen", () => {
     appendFileSync(file, torn);
 
     const b = openLog();
-    expect(b.records.map((r) => r.seq)).toEqual([1, 2]);
+    expect(b.readAll().map((r) => r.seq)).toEqual([1, 2]);
     // The message behind the torn line was never acked; when it comes back it is not a duplicate.
     const again = b.append(input(3))!;
     expect(again.seq).toBe(3);
@@ -174,7 +174,7 @@ describe("AuditLog reopen", () => {
     b.close();
 
     const c = openLog();
-    expect(c.records.map((r) => r.seq)).toEqual([1, 2, 3]);
+    expect(c.readAll().map((r) => r.seq)).toEqual([1, 2, 3]);
     c.append(input(4));
     c.close();
     expect(() => openLog()).not.toThrow();
@@ -189,7 +189,7 @@ describe("AuditLog reopen", () => {
     writeFileSync(file, readFileSync(file, "utf8").replace(/\n$/, ""));
 
     const b = openLog();
-    expect(b.records.map((r) => r.seq)).toEqual([1, 2]);
+    expect(b.readAll().map((r) => r.seq)).toEqual([1, 2]);
     expect(b.append(input(2))).toBeUndefined();
     b.append(input(3));
     expect(b.verify()).toEqual({ ok: true, records: 3 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBlobStore, type BlobStore } from "@moss/blob";
-import type { HandlerContext } from "@moss/bus";
+import { rawRoute, type HandlerContext } from "@moss/bus";
 import {
   deadLetterSubject,
   failureSubject,
@@ -67,15 +67,15 @@ async function deliver(def: MessageDef, payload: unknown, opts: { subject?: stri
   if (opts.at) vi.setSystemTime(new Date(opts.at));
   const streamSeq = opts.streamSeq ?? (seqs.get(def.stream) ?? 0) + 1;
   if (!opts.streamSeq) seqs.set(def.stream, streamSeq);
-  const ctx: HandlerContext & { valid: boolean } = {
+  const ctx: HandlerContext = {
     subject: opts.subject ?? def.subject,
     deliveryCount: opts.deliveryCount ?? 1,
     streamSeq,
     headers: { traceparent: `00-${opts.traceId ?? TRACE_ID}-00f067aa0ba902b7-01` },
     working() {},
-    valid: def.schema.safeParse(payload).success,
+    text: typeof payload === "string" ? payload : JSON.stringify(payload),
   };
-  await record(log, def.name, def.stream, payload, ctx);
+  await rawRoute(def, (p, c) => record(log, def.name, def.stream, p, c)).handle(payload, ctx);
   return streamSeq;
 }
 
@@ -164,7 +164,7 @@ describe("auditor HTTP API over recorded messages", () => {
     const { status, body: t } = await getJson<BatchTimeline & { attempts: Array<{ diffText?: string }> }>(`/v1/batches/${story.batchId}`);
     expect(status).toBe(200);
     // The fixture is what the services really publish: every message passed its schema.
-    expect(log.records.map((r) => r.kind)).toEqual(["failure.v1", "failure.v1", "failure.v1", "batch.ready.v1", "candidate.ready.v1", "replay.completed.v1", "promotion.outcome.v1"]);
+    expect(log.readAll().map((r) => r.kind)).toEqual(["failure.v1", "failure.v1", "failure.v1", "batch.ready.v1", "candidate.ready.v1", "replay.completed.v1", "promotion.outcome.v1"]);
 
     expect(t).toMatchObject({ batchId: story.batchId, agent: AGENT, fingerprint: "TypeError@checkout", count: 3, verdict: "promoted", traceId: TRACE_ID });
     expect(t.failures.map((f) => f.id)).toEqual(["f-aaa", "f-bbb", "f-ccc"]);
@@ -203,7 +203,7 @@ describe("auditor HTTP API over recorded messages", () => {
 
   it("shows a failed attempt, the retry and the verdict while a batch is still being worked on", async () => {
     const story = await retriedBatch();
-    expect(log.records.filter((r) => r.kind.endsWith("(invalid)"))).toEqual([]);
+    expect(log.readAll().filter((r) => r.kind.endsWith("(invalid)"))).toEqual([]);
     const { body: t } = await getJson<BatchTimeline>(`/v1/batches/${story}`);
     expect(t.traceId).toBe("a".repeat(32));
     expect(t.verdict).toBe("awaiting-approval");
@@ -230,7 +230,7 @@ describe("auditor HTTP API over recorded messages", () => {
     const id = await retriedBatch();
     const reset = { agent: AGENT, fingerprint: "TypeError@checkout", breaker: `${AGENT}.aaaaaaaaaaaaaaaaaaaa`, batchId: id, by: "ana", was: { consecutiveRejections: 3, needsHuman: true }, at: "2025-06-02T09:20:00.000Z" };
     await deliver(Messages.breakerReset, reset, { at: "2025-06-02T09:20:00.000Z" });
-    expect(log.records.at(-1)).toMatchObject({ kind: "breaker.reset.v1", batchId: id, data: reset });
+    expect(log.readAll().at(-1)).toMatchObject({ kind: "breaker.reset.v1", batchId: id, data: reset });
     const { body: t } = await getJson<BatchTimeline>(`/v1/batches/${id}`);
     expect(t.timeline.at(-1)).toEqual({
       at: "2025-06-02T09:20:00.000Z",
@@ -262,9 +262,9 @@ describe("auditor HTTP API over recorded messages", () => {
   it("a redelivered message changes nothing", async () => {
     const story = await promotedBatch();
     const before = await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`);
-    const n = log.records.length;
-    await deliver(Messages.batchReady, log.records.find((r) => r.kind === "batch.ready.v1")!.data, { streamSeq: story.readySeq, deliveryCount: 2, at: "2025-06-01T12:30:00.000Z" });
-    expect(log.records).toHaveLength(n);
+    const n = log.readAll().length;
+    await deliver(Messages.batchReady, log.readAll().find((r) => r.kind === "batch.ready.v1")!.data, { streamSeq: story.readySeq, deliveryCount: 2, at: "2025-06-01T12:30:00.000Z" });
+    expect(log.readAll()).toHaveLength(n);
     expect((await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`)).body).toEqual(before.body);
   });
 
@@ -281,7 +281,7 @@ describe("auditor HTTP API over recorded messages", () => {
     const bad = { batchId: story.batchId, agent: AGENT, attempt: 2, commit: "not-a-sha" };
     await deliver(Messages.candidateReady, bad, { at: "2025-06-01T12:04:00.000Z" });
 
-    const last = log.records.at(-1)!;
+    const last = log.readAll().at(-1)!;
     expect(last).toMatchObject({ kind: "candidate.ready.v1 (invalid)", batchId: story.batchId, stream: "MOSS_PIPELINE", subject: "moss.candidate.ready.v1", data: bad, traceId: TRACE_ID });
     const { status, body: t } = await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`);
     expect(status).toBe(200);
@@ -292,8 +292,8 @@ describe("auditor HTTP API over recorded messages", () => {
 
   it("records a payload that is not even JSON", async () => {
     await deliver(Messages.approval, "approve b-1 please", { at: "2025-06-01T12:04:00.000Z" });
-    expect(log.records.at(-1)).toMatchObject({ kind: "approval.v1 (invalid)", data: "approve b-1 please" });
-    expect(log.records.at(-1)!.batchId).toBeUndefined();
+    expect(log.readAll().at(-1)).toMatchObject({ kind: "approval.v1 (invalid)", data: "approve b-1 please" });
+    expect(log.readAll().at(-1)!.batchId).toBeUndefined();
   });
 
   it("GET /v1/dead-letters lists the dead letters and nothing else", async () => {
@@ -315,6 +315,25 @@ describe("auditor HTTP API over recorded messages", () => {
     const { status, body } = await getJson<{ deadLetters: Array<Record<string, unknown>> }>("/v1/dead-letters");
     expect(status).toBe(200);
     expect(body.deadLetters).toEqual([dl]);
+  });
+
+  it("the lists page: dead letters and batches come a page at a time, with a cursor to the next", async () => {
+    for (let i = 1; i <= 3; i++) {
+      const dl = { subject: "moss.approval.v1", stream: "MOSS_PIPELINE", consumer: "promoter", streamSeq: 100 + i, reason: `r${i}`, code: "MOSS_E_INVALID_MESSAGE", payloadBase64: "", truncated: false, headers: {}, at: `2025-06-01T12:0${i}:00.000Z` };
+      await deliver(Messages.deadLetter, dl, { subject: deadLetterSubject("MOSS_PIPELINE", "promoter") });
+    }
+    const first = (await getJson<{ deadLetters: Array<{ reason: string }>; next?: string }>("/v1/dead-letters?limit=2")).body;
+    expect(first.deadLetters.map((d) => d.reason)).toEqual(["r1", "r2"]);
+    const second = (await getJson<{ deadLetters: Array<{ reason: string }>; next?: string }>(`/v1/dead-letters?limit=2&after=${first.next}`)).body;
+    expect(second).toEqual({ deadLetters: [expect.objectContaining({ reason: "r3" })] });
+
+    await promotedBatch();
+    await deliver(Messages.approval, { batchId: "b-other", decision: "reject", by: "bob", reason: "" }, { at: "2025-06-03T00:00:00.000Z" });
+    const page1 = (await getJson<{ batches: Array<{ batchId: string }>; next?: string }>("/v1/batches?limit=1")).body;
+    expect(page1.batches.map((b) => b.batchId)).toEqual(["b-other"]);
+    const page2 = (await getJson<{ batches: Array<{ batchId: string }>; next?: string }>(`/v1/batches?limit=1&before=${encodeURIComponent(page1.next!)}`)).body;
+    expect(page2.batches).toHaveLength(1);
+    expect(page2.batches[0]!.batchId).not.toBe("b-other");
   });
 
   it("GET /v1/dead-letters is empty when nothing was dead-lettered", async () => {
@@ -348,7 +367,7 @@ describe("auditor HTTP API over recorded messages", () => {
   it("an invalid failure.v1 reusing a batched failure's id does not break the batch views", async () => {
     const story = await promotedBatch();
     await deliver(Messages.failure, { id: "f-aaa", agent: AGENT, note: "re-sent without a request" }, { subject: failureSubject(AGENT), at: "2025-06-01T12:10:00.000Z" });
-    expect(log.records.at(-1)?.kind).toBe("failure.v1 (invalid)");
+    expect(log.readAll().at(-1)?.kind).toBe("failure.v1 (invalid)");
     const { status, body: t } = await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`);
     expect(status).toBe(200);
     expect(t.failures.find((f) => f.id === "f-aaa")?.request.path).toBe("/v1/checkout");

@@ -42,6 +42,8 @@ export interface HandlerContext {
   headers: Record<string, string>;
   /** Tells the server the handler is still working (extends ack wait). Called automatically on a timer too. */
   working(): void;
+  /** The payload as text (raw routes only). */
+  text?: string;
 }
 
 export type Handler<S extends z.ZodType> = (msg: z.infer<S>, ctx: HandlerContext) => Promise<void>;
@@ -53,12 +55,24 @@ export interface Route<S extends z.ZodType = z.ZodType> {
   raw?: boolean;
 }
 
+/** What a raw route is told about a message besides its payload: whether it is valid, and as what. */
+export interface RawContext extends HandlerContext {
+  valid: boolean;
+  /** The message as its schema reads it, when valid (unknown keys dropped, defaults filled). */
+  value?: unknown;
+  /** The payload as it arrived, as text. */
+  text: string;
+}
+
 /** A route that records whatever arrives on `def`'s subject, valid or not; it never dead-letters for schema. */
-export function rawRoute(def: MessageDef, handle: (payload: unknown, ctx: HandlerContext & { valid: boolean }) => Promise<void>): Route {
+export function rawRoute(def: MessageDef, handle: (payload: unknown, ctx: RawContext) => Promise<void>): Route {
   return {
     def,
     raw: true,
-    handle: (payload, ctx) => handle(payload, { ...ctx, valid: def.schema.safeParse(payload).success }),
+    handle: (payload, ctx) => {
+      const parsed = def.schema.safeParse(payload);
+      return handle(payload, { ...ctx, valid: parsed.success, ...(parsed.success ? { value: parsed.data } : {}), text: ctx.text ?? "" });
+    },
   };
 }
 
@@ -203,7 +217,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   };
 
   /** Parses and validates a message against its route; throws InvalidMessageError (terminal) if it does not fit. */
-  const decode = (c: ConsumerDef, routes: Route[], m: JsMsg): { r: Route; data: unknown } => {
+  const decode = (c: ConsumerDef, routes: Route[], m: JsMsg): { r: Route; data: unknown; text?: string } => {
     const r = routes.length === 1 && c.filterSubjects.length === 1 ? routes[0] : routes.find((x) => subjectMatches(x.def.subject, m.subject));
     if (!r) throw new UnroutableMessageError(m.subject, c.durable);
     let body: unknown;
@@ -214,7 +228,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       if (!r.raw) throw new InvalidMessageError(`${r.def.name} on ${m.subject} is not JSON: ${(err as Error).message}`);
       body = text;
     }
-    if (r.raw) return { r, data: body };
+    if (r.raw) return { r, data: body, text };
     const parsed = compiled(r.def.schema).safeParse(body);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
@@ -268,12 +282,12 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       const hdrs = headersToRecord(m.headers) as Record<string, string>;
       const timer = setInterval(() => m.working(), Math.max(1_000, c.ackWaitMs / 3));
       try {
-        const { r, data } = decode(c, routes, m);
+        const { r, data, text } = decode(c, routes, m);
         const deliveryCount = m.info.deliveryCount;
         await withSpan(
           `${c.durable} ${r.def.name}`,
           { "messaging.system": "nats", "messaging.destination.name": m.subject, "messaging.consumer.group.name": c.durable, "moss.batch": hdrs[H.batchId], "moss.delivery": deliveryCount },
-          () => r.handle(data, { subject: m.subject, deliveryCount, streamSeq: m.seq, headers: hdrs, working: () => m.working() }),
+          () => r.handle(data, { subject: m.subject, deliveryCount, streamSeq: m.seq, headers: hdrs, working: () => m.working(), ...(text !== undefined ? { text } : {}) }),
           extractContext(hdrs),
         );
         await m.ackAck().catch(() => m.ack());

@@ -13,8 +13,10 @@ export interface AuditorHttpDeps {
 /** Operator API over the audit log. Built without listening; tests use `app.inject()`. */
 export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
   const app = Fastify({ logger: false });
-  app.get("/health", async () => ({ ok: true, records: deps.log.records.length }));
-  app.get("/v1/batches", async () => ({ batches: listBatches(deps.log) }));
+  app.get("/health", async () => ({ ok: true, records: deps.log.size }));
+  // Lists page: `limit` (default 200, at most 1000) and the `next` cursor of the previous page.
+  const limitOf = (q: { limit?: string }, dflt: number) => Math.max(1, Math.min(1_000, Number(q.limit) || dflt));
+  app.get<{ Querystring: { limit?: string; before?: string } }>("/v1/batches", async (req) => listBatches(deps.log, { limit: limitOf(req.query, 200), before: req.query.before }));
   app.get<{ Params: { id: string }; Querystring: { diff?: string } }>("/v1/batches/:id", async (req, reply) => {
     const t = batchTimeline(deps.log, req.params.id);
     if (!t) return replyError(reply, Codes.BATCH_NOT_FOUND, `no audit records for batch ${req.params.id}; list batches with \`moss batches\``);
@@ -29,7 +31,12 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
     );
     return { ...t, attempts };
   });
-  app.get("/v1/dead-letters", async () => ({ deadLetters: deps.log.records.filter((r) => r.kind === "dlq.v1").map((r) => ({ at: r.at, ...(r.data as object) })) }));
+  app.get<{ Querystring: { limit?: string; after?: string } }>("/v1/dead-letters", async (req) => {
+    const limit = limitOf(req.query, 100);
+    const page = deps.log.deadLetters(Number(req.query.after) || 0, limit);
+    const deadLetters = page.map((r) => ({ at: r.at, ...(r.data as object) }));
+    return page.length === limit ? { deadLetters, next: String(page[page.length - 1]!.seq) } : { deadLetters };
+  });
   app.get("/v1/audit/verify", async () => deps.log.verify());
   return app;
 }

@@ -14,10 +14,10 @@ const compare = (a: number, b: number): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Builds a batch's story from the audit log alone (no other service is asked). */
 export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | undefined {
-  const recs = log.byBatch.get(batchId);
+  const recs = log.recordsOf(batchId);
   if (!recs?.length) return undefined;
   const ready = recs.find((r) => r.kind === "batch.ready.v1")?.data as BatchReady | undefined;
-  const failureRecs = (ready?.failures ?? []).map((f) => log.byFailure.get(f.id)).filter((r): r is AuditRecord => Boolean(r));
+  const failureRecs = (ready?.failures ?? []).map((f) => log.failure(f.id)).filter((r): r is AuditRecord => Boolean(r));
   const failures = failureRecs.map((r) => {
     const ev = r.data as FailureEvent;
     return { id: ev.id, occurredAt: ev.occurredAt, route: ev.route, request: ev.request, error: ev.error, version: ev.version };
@@ -95,12 +95,30 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
   };
 }
 
-/** Every batch the log knows, newest first, with its latest verdict. */
-export function listBatches(log: AuditLog): BatchSummary[] {
-  return [...log.byBatch.keys()]
-    .map((id) => {
-      const t = batchTimeline(log, id)!;
-      return { batchId: id, agent: t.agent, count: t.count, verdict: t.verdict, lastAt: t.timeline[t.timeline.length - 1]?.at ?? "" };
-    })
-    .sort((a, b) => compare(instant(b.lastAt, -Infinity), instant(a.lastAt, -Infinity)));
+/** Per log: each batch's summary, with the number of its records it was computed from (recomputed when that changes). */
+const summaries = new WeakMap<AuditLog, Map<string, { n: number; summary: BatchSummary }>>();
+
+/**
+ * Every batch the log knows, newest first, with its latest verdict: a page of at most `limit`, after the cursor
+ * `before` (the `lastAt|batchId` of the previous page's last row). Summaries are kept per batch and recomputed only for
+ * batches that got new records, so a list costs what changed, not the whole log.
+ */
+export function listBatches(log: AuditLog, page: { limit?: number; before?: string } = {}): { batches: BatchSummary[]; next?: string } {
+  let cache = summaries.get(log);
+  if (!cache) summaries.set(log, (cache = new Map()));
+  for (const id of log.batchIds()) {
+    const n = log.countOf(id);
+    if (cache.get(id)?.n === n) continue;
+    const t = batchTimeline(log, id)!;
+    cache.set(id, { n, summary: { batchId: id, agent: t.agent, count: t.count, verdict: t.verdict, lastAt: t.timeline[t.timeline.length - 1]?.at ?? "" } });
+  }
+  const key = (b: BatchSummary) => `${b.lastAt}|${b.batchId}`;
+  const all = [...cache.values()]
+    .map((c) => c.summary)
+    .sort((a, b) => compare(instant(b.lastAt, -Infinity), instant(a.lastAt, -Infinity)) || (a.batchId < b.batchId ? 1 : a.batchId > b.batchId ? -1 : 0));
+  const start = page.before === undefined ? 0 : all.findIndex((b) => key(b) === page.before) + 1;
+  const limit = page.limit ?? 200;
+  const batches = all.slice(start, start + limit);
+  const more = start + limit < all.length;
+  return more ? { batches, next: key(batches[batches.length - 1]!) } : { batches };
 }

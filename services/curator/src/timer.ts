@@ -5,11 +5,10 @@
  * closed goes through the outbox (crash recovery too).
  */
 import { isFinal } from "@moss/batch";
-import { isCasConflict, kvGet, kvKeys } from "@moss/bus";
+import { isCasConflict, kvGet, kvKeys, pruneBelow } from "@moss/bus";
 import { MAX_CAS_ROUNDS, type CuratorDeps } from "./deps";
 import { drain } from "./outbox";
 import { closeExpired, decide, type Policy } from "./state/apply";
-import { pruneBelow } from "./state/seqset";
 import { CuratorState, STATE_KEYS, agentOfStateKey, stateKey } from "./state/state";
 
 /** One tick of every agent the curator has state for. */

@@ -1,13 +1,37 @@
-import type { HandlerContext } from "@moss/bus";
+import type { RawContext } from "@moss/bus";
 import { traceIdOf } from "@moss/telemetry";
 import type { AuditLog } from "../audit-log";
 
+/** Nesting kept as it arrived; a payload deeper than this is recorded as its schema reads it (or as text, if invalid). */
+export const MAX_DEPTH = 512;
+/** Text kept of a payload too deep to record as it arrived, and not valid either. */
+const MAX_TEXT = 64 * 1024;
+
+/** Whether a JSON value nests deeper than `max` levels, walked without recursion. */
+function deeperThan(v: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== "object" || x === null) continue;
+    if (d > max) return true;
+    for (const child of Array.isArray(x) ? x : Object.values(x)) if (typeof child === "object" && child !== null) stack.push([child, d + 1]);
+  }
+  return false;
+}
+
 /** Records one message of any kind; a redelivered message is recorded once. */
-export async function record(log: AuditLog, kind: string, stream: string, payload: unknown, ctx: HandlerContext & { valid: boolean }): Promise<void> {
+export async function record(log: AuditLog, kind: string, stream: string, payload: unknown, ctx: Pick<RawContext, "streamSeq" | "subject" | "headers" | "valid" | "value" | "text">): Promise<void> {
   const p = (typeof payload === "object" && payload !== null ? payload : {}) as { batchId?: unknown; id?: unknown };
   // Only a valid failure event is indexed by its id: an invalid one reusing the id would replace the valid event the
   // batch views render (and they would fail on its missing fields). It is still recorded, under "(invalid)".
   const isFailure = kind === "failure.v1" && ctx.valid;
+  // Any valid event is recorded, however deep: one too deep to serialize as it arrived is kept as its schema reads it.
+  let data = payload;
+  let note: string | undefined;
+  if (deeperThan(payload, MAX_DEPTH)) {
+    note = `the payload nests deeper than ${MAX_DEPTH} levels: recorded ${ctx.valid ? "as its schema reads it (unknown fields dropped)" : `as text (first ${MAX_TEXT} characters)`}`;
+    data = ctx.valid ? ctx.value : ctx.text.slice(0, MAX_TEXT);
+  }
   log.append({
     stream,
     streamSeq: ctx.streamSeq,
@@ -16,6 +40,7 @@ export async function record(log: AuditLog, kind: string, stream: string, payloa
     batchId: typeof p.batchId === "string" ? p.batchId : undefined,
     failureId: isFailure && typeof p.id === "string" ? p.id : undefined,
     traceId: traceIdOf(ctx.headers),
-    data: payload,
+    data,
+    ...(note ? { note } : {}),
   });
 }

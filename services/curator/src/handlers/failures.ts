@@ -3,7 +3,7 @@
  * state/apply.ts), the evidence stored, regressions announced, and closed batches sent through the outbox.
  */
 import { newBatchId } from "@moss/batch";
-import { isCasConflict, kvGet, type ChunkItem } from "@moss/bus";
+import { isCasConflict, kvGet, pruneBelow, type ChunkItem } from "@moss/bus";
 import { Messages, type FailureEvent } from "@moss/contracts";
 import { Codes, MossError } from "@moss/errors";
 import { context, injectContext, mossTracer, trace } from "@moss/telemetry";
@@ -11,7 +11,6 @@ import { MAX_CAS_ROUNDS, type CuratorDeps } from "../deps";
 import type { Fingerprint } from "../fingerprint";
 import { drain } from "../outbox";
 import { applyFailures, decide, requestSig, storeForm, type BatchLookup, type Policy, type PreparedFailure, type StoredFailure } from "../state/apply";
-import { pruneBelow } from "../state/seqset";
 import { CuratorState, emptyState, stateKey } from "../state/state";
 
 /**

@@ -3,7 +3,7 @@ import type { CurationPolicy } from "@moss/config";
 import type { BatchState, BlobRef, FailureEvent } from "@moss/contracts";
 import type { Fingerprint } from "../fingerprint";
 import { isFinal } from "@moss/batch";
-import { addSeq, hasSeq } from "./seqset";
+import { addSeq, hasSeq } from "@moss/bus";
 import type { ClosingBatch, CuratorState, OpenBatch, Sample } from "./state";
 
 /** Batching policy of one agent (config `curator` defaults, overridden per agent: see resolveAgent). */

@@ -1,7 +1,7 @@
 /**
- * Stream sequences already applied to a curator state, as sorted disjoint inclusive ranges. Everything at or
- * below the consumer's ack floor was applied and acked and is never redelivered, so it is pruned away: the set
- * stays as small as the window of messages in flight.
+ * Stream sequences already applied (by the curator's state, the audit log...), as sorted disjoint inclusive ranges:
+ * in-order delivery keeps it to one range. Everything at or below a consumer's ack floor was applied and acked and is
+ * never redelivered, so it can be pruned away.
  */
 export type SeqRanges = Array<[number, number]>;
 
