@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
+import { createBus, type Bus } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
+import { Buckets, ServiceStatus } from "@moss/contracts";
 
 /** The five services, in start order. */
 export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter"] as const;
@@ -17,6 +20,12 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/** First wait before a service that died is started again; doubled each time, up to MAX_BACKOFF_MS. */
+const FIRST_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+/** A service that ran this long before dying starts again with the first backoff. */
+const STABLE_MS = 60_000;
+
 export interface StackOptions {
   config: Readonly<LoadedConfig>;
   /** Path of the config file the services load (MOSS_CONFIG). */
@@ -29,6 +38,8 @@ export interface StackOptions {
   services?: readonly ServiceName[];
   /** Processes per service (default 1); the second one of the curator is named "curator#2". */
   replicas?: number;
+  /** What the supervisor says (a service died, is back...). Default: onLog("moss", line). */
+  onEvent?: (line: string) => void;
 }
 
 /**
@@ -54,29 +65,88 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const url = new URL(opts.config.nats.url.split(",")[0]!);
   const port = Number(url.port || 4222);
   const children = new Map<string, ChildProcess>();
+  const say = opts.onEvent ?? ((line: string) => opts.onLog?.("moss", line));
   let nats: ChildProcess | undefined;
   if (!(await reachable(url.hostname, port))) {
     if (!["127.0.0.1", "localhost", "::1"].includes(url.hostname)) {
       throw new Error(`NATS at ${opts.config.nats.url} is not reachable, and Moss only starts a local nats-server for a loopback URL. Start NATS there or point MOSS_NATS_URL at a running one.`);
     }
     mkdirSync(opts.config.paths.natsStore, { recursive: true });
-    nats = await startProcess("nats", "nats-server", ["-js", "-a", url.hostname, "-p", String(port), "-sd", opts.config.paths.natsStore], {}, /Server is ready/, opts.onLog);
+    // Through a shell that stops nats-server when its stdin (this process) goes away, however this process ends.
+    // (A background list's stdin would be /dev/null: the pipe is handed to it as fd 3.)
+    const watched = 'exec 3<&0; nats-server "$@" </dev/null & pid=$!; trap \'kill $pid; wait $pid\' TERM INT; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid';
+    nats = await startProcess("nats", "/bin/sh", ["-c", watched, "nats-server", "-js", "-a", url.hostname, "-p", String(port), "-sd", opts.config.paths.natsStore], {}, /Server is ready/, opts.onLog);
     children.set("nats", nats);
   }
+  let stopping = false;
+  const timers = new Set<NodeJS.Timeout>();
+  let status: Bus | undefined;
+  const report = async (name: string, s: Omit<ServiceStatus, "name" | "host">) => {
+    try {
+      status ??= await createBus({ url: opts.config.nats.url, name: "moss-up", connectTimeoutMs: 2_000 });
+      const kv = await status.kv(Buckets.services);
+      await kv.put(name.replace("#", "_"), JSON.stringify(ServiceStatus.parse({ name, host: hostname(), ...s })));
+    } catch {
+      // What a service does is said on the terminal too; the bucket is for `moss status`.
+    }
+  };
   const stop = async () => {
+    stopping = true;
+    for (const t of timers) clearTimeout(t);
     const order = [...children.entries()].filter(([n]) => n !== "nats").reverse();
-    await Promise.all(order.map(([, c]) => terminate(c, 20_000)));
+    await Promise.all(order.map(async ([name, c]) => {
+      await terminate(c, 20_000);
+      await report(name, { state: "stopped", restarts: 0, since: new Date().toISOString() });
+    }));
+    await status?.close().catch(() => undefined);
     if (nats) await terminate(nats, 5_000);
   };
+
+  /** Starts a service; when it dies (not stopped by us), starts it again with backoff, and says so. */
+  const run = async (s: ServiceName, name: string) => {
+    const args = [...serviceNodeArgs(), ...(YOUNG_GENERATION[s] ?? []), "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
+    const env = { ...opts.env, MOSS_CONFIG: opts.configFile, MOSS_SUPERVISED: "1" };
+    let restarts = 0;
+    let backoff = FIRST_BACKOFF_MS;
+    const watch = (child: ChildProcess, startedAt: number) => {
+      child.once("exit", (code, signal) => {
+        if (stopping) return;
+        if (Date.now() - startedAt >= STABLE_MS) backoff = FIRST_BACKOFF_MS;
+        const lastExit = { code, signal, at: new Date().toISOString() };
+        say(`${name} died (${signal ?? `exit ${code}`}); starting it again in ${backoff} ms`);
+        void report(name, { state: "restarting", restarts, lastExit, since: lastExit.at });
+        const again = async () => {
+          if (stopping) return;
+          try {
+            const next = await startProcess(name, process.execPath, args, env, /"msg":"started"/, opts.onLog);
+            restarts++;
+            backoff = FIRST_BACKOFF_MS;
+            children.set(name, next);
+            say(`${name} is running again (pid ${next.pid}, restart ${restarts})`);
+            void report(name, { state: "running", pid: next.pid, restarts, lastExit, since: new Date().toISOString() });
+            watch(next, Date.now());
+          } catch (err) {
+            backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+            say(`${name} did not start again (${(err as Error).message.split("\n")[0]}); next try in ${backoff} ms`);
+            const t = setTimeout(() => void again(), backoff);
+            timers.add(t);
+          }
+        };
+        const t = setTimeout(() => void again(), backoff);
+        timers.add(t);
+        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+      });
+    };
+    const child = await startProcess(name, process.execPath, args, env, /"msg":"started"/, opts.onLog);
+    children.set(name, child);
+    void report(name, { state: "running", pid: child.pid, restarts: 0, since: new Date().toISOString() });
+    watch(child, Date.now());
+  };
+
   try {
     // All at once: each provisions the streams it needs idempotently, and nothing waits on another service.
     const names = (opts.services ?? SERVICES).flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
-    const started = await Promise.allSettled(
-      names.map(async ({ s, name }) => {
-        const args = [...serviceNodeArgs(), ...(YOUNG_GENERATION[s] ?? []), "--import", tsxLoader, `${servicesDir}${s}/src/main.ts`];
-        children.set(name, await startProcess(name, process.execPath, args, { ...opts.env, MOSS_CONFIG: opts.configFile }, /"msg":"started"/, opts.onLog));
-      }),
-    );
+    const started = await Promise.allSettled(names.map(({ s, name }) => run(s, name)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
   } catch (err) {
@@ -102,7 +172,8 @@ async function startProcess(
   ready: RegExp,
   onLog?: (service: string, line: string) => void,
 ): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  // stdin is a pipe nobody writes to: when this process ends, however it ends, the child sees it close.
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
   let tail = "";
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s; last output:\n${tail}`)), 30_000);
@@ -127,11 +198,12 @@ async function startProcess(
     }
     child.once("error", (err) => {
       clearTimeout(timer);
-      reject(new Error(`cannot start ${name} (${cmd}): ${err.message}${cmd === "nats-server" ? ". Install nats-server >= 2.10 (npm run setup does it on Debian/Ubuntu)." : ""}`));
+      reject(new Error(`cannot start ${name} (${cmd}): ${err.message}${name === "nats" ? ". Install nats-server >= 2.10 (npm run setup does it on Debian/Ubuntu)." : ""}`));
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code} while starting; last output:\n${tail}`));
+      const hint = name === "nats" && code === 127 ? " (nats-server is not installed: npm run setup does it on Debian/Ubuntu)" : "";
+      reject(new Error(`${name} exited with ${code} while starting${hint}; last output:\n${tail}`));
     });
   });
 }
@@ -143,6 +215,7 @@ async function terminate(child: ChildProcess, graceMs: number): Promise<void> {
   const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await exited;
   clearTimeout(timer);
+  child.stdin?.destroy();
 }
 
 /** A TCP port that was free a moment ago on loopback. */

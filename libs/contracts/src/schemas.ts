@@ -425,6 +425,20 @@ export const RejectedCandidate = z.object({
 });
 export type RejectedCandidate = z.infer<typeof RejectedCandidate>;
 
+/** A service process as the `moss up` that supervises it sees it, in the `moss_services` KV bucket. */
+export const ServiceStatus = z.object({
+  /** `curator`, `curator#2`... */
+  name: z.string().min(1),
+  host: z.string(),
+  pid: z.number().int().optional(),
+  state: z.enum(["running", "restarting", "stopped"]),
+  /** Times it was started again after it died. */
+  restarts: z.number().int().nonnegative(),
+  lastExit: z.object({ code: z.number().int().nullable(), signal: z.string().nullable(), at: z.string().datetime() }).optional(),
+  since: z.string().datetime(),
+});
+export type ServiceStatus = z.infer<typeof ServiceStatus>;
+
 /** The live deployment of an agent, in the `moss_deployments` KV bucket. */
 export const Deployment = z.object({
   agent: AgentName,

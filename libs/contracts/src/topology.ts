@@ -164,6 +164,8 @@ export const Buckets = {
   fingerprints: "moss_fingerprints",
   /** `<agent>.<fingerprint key>.<batch>.<attempt>` → RejectedCandidate. */
   candidates: "moss_candidates",
+  /** `<service>` (a replica's `#` as `_`) → ServiceStatus, written by the `moss up` that supervises it. */
+  services: "moss_services",
 } as const;
 
 /** Headers Moss sets on messages. */

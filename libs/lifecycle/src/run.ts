@@ -92,4 +92,11 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
   };
   process.once("SIGINT", () => void stop("SIGINT"));
   process.once("SIGTERM", () => void stop("SIGTERM"));
+  // Under `moss up` (which supervises it), stdin is a pipe from the supervisor: when the supervisor is gone, however it
+  // ended, the pipe closes and the service stops instead of lingering on its ports.
+  if (opts.env["MOSS_SUPERVISED"] === "1") {
+    process.stdin.once("end", () => void stop("supervisor gone"));
+    process.stdin.once("error", () => void stop("supervisor gone"));
+    process.stdin.resume();
+  }
 }
