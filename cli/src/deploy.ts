@@ -1,7 +1,8 @@
 import { deploymentStore, imageTag } from "@moss/batch";
 import { createBus } from "@moss/bus";
 import { knownAgent, type LoadedConfig } from "@moss/config";
-import { Buckets } from "@moss/contracts";
+import { ADMIN, Buckets } from "@moss/contracts";
+import { busCredential, liveEnv } from "@moss/lifecycle";
 import { resolveCommit } from "@moss/git";
 import { createRuntime } from "@moss/runtime";
 
@@ -15,10 +16,10 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
   const runtime = createRuntime();
   await runtime.ping();
   const { image } = await runtime.buildImage({ repoDir: a.repo, commit, tag: imageTag(agent, commit), labels: { "moss.agent": agent } });
-  const env = { ...a.env, PORT: String(a.livePort), AGENT_NAME: agent, MOSS_NATS_URL: config.nats.url, MOSS_AGENT_VERSION: commit };
+  const env = liveEnv(config, agent, commit);
   const { container } = await runtime.deployLive({ agent, image, version: commit, env, stateDir: a.stateDir });
   await waitHealthy(`http://127.0.0.1:${a.livePort}${a.healthPath}`, 20_000);
-  const bus = await createBus({ url: config.nats.url, name: "moss-cli" });
+  const bus = await createBus({ url: config.nats.url, name: "moss-cli", credential: busCredential(config, ADMIN) });
   try {
     await bus.provision();
     await deploymentStore(await bus.kv(Buckets.deployments)).record(agent, (cur) => ({

@@ -1,8 +1,11 @@
 /** What the CLI's commands share: the config, the bus, the auditor's API, who is acting. */
+import { readFileSync } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
 import { openStores, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { loadConfig, type LoadedConfig } from "@moss/config";
+import { ADMIN } from "@moss/contracts";
+import { busCredential } from "@moss/lifecycle";
 
 /** The options a command reads (every command also takes `--config FILE`). */
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -29,9 +32,12 @@ export function actor(values: Values): string {
   return (values["by"] as string | undefined) ?? process.env["USER"] ?? "operator";
 }
 
-/** Runs `fn` with a bus connected to the config's NATS and the batch domain's stores over it, then closes the bus. */
+/**
+ * Runs `fn` with a bus connected to the config's NATS as admin (it reads; it can neither consent nor forge a verdict)
+ * and the batch domain's stores over it, then closes the bus.
+ */
 export async function withBus<T>(cfg: Readonly<LoadedConfig>, fn: (bus: Bus, stores: Stores) => Promise<T>): Promise<T> {
-  const bus = await createBus({ url: cfg.nats.url, name: "moss-cli" });
+  const bus = await createBus({ url: cfg.nats.url, name: "moss-cli", credential: busCredential(cfg, ADMIN) });
   try {
     return await fn(bus, await openStores(bus));
   } finally {
@@ -51,6 +57,32 @@ export async function auditorGet(cfg: Readonly<LoadedConfig>, path: string): Pro
   const body = (await res.json()) as { message?: string };
   if (!res.ok) throw new Error(body.message ?? `auditor answered ${res.status}`);
   return body;
+}
+
+/** The operator's token: MOSS_OPERATOR_TOKEN, else the one `moss up` left for the user who ran it. */
+export function operatorToken(cfg: Readonly<LoadedConfig>): string {
+  const env = process.env["MOSS_OPERATOR_TOKEN"]?.trim();
+  if (env) return env;
+  try {
+    return readFileSync(cfg.paths.operatorToken, "utf8").trim();
+  } catch {
+    throw new Error(`no operator token: set MOSS_OPERATOR_TOKEN (\`moss operator add NAME\` makes one), or run \`moss up\` once, which makes you the first operator and leaves your token in ${cfg.paths.operatorToken}`);
+  }
+}
+
+/** POST to the gateway (the operator API) as the operator whose token this is; its error message is relayed as it is. */
+export async function gatewayPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
+  const url = `http://${cfg.gateway.host}:${cfg.gateway.port}${path}`;
+  const token = operatorToken(cfg);
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  } catch (err) {
+    throw new Error(`cannot reach the gateway (the operator API) at ${url}: ${(err as Error).message}. Is \`moss up\` running with this config?`);
+  }
+  const answer = (await res.json().catch(() => ({}))) as Record<string, unknown> & { message?: string };
+  if (!res.ok) throw new Error(answer.message ?? `the gateway answered ${res.status}`);
+  return answer;
 }
 
 export function loadCliConfig(file: string | undefined): Readonly<LoadedConfig> {

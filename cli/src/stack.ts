@@ -1,14 +1,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
-import { createBus, type Bus } from "@moss/bus";
+import { createBus, ensureCredentials, identities, loadCredential, natsServerConfig, type Bus, type BusCredential } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
-import { Buckets, ServiceStatus } from "@moss/contracts";
+import { ADMIN, Buckets, ServiceStatus } from "@moss/contracts";
+import { ensureOperator } from "@moss/gateway";
+import { createLogger } from "@moss/telemetry";
 
-/** The five services, in start order. */
-export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter"] as const;
+/** The services, in start order: the five stages' and the operator API. */
+export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter", "gateway"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface Stack {
@@ -40,6 +42,8 @@ export interface StackOptions {
   replicas?: number;
   /** What the supervisor says (a service died, is back...). Default: onLog("moss", line). */
   onEvent?: (line: string) => void;
+  /** Who becomes the first operator when nobody may act yet. Default $USER, else "operator". */
+  operator?: string;
 }
 
 /**
@@ -58,32 +62,53 @@ const servicesDir = fileURLToPath(new URL("../../services/", import.meta.url));
 const tsxLoader = import.meta.resolve("tsx");
 
 /**
- * `moss up`: nats-server (started here if nothing answers at the configured loopback URL) and the five services
- * as child processes, each with its own durable consumers. Resolves once every service said it started.
+ * `moss up`: nats-server (started here if nothing answers at the configured loopback URL, with the config and the
+ * credentials written from the grants), streams, consumers and buckets provisioned as admin, then the services as
+ * child processes, each connecting as its own identity. Resolves once every service said it started.
  */
 export async function startStack(opts: StackOptions): Promise<Stack> {
-  const url = new URL(opts.config.nats.url.split(",")[0]!);
+  const cfg = opts.config;
+  const url = new URL(cfg.nats.url.split(",")[0]!);
   const port = Number(url.port || 4222);
   const children = new Map<string, ChildProcess>();
   const say = opts.onEvent ?? ((line: string) => opts.onLog?.("moss", line));
+  const auth = cfg.nats.auth === "nkey";
+  // Every identity has a credential before anything connects; existing ones are kept.
+  const keys = auth ? ensureCredentials(cfg.paths.natsCredentials, identities(Object.keys(cfg.agents))) : new Map<string, string>();
+  const admin: BusCredential | undefined = auth ? loadCredential(cfg.paths.natsCredentials, ADMIN) : undefined;
+  // nats-server names an identity by its public key: its log lines say which identity that is.
+  const named = [...keys].map(([id, key]) => [key, id] as const);
+  const natsLog = (line: string) => {
+    for (const [key, id] of named) if (line.includes(key)) line = line.replace(key, `${key} (${id})`);
+    opts.onLog?.("nats", line);
+  };
   let nats: ChildProcess | undefined;
   if (!(await reachable(url.hostname, port))) {
     if (!["127.0.0.1", "localhost", "::1"].includes(url.hostname)) {
-      throw new Error(`NATS at ${opts.config.nats.url} is not reachable, and Moss only starts a local nats-server for a loopback URL. Start NATS there or point MOSS_NATS_URL at a running one.`);
+      throw new Error(`NATS at ${cfg.nats.url} is not reachable, and Moss only starts a local nats-server for a loopback URL. Start NATS there or point MOSS_NATS_URL at a running one.`);
     }
-    mkdirSync(opts.config.paths.natsStore, { recursive: true });
+    mkdirSync(cfg.paths.natsStore, { recursive: true });
     // Through a shell that stops nats-server when its stdin (this process) goes away, however this process ends.
     // (A background list's stdin would be /dev/null: the pipe is handed to it as fd 3.)
     const watched = 'exec 3<&0; nats-server "$@" </dev/null & pid=$!; trap \'kill $pid; wait $pid\' TERM INT; (cat <&3 >/dev/null; kill $pid 2>/dev/null) & wait $pid';
-    nats = await startProcess("nats", "/bin/sh", ["-c", watched, "nats-server", "-js", "-a", url.hostname, "-p", String(port), "-sd", opts.config.paths.natsStore], {}, /Server is ready/, opts.onLog);
+    let serverArgs = ["-js", "-a", url.hostname, "-p", String(port), "-sd", cfg.paths.natsStore];
+    if (auth) {
+      // Rewritten at every start from the grants: a new agent, or a grant that changed, counts at once.
+      writeFileSync(cfg.paths.natsConfig, natsServerConfig({ host: url.hostname, port, storeDir: cfg.paths.natsStore, users: keys }), { mode: 0o600 });
+      chmodSync(cfg.paths.natsConfig, 0o600);
+      serverArgs = ["-c", cfg.paths.natsConfig];
+    }
+    nats = await startProcess("nats", "/bin/sh", ["-c", watched, "nats-server", ...serverArgs], {}, /Server is ready/, (_n, line) => natsLog(line));
     children.set("nats", nats);
+  } else if (auth) {
+    say(`using the nats-server already at ${cfg.nats.url}${auth ? `; its users must be the ones in ${cfg.paths.natsCredentials} (\`moss credentials\` prints them)` : ""}`);
   }
   let stopping = false;
   const timers = new Set<NodeJS.Timeout>();
   let status: Bus | undefined;
   const report = async (name: string, s: Omit<ServiceStatus, "name" | "host">) => {
     try {
-      status ??= await createBus({ url: opts.config.nats.url, name: "moss-up", connectTimeoutMs: 2_000 });
+      status ??= await createBus({ url: cfg.nats.url, name: "moss-up", connectTimeoutMs: 2_000, credential: admin, logger: createLogger("moss-up", { write: (line) => opts.onLog?.("moss", line) }) });
       const kv = await status.kv(Buckets.services);
       await kv.put(name.replace("#", "_"), JSON.stringify(ServiceStatus.parse({ name, host: hostname(), ...s })));
     } catch {
@@ -144,8 +169,18 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   };
 
   try {
-    // All at once: each provisions the streams it needs idempotently, and nothing waits on another service.
-    const names = (opts.services ?? SERVICES).flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
+    // Streams, consumers and buckets exist before any service starts: services may only read theirs.
+    // What the bus says goes where moss up's own lines go.
+    const logger = createLogger("moss-up", { write: (line) => opts.onLog?.("moss", line) });
+    status = await createBus({ url: cfg.nats.url, name: "moss-up", credential: admin, logger });
+    await status.provision();
+    const asked = opts.services ?? SERVICES;
+    if (asked.includes("gateway")) {
+      const who = opts.operator ?? process.env["USER"] ?? "operator";
+      if (ensureOperator(cfg.paths.operators, cfg.paths.operatorToken, who).created) say(`${who} is the first operator (token in ${cfg.paths.operatorToken}; more with \`moss operator add NAME\`)`);
+    }
+    // All at once: nothing waits on another service.
+    const names = asked.flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
     const started = await Promise.allSettled(names.map(({ s, name }) => run(s, name)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
@@ -153,7 +188,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
-  return { natsUrl: opts.config.nats.url, ownsNats: Boolean(nats), children, stop };
+  return { natsUrl: cfg.nats.url, ownsNats: Boolean(nats), children, stop };
 }
 
 /**

@@ -35,8 +35,9 @@ describe("bus against a real nats-server", () => {
       const info = await bus.jsm.consumers.info(c.stream, c.durable);
       expect(info.config.durable_name).toBe(c.durable);
     }
+    // The streams, and every KV bucket's stream: provisioning as admin makes the buckets too.
     const streams = await bus.jsm.streams.names().next();
-    expect(streams.sort()).toEqual(Object.values(Streams).sort());
+    expect(streams.sort()).toEqual([...Object.values(Streams), ...Object.values(Buckets).map((b) => `KV_${b}`)].sort());
   });
 
   it("deduplicates by Nats-Msg-Id", async () => {

@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { createBlobStore } from "@moss/blob";
 import { createBus, kvGet, type Bus } from "@moss/bus";
 import { BatchRecord, BreakerReset, Buckets, FailureEvent, FingerprintBreaker, Messages, Streams } from "@moss/contracts";
+import { openStores } from "@moss/batch";
+import { addOperator, buildApp } from "@moss/gateway";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { VERSION, batchesOf, startIngestStack, type IngestStack } from "../helpers/ingest";
@@ -11,11 +14,14 @@ import { runMoss } from "../helpers/moss";
 
 const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args, { env: { USER: "tester", ...env } });
 
-describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", () => {
+describe("moss reset (a fingerprint's circuit breaker, through the gateway, in a real nats-server)", () => {
   let nats: NatsServer;
   let bus: Bus;
   let dir: string;
   let configFile: string;
+  let gateway: FastifyInstance;
+  /** The tokens of two operators, as `moss operator add` gives them. */
+  const tokens: Record<string, string> = {};
   const AGENT = "shop";
   const FP = "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat";
 
@@ -56,10 +62,16 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     bus = await createBus({ url: nats.url, name: "cli-reset-test" });
     await bus.provision();
     dir = mkdtempSync(join(tmpdir(), "moss-cli-reset-"));
+    const operatorsFile = join(dir, "operators.json");
+    for (const name of ["ana", "tester"]) tokens[name] = addOperator(operatorsFile, name);
+    gateway = buildApp({ stores: await openStores(bus), publish: (def, msg) => bus.publish(def, msg), operatorsFile });
+    const port = await freePort();
+    await gateway.listen({ host: "127.0.0.1", port });
     configFile = join(dir, "moss.json");
-    writeFileSync(configFile, JSON.stringify({ dataDir: dir, nats: { url: nats.url } }));
+    writeFileSync(configFile, JSON.stringify({ dataDir: dir, nats: { url: nats.url }, gateway: { port, operatorsFile } }));
   });
   afterAll(async () => {
+    await gateway?.close();
     await bus?.close();
     await nats?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -67,7 +79,7 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
 
   it("reset BATCH closes the breaker of that batch's fingerprint: 0 rejections, needsHuman false, resetBy", async () => {
     await seed("aaaaaaaaaaaaaaaaaaaa", "bnh1");
-    const r = await moss(["reset", "bnh1", "--by", "ana", "--config", configFile]);
+    const r = await moss(["reset", "bnh1", "--config", configFile], { MOSS_OPERATOR_TOKEN: tokens["ana"]! });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("reset the circuit breaker of shop.aaaaaaaaaaaaaaaaaaaa");
@@ -86,9 +98,12 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     expect((await kvGet(await bus.kv(Buckets.batches), "bnh1", BatchRecord))!.value).toMatchObject({ state: "released", reason: expect.stringContaining("reset by ana") });
   });
 
-  it("reset AGENT.FPKEY names the breaker directly; --by defaults to $USER", async () => {
+  it("reset AGENT.FPKEY names the breaker directly; who reset it is the operator of the token, never a name given", async () => {
     await seed("bbbbbbbbbbbbbbbbbbbb");
-    const r = await moss(["reset", "shop.bbbbbbbbbbbbbbbbbbbb", "--config", configFile]);
+    const claimed = await moss(["reset", "shop.bbbbbbbbbbbbbbbbbbbb", "--by", "ana", "--config", configFile], { MOSS_OPERATOR_TOKEN: tokens["tester"]! });
+    expect(claimed.code).toBe(1);
+    expect(claimed.stderr).toContain("no --by any more");
+    const r = await moss(["reset", "shop.bbbbbbbbbbbbbbbbbbbb", "--config", configFile], { MOSS_OPERATOR_TOKEN: tokens["tester"]! });
     expect(r.code).toBe(0);
     expect(await breaker("shop.bbbbbbbbbbbbbbbbbbbb")).toMatchObject({ consecutiveRejections: 0, needsHuman: false, resetBy: "tester" });
     const audited = (await resets()).at(-1)!;
@@ -96,25 +111,35 @@ describe("moss reset (a fingerprint's circuit breaker, in a real nats-server)", 
     expect(audited.batchId).toBeUndefined();
   });
 
-  it("says clearly when there is nothing to reset, and changes nothing", async () => {
-    const none = await moss(["reset", "shop.cccccccccccccccccccc", "--config", configFile]);
+  it("says clearly when there is nothing to reset, or no operator asks, and changes nothing", async () => {
+    const as = { MOSS_OPERATOR_TOKEN: tokens["tester"]! };
+    await seed("eeeeeeeeeeeeeeeeeeee");
+    const stranger = await moss(["reset", "shop.eeeeeeeeeeeeeeeeeeee", "--config", configFile], { MOSS_OPERATOR_TOKEN: "not-a-token-of-anyone" });
+    expect(stranger.code).toBe(1);
+    expect(stranger.stderr).toContain("needs an operator's token");
+    const tokenless = await moss(["reset", "shop.eeeeeeeeeeeeeeeeeeee", "--config", configFile]);
+    expect(tokenless.code).toBe(1);
+    expect(tokenless.stderr).toContain("no operator token: set MOSS_OPERATOR_TOKEN");
+    expect(await breaker("shop.eeeeeeeeeeeeeeeeeeee")).toMatchObject({ needsHuman: true, consecutiveRejections: 3 });
+
+    const none = await moss(["reset", "shop.cccccccccccccccccccc", "--config", configFile], as);
     expect(none.code).toBe(1);
-    expect(none.stderr).toContain("no circuit breaker shop.cccccccccccccccccccc in moss_fingerprints");
+    expect(none.stderr).toContain("no circuit breaker shop.cccccccccccccccccccc: its fingerprint never had a rejected candidate");
     expect(await breaker("shop.cccccccccccccccccccc")).toBeUndefined();
 
-    const noBatch = await moss(["reset", "bnope", "--config", configFile]);
+    const noBatch = await moss(["reset", "bnope", "--config", configFile], as);
     expect(noBatch.code).toBe(1);
     expect(noBatch.stderr).toContain("no batch bnope");
 
     await seed("dddddddddddddddddddd", "bold", false);
-    const noKey = await moss(["reset", "bold", "--config", configFile]);
+    const noKey = await moss(["reset", "bold", "--config", configFile], as);
     expect(noKey.code).toBe(1);
     expect(noKey.stderr).toContain("reset by AGENT.FPKEY");
     expect(await breaker("shop.dddddddddddddddddddd")).toMatchObject({ needsHuman: true, consecutiveRejections: 3 });
 
     const usage = await moss(["reset", "--config", configFile]);
     expect(usage.code).toBe(1);
-    expect(usage.stderr.trim()).toBe("moss: usage: moss reset BATCH|AGENT.FPKEY [--by NAME]");
+    expect(usage.stderr.trim()).toBe("moss: usage: moss reset BATCH|AGENT.FPKEY");
     // Nothing was reset, so nothing was audited beyond the two resets above.
     expect((await resets()).map((r) => r.breaker)).toEqual(["shop.aaaaaaaaaaaaaaaaaaaa", "shop.bbbbbbbbbbbbbbbbbbbb"]);
   });
@@ -179,6 +204,6 @@ describe("moss flag (through the real curator HTTP ingest)", () => {
   it("is listed in the help, with reset", async () => {
     const r = await moss(["--help"]);
     expect(r.stdout).toContain("flag AGENT --version SHA --path PATH --reason TEXT");
-    expect(r.stdout).toContain("reset BATCH|AGENT.FPKEY [--by NAME]");
+    expect(r.stdout).toContain("reset BATCH|AGENT.FPKEY");
   });
 });

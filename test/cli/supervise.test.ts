@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url";
 import { createBus, kvValues } from "@moss/bus";
 import { reachable, startStack } from "@moss/cli";
 import { parseConfig } from "@moss/config";
-import { Buckets, ServiceStatus } from "@moss/contracts";
+import { ADMIN, Buckets, ServiceStatus } from "@moss/contracts";
+import { busCredential } from "@moss/lifecycle";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMoss } from "../helpers/moss";
 import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
@@ -31,7 +32,7 @@ describe("moss up supervises its services", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const configFile = async (name: string, natsUrl?: string) => {
-    const input = { dataDir: join(dir, name), nats: { url: natsUrl ?? `nats://127.0.0.1:${await freePort()}` }, auditor: { port: await freePort() }, curator: { http: { enabled: false } } };
+    const input = { dataDir: join(dir, name), nats: { url: natsUrl ?? `nats://127.0.0.1:${await freePort()}` }, auditor: { port: await freePort() }, gateway: { port: await freePort() }, curator: { http: { enabled: false } } };
     const file = join(dir, `${name}.json`);
     writeFileSync(file, JSON.stringify(input));
     return { file, config: parseConfig(input, { base: dir, source: file }) };
@@ -48,7 +49,7 @@ describe("moss up supervises its services", () => {
       await waitFor(() => stack.children.get("curator") !== first && stack.children.get("curator")!.exitCode === null, 10_000, "the curator to be started again");
       expect(Date.now() - t0).toBeLessThan(10_000);
       expect(events).toEqual([expect.stringMatching(/^curator died \(SIGKILL\); starting it again in \d+ ms$/), expect.stringMatching(/^curator is running again \(pid \d+, restart 1\)$/)]);
-      const bus = await createBus({ url: config.nats.url, name: "supervise-test" });
+      const bus = await createBus({ url: config.nats.url, name: "supervise-test", credential: busCredential(config, ADMIN) });
       try {
         const s = await waitFor(async () => (await kvValues(await bus.kv(Buckets.services), ServiceStatus)).find((e) => e.value.state === "running" && e.value.restarts === 1), 5_000, "the status");
         expect(s.value).toMatchObject({ name: "curator", pid: stack.children.get("curator")!.pid, lastExit: { signal: "SIGKILL" } });
@@ -76,13 +77,13 @@ describe("moss up supervises its services", () => {
     let out = "";
     full.stdout.on("data", (d: Buffer) => (out += d.toString()));
     await waitFor(() => out.includes("moss is up"), 60_000, "moss up");
-    const bus = await createBus({ url: config.nats.url, name: "supervise-test-2" });
+    const bus = await createBus({ url: config.nats.url, name: "supervise-test-2", credential: busCredential(config, ADMIN) });
     let pids: number[];
     try {
       pids = (await waitFor(async () => {
         const all = await kvValues(await bus.kv(Buckets.services), ServiceStatus);
-        return all.length === 5 ? all : undefined;
-      }, 10_000, "five services")).map((e) => e.value.pid!);
+        return all.length === 6 ? all : undefined;
+      }, 10_000, "the six services")).map((e) => e.value.pid!);
     } finally {
       await bus.close();
     }

@@ -42,10 +42,15 @@ describe("defaults", () => {
       worktrees: join(dir, ".moss", "worktrees"),
       audit: join(dir, ".moss", "audit", "audit.jsonl"),
       natsStore: join(dir, ".moss", "nats"),
+      natsCredentials: join(dir, ".moss", "credentials", "nats"),
+      natsConfig: join(dir, ".moss", "nats.conf"),
+      operators: join(dir, ".moss", "credentials", "operators.json"),
+      operatorToken: join(dir, ".moss", "credentials", "operator.token"),
     });
     expect(cfg.blob).toEqual({ kind: "fs", dir: join(dir, ".moss", "blobs") });
-    // Local NATS, no trace export, operator API on loopback.
-    expect(cfg.nats.url).toBe("nats://127.0.0.1:4222");
+    // Local NATS with an nkey identity per process, no trace export, the APIs on loopback.
+    expect(cfg.nats).toEqual({ url: "nats://127.0.0.1:4222", auth: "nkey" });
+    expect(cfg.gateway).toEqual({ host: "127.0.0.1", port: 7422 });
     expect(cfg.telemetry.otlpEndpoint).toBeUndefined();
     expect(cfg.auditor).toMatchObject({ host: "127.0.0.1", port: 7420 });
     // A batch closes at 3 failures or 10 s; 20 samples kept.

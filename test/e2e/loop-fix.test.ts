@@ -1,11 +1,12 @@
-// The whole loop as a user runs it (`moss demo`): real nats-server, five service processes, real Docker.
+// The whole loop as a user runs it (`moss demo`): real nats-server with its generated auth, the service processes, real Docker.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FIXED_ANSWER, runDemo, type DemoResult } from "@moss/cli";
-import { createBus } from "@moss/bus";
-import { failureSubject } from "@moss/contracts";
+import { agentIdentity, failureSubject } from "@moss/contracts";
+import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectAs } from "../helpers/nats";
 import { startOtlpReceiver } from "../helpers/otlp";
 
 describe("end to end: a failure travels curate → rewrite → replay → promote → audit", () => {
@@ -26,11 +27,11 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
       env: { OTEL_BSP_SCHEDULE_DELAY: "100" },
       out: (l) => progress.push(l),
       serviceLog: (s, l) => serviceLines.push(`[${s}] ${l}`),
-      beforeTraffic: async ({ natsUrl, agent }) => {
-        // Bad input from a buggy agent: valid JSON, wrong shape.
-        const bus = await createBus({ url: natsUrl, name: "e2e-bad-input" });
-        await bus.js.publish(failureSubject(agent), JSON.stringify({ id: "malformed-1", agent, error: "boom" }), { msgID: "malformed-1" });
-        await bus.close();
+      beforeTraffic: async ({ agent, config }) => {
+        // Bad input from a buggy agent, with its own credential: valid JSON, wrong shape.
+        const { nc } = await connectAs(config, agentIdentity(agent));
+        await jetstream(nc).publish(failureSubject(agent), JSON.stringify({ id: "malformed-1", agent, error: "boom" }), { msgID: "malformed-1" });
+        await nc.close();
       },
     });
     badSeqLogged = serviceLines.filter((l) => l.includes("message dead-lettered") && l.includes("moss.failure.e2efix")).length;
@@ -69,6 +70,10 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(line).toContain("failure.v1 on moss.failure.e2efix does not match its schema");
     // The story above completed after the bad message, so every service kept running.
     expect(res.ok).toBe(true);
+  });
+
+  it("with auth on, no Moss identity was refused anything the loop needs: the grants cover it, and nothing more was tried", () => {
+    expect(serviceLines.filter((l) => l.startsWith("[nats]") && /Violation|authentication error/i.test(l))).toEqual([]);
   });
 
   it("spans from all five services share the batch's one trace id", () => {

@@ -4,6 +4,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadCredential } from "@moss/bus";
+import type { LoadedConfig } from "@moss/config";
+import { inboxPrefix } from "@moss/contracts";
+import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 
 export interface NatsServer {
   url: string;
@@ -81,4 +85,18 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A raw NATS connection as one identity of a Moss config (its nkey seed, its inbox prefix), with every asynchronous
+ * permission error it is told collected in `denied` — how an attacker holding that credential would connect.
+ */
+export async function connectAs(config: Readonly<LoadedConfig>, identity: string): Promise<{ nc: NatsConnection; denied: string[] }> {
+  const { seed } = loadCredential(config.paths.natsCredentials, identity);
+  const nc = await connect({ servers: config.nats.url, name: `test-as-${identity}`, authenticator: nkeyAuthenticator(seed), inboxPrefix: inboxPrefix(identity) });
+  const denied: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") denied.push(String((s as { error?: Error }).error?.message ?? s));
+  })();
+  return { nc, denied };
 }

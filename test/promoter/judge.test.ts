@@ -105,7 +105,7 @@ describe("promoter with a real KV", () => {
       ...(o.verifySignature ? { verifySignature: o.verifySignature } : {}),
       runtime: live.port,
       probe: o.probe ?? (async () => true),
-      liveEnv: (agent) => ({ PORT: "8080", AGENT_NAME: agent }),
+      liveEnv: (agent, version) => ({ PORT: "8080", AGENT_NAME: agent, MOSS_AGENT_VERSION: version }),
       stateDir: (agent) => `/var/lib/moss/${agent}`,
       bake: { bakeMs: 200, probeIntervalMs: 20, maxFailedProbes: 2, startupMs: 200 },
       autoApprove: o.autoApprove ?? true,

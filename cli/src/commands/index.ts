@@ -1,15 +1,18 @@
 import type { Command } from "../shared";
 import { batches } from "./batches";
 import { candidates } from "./candidates";
+import { credentials } from "./credentials";
 import { approve, reject } from "./consent";
 import { demo } from "./demo";
 import { deploy } from "./deploy";
 import { flag } from "./flag";
 import { keys } from "./keys";
+import { operator } from "./operator";
+import { provision } from "./provision";
 import { reset } from "./reset";
 import { show } from "./show";
 import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, approve, reject, flag, reset, status, candidates, keys];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, approve, reject, flag, reset, status, candidates, operator, keys, credentials, provision];

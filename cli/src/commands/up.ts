@@ -4,7 +4,7 @@ import type { Command } from "../shared";
 export const up: Command = {
   name: "up",
   help: [
-    "  up                       start nats-server (if none answers) and the five services; Ctrl-C stops them",
+    "  up                       start nats-server (if none answers; with a credential per identity) and the services; Ctrl-C stops them",
     "      --only S[,S...]        only these services, against the NATS the config names (e.g. --only curator)",
   ].join("\n"),
   options: { only: { type: "string" } },
@@ -29,7 +29,7 @@ export const up: Command = {
       onLog: (s, l) => console.error(`[${s}] ${l}`),
       onEvent: (l) => console.error(`[moss up] ${l}`),
     });
-    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}`);
+    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}; operator API http://${cfg.gateway.host}:${cfg.gateway.port}`);
     await new Promise<void>((r) => {
       process.once("SIGINT", r);
       process.once("SIGTERM", r);

@@ -1,9 +1,10 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createBus } from "@moss/bus";
-import { AllMessages, Messages, type BatchTimeline, type MessageDef } from "@moss/contracts";
-import { parseConfig, type MossConfigInput } from "@moss/config";
+import { ADMIN, AllMessages, Messages, type BatchTimeline, type MessageDef } from "@moss/contracts";
+import { parseConfig, type LoadedConfig, type MossConfigInput } from "@moss/config";
 import { ensureSigningKey } from "@moss/git";
+import { busCredential } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import { deployAgent } from "../deploy";
 import { renderTimeline } from "../render";
@@ -33,7 +34,7 @@ export interface DemoOptions {
   /** Leave the agent containers running at the end. */
   keep?: boolean;
   /** Runs once v1 is live, before the traffic (tests inject bad input here). */
-  beforeTraffic?: (ctx: { natsUrl: string; agent: string }) => Promise<void>;
+  beforeTraffic?: (ctx: { natsUrl: string; agent: string; config: Readonly<LoadedConfig> }) => Promise<void>;
 }
 
 export interface DemoResult {
@@ -77,7 +78,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
 
   const keys = await ensureSigningKey(join(dataDir, "keys"));
-  const [natsPort, auditorPort, livePort, ingestPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [natsPort, auditorPort, livePort, ingestPort, gatewayPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const cfgInput: MossConfigInput = {
     dataDir,
     nats: { url: `nats://127.0.0.1:${natsPort}` },
@@ -95,6 +96,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     replayer: { concurrency: 2 },
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },
+    gateway: { port: gatewayPort },
     agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data" } },
   };
   const configFile = join(dataDir, "moss.config.json");
@@ -103,11 +105,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   let stack: Stack | undefined;
   try {
-    step("up", "starting nats-server and the five services");
+    step("up", "starting nats-server (each service and the agent with its own credential) and the services");
     stack = await startStack({ config, configFile, env: opts.env, onLog: opts.serviceLog });
     step("up", `nats ${config.nats.url}, services: ${[...stack.children.keys()].filter((n) => n !== "nats").join(", ")}`);
 
-    const bus = await createBus({ url: config.nats.url, name: "moss-demo" });
+    const bus = await createBus({ url: config.nats.url, name: "moss-demo", credential: busCredential(config, ADMIN) });
     const events: Array<{ def: MessageDef; data: Record<string, unknown> }> = [];
     // Every message of the loop, as it happens (plain NATS subscriptions next to the services' durable consumers).
     const subs = AllMessages.map((def) =>
@@ -126,7 +128,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const v1 = await deployAgent(config, agent);
       step("deploy", `v1 live: ${v1.image}`);
 
-      await opts.beforeTraffic?.({ natsUrl: config.nats.url, agent });
+      await opts.beforeTraffic?.({ natsUrl: config.nats.url, agent, config });
       const url = `http://127.0.0.1:${livePort}/v1/chat`;
       const chat = async (message: string, session = "s1") => {
         const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ session, message }), signal: AbortSignal.timeout(10_000) });

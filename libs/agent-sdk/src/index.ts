@@ -1,4 +1,4 @@
-export { createReporter, REPLAY_FAILURE_FILE_ENV, NATS_URL_ENV } from "./sdk";
+export { createReporter, REPLAY_FAILURE_FILE_ENV, NATS_SEED_ENV, NATS_URL_ENV } from "./sdk";
 export type { MossReporterOptions, Reporter, CaptureInput, CapturedRequest, HeaderValues } from "./sdk";
 export { describeError, newFailureId, DEFAULT_REDACTED_HEADERS } from "./sdk";
 export { snapshotDirectory, MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES } from "./sdk";

@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { appendFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, nkeyAuthenticator, nkeys, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { AgentName, GitSha, failureSubject, type FailureEvent } from "@moss/contracts";
+import { AgentName, GitSha, agentIdentity, failureSubject, inboxPrefix, type FailureEvent } from "@moss/contracts";
 import { MossSdkError, SdkErrorCodes } from "./errors";
 import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type CaptureInput, type SnapshotField } from "./event";
 import { MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
@@ -15,6 +15,8 @@ import { Spool } from "./spool";
 export const REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE";
 /** Env var read for the NATS URL when `natsUrl` is not given. */
 export const NATS_URL_ENV = "MOSS_NATS_URL";
+/** Env var read for the agent's NATS credential (its nkey seed) when `natsSeed` is not given; Moss sets it in live containers. */
+export const NATS_SEED_ENV = "MOSS_NATS_SEED";
 
 /** Options of `createReporter`. Every default is named here. */
 export interface MossReporterOptions {
@@ -24,6 +26,11 @@ export interface MossReporterOptions {
   version: string;
   /** NATS server URL(s), comma-separated. Default: env `MOSS_NATS_URL`, else `nats://127.0.0.1:4222`. */
   natsUrl?: string;
+  /**
+   * The agent's nkey seed (`SU...`): it connects as `agent.<name>`, whose only grant is publishing its own failures.
+   * Default: env `MOSS_NATS_SEED`; unset, it connects anonymously (a nats-server without auth).
+   */
+  natsSeed?: string;
   /**
    * Directory snapshotted (tar) into each failure: inline base64 up to 1 MiB, or through `uploadSnapshot` up to
    * 64 MiB. Bigger → no snapshot and a warning; the failure is still reported.
@@ -96,6 +103,7 @@ class MossReporter implements Reporter {
   private readonly version: string;
   private readonly env: Record<string, string | undefined>;
   private readonly servers: string[];
+  private readonly seed: Uint8Array | undefined;
   private readonly replayFile: string | undefined;
   private readonly stateDir: string | undefined;
   private readonly logCap: number;
@@ -137,6 +145,15 @@ class MossReporter implements Reporter {
       .split(",")
       .map((s) => s.trim())
       .filter(Boolean);
+    const seedText = (opts.natsSeed ?? this.env[NATS_SEED_ENV])?.trim();
+    if (seedText) {
+      try {
+        if (!nkeys.fromSeed(new TextEncoder().encode(seedText)).getPublicKey().startsWith("U")) throw new Error("not a user seed");
+      } catch (err) {
+        throw new MossSdkError(SdkErrorCodes.config, `createReporter: natsSeed (or ${NATS_SEED_ENV}) is not an nkey user seed (SU...): ${(err as Error).message}`);
+      }
+      this.seed = new TextEncoder().encode(seedText);
+    }
     const replay = this.env[REPLAY_FAILURE_FILE_ENV];
     this.replayFile = replay ? replay : undefined;
     this.stateDir = opts.stateDir !== undefined ? resolve(opts.stateDir) : undefined;
@@ -229,6 +246,8 @@ class MossReporter implements Reporter {
   private capturedEnv(): Record<string, string> {
     const out: Record<string, string> = {};
     for (const k of this.opts.envAllow ?? []) {
+      // The agent's own credential never leaves the process in an event.
+      if (k.toUpperCase() === NATS_SEED_ENV) continue;
       const v = this.env[k];
       if (v !== undefined) out[k] = v;
     }
@@ -287,6 +306,7 @@ class MossReporter implements Reporter {
         maxReconnectAttempts: -1,
         reconnectTimeWait: 1_000,
         waitOnFirstConnect: false,
+        ...(this.seed ? { authenticator: nkeyAuthenticator(this.seed), inboxPrefix: inboxPrefix(agentIdentity(this.agent)) } : {}),
       });
       void nc.closed().then(() => {
         if (this.link === attempt) this.link = undefined;

@@ -1,8 +1,11 @@
 import {
+  Buckets,
   DEAD_LETTER_MAX_COPY,
+  inboxPrefix,
   Headers as H,
   compiled,
   Messages,
+  StreamDefs,
   subjectMatches,
   type ConsumerDef,
   type DeadLetter,
@@ -12,9 +15,10 @@ import { errorCode, isTerminal } from "@moss/errors";
 import { createLogger, extractContext, injectContext, withSpan, type Logger } from "@moss/telemetry";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { connect, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers as natsHeaders, nkeyAuthenticator, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { BusUnavailableError, InvalidMessageError, UnroutableMessageError } from "./errors";
+import type { BusCredential } from "./auth";
+import { BusUnavailableError, InvalidMessageError, isPermissionViolation, NatsDeniedError, UnroutableMessageError } from "./errors";
 import { provision } from "./provision";
 
 export interface BusOptions {
@@ -25,6 +29,8 @@ export interface BusOptions {
   logger?: Logger;
   /** Give up connecting at start after this long. Default 10 s. Once connected, reconnects forever. */
   connectTimeoutMs?: number;
+  /** Who this process is on the bus, and its nkey seed. Unset: anonymous (a nats-server without auth only). */
+  credential?: BusCredential;
 }
 
 export interface PublishOptions {
@@ -139,8 +145,11 @@ export interface Bus {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
-  /** Streams and consumers, created or updated. */
-  provision(): Promise<void>;
+  /**
+   * Streams, consumers and KV buckets, created or updated where they differ: everything (admin: `moss up`, `moss
+   * provision`), or only `consumers` on the existing streams (a service, whose grant covers its own consumers).
+   */
+  provision(scope?: { consumers: readonly ConsumerDef[] }): Promise<void>;
   /** Validates and publishes a message on its subject with its dedup id (both from its definition): a {@link Publish} port. */
   publish<S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, opts?: PublishOptions): Promise<PubAck>;
   consume(consumer: ConsumerDef, routes: Route[], opts?: ConsumeOptions): Promise<Consumption>;
@@ -166,9 +175,13 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       timeout: opts.connectTimeoutMs ?? 10_000,
+      ...(opts.credential ? { authenticator: nkeyAuthenticator(opts.credential.seed), inboxPrefix: inboxPrefix(opts.credential.identity) } : {}),
     });
   } catch (err) {
-    throw new BusUnavailableError(opts.url, err);
+    throw new BusUnavailableError(opts.url, err, opts.credential?.identity);
+  }
+  if (opts.credential && !nc.info?.auth_required) {
+    log.warn("NATS does not require authentication: any client that reaches it can forge verdicts, records and consent. Run it with the config `moss up` writes, or `moss credentials`.", { url: opts.url });
   }
   void (async () => {
     for await (const s of nc.status()) {
@@ -406,22 +419,43 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     };
   };
 
+  /** Opens a bucket (creating it where the grant allows); a refusal is said as one, and not remembered. */
+  const kv = (bucket: string): Promise<KV> => {
+    let p = kvs.get(bucket);
+    if (!p) {
+      p = kvm.create(bucket, { history: 5 }).catch((err: unknown) => {
+        kvs.delete(bucket);
+        if (!isPermissionViolation(err)) throw err;
+        throw new NatsDeniedError(`${opts.credential?.identity ?? opts.name} may not open KV bucket ${bucket} (${(err as Error).message}): it is not in its grant, or the bucket does not exist yet and only admin creates buckets (\`moss up\` or \`moss provision\`).`, { cause: err });
+      });
+      kvs.set(bucket, p);
+    }
+    return p;
+  };
+
   return {
     nc,
     js,
     jsm,
-    provision: () => provision(jsm),
+    async provision(scope) {
+      try {
+        if (scope) await provision(jsm, StreamDefs, scope.consumers, []);
+        else {
+          await provision(jsm);
+          for (const b of Object.values(Buckets)) await kv(b);
+        }
+      } catch (err) {
+        if (!isPermissionViolation(err)) throw err;
+        throw new NatsDeniedError(
+          `${opts.credential?.identity ?? opts.name} may not ${scope ? "create the streams or consumers it needs" : "provision"} (${(err as Error).message}). Streams and buckets are provisioned as admin: \`moss up\` does it; against your own nats-server run \`moss provision\` first.`,
+          { cause: err },
+        );
+      }
+    },
     publish,
     consume,
     consumeChunks,
-    kv(bucket) {
-      let p = kvs.get(bucket);
-      if (!p) {
-        p = kvm.create(bucket, { history: 5 });
-        kvs.set(bucket, p);
-      }
-      return p;
-    },
+    kv,
     async close() {
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
     },

@@ -14,10 +14,13 @@ export class UnroutableMessageError extends MossError {
 /** NATS could not be reached at start. */
 export class BusUnavailableError extends MossError {
   override name = "BusUnavailableError";
-  constructor(url: string, cause: unknown) {
+  constructor(url: string, cause: unknown, identity?: string) {
+    const denied = /authoriz/i.test(causeText(cause));
     super(
       Codes.BUS_UNAVAILABLE,
-      `cannot connect to NATS at ${url}: ${causeText(cause)}. Start nats-server (>= 2.10, with -js) or run \`moss up\`, or set MOSS_NATS_URL.`,
+      denied
+        ? `NATS at ${url} refused ${identity ? `identity '${identity}'` : "an anonymous connection"}: ${causeText(cause)}. Its users must come from the credentials this process reads (nats.credentialsDir): restart \`moss up\`, or load what \`moss credentials\` prints into your nats-server config.`
+        : `cannot connect to NATS at ${url}: ${causeText(cause)}. Start nats-server (>= 2.10, with -js) or run \`moss up\`, or set MOSS_NATS_URL.`,
       { cause },
     );
   }
@@ -29,4 +32,15 @@ export class CasConflictError extends MossError {
   constructor(bucket: string, key: string, cause?: unknown) {
     super(Codes.CAS_CONFLICT, `concurrent update of ${bucket}/${key}`, { cause });
   }
+}
+
+/** NATS refused this identity a subject its grant does not cover. */
+export const NatsDeniedError = createError("NatsDeniedError", Codes.NATS_DENIED);
+
+/** Whether NATS refused a publish or subscribe for lack of permission (nats.js's PermissionViolationError, or a request wrapping one). */
+export function isPermissionViolation(err: unknown): boolean {
+  for (let e = err as { name?: string; message?: string; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (e.name === "PermissionViolationError" || /Permissions Violation/.test(e.message ?? "")) return true;
+  }
+  return false;
 }

@@ -4,7 +4,9 @@ export type { Bus, BusOptions, ChunkHandler, ChunkItem, ChunkOptions, ConsumeOpt
 export { provision } from "./provision";
 export { isCasConflict, kvGet, kvKeys, kvUpdate, kvValues } from "./kv";
 export type { Versioned } from "./kv";
-export { BusUnavailableError, CasConflictError, InvalidMessageError, UnroutableMessageError } from "./errors";
+export { BusUnavailableError, CasConflictError, InvalidMessageError, isPermissionViolation, NatsDeniedError, UnroutableMessageError } from "./errors";
 export type { KV } from "@nats-io/kv";
 export { addSeq, hasSeq, pruneBelow } from "./seqset";
 export type { SeqRanges } from "./seqset";
+export { credentialFile, ensureCredentials, grantPermissions, identities, identityOf, loadCredential, natsServerConfig, permissionsOf } from "./auth";
+export type { BusCredential, NatsPermissions } from "./auth";

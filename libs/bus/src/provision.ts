@@ -25,7 +25,7 @@ export async function provision(
     };
     try {
       const info = await jsm.streams.info(s.name);
-      const same = info.config.subjects?.join(",") === cfg.subjects.join(",") && info.config.max_age === cfg.max_age;
+      const same = info.config.subjects?.join(",") === cfg.subjects.join(",") && info.config.max_age === cfg.max_age && info.config.duplicate_window === cfg.duplicate_window;
       if (!same) await jsm.streams.update(s.name, { subjects: cfg.subjects, max_age: cfg.max_age, duplicate_window: cfg.duplicate_window });
     } catch (err) {
       if (!notFound(err)) throw err;
@@ -45,8 +45,11 @@ export async function provision(
       ...(filters.length === 1 ? { filter_subject: filters[0] } : { filter_subjects: filters }),
     };
     try {
-      await jsm.consumers.info(c.stream, c.durable);
-      await jsm.consumers.update(c.stream, c.durable, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending, ...(filters.length === 1 ? { filter_subject: filters[0] } : { filter_subjects: filters }) });
+      const info = await jsm.consumers.info(c.stream, c.durable);
+      const had = info.config.filter_subjects?.length ? info.config.filter_subjects : info.config.filter_subject ? [info.config.filter_subject] : [];
+      // Only what differs is written: a service whose grant lets it read its consumer need not be able to change it.
+      const same = info.config.ack_wait === cfg.ack_wait && info.config.max_ack_pending === cfg.max_ack_pending && had.join(",") === filters.join(",");
+      if (!same) await jsm.consumers.update(c.stream, c.durable, { ack_wait: cfg.ack_wait, max_ack_pending: cfg.max_ack_pending, ...(filters.length === 1 ? { filter_subject: filters[0] } : { filter_subjects: filters }) });
     } catch (err) {
       if (!notFound(err)) throw err;
       await addIgnoringRace(() => jsm.consumers.add(c.stream, cfg));

@@ -7,3 +7,8 @@ const LOADER = /^(NODE_OPTIONS|NODE_PATH|NODE_EXTRA_CA_CERTS|NODE_REPL_EXTERNAL_
 export function isLoaderVariable(name: string): boolean {
   return LOADER.test(name);
 }
+
+/** Variables that carry a Moss credential (an agent's NATS seed): never recorded, never replayed. */
+export function isCredentialVariable(name: string): boolean {
+  return name.toUpperCase() === "MOSS_NATS_SEED";
+}

@@ -8,5 +8,5 @@ export { FingerprintConfig, FingerprintRule, DEFAULT_LIBRARY_PATTERNS, DEFAULT_R
 export type { FingerprintConfigInput } from "./fingerprint";
 export { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";
 export { knownAgent, resolveAgent } from "./agent";
-export { isLoaderVariable } from "./env";
+export { isCredentialVariable, isLoaderVariable } from "./env";
 export type { CurationPolicy, ResolvedAgent } from "./agent";

@@ -1,11 +1,25 @@
 import { readFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { ConfigError } from "./errors";
 import { MossConfig, type MossConfigInput } from "./schema";
 
 export interface LoadedConfig extends MossConfig {
   /** Absolute paths derived from the config. */
-  paths: { dataDir: string; blobs: string; worktrees: string; audit: string; natsStore: string };
+  paths: {
+    dataDir: string;
+    blobs: string;
+    worktrees: string;
+    audit: string;
+    natsStore: string;
+    /** The nkey seeds, one `<identity>.nk` each. */
+    natsCredentials: string;
+    /** The nats-server config `moss up` writes and starts the embedded nats-server with. */
+    natsConfig: string;
+    /** The gateway's operators and their token hashes. */
+    operators: string;
+    /** Where `moss up` leaves the token of the operator who ran it, for the CLI. */
+    operatorToken: string;
+  };
   /** The file the config came from, if any. */
   source?: string;
 }
@@ -81,6 +95,10 @@ export function parseConfig(input: MossConfigInput | Record<string, unknown>, op
       worktrees: resolve(dataDir, "worktrees"),
       audit: resolve(dataDir, "audit", "audit.jsonl"),
       natsStore: resolve(dataDir, "nats"),
+      natsCredentials: resolve(dataDir, cfg.nats.credentialsDir ?? join("credentials", "nats")),
+      natsConfig: resolve(dataDir, "nats.conf"),
+      operators: resolve(dataDir, cfg.gateway.operatorsFile ?? join("credentials", "operators.json")),
+      operatorToken: resolve(dataDir, "credentials", "operator.token"),
     },
     source: opts.source,
   };

@@ -1,6 +1,6 @@
 import { AgentName } from "@moss/contracts";
 import { z } from "zod";
-import { isLoaderVariable } from "./env";
+import { isCredentialVariable, isLoaderVariable } from "./env";
 import { FingerprintConfig } from "./fingerprint";
 import { AdapterConfig, DEFAULT_TIERS, Guardrails, Signing, Stages, Tier } from "./rewriter";
 
@@ -49,6 +49,7 @@ export const AgentConfig = z.object({
         .superRefine((names, ctx) => {
           for (const [i, n] of names.entries()) {
             if (isLoaderVariable(n)) ctx.addIssue({ code: "custom", path: [i], message: `${n} changes how the agent's runtime loads code; it can never be taken from a failure event` });
+            if (isCredentialVariable(n)) ctx.addIssue({ code: "custom", path: [i], message: `${n} is the agent's NATS credential; a trial never gets one` });
           }
         }),
       /** Trials of this agent may use the network (Docker's default bridge). Default false: offline. */
@@ -85,6 +86,15 @@ export const MossConfig = z.object({
     .object({
       /** Default `nats://127.0.0.1:4222`. */
       url: z.string().default("nats://127.0.0.1:4222"),
+      /**
+       * `nkey` (default): every Moss process and agent connects as its own identity, proved by the nkey seed in
+       * `credentialsDir/<identity>.nk`, and nats-server grants each only its subjects (`moss up` writes both; for your
+       * own nats-server, `moss credentials`). `none`: anonymous, for a nats-server without auth — then any client that
+       * reaches it can forge verdicts, records and consent.
+       */
+      auth: z.enum(["nkey", "none"]).default("nkey"),
+      /** Where the nkey seeds are, one `<identity>.nk` per identity (mode 600). Default `<dataDir>/credentials/nats`. */
+      credentialsDir: z.string().optional(),
     })
     .prefault({}),
   /** Blob store: `fs` (default, under dataDir) or `s3` (MinIO, S3, R2...). */
@@ -199,6 +209,19 @@ export const MossConfig = z.object({
       host: z.string().default("127.0.0.1"),
       /** Operator HTTP API port. Default 7420. */
       port: z.number().int().min(0).max(65535).default(7420),
+    })
+    .prefault({}),
+  gateway: z
+    .object({
+      /** The operator API: approve, reject, reset. Default 127.0.0.1. */
+      host: z.string().default("127.0.0.1"),
+      /** Default 7422. */
+      port: z.number().int().min(0).max(65535).default(7422),
+      /**
+       * Who may act: a JSON file `{ "operators": [{ "name": "alice", "tokenSha256": "<hex>" }] }` (`moss operator add`
+       * writes it). Default `<dataDir>/credentials/operators.json`.
+       */
+      operatorsFile: z.string().optional(),
     })
     .prefault({}),
   /** Managed agents by name. */

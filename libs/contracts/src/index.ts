@@ -3,3 +3,4 @@ export * from "./topology";
 export * from "./api";
 export { toJsonSchemas } from "./json-schema";
 export { compiled } from "./compiled";
+export * from "./grants";

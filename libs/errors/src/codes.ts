@@ -33,6 +33,8 @@ export const Codes = {
   UNROUTABLE: code("MOSS_E_UNROUTABLE", "@moss/bus", 500, false, "A message arrived on a subject its consumer has no handler for (a topology bug). It is dead-lettered."),
   BUS_UNAVAILABLE: code("MOSS_E_BUS_UNAVAILABLE", "@moss/bus", 503, true, "NATS could not be reached at start. Start nats-server (>= 2.10, with -js), run `moss up`, or set MOSS_NATS_URL."),
   CAS_CONFLICT: code("MOSS_E_CAS_CONFLICT", "@moss/bus", 409, true, "A KV compare-and-set kept losing to concurrent writers. Retried from a fresh read."),
+  NATS_CREDENTIAL: code("MOSS_E_NATS_CREDENTIAL", "@moss/bus", 500, false, "A process has no usable NATS credential (nats.credentialsDir/<identity>.nk missing, unreadable, too open or not an nkey seed). `moss up` writes them for the embedded stack; `moss credentials` for your own nats-server."),
+  NATS_DENIED: code("MOSS_E_NATS_DENIED", "@moss/bus", 403, false, "NATS refused an identity a subject, stream or bucket its grant does not cover (libs/contracts/src/grants.ts). A bug if a Moss service hits it; an attack if anything else does. nats-server logs who."),
 
   // @moss/batch
   BATCH_NOT_FOUND: code("MOSS_E_BATCH_NOT_FOUND", "@moss/batch", 404, false, "No batch record has this id. List batches with `moss batches`."),
@@ -104,6 +106,12 @@ export const Codes = {
 
   // @moss/auditor
   AUDIT_LOG_DAMAGED: code("MOSS_E_AUDIT_LOG_DAMAGED", "@moss/auditor", 500, false, "The audit log has a line that is not a record. The auditor will not append to it: restore it from a backup or move it aside."),
+
+  // @moss/gateway
+  NOT_AN_OPERATOR: code("MOSS_E_NOT_AN_OPERATOR", "@moss/gateway", 401, false, "The operator API was called without a token of a known operator. Send `Authorization: Bearer <token>` (`moss operator add NAME` makes one; the CLI reads MOSS_OPERATOR_TOKEN or the token `moss up` left)."),
+  OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/gateway", 500, false, "gateway.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),
+  NOT_AWAITING_APPROVAL: code("MOSS_E_NOT_AWAITING_APPROVAL", "@moss/gateway", 409, false, "Only a batch whose candidate passed replay (awaiting-approval) can be approved; the message says which state it is in."),
+  NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/gateway", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
 } as const satisfies Record<string, ErrorCode>;
 
 /** Every code, in registry order. */

@@ -1,3 +1,3 @@
-export { runService } from "./run";
+export { busCredential, liveEnv, runService } from "./run";
 export type { ServiceDeps, ServiceParts, RunServiceOptions } from "./run";
 export { replyError } from "./http";

@@ -1,6 +1,7 @@
 import { createBlobStore, type BlobStore } from "@moss/blob";
-import { createBus, type Bus, type Consumption } from "@moss/bus";
-import { loadConfig, type LoadedConfig } from "@moss/config";
+import { createBus, identityOf, loadCredential, type Bus, type BusCredential, type Consumption } from "@moss/bus";
+import { agentIdentity, Grants, type ServiceIdentity } from "@moss/contracts";
+import { knownAgent, loadConfig, type LoadedConfig } from "@moss/config";
 import { createLogger, startTelemetry, type Logger, type LogLevel } from "@moss/telemetry";
 import type { FastifyInstance } from "fastify";
 
@@ -48,8 +49,11 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
   const telemetry = startTelemetry({ serviceName: opts.name, otlpEndpoint: config.telemetry.otlpEndpoint });
   let bus: Bus;
   try {
-    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log });
-    await bus.provision();
+    const credential = busCredential(config, opts.name);
+    if (!credential) log.warn("nats.auth is none: this service connects anonymously, and any client that reaches NATS can forge verdicts, records and consent");
+    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log, credential });
+    // The streams exist (admin provisions them); a service sees to the consumers of its grant only.
+    await bus.provision({ consumers: Grants[identityOf(opts.name) as ServiceIdentity]?.consumers ?? [] });
   } catch (err) {
     log.error((err as Error).message, { code: (err as { code?: string }).code });
     await telemetry.shutdown();
@@ -99,4 +103,20 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     process.stdin.once("error", () => void stop("supervisor gone"));
     process.stdin.resume();
   }
+}
+
+/** The credential a process named `name` connects with: its identity's seed, unless nats.auth is none. */
+export function busCredential(config: Readonly<LoadedConfig>, name: string): BusCredential | undefined {
+  return config.nats.auth === "nkey" ? loadCredential(config.paths.natsCredentials, identityOf(name)) : undefined;
+}
+
+/**
+ * The env of an agent's live container: its configured env, its port and name, and the bus with the agent's own
+ * credential — which may publish its failures and nothing else. No Moss service credential ever goes in.
+ */
+export function liveEnv(config: Readonly<LoadedConfig>, agent: string, version: string): Record<string, string> {
+  const a = knownAgent(config, agent).entry;
+  const env: Record<string, string> = { ...a.env, PORT: String(a.livePort), AGENT_NAME: agent, MOSS_NATS_URL: config.nats.url, MOSS_AGENT_VERSION: version };
+  if (config.nats.auth === "nkey") env["MOSS_NATS_SEED"] = new TextDecoder().decode(loadCredential(config.paths.natsCredentials, agentIdentity(agent)).seed);
+  return env;
 }

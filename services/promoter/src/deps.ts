@@ -18,8 +18,8 @@ export interface PromotionDeps {
   agent(name: string): ResolvedAgent;
   /** One health probe of the live agent: resolves true when healthy. */
   probe: (agent: string) => Promise<boolean>;
-  /** Env of the live agent (port, NATS url...), version added here. */
-  liveEnv: (agent: string) => Record<string, string>;
+  /** Env of the live agent at a version: port, name, the bus and the agent's own credential (never a service's). */
+  liveEnv: (agent: string, version: string) => Record<string, string>;
   /** The agent's state directory, kept on a volume across versions. */
   stateDir: (agent: string) => string | undefined;
   bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number };

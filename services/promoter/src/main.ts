@@ -4,7 +4,7 @@ import { route } from "@moss/bus";
 import { knownAgent, resolveAgent } from "@moss/config";
 import { Consumers, Messages } from "@moss/contracts";
 import { requireGoodSignatures } from "@moss/git";
-import { runService } from "@moss/lifecycle";
+import { liveEnv, runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import type { PromoterDeps } from "./deps";
 import { onApproval } from "./handlers/approvals";
@@ -37,7 +37,7 @@ await runService({
         const a = live(agent);
         return httpProbe(`http://127.0.0.1:${a.livePort}${a.healthPath}`, config.promoter.probeTimeoutMs)();
       },
-      liveEnv: (agent) => ({ ...live(agent).env, PORT: String(live(agent).livePort), AGENT_NAME: agent, MOSS_NATS_URL: config.nats.url }),
+      liveEnv: (agent, version) => liveEnv(config, agent, version),
       stateDir: (agent) => live(agent).stateDir,
       bake: config.promoter,
       autoApprove: config.promoter.autoApprove,

@@ -71,7 +71,7 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
         image: c.image,
         ...(c.imageId ? { imageId: c.imageId } : {}),
         version: c.commit,
-        env: { ...deps.liveEnv(batch.agent), MOSS_AGENT_VERSION: c.commit },
+        env: deps.liveEnv(batch.agent, c.commit),
         stateDir: deps.stateDir(batch.agent),
       });
     } catch (err) {

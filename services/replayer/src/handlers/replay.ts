@@ -1,7 +1,7 @@
 /** The replayer's message handler: every failure of a candidate's batch, replayed in its own ephemeral trial. */
 import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
-import { isLoaderVariable, type AgentConfig } from "@moss/config";
+import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
 import { Expectation, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
 import { isTerminal } from "@moss/errors";
 import type { Runtime, TrialResult } from "@moss/runtime";
@@ -62,7 +62,7 @@ export function replayEnv(agent: ReplayAgent, recorded: Record<string, string>, 
   const env: Record<string, string> = { ...agent.env };
   for (const name of agent.replay.envAllow) {
     const v = recorded[name];
-    if (v !== undefined && !isLoaderVariable(name)) env[name] = v;
+    if (v !== undefined && !isLoaderVariable(name) && !isCredentialVariable(name)) env[name] = v;
   }
   return { ...env, MOSS_AGENT_VERSION: version };
 }

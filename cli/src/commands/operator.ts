@@ -1,0 +1,28 @@
+import { addOperator, readOperators } from "@moss/gateway";
+import type { Command } from "../shared";
+
+/** `moss operator`: who may approve, reject and reset through the gateway. */
+export const operator: Command = {
+  name: "operator",
+  help: [
+    "  operator add NAME        make NAME an operator (or give them a new token, revoking the old); prints the token once",
+    "  operator list            the operators the gateway accepts",
+  ].join("\n"),
+  async run({ args, config }) {
+    const [verb, name] = args;
+    const cfg = config();
+    if (verb === "add" && name) {
+      const token = addOperator(cfg.paths.operators, name);
+      console.error(`${name} is an operator (${cfg.paths.operators}); their token, shown once — give it to them, the CLI reads it from MOSS_OPERATOR_TOKEN:`);
+      console.log(token);
+      return 0;
+    }
+    if (verb === "list" && !name) {
+      const ops = readOperators(cfg.paths.operators).operators;
+      if (!ops.length) console.log(`no operators in ${cfg.paths.operators}: \`moss up\` makes whoever runs it the first, or \`moss operator add NAME\``);
+      for (const o of ops) console.log(o.name);
+      return 0;
+    }
+    throw new Error("usage: moss operator add NAME | moss operator list");
+  },
+};

@@ -1,0 +1,89 @@
+import { Buckets, Consumers, failureSubject, Messages, Streams, type ConsumerDef, type MessageDef } from "./topology";
+
+/**
+ * Who may do what on the bus: the one table every NATS permission is derived from (libs/bus turns it into
+ * nats-server users). A service may publish only the messages it announces, read only through its own durable
+ * consumers, and touch only its KV buckets; an agent may only report its own failures; only the operator API (the
+ * gateway) may approve, reject or reset. Anything not granted here is refused by the server, and the refusal is in
+ * nats-server's log.
+ */
+export type BucketAccess = "read" | "write";
+
+export interface Grant {
+  /** Messages this identity publishes (on the concrete subjects of their definitions). */
+  readonly publishes: readonly MessageDef[];
+  /** Narrows a publish grant to one concrete subject (an agent publishes only its own failures). */
+  readonly publishSubjects?: readonly string[];
+  /** Durable consumers it reads through (and may create or update, and dead-letters from). */
+  readonly consumers: readonly ConsumerDef[];
+  /** KV buckets it reads, or reads and writes. */
+  readonly buckets: Readonly<Partial<Record<(typeof Buckets)[keyof typeof Buckets], BucketAccess>>>;
+}
+
+/** The identities Moss's own processes connect as. Agents connect as `agent.<name>` (see {@link agentIdentity}). */
+export const ServiceIdentities = ["curator", "rewriter", "replayer", "promoter", "auditor", "gateway"] as const;
+export type ServiceIdentity = (typeof ServiceIdentities)[number];
+
+/**
+ * `admin` provisions streams, consumers and buckets, reports `moss up`'s services, deploys a first version and
+ * watches the bus (`moss demo`, `moss status`); it may not approve, reject or reset, and may not report failures
+ * in an agent's name.
+ */
+export const ADMIN = "admin";
+
+export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
+  curator: {
+    // `failure`: the HTTP ingest publishes what agents without a NATS client report.
+    publishes: [Messages.failure, Messages.batchReady, Messages.batchVerdict, Messages.regression],
+    consumers: [Consumers.curator],
+    buckets: { [Buckets.curator]: "write", [Buckets.batches]: "write", [Buckets.fingerprints]: "read" },
+  },
+  rewriter: {
+    publishes: [Messages.candidateReady, Messages.candidateFailed],
+    consumers: [Consumers.rewriter],
+    buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read" },
+  },
+  replayer: {
+    publishes: [Messages.replayCompleted],
+    consumers: [Consumers.replayer],
+    buckets: { [Buckets.batches]: "write" },
+  },
+  promoter: {
+    publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry],
+    consumers: [Consumers.promoter],
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write" },
+  },
+  auditor: {
+    publishes: [],
+    consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq],
+    buckets: {},
+  },
+  gateway: {
+    // The operator API: consent and breaker resets, each with the identity its token authenticated.
+    publishes: [Messages.approval, Messages.breakerReset],
+    consumers: [],
+    // A reset closes the breaker and releases the batches it held.
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read" },
+  },
+});
+
+/** Messages only the operator API may publish: no other identity, admin included, is ever granted them. */
+export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset]);
+
+/** Replies to an identity's requests come back under its own inbox prefix, which only it may subscribe to. */
+export function inboxPrefix(identity: string): string {
+  return `_INBOX.${identity}`;
+}
+
+/** The bus identity of an agent: what its SDK connects as. */
+export function agentIdentity(agent: string): string {
+  return `agent.${agent}`;
+}
+
+/** An agent may publish its own failures, and nothing else. */
+export function agentGrant(agent: string): Grant {
+  return { publishes: [Messages.failure], publishSubjects: [failureSubject(agent)], consumers: [], buckets: {} };
+}
+
+/** The streams every identity may look up (their config, never their messages). */
+export const AllStreams: readonly string[] = Object.values(Streams);

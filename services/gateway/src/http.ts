@@ -1,0 +1,103 @@
+import { breakerKey, canMove, parseBreakerKey, resetBreaker, type Stores } from "@moss/batch";
+import { Messages, type Publish } from "@moss/contracts";
+import { AllCodes, Codes, errorCode } from "@moss/errors";
+import { replyError } from "@moss/lifecycle";
+import type { Logger } from "@moss/telemetry";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { z } from "zod";
+import { authenticate, readOperators } from "./operators";
+
+export interface GatewayHttpDeps {
+  stores: Pick<Stores, "batches" | "breakers">;
+  /** Publishes with the gateway's bus identity: the only one that may approve, reject or reset. */
+  publish: Publish;
+  /** The operators file, read at every request: a token added or revoked counts at once. */
+  operatorsFile: string;
+  /** Where refusals and decisions are said (who, what, from where). */
+  log?: Logger;
+}
+
+const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
+const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
+
+/**
+ * The operator API: the one way to approve, reject or reset. Every request carries an operator's bearer token; the
+ * name it authenticates is what the decision records. Built without listening; tests use `app.inject()`.
+ */
+export function buildApp(deps: GatewayHttpDeps): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const operatorOf = (req: FastifyRequest) => {
+    const h = req.headers.authorization;
+    return authenticate(readOperators(deps.operatorsFile), h?.startsWith("Bearer ") ? h.slice(7).trim() : undefined);
+  };
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    // Fastify's own 4xx (not JSON, too large...) keep their status; a Moss error its registry's; anything else is 500.
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: Codes.BAD_REQUEST.code, message: err.message });
+    const code = AllCodes.find((c) => c.code === errorCode(err)) ?? Codes.INTERNAL;
+    deps.log?.error("operator API request failed", { method: req.method, url: req.url, code: code.code, err: err.message });
+    return replyError(reply, code, `${req.method} ${req.url}: ${err.message}`);
+  });
+  app.decorateRequest("operator", "");
+  app.addHook("onRequest", async (req, reply) => {
+    if (req.url === "/health") return;
+    const who = operatorOf(req);
+    if (!who) {
+      deps.log?.warn("operator API request refused: no operator's token", { method: req.method, url: req.url, from: req.ip, token: req.headers.authorization ? "unknown" : "none" });
+      return replyError(reply, Codes.NOT_AN_OPERATOR, `${req.method} ${req.url} needs an operator's token (Authorization: Bearer <token>), and this request has ${req.headers.authorization ? "a token no operator has" : "none"}; \`moss operator add NAME\` makes one`);
+    }
+    (req as FastifyRequest & { operator: string }).operator = who;
+  });
+  const who = (req: FastifyRequest) => (req as FastifyRequest & { operator: string }).operator;
+  const body = <S extends z.ZodType>(schema: S, req: FastifyRequest) => {
+    const r = schema.safeParse(req.body ?? {});
+    return r.success ? { ok: true as const, value: r.data as z.infer<S> } : { ok: false as const, message: r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ") };
+  };
+
+  app.get("/health", async () => ({ ok: true }));
+  app.get("/v1/whoami", async (req) => ({ operator: who(req) }));
+
+  for (const decision of ["approve", "reject"] as const) {
+    app.post<{ Params: { id: string } }>(`/v1/batches/:id/${decision}`, async (req, reply) => {
+      const b = body(Reason, req);
+      if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `${decision} ${req.params.id}: ${b.message}`);
+      const reason = b.value.reason ?? "";
+      if (decision === "reject" && !reason.trim()) return replyError(reply, Codes.BAD_REQUEST, `rejecting ${req.params.id} needs a reason (it goes into the audit trail)`);
+      const rec = await deps.stores.batches.get(req.params.id);
+      if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${req.params.id}; list them with \`moss batches\``);
+      if (decision === "approve" && rec.state !== "awaiting-approval") {
+        return replyError(reply, Codes.NOT_AWAITING_APPROVAL, `batch ${rec.batchId} is ${rec.state}, not awaiting-approval; only a batch whose candidate passed replay can be approved`, { state: rec.state });
+      }
+      if (decision === "reject" && rec.state !== "rejected" && !canMove(rec.state, "rejected")) {
+        return replyError(reply, Codes.BATCH_TRANSITION, `batch ${rec.batchId} is ${rec.state}: it can no longer be rejected`, { state: rec.state });
+      }
+      await deps.publish(Messages.approval, { batchId: rec.batchId, decision, by: who(req), reason });
+      deps.log?.info(`${decision} published`, { batch: rec.batchId, by: who(req), from: req.ip });
+      return reply.code(202).send({ batchId: rec.batchId, decision, by: who(req), state: rec.state });
+    });
+  }
+
+  app.post("/v1/breakers/reset", async (req, reply) => {
+    const b = body(Reset, req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `reset: ${b.message}`);
+    const target = b.value.target;
+    let named = parseBreakerKey(target);
+    let batchId: string | undefined;
+    // Batch ids and agent names never contain a dot; breaker keys always do.
+    if (!target.includes(".")) {
+      const rec = await deps.stores.batches.get(target);
+      if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${target}; list them with \`moss batches\`, or name the breaker as AGENT.FPKEY`);
+      if (!rec.fingerprintKey) return replyError(reply, Codes.BAD_REQUEST, `batch ${target} does not record its fingerprint key (an older curator made it); reset by AGENT.FPKEY instead`);
+      named = { agent: rec.agent, fingerprintKey: rec.fingerprintKey };
+      batchId = target;
+    }
+    if (!named) return replyError(reply, Codes.BAD_REQUEST, `${target} is neither a batch id nor a breaker key AGENT.FPKEY`);
+    const key = breakerKey(named.agent, named.fingerprintKey);
+    const done = await resetBreaker(deps.stores, { ...named, batchId }, who(req));
+    if (!done) return replyError(reply, Codes.NOTHING_TO_RESET, `no circuit breaker ${key}: its fingerprint never had a rejected candidate, so there is nothing to reset`);
+    // The breaker is reset; its audit record is published after. A lost publish is retried by the next identical request
+    // (the record's id is per reset, so a retry after success records a second reset, which is what happened).
+    await deps.publish(Messages.breakerReset, done);
+    return done;
+  });
+  return app;
+}

@@ -1,0 +1,20 @@
+// Gateway: the operator API (approve, reject, reset), the only identity on the bus that may publish them. Wiring only.
+import { openStores } from "@moss/batch";
+import { runService } from "@moss/lifecycle";
+import { buildApp } from "./http";
+import { readOperators } from "./operators";
+
+await runService({
+  name: "gateway",
+  env: process.env,
+  async start({ config, log, bus }) {
+    const operatorsFile = config.paths.operators;
+    const n = readOperators(operatorsFile).operators.length;
+    if (n === 0) log.warn("no operators yet: nobody can approve, reject or reset until `moss operator add NAME`", { operatorsFile });
+    const stores = await openStores(bus);
+    return {
+      consumers: [],
+      http: { app: buildApp({ stores, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.gateway.host, port: config.gateway.port },
+    };
+  },
+});

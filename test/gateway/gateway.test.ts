@@ -1,0 +1,121 @@
+// The operator API: the one way to approve, reject or reset, recording the operator a token authenticates.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openStores, type Stores } from "@moss/batch";
+import { createBus, type Bus } from "@moss/bus";
+import { Approval, BatchRecord, Messages, Streams } from "@moss/contracts";
+import { addOperator, authenticate, buildApp, readOperators } from "@moss/gateway";
+import type { FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startNats, type NatsServer } from "../helpers/nats";
+
+const AT = "2026-01-01T00:00:00.000Z";
+const record = (batchId: string, state: BatchRecord["state"]): BatchRecord =>
+  BatchRecord.parse({ batchId, agent: "shop", fingerprint: "fp", baseVersion: "a".repeat(40), state, failures: [], count: 1, openedAt: AT, deadline: AT, updatedAt: AT });
+
+describe("the gateway (operator API) over a real nats-server", () => {
+  let nats: NatsServer;
+  let bus: Bus;
+  let stores: Stores;
+  let app: FastifyInstance;
+  let dir: string;
+  let operatorsFile: string;
+  const logged: Array<{ msg: string; fields: Record<string, unknown> }> = [];
+  const tokens: Record<string, string> = {};
+
+  const approvals = async (): Promise<Approval[]> => {
+    const c = await bus.js.consumers.get(Streams.PIPELINE, { filter_subjects: [Messages.approval.subject] });
+    const out: Approval[] = [];
+    for await (const m of await c.fetch({ max_messages: 100, expires: 1_000 })) out.push(Approval.parse(m.json()));
+    return out;
+  };
+  const post = (url: string, token: string | undefined, payload: unknown = {}) =>
+    app.inject({ method: "POST", url, payload: payload as object, headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+  beforeAll(async () => {
+    nats = await startNats();
+    bus = await createBus({ url: nats.url, name: "gateway-test" });
+    await bus.provision();
+    stores = await openStores(bus);
+    dir = mkdtempSync(join(tmpdir(), "moss-gateway-"));
+    operatorsFile = join(dir, "operators.json");
+    tokens["alice"] = addOperator(operatorsFile, "alice");
+    tokens["bob"] = addOperator(operatorsFile, "bob");
+    const log = { info: (msg: string, fields = {}) => logged.push({ msg, fields }), warn: (msg: string, fields = {}) => logged.push({ msg, fields }), error: (msg: string, fields = {}) => logged.push({ msg, fields }), debug: () => undefined };
+    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, log: log as never });
+    for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"]] as const) await stores.batches.create(record(id, state));
+  });
+  afterAll(async () => {
+    await app?.close();
+    await bus?.close();
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("keeps only token hashes, and authenticates a token to its operator's name", () => {
+    const ops = readOperators(operatorsFile);
+    expect(ops.operators.map((o) => o.name)).toEqual(["alice", "bob"]);
+    expect(JSON.stringify(ops)).not.toContain(tokens["alice"]);
+    expect(authenticate(ops, tokens["alice"])).toBe("alice");
+    expect(authenticate(ops, tokens["bob"])).toBe("bob");
+    expect(authenticate(ops, "nope")).toBeUndefined();
+    expect(authenticate(ops, undefined)).toBeUndefined();
+  });
+
+  it("refuses a request without an operator's token, says why, logs it, and publishes nothing", async () => {
+    for (const token of [undefined, "forged-token-of-nobody"]) {
+      const r = await post("/v1/batches/bwait/approve", token);
+      expect(r.statusCode).toBe(401);
+      expect(r.json()).toMatchObject({ error: "MOSS_E_NOT_AN_OPERATOR", message: expect.stringContaining("needs an operator's token") });
+    }
+    expect(logged.filter((l) => l.msg.includes("refused"))).toHaveLength(2);
+    expect(await approvals()).toEqual([]);
+  });
+
+  it("an approval records the operator of the token, never a name from the body", async () => {
+    const claimed = await post("/v1/batches/bwait/approve", tokens["bob"], { by: "alice" });
+    expect(claimed.statusCode).toBe(400);
+    expect(claimed.json().message).toMatch(/by/);
+    const r = await post("/v1/batches/bwait/approve", tokens["bob"], { reason: "looked at the diff" });
+    expect(r.statusCode).toBe(202);
+    expect(r.json()).toMatchObject({ batchId: "bwait", decision: "approve", by: "bob" });
+    expect(await approvals()).toEqual([{ batchId: "bwait", decision: "approve", by: "bob", reason: "looked at the diff" }]);
+  });
+
+  it("approves only a batch awaiting approval, rejects only one that can still be, and says what state it is in", async () => {
+    const done = await post("/v1/batches/bdone/approve", tokens["alice"]);
+    expect(done.statusCode).toBe(409);
+    expect(done.json()).toMatchObject({ error: "MOSS_E_NOT_AWAITING_APPROVAL", state: "promoted" });
+    const late = await post("/v1/batches/bdone/reject", tokens["alice"], { reason: "too late" });
+    expect(late.statusCode).toBe(409);
+    expect(late.json().message).toContain("can no longer be rejected");
+    const noReason = await post("/v1/batches/brepl/reject", tokens["alice"]);
+    expect(noReason.statusCode).toBe(400);
+    const missing = await post("/v1/batches/bnope/approve", tokens["alice"]);
+    expect(missing.statusCode).toBe(404);
+    const ok = await post("/v1/batches/brepl/reject", tokens["alice"], { reason: "wrong approach" });
+    expect(ok.statusCode).toBe(202);
+    expect((await approvals()).map((a) => `${a.batchId}:${a.decision}:${a.by}`)).toEqual(["bwait:approve:bob", "brepl:reject:alice"]);
+  });
+
+  it("a new token for an operator revokes the old one at once", async () => {
+    const old = tokens["alice"]!;
+    const fresh = addOperator(operatorsFile, "alice");
+    expect((await post("/v1/batches/bwait2/approve", old)).statusCode).toBe(401);
+    const r = await post("/v1/batches/bwait2/approve", fresh);
+    expect(r.statusCode).toBe(202);
+    expect(r.json().by).toBe("alice");
+  });
+
+  it("a broken operators file is an error that says where and what to do, and nobody is let in", async () => {
+    const broken = join(dir, "broken.json");
+    writeFileSync(broken, JSON.stringify({ operators: [{ name: "eve", tokenSha256: "short" }] }));
+    const bad = buildApp({ stores, publish: async () => ({}), operatorsFile: broken });
+    const r = await bad.inject({ method: "POST", url: "/v1/batches/bwait/approve", headers: { authorization: "Bearer x" } });
+    expect(r.statusCode).toBe(500);
+    expect(r.json()).toMatchObject({ error: "MOSS_E_OPERATORS_FILE", message: expect.stringContaining(broken) });
+    expect(r.json().message).toContain("moss operator add NAME");
+    await bad.close();
+  });
+});
