@@ -72,6 +72,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const port = Number(url.port || 4222);
   const children = new Map<string, ChildProcess>();
   const say = opts.onEvent ?? ((line: string) => opts.onLog?.("moss", line));
+  // Moss's data (keys, credentials, blobs, repositories, worktrees) is its own: no other user, the sandboxed coding
+  // agent included, may enter it.
+  mkdirSync(cfg.paths.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(cfg.paths.dataDir, 0o700);
   const auth = cfg.nats.auth === "nkey";
   // Every identity has a credential before anything connects; existing ones are kept.
   const keys = auth ? ensureCredentials(cfg.paths.natsCredentials, identities(Object.keys(cfg.agents))) : new Map<string, string>();

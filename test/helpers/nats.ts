@@ -33,11 +33,16 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts `nats-server -js` (on `port` and `storeDir` when given: a restart); resolves once JetStream is ready. */
-export async function startNats(opts: { port?: number; storeDir?: string } = {}): Promise<NatsServer> {
+/**
+ * Starts `nats-server -js` (on `port` and `storeDir` when given: a restart), or with `configFile` (e.g. what
+ * `natsServerConfig` writes, for that `port`); resolves once JetStream is ready.
+ */
+export async function startNats(opts: { port?: number; storeDir?: string; configFile?: string } = {}): Promise<NatsServer> {
   const port = opts.port ?? (await freePort());
   const storeDir = opts.storeDir ?? mkdtempSync(join(tmpdir(), "moss-nats-"));
-  const proc = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], { stdio: ["ignore", "ignore", "pipe"] });
+  // A config file says where to listen and store itself (it must name this port).
+  const args = opts.configFile ? ["-c", opts.configFile] : ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
+  const proc = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => {

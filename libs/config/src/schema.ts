@@ -164,6 +164,23 @@ export const MossConfig = z.object({
       buildTimeoutMs: z.number().int().min(1_000).default(600_000),
       /** Env variables passed through to the coding agent (its environment is otherwise empty but PATH/HOME). */
       envAllow: z.array(z.string()).default([]),
+      /**
+       * Where the coding agent runs. `user` (default): in a private copy of the worktree with a git repository of its
+       * own, as a fresh unprivileged uid from `uidRange` (the rewriter must run as root), its files copied back
+       * without following links once every process of that uid is gone; it cannot read Moss's data directory
+       * (signing key, NATS credentials, blob store, other repositories). `none`: as the rewriter's own user, which
+       * can read all of that.
+       */
+      sandbox: z
+        .object({
+          kind: z.enum(["user", "none"]).default("user"),
+          /** uids (and equal gids) used by nothing else on the host. Default 200000-265535. */
+          uidRange: z
+            .tuple([z.number().int().min(1_000), z.number().int().max(4_294_967_294)])
+            .default([200_000, 265_535])
+            .refine(([a, b]) => a <= b, "the first uid must not be above the last"),
+        })
+        .prefault({}),
       /** Which stages run besides implement. Default: all (locate, plan, plan review, code review). */
       stages: Stages.prefault({}),
       /** Depth tier. Default `standard`. */

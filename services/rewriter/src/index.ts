@@ -11,3 +11,5 @@ export { STAGES, createAdapter, renderTemplate, runProcess } from "./adapters";
 export { CappedText } from "./adapters/process";
 export type { AdapterConfig, AdapterResult, CodingAgentAdapter, ProcessOptions, ProcessRun, Stage, StageInvocation, ToolPreset } from "./adapters";
 export { replaceIn } from "./adapters/symbolic";
+export { readableByOthers, sandboxed } from "./sandbox";
+export type { SandboxConfig } from "./sandbox";

@@ -7,6 +7,7 @@ import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
+import { readableByOthers, sandboxed } from "./sandbox";
 
 await runService({
   name: "rewriter",
@@ -20,7 +21,7 @@ await runService({
         return { repo: a.entry.repo, stages: a.rewrite.stages, tier: a.rewrite.tier };
       },
       worktreesDir: config.paths.worktrees,
-      adapter: adapterCfg ? createAdapter(structuredClone(adapterCfg)) : undefined,
+      adapter: adapterCfg ? sandboxed(createAdapter(structuredClone(adapterCfg)), r.sandbox, log) : undefined,
       timeoutMs: r.timeoutMs,
       envAllow: r.envAllow,
       env: process.env,
@@ -33,6 +34,12 @@ await runService({
       publish: bus.publish,
       log,
     };
+    if (r.sandbox.kind === "user") {
+      // The sandbox keeps the coding agent out of what others may not read: say where that is not so.
+      const secret = [config.paths.dataDir, r.signing.key, r.signing.allowedSigners, config.paths.natsCredentials, config.source, ...Object.values(config.agents).map((a) => a.repo)];
+      const open = secret.filter((p): p is string => Boolean(p) && readableByOthers(p!));
+      if (open.length) log.warn("the sandboxed coding agent could read these (other users may read them): make them, or a directory above them, mode 700", { paths: open });
+    } else log.warn("rewriter.sandbox.kind is none: the coding agent runs as the rewriter's user and can read the signing key, the NATS credentials and every repository");
     const handle = (m: Parameters<typeof rewrite>[0]) => rewrite(m, deps);
     const consumer = await bus.consume(Consumers.rewriter, [route(Messages.batchReady, handle), route(Messages.batchRetry, handle)]);
     return { consumers: [consumer] };

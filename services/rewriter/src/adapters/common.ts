@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { firstLine, runProcess, type ProcessRun } from "./process";
 import type { AdapterResult, Stage, StageInvocation } from "./types";
@@ -41,12 +41,30 @@ export function prepareOutput(outputPath: string): void {
   rmSync(outputPath, { force: true });
 }
 
-export function readIfExists(path: string): string | undefined {
+/**
+ * A regular file's bytes, opened without following a link (a tool may plant one), up to `max` bytes; undefined when
+ * it is missing, a link, not a file, or bigger.
+ */
+export function readRegular(path: string, max = Number.MAX_SAFE_INTEGER): Buffer | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, "utf8");
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch {
     return undefined;
   }
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() && st.size <= max ? readFileSync(fd) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A regular file's text (see {@link readRegular}). */
+export function readIfExists(path: string): string | undefined {
+  return readRegular(path)?.toString("utf8");
 }
 
 /** Names in the worktree's root, to tell afterwards which ones a tool created for its own bookkeeping. */
@@ -132,9 +150,15 @@ export function errorText(v: unknown): string | undefined {
   return name ?? JSON.stringify(v).slice(0, 300);
 }
 
+/** Writes a file, never through a link a tool may have planted at `path`. */
 export function writeText(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, text);
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+  try {
+    writeFileSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function exists(path: string): boolean {

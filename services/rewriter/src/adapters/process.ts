@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 
 /** Default cap of each captured stream (and of the interleaved output): about 2 MB of text. */
 export const MAX_OUTPUT = 2_000_000;
@@ -68,6 +68,8 @@ export interface ProcessOptions {
   stdinFile?: string;
   /** Cap of each captured stream; default {@link MAX_OUTPUT}. */
   maxOutput?: number;
+  /** Run as this uid/gid (the sandbox's; needs root). */
+  runAs?: { uid: number; gid: number };
 }
 
 /**
@@ -114,7 +116,7 @@ export function runProcess(argv: readonly string[], opts: ProcessOptions): Promi
     try {
       if (opts.stdinFile !== undefined) stdinFd = openSync(opts.stdinFile, "r");
       // detached: the tool leads its own process group, so one signal reaches everything it started.
-      child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: [stdinFd ?? "ignore", "pipe", "pipe"], detached: true });
+      child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: [stdinFd ?? "ignore", "pipe", "pipe"], detached: true, ...(opts.runAs ?? {}) });
     } catch (err) {
       // Thrown synchronously: an argument with a NUL byte, an unreadable stdin file, ...
       if (stdinFd !== undefined) closeSync(stdinFd);
@@ -163,6 +165,8 @@ export function runProcess(argv: readonly string[], opts: ProcessOptions): Promi
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
       killGroup();
+      // A sandboxed tool's uid runs nothing else: whatever it left behind, in any process group, goes too.
+      if (opts.runAs) killAllOf(opts.runAs.uid);
       let drain: NodeJS.Timeout | undefined;
       const drained = new Promise<void>((r) => (drain = setTimeout(r, DRAIN_MS)));
       void Promise.race([pipesClosed, drained]).then(() => {
@@ -174,6 +178,31 @@ export function runProcess(argv: readonly string[], opts: ProcessOptions): Promi
       });
     });
   });
+}
+
+/**
+ * Kills every process of `uid` — kill(-1) as that uid reaches exactly them — until none is left (a process forking
+ * while the first signal went out is caught by the next round). For a sandbox uid, which runs nothing else.
+ */
+export function killAllOf(uid: number): void {
+  for (let round = 0; round < 10; round++) {
+    spawnSync(process.execPath, ["-e", "try { process.kill(-1, 'SIGKILL') } catch {}"], { uid, gid: uid, stdio: "ignore", timeout: 10_000 });
+    if (!processesOf(uid)) return;
+  }
+}
+
+/** Whether any process runs as `uid` (from /proc; a process that exits while being read is skipped). */
+function processesOf(uid: number): boolean {
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (m && Number(m[1]) === uid) return true;
+    } catch {
+      // gone
+    }
+  }
+  return false;
 }
 
 /** The last non-empty line of a text, shortened: the usual place of a CLI's error. */

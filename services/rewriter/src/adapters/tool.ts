@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { abnormal, composePrompt, editsFiles, MAX_PROMPT_ARG, once, prepareOutput, probeVersion, readIfExists, removeDroppings, rootEntries, writeText } from "./common";
 import { runProcess, type ProcessRun } from "./process";
 import type { AdapterResult, CodingAgentAdapter, StageInvocation, ToolPreset } from "./types";
@@ -62,10 +62,12 @@ export function toolAdapter(spec: ToolSpec, opts: ToolOptions): CodingAgentAdapt
         prepareOutput(inv.outputPath);
         const promptText = readIfExists(inv.promptPath);
         if (promptText === undefined) return failed(started, `cannot read the prompt file ${inv.promptPath}`);
-        scratch = mkdtempSync(join(tmpdir(), `moss-${spec.name}-`));
+        // A sandboxed tool gets its scratch next to its answer file, and owns it; otherwise a private temp directory.
+        scratch = mkdtempSync(join(inv.runAs ? dirname(inv.outputPath) : tmpdir(), `moss-${spec.name}-`));
         const prompt = composePrompt(inv, promptText);
         const promptFile = join(scratch, "prompt.md");
         writeFileSync(promptFile, prompt);
+        if (inv.runAs) for (const p of [scratch, promptFile]) chownSync(p, inv.runAs.uid, inv.runAs.gid);
         const ctx: ToolContext = {
           inv,
           bin,
@@ -79,7 +81,7 @@ export function toolAdapter(spec: ToolSpec, opts: ToolOptions): CodingAgentAdapt
         };
         const { argv, stdinFile } = spec.build(ctx);
         const before = rootEntries(inv.worktree);
-        const run = await runProcess(argv, { cwd: inv.worktree, env: inv.env, timeoutMs: inv.timeoutMs, stdinFile });
+        const run = await runProcess(argv, { cwd: inv.worktree, env: inv.env, timeoutMs: inv.timeoutMs, stdinFile, runAs: inv.runAs });
         const removed = removeDroppings(inv.worktree, before, spec.droppings);
         const early = abnormal(run, bin, inv.timeoutMs);
         if (early) return early;

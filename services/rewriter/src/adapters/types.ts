@@ -31,6 +31,8 @@ export interface StageInvocation {
   timeoutMs: number;
   /** The tool's entire environment, already allow-listed by the caller. */
   env: Record<string, string>;
+  /** The unprivileged uid/gid the tool runs as (the sandbox's); unset: the rewriter's own. */
+  runAs?: { uid: number; gid: number };
 }
 
 export interface AdapterResult {

@@ -1,0 +1,206 @@
+/**
+ * The coding agent's sandbox. The tool is a black box Moss did not write, so it runs where it can see its work and its
+ * evidence only:
+ *
+ * - a private copy of the worktree's files with a throwaway git repository of its own (it may `git diff`, commit,
+ *   set config and hooks there: none of it touches Moss's repository, and Moss's own git honours none anyway),
+ *   plus copies of the evidence and the stage's prompt, in a fresh directory only it may enter;
+ * - as a fresh unprivileged uid (one per run, no entry in /etc/passwd, so nothing else runs as it): Moss's data
+ *   directory (signing key, NATS credentials, blob store, other agents' repositories) is mode 700 and out of reach;
+ *   without a credential it cannot use the bus, and the Docker socket is closed to it;
+ * - when it exits, every process of that uid is killed, and only then are its files copied back into Moss's worktree
+ *   without following a single link: a symlink comes back as a symlink (the guardrails judge where it points), its
+ *   `.git` never comes back at all. What it committed in its own repository is simply what its files say.
+ *
+ * Moss then checks the guardrails and commits exactly that tree, signed. Running the tool in a container (network
+ * limited to an allow-list) is the stronger variant the issue asks for next; see the README.
+ */
+import { randomInt } from "node:crypto";
+import {
+  chmodSync,
+  copyFileSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, sep } from "node:path";
+import { runGit } from "@moss/git";
+import type { Logger } from "@moss/telemetry";
+import type { AdapterResult, CodingAgentAdapter, StageInvocation } from "./adapters";
+import { readRegular } from "./adapters/common";
+import { killAllOf } from "./adapters/process";
+import { AdapterConfigError } from "./errors";
+
+export interface SandboxConfig {
+  /** `user` (default): a fresh unprivileged uid per run, as above. `none`: the tool runs as the rewriter's own user. */
+  kind: "user" | "none";
+  /** The uids (and equal gids) a run may get: unused by anything else on the host. */
+  uidRange: readonly [number, number];
+}
+
+/** Largest answer file taken back from a stage. */
+const MAX_ANSWER = 2_000_000;
+
+/** The adapter as the rewriter runs it: inside the sandbox the config asks for. */
+export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: Logger): CodingAgentAdapter {
+  if (cfg.kind === "none" || inner.name === "symbolic") return inner;
+  if (process.getuid?.() !== 0) {
+    throw new AdapterConfigError(
+      `rewriter.sandbox.kind "user" starts the coding agent as a fresh unprivileged uid, which needs the rewriter to run as root (it runs as uid ${process.getuid?.()}). Run it as root, or set rewriter.sandbox.kind to "none" — then the coding agent can read everything the rewriter can, the signing key and the NATS credentials included.`,
+    );
+  }
+  const [lo, hi] = cfg.uidRange;
+  return {
+    name: inner.name,
+    version: () => inner.version(),
+    async run(inv: StageInvocation): Promise<AdapterResult> {
+      const uid = randomInt(lo, hi + 1);
+      // The box is root's (0711): the tool may enter its rooms, never rename or replace one. Its rooms are its own.
+      const box = mkdtempSync(join(tmpdir(), "moss-sandbox-"));
+      chmodSync(box, 0o711);
+      try {
+        const work = join(box, "work");
+        copyTree(inv.worktree, work);
+        await runGit(work, ["init", "-q", "-b", "main"]);
+        await runGit(work, ["add", "-A"]);
+        await runGit(work, ["-c", "user.name=Moss", "-c", "user.email=moss@localhost", "commit", "-q", "--allow-empty", "--no-verify", "-m", "the code as Moss handed it over"]);
+        for (const d of ["home", "tmp", "out"]) mkdirSync(join(box, d));
+        for (const d of ["work", "home", "tmp", "out"]) chownTree(join(box, d), uid);
+        // Evidence and prompt stay root's: readable, not writable.
+        const evidencePath = join(box, "evidence.json");
+        const promptPath = join(box, `${inv.stage}.prompt.md`);
+        copyFileSync(inv.evidencePath, evidencePath);
+        copyFileSync(inv.promptPath, promptPath);
+        for (const f of [evidencePath, promptPath]) chmodSync(f, 0o644);
+        const outputPath = join(box, "out", `${inv.stage}.out.md`);
+        rmSync(inv.outputPath, { force: true });
+
+        const env = { ...inv.env, HOME: join(box, "home"), TMPDIR: join(box, "tmp") };
+        const r = await inner.run({ ...inv, worktree: work, evidencePath, promptPath, outputPath, env, runAs: { uid, gid: uid } });
+        // Nothing of the tool may still run while its files are read (runProcess killed them at its exit already).
+        killAllOf(uid);
+        syncBack(work, inv.worktree);
+        const answer = readRegular(outputPath, MAX_ANSWER);
+        if (answer !== undefined) writeFileSync(inv.outputPath, answer);
+        return r;
+      } finally {
+        killAllOf(uid);
+        rmSync(box, { recursive: true, force: true });
+        log?.debug("sandbox removed", { stage: inv.stage, uid });
+      }
+    },
+  };
+}
+
+function chownTree(dir: string, uid: number): void {
+  lchownSync(dir, uid, uid);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) chownTree(p, uid);
+    else lchownSync(p, uid, uid);
+  }
+}
+
+/** The files of a worktree, its `.git` link left out: regular files, directories and symlinks (as links), nothing else. */
+function copyTree(from: string, to: string, root = true): void {
+  mkdirSync(to, { recursive: true });
+  for (const e of readdirSync(from, { withFileTypes: true })) {
+    if (root && e.name === ".git") continue;
+    const src = join(from, e.name);
+    const dst = join(to, e.name);
+    if (e.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
+    else if (e.isDirectory()) copyTree(src, dst, false);
+    else if (e.isFile()) {
+      copyFileSync(src, dst);
+    }
+  }
+}
+
+type Entry = { kind: "dir" } | { kind: "link"; target: string } | { kind: "file"; exec: boolean };
+
+/** Every entry under `dir` by relative path, read with lstat only (a link is never followed); `.git` at the top skipped. */
+function entries(dir: string): Map<string, Entry> {
+  const out = new Map<string, Entry>();
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(dir, rel))) {
+      if (rel === "" && name === ".git") continue;
+      const r = rel ? `${rel}${sep}${name}` : name;
+      const st = lstatSync(join(dir, r));
+      if (st.isSymbolicLink()) out.set(r, { kind: "link", target: readlinkSync(join(dir, r)) });
+      else if (st.isDirectory()) {
+        out.set(r, { kind: "dir" });
+        walk(r);
+      } else if (st.isFile()) out.set(r, { kind: "file", exec: (st.mode & 0o111) !== 0 });
+      // Sockets, fifos, devices: not code; never copied.
+    }
+  };
+  walk("");
+  return out;
+}
+
+/**
+ * Makes Moss's worktree hold what the sandbox's work tree holds: entries gone or changed in kind are removed first,
+ * then directories, links and files are created parents first. File contents are read with O_NOFOLLOW and checked to
+ * be regular files; a link is recreated, never read through.
+ */
+function syncBack(work: string, worktree: string): void {
+  const want = entries(work);
+  const have = entries(worktree);
+  const same = (a: Entry, b: Entry) => a.kind === b.kind && (a.kind !== "link" || a.target === (b as { target: string }).target);
+  // Deepest first, so a directory is emptied before it goes.
+  for (const rel of [...have.keys()].sort().reverse()) {
+    const w = want.get(rel);
+    if (!w || !same(w, have.get(rel)!)) rmSync(join(worktree, rel), { recursive: true, force: true });
+  }
+  for (const rel of [...want.keys()].sort()) {
+    const w = want.get(rel)!;
+    const dst = join(worktree, rel);
+    if (w.kind === "dir") mkdirSync(dst, { recursive: true });
+    else if (w.kind === "link") {
+      if (!existsLink(dst)) symlinkSync(w.target, dst);
+    } else {
+      const data = readRegular(join(work, rel));
+      if (data === undefined) continue;
+      mkdirSync(dirname(dst), { recursive: true });
+      const cur = readRegular(dst);
+      if (!cur || !cur.equals(data)) writeFileSync(dst, data);
+      const mode = w.exec ? 0o755 : 0o644;
+      if ((lstatSync(dst).mode & 0o777) !== mode) chmodSync(dst, mode);
+    }
+  }
+}
+
+function existsLink(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The paths a foreign uid could read: every directory on the way lets others through (o+x) and the path itself lets
+ * others read it (o+r). What the rewriter warns about at start when the sandbox is on.
+ */
+export function readableByOthers(path: string): boolean {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return false;
+  }
+  if ((st.mode & 0o004) === 0) return false;
+  for (let d = dirname(path); ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (dirname(d) === d) return true;
+  }
+}
