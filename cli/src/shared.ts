@@ -45,18 +45,25 @@ export async function withBus<T>(cfg: Readonly<LoadedConfig>, fn: (bus: Bus, sto
   }
 }
 
-/** GET on the auditor's API; its error message (what to do) is relayed as it is. */
-export async function auditorGet(cfg: Readonly<LoadedConfig>, path: string): Promise<unknown> {
-  const url = `http://${cfg.auditor.host}:${cfg.auditor.port}${path}`;
+/**
+ * One call of a Moss HTTP API (`who` names it in the errors); an unreachable API says so, and an API's own error message
+ * (what to do) is relayed as it is.
+ */
+async function callApi(who: string, url: string, init?: RequestInit): Promise<Record<string, unknown>> {
   let res: Response;
   try {
-    res = await fetch(url);
+    res = await fetch(url, init);
   } catch (err) {
-    throw new Error(`cannot reach the auditor at ${url}: ${(err as Error).message}. Is \`moss up\` running with this config?`);
+    throw new Error(`cannot reach ${who} at ${url}: ${(err as Error).message}. Is \`moss up\` running with this config?`);
   }
-  const body = (await res.json()) as { message?: string };
-  if (!res.ok) throw new Error(body.message ?? `auditor answered ${res.status}`);
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown> & { message?: string };
+  if (!res.ok) throw new Error(body.message ?? `${who} answered ${res.status}`);
   return body;
+}
+
+/** GET on the auditor's API. */
+export function auditorGet(cfg: Readonly<LoadedConfig>, path: string): Promise<unknown> {
+  return callApi("the auditor", `http://${cfg.auditor.host}:${cfg.auditor.port}${path}`);
 }
 
 /** The operator's token: MOSS_OPERATOR_TOKEN, else the one `moss up` left for the user who ran it. */
@@ -70,19 +77,10 @@ export function operatorToken(cfg: Readonly<LoadedConfig>): string {
   }
 }
 
-/** POST to the gateway (the operator API) as the operator whose token this is; its error message is relayed as it is. */
-export async function gatewayPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
-  const url = `http://${cfg.gateway.host}:${cfg.gateway.port}${path}`;
-  const token = operatorToken(cfg);
-  let res: Response;
-  try {
-    res = await fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-  } catch (err) {
-    throw new Error(`cannot reach the gateway (the operator API) at ${url}: ${(err as Error).message}. Is \`moss up\` running with this config?`);
-  }
-  const answer = (await res.json().catch(() => ({}))) as Record<string, unknown> & { message?: string };
-  if (!res.ok) throw new Error(answer.message ?? `the gateway answered ${res.status}`);
-  return answer;
+/** POST to the gateway (the operator API) as the operator whose token this is. */
+export function gatewayPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
+  const headers = { authorization: `Bearer ${operatorToken(cfg)}`, "content-type": "application/json" };
+  return callApi("the gateway (the operator API)", `http://${cfg.gateway.host}:${cfg.gateway.port}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
 }
 
 export function loadCliConfig(file: string | undefined): Readonly<LoadedConfig> {

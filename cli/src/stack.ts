@@ -109,10 +109,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   }
   let stopping = false;
   const timers = new Set<NodeJS.Timeout>();
+  /** moss up's own bus (admin): it provisions, then reports the services. Connected before any service starts. */
   let status: Bus | undefined;
   const report = async (name: string, s: Omit<ServiceStatus, "name" | "host">) => {
+    if (!status) return;
     try {
-      status ??= await createBus({ url: cfg.nats.url, name: "moss-up", connectTimeoutMs: 2_000, credential: admin, logger: createLogger("moss-up", { write: (line) => opts.onLog?.("moss", line) }) });
       const kv = await status.kv(Buckets.services);
       await kv.put(name.replace("#", "_"), JSON.stringify(ServiceStatus.parse({ name, host: hostname(), ...s })));
     } catch {

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBlobStore } from "@moss/blob";
 import { createBus, kvGet, type Bus } from "@moss/bus";
-import { BatchRecord, BreakerReset, Buckets, FailureEvent, FingerprintBreaker, Messages, Streams } from "@moss/contracts";
+import { BatchRecord, BreakerReset, Buckets, FailureEvent, FingerprintBreaker, Messages } from "@moss/contracts";
 import { openStores } from "@moss/batch";
 import { addOperator, buildApp } from "@moss/gateway";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
+import { freePort, startNats, storedMessages, waitFor, type NatsServer } from "../helpers/nats";
 import { VERSION, batchesOf, startIngestStack, type IngestStack } from "../helpers/ingest";
 import { runMoss } from "../helpers/moss";
 
@@ -50,12 +50,7 @@ describe("moss reset (a fingerprint's circuit breaker, through the gateway, in a
 
   const breaker = async (key: string) => (await kvGet(await bus.kv(Buckets.fingerprints), key, FingerprintBreaker))?.value;
   /** Every reset the audit log will see: the `breaker.reset.v1` messages on the pipeline stream. */
-  const resets = async (): Promise<BreakerReset[]> => {
-    const c = await bus.js.consumers.get(Streams.PIPELINE, { filter_subjects: [Messages.breakerReset.subject] });
-    const out: BreakerReset[] = [];
-    for await (const m of await c.fetch({ max_messages: 100, expires: 1_000 })) out.push(BreakerReset.parse(m.json()));
-    return out;
-  };
+  const resets = (): Promise<BreakerReset[]> => storedMessages(bus, Messages.breakerReset);
 
   beforeAll(async () => {
     nats = await startNats();

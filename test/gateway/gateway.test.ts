@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStores, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
-import { Approval, BatchRecord, Messages, Streams } from "@moss/contracts";
+import { Approval, BatchRecord, Messages } from "@moss/contracts";
 import { addOperator, authenticate, buildApp, readOperators } from "@moss/gateway";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNats, type NatsServer } from "../helpers/nats";
+import { startNats, storedMessages, type NatsServer } from "../helpers/nats";
 
 const AT = "2026-01-01T00:00:00.000Z";
 const record = (batchId: string, state: BatchRecord["state"]): BatchRecord =>
@@ -24,12 +24,7 @@ describe("the gateway (operator API) over a real nats-server", () => {
   const logged: Array<{ msg: string; fields: Record<string, unknown> }> = [];
   const tokens: Record<string, string> = {};
 
-  const approvals = async (): Promise<Approval[]> => {
-    const c = await bus.js.consumers.get(Streams.PIPELINE, { filter_subjects: [Messages.approval.subject] });
-    const out: Approval[] = [];
-    for await (const m of await c.fetch({ max_messages: 100, expires: 1_000 })) out.push(Approval.parse(m.json()));
-    return out;
-  };
+  const approvals = (): Promise<Approval[]> => storedMessages(bus, Messages.approval);
   const post = (url: string, token: string | undefined, payload: unknown = {}) =>
     app.inject({ method: "POST", url, payload: payload as object, headers: token ? { authorization: `Bearer ${token}` } : {} });
 

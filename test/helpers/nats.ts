@@ -4,10 +4,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadCredential } from "@moss/bus";
+import { loadCredential, type Bus } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
-import { inboxPrefix } from "@moss/contracts";
+import { inboxPrefix, type MessageDef } from "@moss/contracts";
 import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
+import type { z } from "zod";
 
 export interface NatsServer {
   url: string;
@@ -104,4 +105,12 @@ export async function connectAs(config: Readonly<LoadedConfig>, identity: string
     for await (const s of nc.status()) if (s.type === "error") denied.push(String((s as { error?: Error }).error?.message ?? s));
   })();
   return { nc, denied };
+}
+
+/** The messages of a kind stored on its stream so far (up to `max`), parsed by its schema: what the auditor will see. */
+export async function storedMessages<S extends z.ZodType>(bus: Bus, def: MessageDef<S>, max = 100): Promise<Array<z.output<S>>> {
+  const c = await bus.js.consumers.get(def.stream, { filter_subjects: [def.subject] });
+  const out: Array<z.output<S>> = [];
+  for await (const m of await c.fetch({ max_messages: max, expires: 1_000 })) out.push(def.schema.parse(m.json()));
+  return out;
 }

@@ -8,13 +8,13 @@ import { join } from "node:path";
 import { createBus, kvGet, loadCredential, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
 import { parseConfig, type LoadedConfig } from "@moss/config";
-import { ADMIN, agentIdentity, AllMessages, Approval, BatchRecord, Buckets, Grants, Messages, ServiceIdentities, Streams, type MessageDef } from "@moss/contracts";
+import { ADMIN, agentIdentity, AllMessages, BatchRecord, Buckets, Grants, Messages, ServiceIdentities, Streams, type MessageDef } from "@moss/contracts";
 import { addOperator } from "@moss/gateway";
 import { busCredential, liveEnv } from "@moss/lifecycle";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMoss } from "../helpers/moss";
-import { connectAs, freePort, waitFor } from "../helpers/nats";
+import { connectAs, freePort, storedMessages, waitFor } from "../helpers/nats";
 
 const AT = "2026-01-01T00:00:00.000Z";
 const V1 = "1".repeat(40);
@@ -137,10 +137,7 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     const ok = await runMoss(["approve", "bwait", "--reason", "read the diff", "--config", configFile], { env: { MOSS_OPERATOR_TOKEN: alice } });
     expect(ok.stderr).toBe("");
     expect(ok.stdout).toContain("approved bwait as alice");
-    const c = await admin.js.consumers.get(Streams.PIPELINE, { filter_subjects: [Messages.approval.subject] });
-    const seen: Approval[] = [];
-    for await (const m of await c.fetch({ max_messages: 10, expires: 1_000 })) seen.push(Approval.parse(m.json()));
-    expect(seen).toEqual([{ batchId: "bwait", decision: "approve", by: "alice", reason: "read the diff" }]);
+    expect(await storedMessages(admin, Messages.approval, 10)).toEqual([{ batchId: "bwait", decision: "approve", by: "alice", reason: "read the diff" }]);
     // The record is untouched by the gateway: the promoter (not running here) is the one who acts on consent.
     expect((await kvGet(await admin.kv(Buckets.batches), "bwait", BatchRecord))?.value.state).toBe("awaiting-approval");
   }, 60_000);

@@ -159,6 +159,21 @@ describe("promoter with a real KV", () => {
     });
   };
 
+  const candidateFailed = (batchId: string, over: Partial<CandidateFailed> = {}) =>
+    CandidateFailed.parse({
+      batchId,
+      agent: AGENT,
+      fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
+      fingerprintKey: keyOf.get(batchId) ?? "fpk",
+      baseVersion: VERSION,
+      failures: FAILURES,
+      count: 5,
+      attempt: 1,
+      verdict: "guardrail",
+      reason: "the change breaks the guardrails: .ci/run: forbidden path (matches .ci/**)",
+      ...over,
+    });
+
   it("replay passed + autoApprove: deploys once, bakes, records promoted and the deployment with its previous version", async () => {
     const { probe, count } = scripted(true);
     const h = await harness({ probe });
@@ -320,19 +335,7 @@ describe("promoter with a real KV", () => {
   it("candidate.failed (no-change) counts as an attempt and goes back to the rewriter with the reason", async () => {
     const h = await harness({ state: "rewriting", record: { attempt: 2 } });
     const earlier = { attempt: 1, commit: CANDIDATE, diff: DIFF, verdict: "replay-failed", reason: "1 of 2 still fail", results: [] };
-    const msg = CandidateFailed.parse({
-      batchId: h.batchId,
-      agent: AGENT,
-      fingerprint: "fp",
-      fingerprintKey: keyOf.get(h.batchId),
-      baseVersion: VERSION,
-      failures: FAILURES,
-      count: 2,
-      attempt: 2,
-      previous: [earlier],
-      verdict: "no-change",
-      reason: "the coding agent exited 0 but changed no file",
-    });
+    const msg = candidateFailed(h.batchId, { fingerprint: "fp", count: 2, attempt: 2, previous: [earlier], verdict: "no-change", reason: "the coding agent exited 0 but changed no file" });
     await onCandidateFailed(msg, h.deps);
     expect(h.out.retries).toHaveLength(1);
     const r = h.out.retries[0]!;
@@ -502,18 +505,7 @@ describe("promoter with a real KV", () => {
 
   it("ignores a late redelivery of an earlier attempt's candidate.failed", async () => {
     const h = await harness({ state: "candidate", record: { attempt: 2 } });
-    const msg = CandidateFailed.parse({
-      batchId: h.batchId,
-      agent: AGENT,
-      fingerprint: "fp",
-      fingerprintKey: keyOf.get(h.batchId),
-      baseVersion: VERSION,
-      failures: FAILURES,
-      count: 2,
-      attempt: 1,
-      verdict: "agent-failed",
-      reason: "coding agent exited 2",
-    });
+    const msg = candidateFailed(h.batchId, { fingerprint: "fp", count: 2, attempt: 1, verdict: "agent-failed", reason: "coding agent exited 2" });
     await onCandidateFailed(msg, h.deps);
     expect(h.out.retries).toEqual([]);
     expect(await h.batch()).toMatchObject({ state: "candidate", attempt: 2 });
@@ -533,20 +525,6 @@ describe("promoter with a real KV", () => {
       { failureId: "f2", passed: false, reason: "answered 500 (expected 200-499): boom", status: 500, durationMs: 15, timedOut: false },
     ],
   };
-  const candidateFailed = (batchId: string, over: Partial<CandidateFailed> = {}) =>
-    CandidateFailed.parse({
-      batchId,
-      agent: AGENT,
-      fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
-      fingerprintKey: keyOf.get(batchId) ?? "fpk",
-      baseVersion: VERSION,
-      failures: FAILURES,
-      count: 5,
-      attempt: 1,
-      verdict: "guardrail",
-      reason: "the change breaks the guardrails: .ci/run: forbidden path (matches .ci/**)",
-      ...over,
-    });
 
   it("a replay-passed commit whose signature does not verify: rejected and announced, never deployed, kept as a rejected candidate", async () => {
     const checked: Array<[string, string]> = [];

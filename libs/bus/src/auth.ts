@@ -23,6 +23,8 @@ export interface NatsPermissions {
 export interface BusCredential {
   identity: string;
   seed: Uint8Array;
+  /** The seed's public key: how nats-server names this identity. */
+  publicKey: string;
 }
 
 const kvStream = (bucket: string) => `KV_${bucket}`;
@@ -116,7 +118,7 @@ export function ensureCredentials(dir: string, ids: readonly string[]): Map<stri
       const kp = nkeys.createUser();
       writeFileSync(file, new TextDecoder().decode(kp.getSeed()) + "\n", { mode: 0o600, flag: "wx" });
     }
-    publicKeys.set(id, nkeys.fromSeed(loadCredential(dir, id).seed).getPublicKey());
+    publicKeys.set(id, loadCredential(dir, id).publicKey);
   }
   return publicKeys;
 }
@@ -127,23 +129,24 @@ export function loadCredential(dir: string, identity: string): BusCredential {
   const fail = (why: string): never => {
     throw new MossError(Codes.NATS_CREDENTIAL, `NATS credential of '${identity}' at ${file} ${why}. \`moss up\` writes the embedded stack's credentials; for your own nats-server run \`moss credentials\` and load the users it prints.`);
   };
+  let mode: number;
   let text: string;
   try {
-    if ((statSync(file).mode & 0o077) !== 0) fail("is readable by group or others (chmod 600 it)");
+    mode = statSync(file).mode;
     text = readFileSync(file, "utf8").trim();
   } catch (err) {
-    if (err instanceof MossError) throw err;
     return fail(`cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+  if ((mode & 0o077) !== 0) fail("is readable by group or others (chmod 600 it)");
   const seed = new TextEncoder().encode(text);
+  let publicKey: string;
   try {
-    const kp = nkeys.fromSeed(seed);
-    if (!kp.getPublicKey().startsWith("U")) fail("is not a user nkey seed (it must start with SU)");
+    publicKey = nkeys.fromSeed(seed).getPublicKey();
   } catch (err) {
-    if (err instanceof MossError) throw err;
-    fail(`is not an nkey seed (${(err as Error).message})`);
+    return fail(`is not an nkey seed (${(err as Error).message})`);
   }
-  return { identity, seed };
+  if (!publicKey.startsWith("U")) fail("is not a user nkey seed (it must start with SU)");
+  return { identity, seed, publicKey };
 }
 
 export interface ServerConfigOptions {

@@ -15,7 +15,7 @@ export class UnroutableMessageError extends MossError {
 export class BusUnavailableError extends MossError {
   override name = "BusUnavailableError";
   constructor(url: string, cause: unknown, identity?: string) {
-    const denied = /authoriz/i.test(causeText(cause));
+    const denied = (cause as { name?: string } | undefined)?.name === "AuthorizationError";
     super(
       Codes.BUS_UNAVAILABLE,
       denied

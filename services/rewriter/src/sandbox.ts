@@ -84,15 +84,19 @@ export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: L
         rmSync(inv.outputPath, { force: true });
 
         const env = { ...inv.env, HOME: join(box, "home"), TMPDIR: join(box, "tmp") };
-        const r = await inner.run({ ...inv, worktree: work, evidencePath, promptPath, outputPath, env, runAs: { uid, gid: uid } });
-        // Nothing of the tool may still run while its files are read (runProcess killed them at its exit already).
-        killAllOf(uid);
+        let r: AdapterResult;
+        try {
+          r = await inner.run({ ...inv, worktree: work, evidencePath, promptPath, outputPath, env, runAs: { uid, gid: uid } });
+        } finally {
+          // Nothing of the tool may still run while its files are read, however the run ended (runProcess kills them
+          // at the tool's exit; a tool stuck past its timeout never exits).
+          killAllOf(uid);
+        }
         syncBack(work, inv.worktree);
         const answer = readRegular(outputPath, MAX_ANSWER);
         if (answer !== undefined) writeFileSync(inv.outputPath, answer);
         return r;
       } finally {
-        killAllOf(uid);
         rmSync(box, { recursive: true, force: true });
         log?.debug("sandbox removed", { stage: inv.stage, uid });
       }
