@@ -134,16 +134,21 @@ describe("promoter with a real KV", () => {
     return { batchId, deps, hooks, live, out, batch, deployment, kept, batches: batches as KV };
   }
 
+  /** What every message of one of this test's attempts carries. */
+  const attemptOf = (batchId: string) => ({
+    batchId,
+    agent: AGENT,
+    fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
+    fingerprintKey: keyOf.get(batchId) ?? "fpk",
+    baseVersion: VERSION,
+    failures: FAILURES,
+    count: 5,
+  });
+
   const replayDone = (batchId: string, o: { passed?: boolean; attempt?: number; previous?: ReplayCompleted["previous"] } = {}) => {
     const passed = o.passed ?? true;
     return ReplayCompleted.parse({
-      batchId,
-      agent: AGENT,
-      fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
-      fingerprintKey: keyOf.get(batchId) ?? "fpk",
-      baseVersion: VERSION,
-      failures: FAILURES,
-      count: 5,
+      ...attemptOf(batchId),
       attempt: o.attempt ?? 1,
       previous: o.previous ?? [],
       commit: CANDIDATE,
@@ -161,13 +166,7 @@ describe("promoter with a real KV", () => {
 
   const candidateFailed = (batchId: string, over: Partial<CandidateFailed> = {}) =>
     CandidateFailed.parse({
-      batchId,
-      agent: AGENT,
-      fingerprint: "fp1|TypeError|/app/src/chat.ts#handleChat|/v1/chat",
-      fingerprintKey: keyOf.get(batchId) ?? "fpk",
-      baseVersion: VERSION,
-      failures: FAILURES,
-      count: 5,
+      ...attemptOf(batchId),
       attempt: 1,
       verdict: "guardrail",
       reason: "the change breaks the guardrails: .ci/run: forbidden path (matches .ci/**)",
