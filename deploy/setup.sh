@@ -78,3 +78,5 @@ command -v ssh-keygen >/dev/null 2>&1 || { if is_root && has_apt; then apt_updat
 
 # --- the local base image every agent image starts FROM --------------------------------------------
 bash deploy/build-base-image.sh
+# --- the image a coding agent runs in (rewriter.sandbox.kind "container", the default) -------------
+bash deploy/build-coding-agent-image.sh

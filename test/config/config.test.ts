@@ -83,6 +83,16 @@ describe("defaults", () => {
     expect(cfg.agents["shop"]?.stateDir).toBeUndefined();
   });
 
+  it("the coding agent runs in a container with no network unless an allow-list names destinations", () => {
+    expect(parseConfig({}).rewriter.sandbox).toEqual({ kind: "container", uidRange: [200_000, 265_535], image: "moss/coding-agent:latest", mounts: [], allow: [], memoryMiB: 4096, pids: 1024 });
+    const ok = parseConfig({ rewriter: { sandbox: { allow: ["api.anthropic.com", "172.17.0.1:8080"], mounts: ["/opt/claude"] } } });
+    expect(ok.rewriter.sandbox.allow).toEqual(["api.anthropic.com", "172.17.0.1:8080"]);
+    const err = configError(() => parseConfig({ rewriter: { sandbox: { allow: ["https://api.anthropic.com/v1"], mounts: ["opt/claude"] } } }));
+    expect(err.message).toContain("rewriter.sandbox.allow.0");
+    expect(err.message).toContain("host:port");
+    expect(err.message).toContain("rewriter.sandbox.mounts.0");
+  });
+
   it("an s3 blob store keeps its own settings and defaults", () => {
     const cfg = parseConfig({ blob: { kind: "s3", endPoint: "minio", accessKey: "ak", secretKey: "sk" } }, { base: dir });
     expect(cfg.blob).toEqual({ kind: "s3", endPoint: "minio", accessKey: "ak", secretKey: "sk", useSSL: false, bucket: "moss" });

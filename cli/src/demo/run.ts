@@ -1,5 +1,5 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createBus } from "@moss/bus";
 import { ADMIN, AllMessages, Messages, type BatchTimeline, type MessageDef } from "@moss/contracts";
 import { parseConfig, type LoadedConfig, type MossConfigInput } from "@moss/config";
@@ -89,7 +89,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     rewriter: {
       ...(opts.patch === "symbolic"
         ? { adapter: { preset: "symbolic" as const, rulesDir: rulesDir } }
-        : { command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"], stages: { locate: false, plan: false, planReview: false, codeReview: false } }),
+        : {
+            command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"],
+            stages: { locate: false, plan: false, planReview: false, codeReview: false },
+            // It runs in the default container sandbox, which holds nothing of the host but the script, read-only.
+            sandbox: { mounts: [dirname(patchTools[opts.patch ?? "fix"])] },
+          }),
       timeoutMs: 60_000,
       signing: { key: keys.key, allowedSigners: keys.allowedSigners },
     },

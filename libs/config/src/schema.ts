@@ -165,20 +165,39 @@ export const MossConfig = z.object({
       /** Env variables passed through to the coding agent (its environment is otherwise empty but PATH/HOME). */
       envAllow: z.array(z.string()).default([]),
       /**
-       * Where the coding agent runs. `user` (default): in a private copy of the worktree with a git repository of its
-       * own, as a fresh unprivileged uid from `uidRange` (the rewriter must run as root), its files copied back
-       * without following links once every process of that uid is gone; it cannot read Moss's data directory
-       * (signing key, NATS credentials, blob store, other repositories). `none`: as the rewriter's own user, which
-       * can read all of that.
+       * Where the coding agent runs. Every kind but `none` hands it a private copy of the worktree with a git
+       * repository of its own and runs it as a fresh unprivileged uid from `uidRange` (the rewriter must run as root);
+       * its files come back without following links once everything it started is gone. `container` (default): in a
+       * container from `image` that holds that copy and nothing else of the host (plus `mounts`, read-only), with no
+       * network, or only the destinations in `allow` through an egress proxy. `user`: as that uid on the host; it
+       * cannot read Moss's data directory (signing key, NATS credentials, blob store, other repositories), but the
+       * network is open. `none`: as the rewriter's own user, which can read all of that.
        */
       sandbox: z
         .object({
-          kind: z.enum(["user", "none"]).default("user"),
+          kind: z.enum(["container", "user", "none"]).default("container"),
           /** uids (and equal gids) used by nothing else on the host. Default 200000-265535. */
           uidRange: z
             .tuple([z.number().int().min(1_000), z.number().int().max(4_294_967_294)])
             .default([200_000, 265_535])
             .refine(([a, b]) => a <= b, "the first uid must not be above the last"),
+          /**
+           * `container`: the image the tool runs in. Default `moss/coding-agent:latest` (node, git, bash, coreutils;
+           * `npm run setup` builds it): build your own FROM it with your tool installed, or mount the tool's files.
+           */
+          image: z.string().min(1).default("moss/coding-agent:latest"),
+          /** `container`: absolute host paths mounted read-only at the same path, e.g. the tool's installation. */
+          mounts: z.array(z.string().startsWith("/", "a mount is an absolute host path")).default([]),
+          /**
+           * `container`: the destinations the tool may reach, `host:port` (a bare host means port 443), e.g.
+           * `api.anthropic.com`. It reaches them through a proxy (HTTPS_PROXY / HTTP_PROXY are set for it); nothing
+           * else is reachable, the bus included. Default: none — no network at all.
+           */
+          allow: z.array(z.string().regex(/^[A-Za-z0-9.\-_]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "host:port, or a bare host for port 443")).default([]),
+          /** `container`: memory limit, MiB. Default 4096. */
+          memoryMiB: z.number().int().min(64).default(4096),
+          /** `container`: most processes at once. Default 1024. */
+          pids: z.number().int().min(16).default(1024),
         })
         .prefault({}),
       /** Which stages run besides implement. Default: all (locate, plan, plan review, code review). */

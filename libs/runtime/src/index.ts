@@ -1,5 +1,6 @@
 export { createRuntime } from "./runtime";
 export { RUNTIME_DEFAULTS } from "./config";
+export { createDockerClient } from "./docker";
 export { BASE_IMAGE } from "./types";
 export type {
   BuildImageOptions,

@@ -11,5 +11,7 @@ export { STAGES, createAdapter, renderTemplate, runProcess } from "./adapters";
 export { CappedText } from "./adapters/process";
 export type { AdapterConfig, AdapterResult, CodingAgentAdapter, ProcessOptions, ProcessRun, Stage, StageInvocation, ToolPreset } from "./adapters";
 export { replaceIn } from "./adapters/symbolic";
-export { readableByOthers, sandboxed } from "./sandbox";
+export { exposedByMounts, readableByOthers, sandboxed } from "./sandbox";
+export { openEgress, runInContainer } from "./container";
+export type { ContainerSpec } from "./container";
 export type { SandboxConfig } from "./sandbox";

@@ -4,10 +4,11 @@ import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
-import { createRuntime } from "@moss/runtime";
+import { createDockerClient, createRuntime, RUNTIME_DEFAULTS } from "@moss/runtime";
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
-import { readableByOthers, sandboxed } from "./sandbox";
+import { AdapterConfigError } from "./errors";
+import { exposedByMounts, readableByOthers, sandboxed } from "./sandbox";
 
 await runService({
   name: "rewriter",
@@ -34,11 +35,23 @@ await runService({
       publish: bus.publish,
       log,
     };
-    if (r.sandbox.kind === "user") {
+    // Moss's own secrets and other agents' code: what the sandbox exists to keep from the coding agent.
+    const secret = [config.paths.dataDir, r.signing.key, r.signing.allowedSigners, config.paths.natsCredentials, config.source, "/var/run/docker.sock", ...Object.values(config.agents).map((a) => a.repo)].filter(
+      (p): p is string => Boolean(p),
+    );
+    if (r.sandbox.kind === "container") {
+      const exposed = exposedByMounts(r.sandbox.mounts, secret);
+      if (exposed.length)
+        throw new AdapterConfigError(`rewriter.sandbox.mounts would put ${exposed.join(", ")} in front of the coding agent: mount only the tool's own installation (a directory that holds none of Moss's data, keys, config or repositories).`);
+      if (adapterCfg && adapterCfg.preset !== "symbolic") {
+        const image = await createDockerClient(RUNTIME_DEFAULTS.socketPath).getImage(r.sandbox.image).inspect().catch(() => undefined);
+        if (!image) log.warn("the coding agent's sandbox image is not on this Docker engine: every attempt will fail until it is. `npm run setup` builds moss/coding-agent; a tool of your own needs an image FROM it with the tool installed (rewriter.sandbox.image) or its installation mounted (rewriter.sandbox.mounts)", { image: r.sandbox.image });
+      }
+    } else if (r.sandbox.kind === "user") {
       // The sandbox keeps the coding agent out of what others may not read: say where that is not so.
-      const secret = [config.paths.dataDir, r.signing.key, r.signing.allowedSigners, config.paths.natsCredentials, config.source, ...Object.values(config.agents).map((a) => a.repo)];
-      const open = secret.filter((p): p is string => Boolean(p) && readableByOthers(p!));
+      const open = secret.filter((p) => readableByOthers(p));
       if (open.length) log.warn("the sandboxed coding agent could read these (other users may read them): make them, or a directory above them, mode 700", { paths: open });
+      log.warn("rewriter.sandbox.kind is user: the coding agent's network is open (only a container sandbox limits it to rewriter.sandbox.allow)");
     } else log.warn("rewriter.sandbox.kind is none: the coding agent runs as the rewriter's user and can read the signing key, the NATS credentials and every repository");
     const handle = (m: Parameters<typeof rewrite>[0]) => rewrite(m, deps);
     const consumer = await bus.consume(Consumers.rewriter, [route(Messages.batchReady, handle), route(Messages.batchRetry, handle)]);

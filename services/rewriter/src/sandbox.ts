@@ -4,16 +4,18 @@
  *
  * - a private copy of the worktree's files with a throwaway git repository of its own (it may `git diff`, commit,
  *   set config and hooks there: none of it touches Moss's repository, and Moss's own git honours none anyway),
- *   plus copies of the evidence and the stage's prompt, in a fresh directory only it may enter;
- * - as a fresh unprivileged uid (one per run, no entry in /etc/passwd, so nothing else runs as it): Moss's data
- *   directory (signing key, NATS credentials, blob store, other agents' repositories) is mode 700 and out of reach;
- *   without a credential it cannot use the bus, and the Docker socket is closed to it;
- * - when it exits, every process of that uid is killed, and only then are its files copied back into Moss's worktree
- *   without following a single link: a symlink comes back as a symlink (the guardrails judge where it points), its
- *   `.git` never comes back at all. What it committed in its own repository is simply what its files say.
+ *   plus copies of the evidence and the stage's prompt, in a fresh directory (the box) only it may enter;
+ * - as a fresh unprivileged uid (one per run, no entry in /etc/passwd, so nothing else runs as it);
+ * - `container` (the default): in a container of its own (./container.ts) that holds the box and nothing else of the
+ *   host, with no network or, when `allow` names destinations, an egress proxy that lets through those only;
+ * - `user`: as that uid on the host: Moss's data directory (signing key, NATS credentials, blob store, other agents'
+ *   repositories) is mode 700 and out of reach; without a credential it cannot use the bus, but the network is open;
+ * - when it exits, every process of that uid is killed (its container removed), and only then are its files copied
+ *   back into Moss's worktree without following a single link: a symlink comes back as a symlink (the guardrails
+ *   judge where it points), its `.git` never comes back at all. What it committed in its own repository is simply
+ *   what its files say.
  *
- * Moss then checks the guardrails and commits exactly that tree, signed. Running the tool in a container (network
- * limited to an allow-list) is the stronger variant the issue asks for next; see the README.
+ * Moss then checks the guardrails and commits exactly that tree, signed.
  */
 import { randomInt } from "node:crypto";
 import {
@@ -33,31 +35,46 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join, sep } from "node:path";
 import { runGit } from "@moss/git";
+import { BASE_IMAGE, createDockerClient, RUNTIME_DEFAULTS } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import type { AdapterResult, CodingAgentAdapter, StageInvocation } from "./adapters";
 import { readRegular } from "./adapters/common";
-import { killAllOf } from "./adapters/process";
+import { killAllOf, type ProcessOptions } from "./adapters/process";
+import { openEgress, runInContainer, sweepSandboxes, type ContainerSpec, type Egress } from "./container";
 import { AdapterConfigError } from "./errors";
 
 export interface SandboxConfig {
-  /** `user` (default): a fresh unprivileged uid per run, as above. `none`: the tool runs as the rewriter's own user. */
-  kind: "user" | "none";
+  /** `container` (default) or `user`, as above. `none`: the tool runs as the rewriter's own user. */
+  kind: "container" | "user" | "none";
   /** The uids (and equal gids) a run may get: unused by anything else on the host. */
   uidRange: readonly [number, number];
+  /** `container`: the image the tool runs in. */
+  image: string;
+  /** `container`: host paths mounted read-only at the same path (the tool's installation). */
+  mounts: readonly string[];
+  /** `container`: the `host:port` destinations the tool may reach (the model API); empty: no network at all. */
+  allow: readonly string[];
+  /** `container`: memory limit, MiB. */
+  memoryMiB: number;
+  /** `container`: most processes at once. */
+  pids: number;
 }
 
 /** Largest answer file taken back from a stage. */
 const MAX_ANSWER = 2_000_000;
 
 /** The adapter as the rewriter runs it: inside the sandbox the config asks for. */
-export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: Logger): CodingAgentAdapter {
+export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: Logger, dockerSocket = RUNTIME_DEFAULTS.socketPath): CodingAgentAdapter {
   if (cfg.kind === "none" || inner.name === "symbolic") return inner;
   if (process.getuid?.() !== 0) {
     throw new AdapterConfigError(
-      `rewriter.sandbox.kind "user" starts the coding agent as a fresh unprivileged uid, which needs the rewriter to run as root (it runs as uid ${process.getuid?.()}). Run it as root, or set rewriter.sandbox.kind to "none" — then the coding agent can read everything the rewriter can, the signing key and the NATS credentials included.`,
+      `rewriter.sandbox.kind "${cfg.kind}" runs the coding agent as a fresh unprivileged uid, which needs the rewriter to run as root (it runs as uid ${process.getuid?.()}). Run it as root, or set rewriter.sandbox.kind to "none" — then the coding agent can read everything the rewriter can, the signing key and the NATS credentials included.`,
     );
   }
   const [lo, hi] = cfg.uidRange;
+  const docker = cfg.kind === "container" ? createDockerClient(dockerSocket) : undefined;
+  const spec: ContainerSpec = { image: cfg.image, proxyImage: BASE_IMAGE, mounts: cfg.mounts, allow: cfg.allow, memoryMiB: cfg.memoryMiB, pids: cfg.pids };
+  let swept: Promise<void> | undefined;
   return {
     name: inner.name,
     version: () => inner.version(),
@@ -66,6 +83,7 @@ export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: L
       // The box is root's (0711): the tool may enter its rooms, never rename or replace one. Its rooms are its own.
       const box = mkdtempSync(join(tmpdir(), "moss-sandbox-"));
       chmodSync(box, 0o711);
+      let egress: Egress | undefined;
       try {
         const work = join(box, "work");
         copyTree(inv.worktree, work);
@@ -84,24 +102,58 @@ export function sandboxed(inner: CodingAgentAdapter, cfg: SandboxConfig, log?: L
         rmSync(inv.outputPath, { force: true });
 
         const env = { ...inv.env, HOME: join(box, "home"), TMPDIR: join(box, "tmp") };
+        let exec: StageInvocation["exec"];
+        if (docker) {
+          swept ??= sweepSandboxes(docker, log).catch(() => undefined);
+          await swept;
+          if (cfg.allow.length) {
+            try {
+              egress = await openEgress(docker, spec);
+            } catch (err) {
+              return { outcome: "failure", reason: `cannot set up the sandbox's network (rewriter.sandbox.allow): ${(err as Error).message}`, output: "", exitCode: null, durationMs: 0 };
+            }
+          }
+          const e = egress;
+          exec = (argv: readonly string[], o: ProcessOptions) => runInContainer(docker, spec, box, e, argv, o);
+        }
         let r: AdapterResult;
         try {
-          r = await inner.run({ ...inv, worktree: work, evidencePath, promptPath, outputPath, env, runAs: { uid, gid: uid } });
+          r = await inner.run({ ...inv, worktree: work, evidencePath, promptPath, outputPath, env, runAs: { uid, gid: uid }, ...(exec ? { exec } : {}) });
         } finally {
           // Nothing of the tool may still run while its files are read, however the run ended (runProcess kills them
           // at the tool's exit; a tool stuck past its timeout never exits).
           killAllOf(uid);
         }
+        if (egress) r = withEgress(r, egress, inv, log);
         syncBack(work, inv.worktree);
         const answer = readRegular(outputPath, MAX_ANSWER);
         if (answer !== undefined) writeFileSync(inv.outputPath, answer);
         return r;
       } finally {
+        await egress?.close();
         rmSync(box, { recursive: true, force: true });
         log?.debug("sandbox removed", { stage: inv.stage, uid });
       }
     },
   };
+}
+
+/** The proxy's refusals go with the stage's output (the audit trail keeps it) and to the log. */
+function withEgress(r: AdapterResult, egress: Egress, inv: StageInvocation, log?: Logger): AdapterResult {
+  const refused = egress.decisions().filter((d) => d.egress === "refused");
+  if (!refused.length) return r;
+  const targets = [...new Set(refused.map((d) => d.target))];
+  log?.warn("the sandbox refused the coding agent's connections to destinations not in rewriter.sandbox.allow", { stage: inv.stage, refused: targets, attempts: refused.length });
+  return { ...r, output: `${r.output}\n[moss sandbox] refused ${refused.length} connection(s) to destinations not in rewriter.sandbox.allow: ${targets.join(", ")}\n` };
+}
+
+/**
+ * Which of Moss's own paths a container sandbox's mounts would put in front of the coding agent: a mount that is one
+ * of them, holds one, or lies inside one. The rewriter refuses to start with such a mount.
+ */
+export function exposedByMounts(mounts: readonly string[], secret: readonly string[]): string[] {
+  const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith(sep) ? b : b + sep);
+  return secret.filter((s) => mounts.some((m) => inside(s, m) || inside(m, s)));
 }
 
 function chownTree(dir: string, uid: number): void {

@@ -34,7 +34,7 @@ export function commandAdapter(template: readonly string[]): CodingAgentAdapter 
         return { outcome: "failure", reason: `cannot prepare the output file ${inv.outputPath}: ${(err as Error).message}`, output: "", exitCode: null, durationMs: Date.now() - started };
       }
       const env = { ...inv.env, MOSS_STAGE: inv.stage, MOSS_WORKTREE: inv.worktree, MOSS_EVIDENCE: inv.evidencePath, MOSS_PROMPT: inv.promptPath, MOSS_OUTPUT: inv.outputPath };
-      const run = await runProcess(argv, { cwd: inv.worktree, env, timeoutMs: inv.timeoutMs, runAs: inv.runAs });
+      const run = await (inv.exec ?? runProcess)(argv, { cwd: inv.worktree, env, timeoutMs: inv.timeoutMs, runAs: inv.runAs });
       const early = abnormal(run, argv[0] ?? "", inv.timeoutMs);
       if (early) return early;
       const written = readIfExists(inv.outputPath);

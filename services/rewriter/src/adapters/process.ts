@@ -72,6 +72,23 @@ export interface ProcessOptions {
   runAs?: { uid: number; gid: number };
 }
 
+/** A run's captured streams (each capped) and how it becomes a {@link ProcessRun}, timed from this call. */
+export function capture(maxOutput = MAX_OUTPUT) {
+  const started = Date.now();
+  const stdout = new CappedText(maxOutput);
+  const stderr = new CappedText(maxOutput);
+  const output = new CappedText(maxOutput);
+  const finish = (r: Pick<ProcessRun, "kind" | "exitCode" | "signal" | "error">): ProcessRun => ({
+    ...r,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    output: output.text(),
+    stdoutTruncated: stdout.truncated,
+    durationMs: Date.now() - started,
+  });
+  return { stdout, stderr, output, finish };
+}
+
 /**
  * Runs one tool as a black box: its own process group (detached), stdin closed or a file, stdout and stderr
  * captured as UTF-8 text, capped.
@@ -82,20 +99,8 @@ export interface ProcessOptions {
  * they close or a short drain grace ends. At the timeout the whole group is SIGKILLed.
  */
 export function runProcess(argv: readonly string[], opts: ProcessOptions): Promise<ProcessRun> {
-  const started = Date.now();
   const [cmd, ...args] = argv;
-  const cap = opts.maxOutput ?? MAX_OUTPUT;
-  const stdout = new CappedText(cap);
-  const stderr = new CappedText(cap);
-  const output = new CappedText(cap);
-  const finish = (r: Pick<ProcessRun, "kind" | "exitCode" | "signal" | "error">): ProcessRun => ({
-    ...r,
-    stdout: stdout.text(),
-    stderr: stderr.text(),
-    output: output.text(),
-    stdoutTruncated: stdout.truncated,
-    durationMs: Date.now() - started,
-  });
+  const { stdout, stderr, output, finish } = capture(opts.maxOutput);
   if (!cmd) return Promise.resolve(finish({ kind: "spawn-error", exitCode: null, signal: null, error: "empty command" }));
 
   return new Promise((resolve) => {

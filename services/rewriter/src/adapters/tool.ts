@@ -81,7 +81,7 @@ export function toolAdapter(spec: ToolSpec, opts: ToolOptions): CodingAgentAdapt
         };
         const { argv, stdinFile } = spec.build(ctx);
         const before = rootEntries(inv.worktree);
-        const run = await runProcess(argv, { cwd: inv.worktree, env: inv.env, timeoutMs: inv.timeoutMs, stdinFile, runAs: inv.runAs });
+        const run = await (inv.exec ?? runProcess)(argv, { cwd: inv.worktree, env: inv.env, timeoutMs: inv.timeoutMs, stdinFile, runAs: inv.runAs });
         const removed = removeDroppings(inv.worktree, before, spec.droppings);
         const early = abnormal(run, bin, inv.timeoutMs);
         if (early) return early;

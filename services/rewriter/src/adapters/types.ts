@@ -7,6 +7,7 @@
 import type { AdapterConfig as AdapterConfigSchema } from "@moss/config";
 import { StageName } from "@moss/contracts";
 import type { z } from "zod";
+import type { ProcessOptions, ProcessRun, runProcess } from "./process";
 
 /** The rewriter's stages, in order (the contracts' `StageName`). Only `implement` may change files. */
 export type Stage = StageName;
@@ -33,6 +34,8 @@ export interface StageInvocation {
   env: Record<string, string>;
   /** The unprivileged uid/gid the tool runs as (the sandbox's); unset: the rewriter's own. */
   runAs?: { uid: number; gid: number };
+  /** How the tool's process is run (the container sandbox runs it in a container); unset: {@link runProcess}. */
+  exec?: (argv: readonly string[], opts: ProcessOptions) => Promise<ProcessRun>;
 }
 
 export interface AdapterResult {
