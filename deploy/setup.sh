@@ -78,5 +78,7 @@ command -v ssh-keygen >/dev/null 2>&1 || { if is_root && has_apt; then apt_updat
 
 # --- the local base image every agent image starts FROM --------------------------------------------
 bash deploy/build-base-image.sh
+# --- the base image Python agents start FROM ------------------------------------------------------
+bash deploy/build-python-base-image.sh
 # --- the image a coding agent runs in (rewriter.sandbox.kind "container", the default) -------------
 bash deploy/build-coding-agent-image.sh

@@ -151,14 +151,14 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     const s1 = byId["f1"]!;
     expect(s1).toMatchObject({ image: "moss/chat-bot:candidate", port: 8080, timeoutMs: 3_000, network: false, labels: { "moss.batch": h.msg.batchId, "moss.failure": "f1" } });
     expect(s1.request).toEqual({ method: "POST", path: "/v1/chat?stream=0", headers: { "content-type": "application/json", authorization: "Bearer t", "x-request-id": "r1" }, body: '{"q":"hi"}' });
-    expect(s1.env).toEqual({ MODEL: "small", SHARED: "failure", MOSS_NATS_URL: "nats://x", LOCALE: "fr", MOSS_AGENT_VERSION: CANDIDATE });
+    expect(s1.env).toEqual({ MODEL: "small", SHARED: "failure", MOSS_NATS_URL: "nats://x", LOCALE: "fr", AGENT_NAME: "chat-bot", MOSS_AGENT_VERSION: CANDIDATE });
     expect(s1.snapshot?.path).toBe("/data"); // the config's stateDir, not the event's /etc
     expect(s1.snapshot?.tar).toEqual(tar);
 
     const s2 = byId["f2"]!;
     expect(s2.timeoutMs).toBe(500); // 333 * 1.5, rounded
     expect(s2.snapshot).toEqual({ path: "/data", tar: inlineTar });
-    expect(s2.env).toEqual({ ...AGENTS["chat-bot"].env, MOSS_AGENT_VERSION: CANDIDATE });
+    expect(s2.env).toEqual({ ...AGENTS["chat-bot"].env, AGENT_NAME: "chat-bot", MOSS_AGENT_VERSION: CANDIDATE });
 
     const s3 = byId["f3"]!;
     expect(s3).toMatchObject({ timeoutMs: 15_000, network: false, snapshot: undefined });

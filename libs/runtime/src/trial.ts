@@ -4,18 +4,21 @@ import path from "node:path";
 import type Docker from "dockerode";
 import tar from "tar-stream";
 import type { ResolvedRuntimeConfig } from "./config";
-import { demuxDockerStream } from "./demux";
+import { constants } from "node:os";
+import { demuxFrames } from "./demux";
 import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
-import { DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
+import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { cleanSnapshot } from "./snapshot";
 import { packTar, type TarEntry } from "./tar";
-import type { TrialResponse, TrialResult, TrialSpec } from "./types";
+import { BASE_IMAGE, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
 
 /** Where the driver and its files live inside a trial container. */
 const MOSS_DIR = "/moss";
 const FAILURE_FILE = "/moss/out/failures.jsonl";
 const MARKER = "MOSS_TRIAL_RESULT ";
-/** How long the driver waits after the response for the agent to flush failure reports. */
+/** Most failure reports read from one trial. */
+const MAX_FAILURES = 1000;
+/** How long the runtime waits after the response for the agent to flush failure reports. */
 const SETTLE_MS = 100;
 
 let driverSource: Promise<Buffer> | undefined;
@@ -48,10 +51,13 @@ function validate(spec: TrialSpec): void {
 }
 
 /**
- * One ephemeral, isolated trial. Time budget: the driver inside gives the agent `timeoutMs` from
- * its own start (agent start + listen + answer), then reports; the runtime kills the container if
- * it has not exited `timeoutMs + trialStartAllowanceMs` after the start request (the allowance
- * covers container start, ~0.2 s here, and the driver's boot). The container is removed in every case.
+ * One ephemeral, isolated trial, as a pod: the agent's container from the candidate image with its own entrypoint
+ * (the image needs nothing from Moss: any language, any base), and the driver in a sidecar container from Moss's node
+ * base image that joins the agent's network namespace — a shared loopback, nothing else. Time budget: the driver gives
+ * the agent `timeoutMs` from its own start (listen + answer), then reports; the runtime kills the pod if it has not
+ * finished `timeoutMs + trialStartAllowanceMs` after the agent's start request (the allowance covers the sidecar's
+ * start, ~0.3 s here). The runtime watches the agent itself: a crash or an out-of-memory kill ends the trial at once.
+ * Both containers are removed in every case.
  */
 export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec): Promise<TrialResult> {
   validate(spec);
@@ -69,30 +75,22 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
     throw wrap("image inspect", err);
   }
-  const cfgImg = imageInfo.Config;
-  const command = [...(cfgImg.Entrypoint ?? []), ...(cfgImg.Cmd ?? [])];
+  if (![...(imageInfo.Config.Entrypoint ?? []), ...(imageInfo.Config.Cmd ?? [])].length) {
+    throw new TrialError(spec.image, "the image has no ENTRYPOINT or CMD: there is no agent command to start", false);
+  }
   const nonce = randomUUID();
-  const trialJson = {
-    nonce,
-    command,
-    cwd: cfgImg.WorkingDir || "/",
-    port: spec.port,
-    env: { ...spec.env, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE },
-    request: spec.request,
-    timeoutMs: spec.timeoutMs,
-    readyTimeoutMs: spec.timeoutMs,
-    settleMs: SETTLE_MS,
-  };
+  const trialJson = { nonce, port: spec.port, request: spec.request, timeoutMs: spec.timeoutMs, readyTimeoutMs: spec.timeoutMs };
+  const id = randomBytes(6).toString("hex");
+  const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id };
 
-  let container: Docker.Container;
+  let agent: Docker.Container;
   try {
-    container = await docker.createContainer({
-      name: `${cfg.namePrefix}-trial-${randomBytes(6).toString("hex")}`,
-      // The image id, not the tag: the tag may move while the trial runs.
+    agent = await docker.createContainer({
+      name: `${cfg.namePrefix}-trial-${id}`,
+      // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
       Image: imageInfo.Id,
-      Entrypoint: ["/usr/bin/node"],
-      Cmd: [`${MOSS_DIR}/driver.mjs`],
-      Labels: { ...spec.labels, "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image },
+      Env: Object.entries({ ...spec.env, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
+      Labels: { ...spec.labels, ...roleLabels },
       Tty: false,
       HostConfig: {
         NetworkMode: spec.network ? "bridge" : "none",
@@ -112,13 +110,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
     throw wrap("container create", err);
   }
+  let sidecar: Docker.Container | undefined;
 
   try {
+    // World-writable: the agent may run as a non-root USER and must append failure reports.
     const entries: TarEntry[] = [
       { type: "directory", name: "moss/", mode: 0o755 },
-      { type: "file", name: "moss/driver.mjs", content: await loadDriver(), mode: 0o644 },
-      { type: "file", name: "moss/trial.json", content: JSON.stringify(trialJson), mode: 0o644 },
-      // World-writable: the agent may run as a non-root USER and must append failure reports.
       { type: "directory", name: "moss/out/", mode: 0o1777 },
     ];
     if (spec.snapshot) {
@@ -126,7 +123,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       // existing directory keeps its owner and mode because it is not in any tar we send.
       let exists = true;
       try {
-        await container.infoArchive({ path: spec.snapshot.path });
+        await agent.infoArchive({ path: spec.snapshot.path });
       } catch (err) {
         if (!isNotFound(err)) throw wrap("snapshot path check", err);
         exists = false;
@@ -134,14 +131,14 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       if (!exists) entries.push({ type: "directory", name: `${spec.snapshot.path.slice(1).replace(/\/+$/, "")}/`, mode: 0o755 });
     }
     try {
-      await container.putArchive(await packTar(entries), { path: "/" });
+      await agent.putArchive(await packTar(entries), { path: "/" });
     } catch (err) {
-      throw wrap("driver upload", err);
+      throw wrap("trial directories upload", err);
     }
     if (spec.snapshot) {
       const clean = await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image);
       try {
-        await container.putArchive(clean, { path: spec.snapshot.path });
+        await agent.putArchive(clean, { path: spec.snapshot.path });
       } catch (err) {
         // A corrupt snapshot is a bad input, not a flaky engine.
         if (statusCodeOf(err) === 400 || statusCodeOf(err) === 500) {
@@ -151,72 +148,143 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       }
     }
 
-    // The hard limit counts from the start request: the driver's own budget starts later (after
-    // the engine started it and node booted), so with no allowance the runtime always acts first.
+    // The hard limit counts from the agent's start request: the driver's own budget starts later (after the sidecar
+    // started and node booted), so with no allowance the runtime always acts first.
     const hardDeadline = performance.now() + spec.timeoutMs + cfg.trialStartAllowanceMs;
     try {
-      await container.start();
+      await agent.start();
     } catch (err) {
-      throw wrap("container start", err);
+      // The engine says why: "exec: \"python3\": executable file not found in $PATH", …
+      return { timedOut: false, reportedFailures: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
     }
-    const waited = container.wait() as Promise<{ StatusCode: number }>;
-    let killed = false;
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      waited.then((w) => ({ exit: w.StatusCode })),
-      new Promise<"timeout">((r) => {
-        timer = setTimeout(() => r("timeout"), Math.max(0, hardDeadline - performance.now()));
-      }),
-    ]).catch((err: unknown) => {
-      throw wrap("container wait", err);
-    });
-    clearTimeout(timer);
-    let statusCode: number | undefined;
-    if (outcome === "timeout") {
-      killed = true;
-      await container.kill().catch(() => undefined); // 409 when it exited meanwhile
-      statusCode = (await waited.catch(() => ({ StatusCode: 137 }))).StatusCode;
-    } else statusCode = outcome.exit;
-
-    let raw: Buffer;
+    const agentExited = (agent.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
     try {
-      raw = (await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+      sidecar = await docker.createContainer({
+        name: `${cfg.namePrefix}-trial-${id}-driver`,
+        Image: BASE_IMAGE,
+        Entrypoint: ["/usr/bin/node"],
+        Cmd: [`${MOSS_DIR}/driver.mjs`],
+        User: "65534:65534",
+        Labels: { ...roleLabels, "moss.trial.sidecar": "1" },
+        Tty: false,
+        HostConfig: {
+          NetworkMode: `container:${agent.id}`,
+          Memory: 128 * 2 ** 20,
+          PidsLimit: 64,
+          CapDrop: ["ALL"],
+          SecurityOpt: ["no-new-privileges"],
+          RestartPolicy: { Name: "no" },
+        },
+      });
+      await sidecar.putArchive(
+        await packTar([
+          { type: "directory", name: "moss/", mode: 0o755 },
+          { type: "file", name: "moss/driver.mjs", content: await loadDriver(), mode: 0o644 },
+          { type: "file", name: "moss/trial.json", content: JSON.stringify(trialJson), mode: 0o644 },
+        ]),
+        { path: "/" },
+      );
+      await sidecar.start();
     } catch (err) {
-      throw wrap("logs", err);
+      if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
+      // The agent died before the driver could join its network: that is the trial's answer, not an engine fault.
+      const running = await agent.inspect().then((i) => i.State.Running).catch(() => true);
+      if (running) throw wrap("trial driver start", err);
     }
-    const { logs, marker } = extractResult(demuxDockerStream(raw).combined.toString("utf8"), nonce);
+    const driverExited = sidecar ? (sidecar.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined) : new Promise<undefined>(() => undefined);
+
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      driverExited.then(() => "driver" as const),
+      agentExited.then(() => "agent" as const),
+      new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), Math.max(0, hardDeadline - performance.now())))),
+    ]);
+    clearTimeout(timer);
+    let agentCode: number | undefined;
+    if (first === "agent") {
+      agentCode = await agentExited;
+      // The driver may be reading the agent's last answer: a moment, then it goes.
+      await Promise.race([driverExited, sleep(AGENT_EXIT_GRACE_MS)]);
+    } else if (first === "driver") {
+      // Let the agent flush failure reports it writes after answering (or die of what it just did).
+      const late = await Promise.race([agentExited, sleep(SETTLE_MS).then(() => "running" as const)]);
+      if (late !== "running") agentCode = late;
+    }
+    await sidecar?.kill().catch(() => undefined);
+    const driverLogs = sidecar ? await logLines(sidecar) : [];
+    const agentLogs = await logLines(agent);
+    const { marker } = extractResult(driverLogs.filter((l) => l.stream === "stdout").map((l) => l.text).join("\n"), nonce);
+    const reportedFailures = await readFailuresFromContainer(agent);
+    const oom = agentCode !== undefined && (await agent.inspect().then((i) => i.State.OOMKilled).catch(() => false));
+    const logs = [...agentLogs, ...driverLogs.filter((l) => l.stream === "stderr")]
+      .map((l, i) => ({ ...l, i }))
+      .sort((a, b) => a.at - b.at || a.i - b.i)
+      .map((l) => l.text)
+      .join("\n");
     const result: TrialResult = {
-      timedOut: killed || marker?.timedOut === true,
-      reportedFailures: marker?.reportedFailures ?? [],
+      timedOut: first === "timeout" || marker?.timedOut === true,
+      reportedFailures,
       logs: truncateHead(logs, cfg.trialLogLimitBytes),
       durationMs: 0,
     };
-    if (marker?.response) result.response = marker.response;
-    if (marker?.error) result.error = marker.error;
-    if (marker?.exitCode !== undefined) result.exitCode = marker.exitCode;
-
-    if (!marker) {
-      // The driver did not get to report: collect what we can from the stopped container.
-      result.reportedFailures = await readFailuresFromContainer(container);
-      if (killed) {
-        result.error = `the trial did not finish within ${spec.timeoutMs} ms (+${cfg.trialStartAllowanceMs} ms start allowance) and was killed`;
-        result.exitCode = 137;
-      } else {
-        const oom = await container
-          .inspect()
-          .then((i) => i.State.OOMKilled)
-          .catch(() => false);
-        result.error = oom
-          ? `the trial container ran out of memory (limit ${cfg.trialMemoryBytes} bytes) and was killed`
-          : `the trial driver exited with code ${statusCode} without reporting a result`;
-        result.exitCode = statusCode;
-      }
+    if (agentCode !== undefined) result.exitCode = agentCode;
+    const exit = agentCode !== undefined ? describeExit(agentCode) : undefined;
+    const oomNote = oom ? ` (out of memory: the trial's limit is ${cfg.trialMemoryBytes} bytes)` : "";
+    if (first === "timeout") {
+      result.error = `the trial did not finish within ${spec.timeoutMs} ms (+${cfg.trialStartAllowanceMs} ms start allowance) and was killed`;
+      result.exitCode = 137;
+    } else if (marker?.response && !(exit && marker.requestFailed)) {
+      result.response = marker.response;
+      if (marker.error) result.error = marker.error;
+    } else if (exit) {
+      const sent = driverLogs.some((l) => l.text.includes("agent listening on"));
+      result.error = `${exit} ${sent ? "while handling the request" : `before listening on port ${spec.port}`}${oomNote}`;
+    } else if (marker) {
+      if (marker.error) result.error = marker.error;
+    } else {
+      result.error = "the trial driver exited without reporting a result";
     }
     result.durationMs = Math.round(performance.now() - startedAt);
     return result;
   } finally {
-    await container.remove({ force: true, v: true }).catch(() => undefined);
+    await sidecar?.remove({ force: true, v: true }).catch(() => undefined);
+    await agent.remove({ force: true, v: true }).catch(() => undefined);
   }
+}
+
+/** How long the driver may still finish after the agent exited (it may be reading the agent's last answer). */
+const AGENT_EXIT_GRACE_MS = 300;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** An exit status as a shell reports it: 128 + n is a process killed by signal n. */
+function describeExit(code: number): string {
+  const sig = code > 128 ? Object.entries(constants.signals).find(([, n]) => n === code - 128)?.[0] : undefined;
+  return sig ? `the agent was killed by ${sig}` : `the agent exited with code ${code}`;
+}
+
+function engineMessage(err: unknown): string {
+  const j = (err as { json?: { message?: string } }).json;
+  return (j?.message ?? (err as Error).message ?? String(err)).trim();
+}
+
+/** A container's log, line by line, with the engine's timestamps (for merging two containers' logs in order). */
+async function logLines(c: Docker.Container): Promise<{ at: number; stream: "stdout" | "stderr"; text: string }[]> {
+  let raw: Buffer;
+  try {
+    raw = (await c.logs({ stdout: true, stderr: true, follow: false, timestamps: true })) as unknown as Buffer;
+  } catch {
+    return [];
+  }
+  const out: { at: number; stream: "stdout" | "stderr"; text: string }[] = [];
+  for (const f of demuxFrames(raw)) {
+    for (const line of f.payload.toString("utf8").split("\n")) {
+      if (!line) continue;
+      const sp = line.indexOf(" ");
+      const at = Date.parse(line.slice(0, sp));
+      out.push(Number.isNaN(at) ? { at: 0, stream: f.stream, text: line } : { at, stream: f.stream, text: line.slice(sp + 1) });
+    }
+  }
+  return out;
 }
 
 interface MarkerResult {
@@ -224,8 +292,8 @@ interface MarkerResult {
   response?: TrialResponse;
   timedOut?: boolean;
   error?: string;
-  reportedFailures?: unknown[];
-  exitCode?: number;
+  /** The request was sent and failed (the connection closed under it). */
+  requestFailed?: boolean;
 }
 
 /** Finds the driver's result line (the last one carrying our nonce) and removes it from the logs. */
@@ -242,7 +310,7 @@ export function extractResult(text: string, nonce: string): { logs: string; mark
     }
     if (parsed.nonce !== nonce) continue;
     lines.splice(i, 1);
-    const marker: MarkerResult = { ...parsed, reportedFailures: Array.isArray(parsed.reportedFailures) ? parsed.reportedFailures : [] };
+    const marker: MarkerResult = { ...parsed };
     delete marker.nonce;
     return { logs: lines.join("\n"), marker };
   }
@@ -256,7 +324,7 @@ function truncateHead(text: string, limit: number): string {
   return `[... ${cut} bytes of earlier logs dropped ...]\n${buf.subarray(cut).toString("utf8")}`;
 }
 
-/** Reads /moss/out/failures.jsonl from a stopped container (used when the driver was killed). */
+/** Reads /moss/out/failures.jsonl from the agent's container (running or stopped), at most MAX_FAILURES of them. */
 async function readFailuresFromContainer(container: Docker.Container): Promise<unknown[]> {
   let archive: NodeJS.ReadableStream;
   try {
@@ -279,6 +347,7 @@ async function readFailuresFromContainer(container: Docker.Container): Promise<u
   return text
     .split("\n")
     .filter((l) => l.trim())
+    .slice(0, MAX_FAILURES)
     .map((l) => {
       try {
         return JSON.parse(l) as unknown;

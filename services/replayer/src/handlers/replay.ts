@@ -57,14 +57,18 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<v
   deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length });
 }
 
-/** The env of a replay: the agent's own, plus what the failure recorded of the variables its config allows (never a loader variable). */
-export function replayEnv(agent: ReplayAgent, recorded: Record<string, string>, version: string): Record<string, string> {
+/**
+ * The env of a replay: the agent's own, plus what the failure recorded of the variables its config allows (never a
+ * loader variable), and the identity the live container gets (AGENT_NAME, MOSS_AGENT_VERSION) — never its bus
+ * credential or address: a trial reports to a file.
+ */
+export function replayEnv(agent: ReplayAgent, name: string, recorded: Record<string, string>, version: string): Record<string, string> {
   const env: Record<string, string> = { ...agent.env };
   for (const name of agent.replay.envAllow) {
     const v = recorded[name];
     if (v !== undefined && !isLoaderVariable(name) && !isCredentialVariable(name)) env[name] = v;
   }
-  return { ...env, MOSS_AGENT_VERSION: version };
+  return { ...env, AGENT_NAME: name, MOSS_AGENT_VERSION: version };
 }
 
 async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
@@ -82,7 +86,7 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     image: msg.image,
     request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body },
     port: agent.port,
-    env: replayEnv(agent, ev.env, msg.commit),
+    env: replayEnv(agent, msg.agent, ev.env, msg.commit),
     timeoutMs,
     snapshot,
     network: agent.replay.network,
