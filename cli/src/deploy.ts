@@ -4,7 +4,7 @@ import { knownAgent, type LoadedConfig } from "@moss/config";
 import { ADMIN, Buckets } from "@moss/contracts";
 import { busCredential, liveEnv } from "@moss/lifecycle";
 import { resolveCommit } from "@moss/git";
-import { createRuntime } from "@moss/runtime";
+import { createRuntime, httpProbe } from "@moss/runtime";
 
 /**
  * `moss deploy <agent> [ref]`: builds the agent's image from a commit of its repo and makes it the live
@@ -14,11 +14,12 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
   const a = knownAgent(config, agent).entry;
   const commit = await resolveCommit(a.repo, ref);
   const runtime = createRuntime();
-  await runtime.ping();
+  // The engine, not moss/node-base: an agent in any language deploys from its own base.
+  await runtime.ping({ baseImage: false });
   const { image } = await runtime.buildImage({ repoDir: a.repo, commit, tag: imageTag(agent, commit), labels: { "moss.agent": agent } });
   const env = liveEnv(config, agent, commit);
   const { container } = await runtime.deployLive({ agent, image, version: commit, env, stateDir: a.stateDir });
-  await waitHealthy(`http://127.0.0.1:${a.livePort}${a.healthPath}`, 20_000);
+  await waitHealthy(`http://127.0.0.1:${a.livePort}${a.healthPath}`, 20_000, agent);
   const bus = await createBus({ url: config.nats.url, name: "moss-cli", credential: busCredential(config, ADMIN) });
   try {
     await bus.provision();
@@ -36,18 +37,17 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
   return { image, commit, container };
 }
 
-export async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
+/** Waits for the agent's health endpoint; a 404 ends the wait at once (the path is wrong; waiting cannot help). */
+export async function waitHealthy(url: string, timeoutMs: number, agent?: string): Promise<void> {
   const end = Date.now() + timeoutMs;
+  const probe = httpProbe(url, 1_000, agent);
   let last = "";
   while (Date.now() < end) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
-      if (res.ok) return;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
+    const r = await probe();
+    if (r.healthy) return;
+    last = r.detail;
+    if (last.includes("answered 404")) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`${url} did not become healthy within ${timeoutMs} ms (last: ${last})`);
+  throw new Error(`the agent did not become healthy within ${timeoutMs} ms: ${last}`);
 }

@@ -1,3 +1,4 @@
+import type { ProbeResult } from "@moss/runtime";
 import { batchStore, breakerStore, candidateStore, deploymentStore } from "@moss/batch";
 import { kvGet, kvKeys, type KV } from "@moss/bus";
 import { parseConfig, resolveAgent, type MossConfigInput } from "@moss/config";
@@ -47,7 +48,10 @@ function fakeLive(opts: { noPrevious?: boolean } = {}) {
 /** Health answers in order; the last one repeats. */
 function scripted(...answers: boolean[]) {
   let i = 0;
-  const probe = async () => answers[Math.min(i++, answers.length - 1)]!;
+  const probe = async () => {
+    const healthy = answers[Math.min(i++, answers.length - 1)]!;
+    return { healthy, detail: healthy ? "GET /health answered 200" : "GET /health answered 503" };
+  };
   return { probe, count: () => i };
 }
 
@@ -67,7 +71,7 @@ describe("promoter with a real KV", () => {
       autoApprove?: boolean;
       maxAttempts?: number;
       state?: BatchRecord["state"];
-      probe?: () => Promise<boolean>;
+      probe?: () => Promise<ProbeResult>;
       noPrevious?: boolean;
       record?: Partial<BatchRecord>;
       verifySignature?: PromoterDeps["verifySignature"];
@@ -104,7 +108,7 @@ describe("promoter with a real KV", () => {
       candidates: candidateStore(candidates),
       ...(o.verifySignature ? { verifySignature: o.verifySignature } : {}),
       runtime: live.port,
-      probe: o.probe ?? (async () => true),
+      probe: o.probe ?? (async () => ({ healthy: true, detail: "GET /health answered 200" })),
       liveEnv: (agent, version) => ({ PORT: "8080", AGENT_NAME: agent, MOSS_AGENT_VERSION: version }),
       stateDir: (agent) => `/var/lib/moss/${agent}`,
       bake: { bakeMs: 200, probeIntervalMs: 20, maxFailedProbes: 2, startupMs: 200 },
@@ -268,6 +272,7 @@ describe("promoter with a real KV", () => {
     expect(o).toMatchObject({ outcome: "rolled-back", probes: { ok: 2, failed: 2 }, previousImage: OLD_IMAGE });
     expect(o.reason).toContain(`rolled back to ${OLD_IMAGE}`);
     expect(o.reason).toContain("failed health probes");
+    expect(o.reason).toContain("(last: GET /health answered 503)");
     expect((await h.batch()).state).toBe("rolled-back");
     // The deployment record still names the version that is live again.
     expect(await h.deployment()).toMatchObject({ image: OLD_IMAGE, version: VERSION });
@@ -477,7 +482,7 @@ describe("promoter with a real KV", () => {
     expect(h.live.calls.rollback).toEqual([AGENT]);
     expect(h.live.state.live.image).toBe(OLD_IMAGE);
     expect(h.out.outcomes).toEqual([expect.objectContaining({ outcome: "rolled-back", approvedBy: "alice", previousImage: OLD_IMAGE, probes: { ok: 1, failed: 2 } })]);
-    expect(h.out.outcomes[0]!.reason).toBe(`rolled back to ${OLD_IMAGE}: 2 failed health probes during the 200 ms bake window`);
+    expect(h.out.outcomes[0]!.reason).toBe(`rolled back to ${OLD_IMAGE}: 2 failed health probes during the 200 ms bake window (last: GET /health answered 503)`);
     expect((await h.batch()).state).toBe("rolled-back");
     expect((await h.deployment()).image).toBe(OLD_IMAGE);
   });

@@ -9,14 +9,16 @@ export const demo: Command = {
     "      --data-dir DIR         where the demo keeps everything (default .moss/demo)",
     "      --bad-patch            configure a coding agent whose patch does not fix the bug (nothing is promoted)",
     "      --symbolic             use the symbolic patcher with every stage (locate, plan, reviews) instead",
+    "      --python               the Python example agent (examples/python-agent) instead of the Node one",
     "      --verbose              print the services' logs",
     "      --keep                 leave the agent container running at the end",
   ].join("\n"),
-  options: { "data-dir": { type: "string" }, "bad-patch": { type: "boolean" }, symbolic: { type: "boolean" }, verbose: { type: "boolean" }, keep: { type: "boolean" } },
+  options: { "data-dir": { type: "string" }, "bad-patch": { type: "boolean" }, symbolic: { type: "boolean" }, python: { type: "boolean" }, verbose: { type: "boolean" }, keep: { type: "boolean" } },
   async run({ values }) {
     const res = await runDemo({
       dataDir: (values["data-dir"] as string | undefined) ?? resolve(".moss", "demo"),
       patch: values["bad-patch"] ? "bad" : values["symbolic"] ? "symbolic" : "fix",
+      example: values["python"] ? "python" : "node",
       keep: values["keep"] as boolean | undefined,
       serviceLog: values["verbose"] ? (s, l) => console.error(`[${s}] ${l}`) : undefined,
       otlpEndpoint: process.env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"],

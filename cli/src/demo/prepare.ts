@@ -21,11 +21,7 @@ export const VENDORED_SDK = "vendor/moss-agent-sdk.mjs";
  * by "Moss Demo <demo@moss.invalid>". Returns the repository path and the commit sha.
  */
 export async function prepareAgentRepo(destDir: string): Promise<{ repoDir: string; commit: string }> {
-  const repoDir = resolve(destDir);
-  await mkdir(repoDir, { recursive: true });
-  const existing = await readdir(repoDir);
-  if (existing.length > 0) throw new Error(`prepareAgentRepo: ${repoDir} is not empty (${existing.slice(0, 5).join(", ")}); give it a fresh directory`);
-
+  const repoDir = await emptyDir(destDir);
   for (const name of COPIED) {
     await cp(join(EXAMPLE_AGENT, name), join(repoDir, name), { recursive: true, filter: (src) => !src.split(/[\\/]/).includes("node_modules") });
   }
@@ -46,6 +42,33 @@ export async function prepareAgentRepo(destDir: string): Promise<{ repoDir: stri
   await writeFile(join(repoDir, ".gitignore"), "node_modules/\ndist/\n");
   await bundleSdk(join(repoDir, VENDORED_SDK));
 
+  return { repoDir, commit: await commitV1(repoDir) };
+}
+
+/** The Python example agent the demo can run instead (`moss demo --python`). */
+export const PYTHON_EXAMPLE_AGENT = fileURLToPath(new URL("../../../examples/python-agent/", import.meta.url));
+
+/**
+ * Make a stand-alone git repository of the Python example agent in `destDir` (empty or missing): its files as they
+ * are (standard library only, nothing to vendor), one commit "agent v1". Returns the repository path and the commit.
+ */
+export async function preparePythonAgentRepo(destDir: string): Promise<{ repoDir: string; commit: string }> {
+  const repoDir = await emptyDir(destDir);
+  for (const name of ["agent.py", "moss_report.py", "Dockerfile", "README.md", "moss"]) await cp(join(PYTHON_EXAMPLE_AGENT, name), join(repoDir, name), { recursive: true });
+  await writeFile(join(repoDir, ".gitignore"), "__pycache__/\n");
+  return { repoDir, commit: await commitV1(repoDir) };
+}
+
+async function emptyDir(destDir: string): Promise<string> {
+  const repoDir = resolve(destDir);
+  await mkdir(repoDir, { recursive: true });
+  const existing = await readdir(repoDir);
+  if (existing.length > 0) throw new Error(`prepareAgentRepo: ${repoDir} is not empty (${existing.slice(0, 5).join(", ")}); give it a fresh directory`);
+  return repoDir;
+}
+
+/** `git init` and the one commit "agent v1" by the demo's author. */
+async function commitV1(repoDir: string): Promise<string> {
   const git = (...args: string[]) => runGit(repoDir, args);
   await git("init", "-q", "-b", "main");
   // Whoever commits in the demo repository by hand commits as the demo's author, unsigned.
@@ -53,6 +76,5 @@ export async function prepareAgentRepo(destDir: string): Promise<{ repoDir: stri
   await git("config", "user.email", DEMO_AUTHOR.email);
   await git("config", "commit.gpgsign", "false");
   await git("add", "-A");
-  const commit = await commitSigned(repoDir, { message: "agent v1", trailers: {}, signing: {}, author: DEMO_AUTHOR });
-  return { repoDir, commit };
+  return commitSigned(repoDir, { message: "agent v1", trailers: {}, signing: {}, author: DEMO_AUTHOR });
 }

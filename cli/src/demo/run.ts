@@ -9,7 +9,7 @@ import { createRuntime } from "@moss/runtime";
 import { deployAgent } from "../deploy";
 import { renderTimeline } from "../render";
 import { freePort, startStack, type Stack } from "../stack";
-import { EXAMPLE_AGENT, prepareAgentRepo } from "./prepare";
+import { EXAMPLE_AGENT, prepareAgentRepo, preparePythonAgentRepo, PYTHON_EXAMPLE_AGENT } from "./prepare";
 
 export interface DemoOptions {
   /** Everything the demo writes goes here; wiped at start so a second run starts clean. */
@@ -22,6 +22,8 @@ export interface DemoOptions {
    * implement, code review).
    */
   patch?: "fix" | "bad" | "symbolic";
+  /** Which example agent: `node` (default, examples/agent) or `python` (examples/python-agent, `fix` only). */
+  example?: "node" | "python";
   /** Max attempts before giving up. Default 2. */
   maxAttempts?: number;
   otlpEndpoint?: string;
@@ -53,10 +55,43 @@ export interface DemoResult {
   traceId?: string;
 }
 
-const patchTools = { fix: resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs"), bad: resolve(EXAMPLE_AGENT, "moss/bad-patch.mjs") };
-const rulesDir = resolve(EXAMPLE_AGENT, "moss/rules");
 export const FAILING_REQUEST = { session: "s1", message: "convert 100 USD to EUR" };
 export const FIXED_ANSWER = "100 USD = 92.00 EUR";
+
+/** What the demo needs of an example agent: its repository, its coding agents, its traffic and its fixed answer. */
+interface Example {
+  prepare(dir: string): Promise<{ repoDir: string; commit: string }>;
+  patchTools: Partial<Record<"fix" | "bad", string>>;
+  rulesDir?: string;
+  /** The agent's env besides what Moss gives it (the Python reporter's ingest address). */
+  env(ingestPort: number): Record<string, string>;
+  /** Messages the agent answers well, then three that fail the same way. */
+  warmup: string[];
+  failing: [string, ...string[]];
+  /** What the first failing message gets once the fix is live. */
+  fixedAnswer: string;
+}
+
+const EXAMPLES: Record<"node" | "python", Example> = {
+  node: {
+    prepare: prepareAgentRepo,
+    patchTools: { fix: resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs"), bad: resolve(EXAMPLE_AGENT, "moss/bad-patch.mjs") },
+    rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
+    env: () => ({}),
+    warmup: ["set rate USD EUR 0.92", "what is 2 + 3"],
+    failing: [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"],
+    fixedAnswer: FIXED_ANSWER,
+  },
+  python: {
+    prepare: preparePythonAgentRepo,
+    patchTools: { fix: resolve(PYTHON_EXAMPLE_AGENT, "moss/fix-tags.mjs") },
+    // It reports over the curator's HTTP ingest (no NATS client in it).
+    env: (ingestPort) => ({ MOSS_INGEST_URL: `http://127.0.0.1:${ingestPort}` }),
+    warmup: ["remember buy milk #shopping", "recall milk"],
+    failing: ["remember call mom", "remember pay rent", "remember water the plants"],
+    fixedAnswer: "noted #2: call mom",
+  },
+};
 
 /**
  * The whole story on this machine: agent v1 live in Docker → traffic → failures → batch → patch → replay →
@@ -68,13 +103,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const step = (stage: string, text: string) => out(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${stage.padEnd(8)} ${text}`);
   const agent = opts.agent ?? "demo";
   const dataDir = resolve(opts.dataDir);
+  const example = EXAMPLES[opts.example ?? "node"];
+  const patch = opts.patch ?? "fix";
+  const tool = patch === "symbolic" ? undefined : example.patchTools[patch];
+  if (patch === "symbolic" ? !example.rulesDir : !tool) throw new Error(`the ${opts.example} example has no ${patch} coding agent: use the fix one`);
   const runtime = createRuntime();
 
   step("setup", `data directory ${dataDir} (wiped)`);
   await runtime.removeAgent(agent, { state: true });
   rmSync(dataDir, { recursive: true, force: true });
   mkdirSync(dataDir, { recursive: true });
-  const { repoDir, commit: v1Commit } = await prepareAgentRepo(join(dataDir, "agent-repo"));
+  const { repoDir, commit: v1Commit } = await example.prepare(join(dataDir, "agent-repo"));
   step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
 
   const keys = await ensureSigningKey(join(dataDir, "keys"));
@@ -87,13 +126,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     // The demo's coding agent is a deterministic script: implement only (no locate / plan / review stages),
     // and its commits are signed with a key made for this data directory.
     rewriter: {
-      ...(opts.patch === "symbolic"
-        ? { adapter: { preset: "symbolic" as const, rulesDir: rulesDir } }
+      ...(!tool
+        ? { adapter: { preset: "symbolic" as const, rulesDir: example.rulesDir! } }
         : {
-            command: [process.execPath, patchTools[opts.patch ?? "fix"], "{evidence}"],
+            command: [process.execPath, tool, "{evidence}"],
             stages: { locate: false, plan: false, planReview: false, codeReview: false },
             // It runs in the default container sandbox, which holds nothing of the host but the script, read-only.
-            sandbox: { mounts: [dirname(patchTools[opts.patch ?? "fix"])] },
+            sandbox: { mounts: [dirname(tool)] },
           }),
       timeoutMs: 60_000,
       signing: { key: keys.key, allowedSigners: keys.allowedSigners },
@@ -102,7 +141,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },
     gateway: { port: gatewayPort },
-    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data" } },
+    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data", env: example.env(ingestPort) } },
   };
   const configFile = join(dataDir, "moss.config.json");
   writeFileSync(configFile, JSON.stringify(cfgInput, null, 2));
@@ -139,10 +178,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ session, message }), signal: AbortSignal.timeout(10_000) });
         return { status: res.status, body: await res.text() };
       };
-      step("traffic", `"set rate USD EUR 0.92" → ${(await chat("set rate USD EUR 0.92")).status}`);
-      step("traffic", `"what is 2 + 3" → ${(await chat("what is 2 + 3")).status}`);
+      for (const message of example.warmup) step("traffic", `"${message}" → ${(await chat(message)).status}`);
       const before: DemoResult["before"] = [];
-      for (const [i, message] of [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"].entries()) {
+      for (const [i, message] of example.failing.entries()) {
         const r = await chat(message, `s${i + 1}`);
         before.push(r);
         step("traffic", `"${message}" → ${r.status} ${r.body.slice(0, 90)}`);
@@ -158,8 +196,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const batchId = String(final.data["batchId"]);
       const outcome = String(final.data["outcome"] ?? final.data["verdict"]);
 
-      const after = await chat(FAILING_REQUEST.message, "s9");
-      step("verify", `"${FAILING_REQUEST.message}" now → ${after.status} ${after.body.slice(0, 90)}`);
+      const after = await chat(example.failing[0], "s9");
+      step("verify", `"${example.failing[0]}" now → ${after.status} ${after.body.slice(0, 90)}`);
       const live = await runtime.liveStatus(agent);
 
       // The auditor may be a moment behind the last event.
@@ -168,9 +206,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       out("");
       out(renderTimeline(timeline));
       out("");
-      const fixed = after.status === 200 && after.body.includes(FIXED_ANSWER);
+      const fixed = after.status === 200 && after.body.includes(example.fixedAnswer);
       const ok = outcome === "promoted" && fixed && live?.image !== v1.image;
-      step("done", ok ? `the fix is live: ${live?.image} answers "${FIXED_ANSWER}"` : `no fix went live (outcome ${outcome})`);
+      step("done", ok ? `the fix is live: ${live?.image} answers "${example.fixedAnswer}"` : `no fix went live (outcome ${outcome})`);
       return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId };
     } finally {
       for (const sub of subs) sub.unsubscribe();

@@ -91,7 +91,7 @@ export async function buildImage(docker: Docker, cfg: ResolvedRuntimeConfig, opt
     if (error !== undefined) {
       // No registry is reachable: a FROM of an image that is not local fails with a DNS/pull error.
       const hint = /registry-1\.docker\.io|pull access denied|no such host|failed to resolve/i.test(error)
-        ? " (no registry is reachable: every FROM image must exist locally; `npm run setup` builds moss/node-base)"
+        ? " (no registry is reachable: every FROM image must exist locally; `npm run setup` builds moss/node-base and moss/python-base)"
         : "";
       throw fail(error + hint);
     }

@@ -1,6 +1,7 @@
 export { createRuntime } from "./runtime";
 export { RUNTIME_DEFAULTS } from "./config";
 export { createDockerClient } from "./docker";
+export { httpProbe, type ProbeResult } from "./probe";
 export { BASE_IMAGE } from "./types";
 export type {
   BuildImageOptions,

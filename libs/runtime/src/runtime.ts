@@ -17,12 +17,13 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
   const live = new LiveContainers(docker, config);
 
   return {
-    async ping() {
+    async ping(opts = {}) {
       try {
         await docker.ping();
       } catch (err) {
         throw new DockerUnavailableError(config.socketPath, { cause: err });
       }
+      if (opts.baseImage === false) return;
       try {
         await docker.getImage(BASE_IMAGE).inspect();
       } catch (err) {

@@ -150,8 +150,11 @@ export interface TrialResult {
 }
 
 export interface Runtime {
-  /** Checks the engine answers and moss/node-base exists; throws a clear error saying to run `npm run setup` otherwise. */
-  ping(): Promise<void>;
+  /**
+   * Checks the engine answers and moss/node-base (the trial driver's image) exists; throws a clear error saying to run
+   * `npm run setup` otherwise. `baseImage: false` checks the engine only (deploying needs no Moss image).
+   */
+  ping(opts?: { baseImage?: boolean }): Promise<void>;
   /**
    * `git archive`s the commit of the repo at repoDir and builds it as image `tag` (labels
    * `moss.commit` + the given ones). Returns the full build log; on failure throws

@@ -1,3 +1,4 @@
+import type { ProbeResult } from "@moss/runtime";
 import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore } from "@moss/batch";
 import type { ResolvedAgent } from "@moss/config";
 import type { Publish } from "@moss/contracts";
@@ -16,8 +17,8 @@ export interface PromotionDeps {
   runtime: LivePort;
   /** An agent's settings (resolveAgent): attempts per batch, breaker threshold. */
   agent(name: string): ResolvedAgent;
-  /** One health probe of the live agent: resolves true when healthy. */
-  probe: (agent: string) => Promise<boolean>;
+  /** One health probe of the live agent: whether it is healthy, and what it saw. */
+  probe: (agent: string) => Promise<ProbeResult>;
   /** Env of the live agent at a version: port, name, the bus and the agent's own credential (never a service's). */
   liveEnv: (agent: string, version: string) => Record<string, string>;
   /** The agent's state directory, kept on a volume across versions. */

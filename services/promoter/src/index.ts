@@ -2,5 +2,4 @@
 export { onCandidateFailed, onReplayCompleted, plateauOf } from "./handlers/attempts";
 export { onApproval } from "./handlers/approvals";
 export { PROMOTION_ENDS, promote } from "./promotion/promote";
-export { httpProbe } from "./promotion/probe";
 export type { LivePort, PromoterDeps, PromotionDeps } from "./deps";

@@ -5,11 +5,10 @@ import { knownAgent, resolveAgent } from "@moss/config";
 import { Consumers, Messages } from "@moss/contracts";
 import { requireGoodSignatures } from "@moss/git";
 import { liveEnv, runService } from "@moss/lifecycle";
-import { createRuntime } from "@moss/runtime";
+import { createRuntime, httpProbe } from "@moss/runtime";
 import type { PromoterDeps } from "./deps";
 import { onApproval } from "./handlers/approvals";
 import { onCandidateFailed, onReplayCompleted } from "./handlers/attempts";
-import { httpProbe } from "./promotion/probe";
 
 await runService({
   name: "promoter",
@@ -35,7 +34,7 @@ await runService({
       runtime: createRuntime(),
       probe: (agent) => {
         const a = live(agent);
-        return httpProbe(`http://127.0.0.1:${a.livePort}${a.healthPath}`, config.promoter.probeTimeoutMs)();
+        return httpProbe(`http://127.0.0.1:${a.livePort}${a.healthPath}`, config.promoter.probeTimeoutMs, agent)();
       },
       liveEnv: (agent, version) => liveEnv(config, agent, version),
       stateDir: (agent) => live(agent).stateDir,

@@ -86,8 +86,14 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
   let failed = 0;
   const startEnd = Date.now() + deps.bake.startupMs;
   let up = false;
+  let last = "";
+  const probe = async () => {
+    const r = await deps.probe(batch.agent);
+    if (!r.healthy) last = r.detail;
+    return r.healthy;
+  };
   while (Date.now() < startEnd) {
-    if (await deps.probe(batch.agent)) {
+    if (await probe()) {
       up = true;
       ok++;
       break;
@@ -97,15 +103,15 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
   let reason: string;
   if (!up) {
     failed = deps.bake.maxFailedProbes;
-    reason = `the new version never answered its health probe within ${deps.bake.startupMs} ms`;
+    reason = `the new version never answered its health probe within ${deps.bake.startupMs} ms (last: ${last || "no probe ran"})`;
   } else {
     const bakeEnd = Date.now() + deps.bake.bakeMs;
     while (Date.now() < bakeEnd && failed < deps.bake.maxFailedProbes) {
       await sleep(deps.bake.probeIntervalMs);
-      if (await deps.probe(batch.agent)) ok++;
+      if (await probe()) ok++;
       else failed++;
     }
-    reason = failed >= deps.bake.maxFailedProbes ? `${failed} failed health probes during the ${deps.bake.bakeMs} ms bake window` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes)`;
+    reason = failed >= deps.bake.maxFailedProbes ? `${failed} failed health probes during the ${deps.bake.bakeMs} ms bake window (last: ${last})` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes)`;
   }
 
   const decision: Decision = {
