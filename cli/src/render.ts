@@ -16,7 +16,10 @@ export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } =
       if (st.outputText?.trim()) out.push(...st.outputText.trimEnd().split("\n").slice(0, 12).map((l) => `      | ${l}`));
     }
     if (a.filesChanged?.length) out.push(`  changed ${a.filesChanged.join(", ")}`);
-    for (const r of a.replay ?? []) out.push(`  replay ${r.passed ? "PASS" : "FAIL"} ${r.failureId} (${Math.round(r.durationMs)} ms): ${trim(r.reason, 120)}`);
+    for (const r of a.replay ?? []) {
+      out.push(`  replay ${r.passed ? "PASS" : "FAIL"} ${r.failureId} (${Math.round(r.durationMs)} ms): ${trim(r.reason, 120)}`);
+      for (const c of r.calls ?? []) out.push(`      call ${c.method} ${trim(c.url, 100)}  ${c.outcome === "matched" ? `answered from the cassette (#${c.index})` : "NOT RECORDED: answered with an error"}`);
+    }
     if (opts.diff !== false && a.diffText) out.push("  diff:", ...a.diffText.trimEnd().split("\n").map((l) => `    ${l}`));
   }
   out.push("", "Timeline:");

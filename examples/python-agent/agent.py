@@ -143,6 +143,11 @@ def make_handler(agent: str, version: str, notes: Notes, reporter: MossReporter)
             if self.path != "/v1/chat":
                 self.send_json(404, {"error": f"no route POST {self.path}"})
                 return
+            # One turn: the state before it, its clock and seed, and its outbound calls go with a failure.
+            with reporter.turn():
+                self.chat()
+
+        def chat(self) -> None:
             raw = ""
             tool = None
             try:

@@ -11,13 +11,23 @@ Schema `libs/contracts/schemas/failure.v1.json`; nothing here knows Moss is writ
 - Replay mode: when `MOSS_REPLAY_FAILURE_FILE` is set (Moss sets it inside offline replay containers),
   the event is appended to that file as one JSON line and the network is never touched. That is how a
   replay learns the candidate still fails.
+- Turns: `with reporter.turn():` around one request snapshots the state directory first (the failure carries
+  that before-turn state, which its replay restores, and the state it left as `afterSnapshot`), records the
+  turn's start and a seed (`reporter.now()`, `reporter.random()` give them back in a replay), and records the
+  outbound HTTP calls made through `http.client` — which `urllib.request` and `requests` use — into the failure's
+  cassette. A recorded answer is read whole before the caller gets it (a streamed one arrives at once). In a
+  trial (`MOSS_REPLAY_PROXY` set) every such call goes to Moss's replay proxy instead, HTTPS included, and is
+  answered from the cassette. `httpx` is not covered yet.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
+import contextvars
 import datetime as _dt
+import http.client
 import io
 import json
 import os
@@ -30,6 +40,7 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -51,6 +62,117 @@ DEFAULT_REDACTED_HEADERS = ("authorization", "proxy-authorization", "cookie", "s
 AGENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 GIT_SHA_RE = re.compile(r"^[a-f0-9]{7,64}$")
 REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE"
+REPLAY_PROXY_ENV = "MOSS_REPLAY_PROXY"
+REPLAY_TIME_ENV = "MOSS_REPLAY_TIME"
+REPLAY_SEED_ENV = "MOSS_REPLAY_SEED"
+# Per turn: calls recorded, bytes kept per body; a cassette bigger than this is not carried inline.
+MAX_CALLS = 500
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_INLINE_CASSETTE_BYTES = 256 * 1024
+
+
+class _Turn:
+    def __init__(self, started_at: _dt.datetime, seed: int) -> None:
+        self.started_at = started_at
+        self.seed = seed
+        self.t0 = time.monotonic()
+        self.rng = random.Random(seed)
+        self.calls: list[dict] = []
+        self.truncated = False
+        self.before: bytes | None = None
+
+
+_current_turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar("moss_turn", default=None)
+
+
+def _recorded_body(data: bytes) -> dict:
+    truncated = len(data) > MAX_BODY_BYTES
+    data = data[:MAX_BODY_BYTES]
+    try:
+        return {"text": data.decode("utf-8"), "base64": False, "truncated": truncated}
+    except UnicodeDecodeError:
+        return {"text": base64.b64encode(data).decode("ascii"), "base64": True, "truncated": truncated}
+
+
+def _iso(t: _dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+_patch = {"installed": False, "proxy": None, "redact": DEFAULT_REDACTED_HEADERS}
+
+
+def _install_http_recorder(proxy: str | None, redact) -> None:
+    """Wraps http.client once per process: records a turn's calls live, or sends every call to the replay proxy."""
+    _patch["proxy"] = proxy
+    _patch["redact"] = tuple(redact)
+    if _patch["installed"]:
+        return
+    _patch["installed"] = True
+    original_request = http.client.HTTPConnection.request
+    original_getresponse = http.client.HTTPConnection.getresponse
+    original_https_connect = http.client.HTTPSConnection.connect
+
+    def request(self, method, url, body=None, headers=None, **kw):
+        headers = dict(headers or {})
+        scheme = "https" if isinstance(self, http.client.HTTPSConnection) else "http"
+        default = 443 if scheme == "https" else 80
+        host = getattr(self, "_moss_origin", None) or (self.host if self.port in (None, default) else f"{self.host}:{self.port}")
+        full = url if url.startswith(("http://", "https://")) else f"{scheme}://{host}{url}"
+        proxy = _patch["proxy"]
+        if proxy:
+            u = urllib.parse.urlsplit(proxy)
+            if getattr(self, "_moss_origin", None) is None:
+                self._moss_origin = host
+                if self.sock is not None:
+                    self.close()
+                self.host, self.port = u.hostname, u.port or 80
+                self._moss_plain = True
+            headers["x-moss-replay-url"] = full
+            path = urllib.parse.urlsplit(full)
+            return original_request(self, method, (path.path or "/") + (f"?{path.query}" if path.query else ""), body, headers, **kw)
+        turn = _current_turn.get()
+        self._moss_call = None
+        if turn is not None:
+            if len(turn.calls) >= MAX_CALLS:
+                turn.truncated = True
+            else:
+                redact = _patch["redact"]
+                call = {"method": method.upper(), "url": full, "headers": {str(k).lower(): ("[redacted]" if str(k).lower() in redact else str(v)) for k, v in headers.items()}}
+                if body is not None:
+                    data = body.encode("utf-8") if isinstance(body, str) else bytes(body) if isinstance(body, (bytes, bytearray)) else None
+                    if data is not None:
+                        call["body"] = _recorded_body(data)
+                turn.calls.append(call)
+                self._moss_call = call
+        try:
+            return original_request(self, method, url, body, headers, **kw)
+        except Exception as e:
+            if getattr(self, "_moss_call", None) is not None:
+                self._moss_call["error"] = _cut(repr(e), 2_000)
+            raise
+
+    def getresponse(self):
+        res = original_getresponse(self)
+        call = getattr(self, "_moss_call", None)
+        if call is None:
+            return res
+        self._moss_call = None
+        data = res.read()
+        call["response"] = {"status": res.status, "headers": {k.lower(): v for k, v in res.getheaders()}, "body": _recorded_body(data)}
+        # The caller reads what was recorded, as if from the socket.
+        res.fp = io.BytesIO(data)
+        res.length = len(data)
+        res.chunked = False
+        return res
+
+    def https_connect(self):
+        if getattr(self, "_moss_plain", False):
+            return http.client.HTTPConnection.connect(self)
+        return original_https_connect(self)
+
+    http.client.HTTPConnection.request = request
+    http.client.HTTPConnection.getresponse = getresponse
+    http.client.HTTPSConnection.connect = https_connect
 
 
 class ReporterConfigError(ValueError):
@@ -108,6 +230,7 @@ class MossReporter:
         request_timeout_s: float = 5.0,
         env: dict[str, str] | None = None,
         warn=None,
+        record_calls: bool = True,
     ) -> None:
         if not AGENT_NAME_RE.match(agent or ""):
             raise ReporterConfigError(f"agent name {agent!r}: lowercase letters, digits, '-' or '_' (max 63), starting with a letter or digit")
@@ -137,11 +260,49 @@ class MossReporter:
         self._closing = threading.Event()
         self._sender = None
         self._replay_lock = threading.Lock()
+        if record_calls:
+            _install_http_recorder(self.env.get(REPLAY_PROXY_ENV) or None, DEFAULT_REDACTED_HEADERS)
         if not self.replay_file:
             self._sender = threading.Thread(target=self._send_loop, name="moss-reporter", daemon=True)
             self._sender.start()
 
     # -- the agent's side ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def turn(self):
+        """One turn (one request): its before-turn state, its clock and seed, its outbound calls. See the module doc."""
+        started = None
+        rt = self.env.get(REPLAY_TIME_ENV)
+        if rt:
+            try:
+                started = _dt.datetime.fromisoformat(rt.replace("Z", "+00:00"))
+            except ValueError:
+                started = None
+        rs = self.env.get(REPLAY_SEED_ENV, "")
+        seed = int(rs) if rs.isdigit() and int(rs) < 2**32 else random.SystemRandom().randrange(0, 2**32 - 1)
+        t = _Turn(started or _dt.datetime.now(_dt.timezone.utc), seed)
+        if self.state_dir and os.path.isdir(self.state_dir):
+            try:
+                t.before = snapshot_directory(self.state_dir)
+            except Exception as e:  # noqa: BLE001
+                self.warn(f"no before-turn snapshot: {e}")
+        token = _current_turn.set(t)
+        try:
+            yield t
+        finally:
+            _current_turn.reset(token)
+
+    def now(self) -> _dt.datetime:
+        """The turn's clock (in a replay: the failing turn's); outside a turn, the real one (UTC)."""
+        t = _current_turn.get()
+        if t is None:
+            return _dt.datetime.now(_dt.timezone.utc)
+        return t.started_at + _dt.timedelta(seconds=time.monotonic() - t.t0)
+
+    def random(self) -> float:
+        """A draw from the turn's seeded generator (the same draws in a replay); outside a turn, random.random()."""
+        t = _current_turn.get()
+        return t.rng.random() if t is not None else random.random()
 
     def log(self, line: str) -> None:
         """Remember a log line; the last `log_lines` go with each failure."""
@@ -212,9 +373,24 @@ class MossReporter:
             event["fingerprint"] = _cut(fingerprint, 200)
         if self.timeout_ms is not None:
             event["timeoutMs"] = self.timeout_ms
-        snap = self._snapshot(fid)
-        if snap is not None:
-            event["snapshot"] = snap
+        turn = _current_turn.get()
+        if turn is not None and turn.before is not None:
+            event["snapshot"] = {"path": self.state_dir, "inlineBase64": base64.b64encode(turn.before).decode("ascii")}
+            after = self._snapshot(fid)
+            if after is not None and len(turn.before) + len(after["inlineBase64"]) * 3 // 4 <= MAX_INLINE_SNAPSHOT_BYTES // 2:
+                event["afterSnapshot"] = after
+        else:
+            snap = self._snapshot(fid)
+            if snap is not None:
+                event["snapshot"] = snap
+        if turn is not None:
+            event["turn"] = {"startedAt": _iso(turn.started_at.astimezone(_dt.timezone.utc)), "seed": turn.seed}
+            if turn.calls:
+                cassette = {"schema": "moss.cassette.v1", "failureId": fid, "calls": list(turn.calls), "truncated": turn.truncated}
+                if len(json.dumps(cassette)) <= MAX_INLINE_CASSETTE_BYTES:
+                    event["cassette"] = {"inline": cassette}
+                else:
+                    self.warn(f"failure {fid}: no cassette attached: its {len(turn.calls)} calls are over the {MAX_INLINE_CASSETTE_BYTES} bytes carried inline")
         return event
 
     def close(self, timeout_s: float = 5.0) -> None:

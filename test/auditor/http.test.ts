@@ -268,6 +268,22 @@ describe("auditor HTTP API over recorded messages", () => {
     expect((await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`)).body).toEqual(before.body);
   });
 
+  it("GET /v1/failures/:id/cassette answers a failure's recorded calls, inline or from the blob store, and says why when there are none", async () => {
+    const call = { method: "POST", url: "https://api.openai.com/v1/chat/completions", headers: { authorization: "[redacted]" } };
+    const inline = { schema: "moss.cassette.v1", failureId: "f-cas1", calls: [call], truncated: false };
+    await deliver(Messages.failure, { ...failure("f-cas1", "2025-06-01T11:00:00.000Z", "/v1/chat", "boom"), cassette: { inline } }, { subject: failureSubject(AGENT) });
+    const stored = await blob.put(JSON.stringify({ ...inline, failureId: "f-cas2", calls: [call, call] }), { contentType: "application/json" });
+    await deliver(Messages.failure, { ...failure("f-cas2", "2025-06-01T11:00:01.000Z", "/v1/chat", "boom"), cassette: { blob: stored } }, { subject: failureSubject(AGENT) });
+    await deliver(Messages.failure, failure("f-none", "2025-06-01T11:00:02.000Z", "/v1/chat", "boom"), { subject: failureSubject(AGENT) });
+    expect(await getJson("/v1/failures/f-cas1/cassette")).toEqual({ status: 200, body: inline });
+    const two = await getJson<{ failureId: string; calls: unknown[] }>("/v1/failures/f-cas2/cassette");
+    expect(two.status).toBe(200);
+    expect(two.body.calls).toHaveLength(2);
+    const none = await getJson<{ error: string; message: string }>("/v1/failures/f-none/cassette");
+    expect(none).toMatchObject({ status: 404, body: { error: "MOSS_E_NO_CASSETTE", message: expect.stringContaining("without a cassette") } });
+    expect(await getJson("/v1/failures/nope/cassette")).toMatchObject({ status: 404, body: { error: "MOSS_E_FAILURE_NOT_FOUND" } });
+  });
+
   it("GET /v1/audit/verify reports the chain intact with every record counted", async () => {
     await promotedBatch();
     const { status, body } = await getJson<{ ok: boolean; records: number }>("/v1/audit/verify");

@@ -234,6 +234,18 @@ describe("curator filing engine with a real KV", () => {
     expect((await env.blob.get(stored.snapshot!.blob!.sha256)).equals(tar)).toBe(true);
   });
 
+  it("moves an inline cassette and an inline after-failure snapshot into the blob store too", async () => {
+    const h = await harness({ batchSize: 1 });
+    const after = Buffer.from("the state the failure left");
+    const cassette = { schema: "moss.cassette.v1" as const, failureId: "cas1", calls: [{ method: "GET", url: "https://api.example/v1/x", headers: {} }], truncated: false };
+    await ingestChunk(h.chunk([ev("cas1", { cassette: { inline: cassette }, afterSnapshot: { path: "/data", inlineBase64: after.toString("base64") } })]), h.deps);
+    const stored = JSON.parse((await env.blob.get(h.ready[0]!.failures[0]!.event.sha256)).toString()) as FailureEvent;
+    expect(stored.cassette?.inline).toBeUndefined();
+    expect(stored.cassette?.blob?.contentType).toBe("application/json");
+    expect(JSON.parse((await env.blob.get(stored.cassette!.blob!.sha256)).toString())).toMatchObject({ failureId: "cas1", calls: [{ url: "https://api.example/v1/x" }] });
+    expect((await env.blob.get(stored.afterSnapshot!.blob!.sha256)).equals(after)).toBe(true);
+  });
+
   it("announces again after a crash between closing the batch and publishing it", async () => {
     const h = await harness({ batchSize: 1 });
     h.sent.fail(Messages.batchReady, new Error("nats hiccup"));

@@ -11,7 +11,7 @@ import { CANDIDATE, VERSION, batchRecord, failure, seed, silent, sleep, startEnv
 type Trial = Awaited<ReturnType<TrialPort["runTrial"]>>;
 type TrialSpec = Parameters<TrialPort["runTrial"]>[0];
 
-const ok = (status = 200, body = '{"answer":"ok"}'): Trial => ({ response: { status, body, headers: {} }, timedOut: false, reportedFailures: [], logs: "", durationMs: 5 });
+const ok = (status = 200, body = '{"answer":"ok"}'): Trial => ({ response: { status, body, headers: {} }, timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: 5 });
 
 describe("judge", () => {
   const ev = failure({ id: "f1" });
@@ -211,6 +211,44 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     ]);
   });
 
+  it("serves each failure's own cassette, with the turn's clock and seed; a diverged trial fails, naming the call", async () => {
+    const call = { method: "POST", url: "https://api.openai.com/v1/chat/completions", headers: {}, response: { status: 200, headers: {}, body: { text: "{}", base64: false, truncated: false } } };
+    const inline = failure({ id: "f-inline", turn: { startedAt: "2026-11-30T10:00:00.000Z", seed: 42 }, cassette: { inline: { schema: "moss.cassette.v1", failureId: "f-inline", calls: [call], truncated: false } } });
+    const stored = await env.blob.put(JSON.stringify({ schema: "moss.cassette.v1", failureId: "f-blob", calls: [call, call] }), { contentType: "application/json" });
+    const byRef = failure({ id: "f-blob", cassette: { blob: stored } });
+    const fake = fakeRuntime((spec) =>
+      spec.labels?.["moss.failure"] === "f-blob"
+        ? { ...ok(200), diverged: "unrecorded call POST https://api.openai.com/v1/embeddings", calls: [{ method: "POST", url: "https://api.openai.com/v1/embeddings", outcome: "unmatched" }] }
+        : { ...ok(200), calls: [{ method: "POST", url: call.url, outcome: "matched", index: 0 }] },
+    );
+    const h = await harness([inline, byRef], fake.runtime);
+    await replay(h.msg, h.deps);
+    const specOf = (id: string) => fake.specs.find((s) => s.labels?.["moss.failure"] === id)!;
+    expect(specOf("f-inline").cassette?.calls).toHaveLength(1);
+    expect(specOf("f-inline").env).toMatchObject({ MOSS_REPLAY_TIME: "2026-11-30T10:00:00.000Z", MOSS_REPLAY_SEED: "42" });
+    expect(specOf("f-blob").cassette?.calls).toHaveLength(2);
+    expect(specOf("f-blob").env["MOSS_REPLAY_TIME"]).toBeUndefined();
+    const [a, b] = h.published[0]!.results;
+    expect(a).toMatchObject({ failureId: "f-inline", passed: true, calls: [{ outcome: "matched", index: 0 }] });
+    expect(b).toMatchObject({ failureId: "f-blob", passed: false, diverged: "unrecorded call POST https://api.openai.com/v1/embeddings", reason: "diverged: unrecorded call POST https://api.openai.com/v1/embeddings" });
+  });
+
+  it("a cassette that is corrupt, too big or another failure's fails its own trial with the reason, and nothing runs for it", async () => {
+    const corrupt = failure({ id: "f-corrupt", cassette: { blob: await env.blob.put("{not json", { contentType: "application/json" }) } });
+    const wrongShape = failure({ id: "f-shape", cassette: { blob: await env.blob.put(JSON.stringify({ failureId: "f-shape", calls: [{ method: "GET" }] })) } });
+    const other = failure({ id: "f-other", cassette: { inline: { schema: "moss.cassette.v1", failureId: "someone-else", calls: [], truncated: false } } });
+    const huge = failure({ id: "f-huge", cassette: { blob: { sha256: "a".repeat(64), size: 64 * 2 ** 20, contentType: "application/json" } } });
+    const fake = fakeRuntime();
+    const h = await harness([corrupt, wrongShape, other, huge, failure({ id: "f-fine" })], fake.runtime);
+    await replay(h.msg, h.deps);
+    expect(fake.specs.map((s) => s.labels?.["moss.failure"])).toEqual(["f-fine"]);
+    const reasons = Object.fromEntries(h.published[0]!.results.map((r) => [r.failureId, r.reason]));
+    expect(reasons["f-corrupt"]).toMatch(/^could not be replayed: its cassette is corrupt: not JSON/);
+    expect(reasons["f-shape"]).toMatch(/^could not be replayed: its cassette is corrupt: calls\.0\.url: /);
+    expect(reasons["f-other"]).toBe("could not be replayed: its cassette belongs to failure someone-else, not to f-other");
+    expect(reasons["f-huge"]).toBe(`could not be replayed: its cassette is ${64 * 2 ** 20} bytes, over the ${32 * 2 ** 20} a replay loads`);
+  });
+
   it("publishes passed=false when any one failure still fails, with per-failure results", async () => {
     const events = ["f1", "f2", "f3"].map((id) => failure({ id }));
     const fake = fakeRuntime((spec) => (spec.labels?.["moss.failure"] === "f2" ? ok(500, "boom") : ok()));
@@ -224,7 +262,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   });
 
   it("reports a timed-out trial as failed and timedOut", async () => {
-    const fake = fakeRuntime(() => ({ timedOut: true, reportedFailures: [], logs: "", durationMs: 1_500 }));
+    const fake = fakeRuntime(() => ({ timedOut: true, reportedFailures: [], calls: [], logs: "", durationMs: 1_500 }));
     const h = await harness([failure({ id: "slow", timeoutMs: 1_000 })], fake.runtime);
     await replay(h.msg, h.deps);
     expect(h.published[0]!.passed).toBe(false);

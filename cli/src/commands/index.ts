@@ -1,6 +1,7 @@
 import type { Command } from "../shared";
 import { batches } from "./batches";
 import { candidates } from "./candidates";
+import { cassette } from "./cassette";
 import { credentials } from "./credentials";
 import { approve, reject } from "./consent";
 import { demo } from "./demo";
@@ -15,4 +16,4 @@ import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, approve, reject, flag, reset, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, flag, reset, status, candidates, operator, keys, credentials, provision];

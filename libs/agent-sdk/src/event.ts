@@ -112,6 +112,10 @@ export interface EventContext {
   env: Record<string, string>;
   timeoutMs?: number;
   snapshot?: SnapshotField;
+  /** With a turn: its clock and seed, its cassette, and the state it left behind (then `snapshot` is the one before it). */
+  turn?: FailureEvent["turn"];
+  cassette?: FailureEvent["cassette"];
+  afterSnapshot?: SnapshotField;
   redactHeaders: ReadonlySet<string>;
 }
 
@@ -143,6 +147,9 @@ export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventCon
     ...(input.expect !== undefined ? { expect: input.expect } : {}),
     ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
     ...(ctx.snapshot !== undefined ? { snapshot: ctx.snapshot } : {}),
+    ...(ctx.turn !== undefined ? { turn: ctx.turn } : {}),
+    ...(ctx.cassette !== undefined ? { cassette: ctx.cassette } : {}),
+    ...(ctx.afterSnapshot !== undefined ? { afterSnapshot: ctx.afterSnapshot } : {}),
   };
   const parsed = FailureEvent.safeParse(candidate);
   if (!parsed.success) {

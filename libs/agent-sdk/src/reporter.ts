@@ -10,6 +10,10 @@ import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type
 import { MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
 import { SNAPSHOT_CONTENT_TYPE, type SnapshotUploader } from "./upload";
 import { Spool } from "./spool";
+import { currentTurn, installFetchRecorder, newTurn, runInTurn, settle, turnNow, type TurnState } from "./turn";
+
+/** Largest cassette (as JSON) a failure event carries inline; a bigger one needs `uploadSnapshot`. */
+export const MAX_INLINE_CASSETTE_BYTES = 256 * 1024;
 
 /** Env var Moss sets inside replay containers: failures go to this file (one JSON line each), never to NATS. */
 export const REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE";
@@ -63,6 +67,11 @@ export interface MossReporterOptions {
   env?: Record<string, string | undefined>;
   /** Where the SDK's own warnings go. Default `console.warn`. */
   onWarning?: (message: string) => void;
+  /**
+   * Record the outbound HTTP calls (global `fetch`) each `turn()` makes into the failure's cassette, and, in a trial,
+   * send them to Moss's replay proxy. Default true.
+   */
+  recordCalls?: boolean;
 }
 
 export type { CaptureInput } from "./event";
@@ -70,6 +79,17 @@ export type { CaptureInput } from "./event";
 export interface Reporter {
   /** Remember a log line (ring buffer of the last `logLines`), attached to the next failures. */
   log(line: string): void;
+  /**
+   * Runs one turn of the agent (one request): the state directory is snapshotted first (a failure carries that
+   * before-turn state, which its replay starts from, and the state it left behind as evidence), its start time and
+   * a random seed are recorded, and its outbound `fetch` calls go into the failure's cassette. In a trial the turn
+   * gets the failure's clock and seed back. Resolves or rejects as `fn` does.
+   */
+  turn<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** The turn's clock (in a trial: the failing turn's, as it ran); outside a turn, the real one. */
+  now(): Date;
+  /** A draw in [0, 1) from the turn's seeded generator (the same draws in the trial); outside a turn, Math.random(). */
+  random(): number;
   /**
    * Report a failure. Resolves with the failure id once the event is durable: acknowledged by
    * JetStream, appended to the local spool, or (replay mode) written to the replay file.
@@ -163,6 +183,7 @@ class MossReporter implements Reporter {
     this.redact = new Set((opts.redactHeaders ?? DEFAULT_REDACTED_HEADERS).map((h) => h.toLowerCase()));
     this.warn = opts.onWarning ?? ((m) => console.warn(`[moss] ${m}`));
     this.spool = new Spool(opts.spoolFile ?? join(tmpdir(), `moss-spool-${this.agent}.jsonl`));
+    if (opts.recordCalls !== false) installFetchRecorder(this.env, this.redact);
     if (!this.replayFile) {
       // Events left by an earlier run are retried in the background, without waiting for a new failure.
       void this.spool.hasPending().then((p) => p && this.armRetry(), () => undefined);
@@ -175,10 +196,29 @@ class MossReporter implements Reporter {
     if (this.lines.length > this.logCap) this.lines.splice(0, this.lines.length - this.logCap);
   }
 
+  async turn<T>(fn: () => T | Promise<T>): Promise<T> {
+    const t = newTurn(this.env);
+    const turn: TurnState & { before?: Buffer } = t;
+    if (this.stateDir !== undefined) {
+      // Before anything of the turn runs: this is the state its replay must start from.
+      turn.before = await snapshotDirectory(this.stateDir, this.replayFile || !this.opts.uploadSnapshot ? MAX_INLINE_SNAPSHOT_BYTES : MAX_UPLOADED_SNAPSHOT_BYTES).catch(() => undefined);
+    }
+    return runInTurn(turn, fn);
+  }
+
+  now(): Date {
+    return turnNow(currentTurn());
+  }
+
+  random(): number {
+    return currentTurn()?.rng() ?? Math.random();
+  }
+
   captureFailure(input: CaptureInput): Promise<string> {
     const id = newFailureId();
     const logs = [...this.lines];
-    const p = this.capture(id, input, logs).catch((err: unknown) => {
+    const turn = currentTurn() as (TurnState & { before?: Buffer }) | undefined;
+    const p = this.capture(id, input, logs, turn).catch((err: unknown) => {
       this.warn(`failure ${id} could not be recorded: ${err instanceof Error ? err.message : String(err)}`);
     });
     this.track(p);
@@ -210,7 +250,19 @@ class MossReporter implements Reporter {
     void p.finally(() => this.inflight.delete(p));
   }
 
-  private async capture(id: string, input: CaptureInput, logs: string[]): Promise<void> {
+  private async capture(id: string, input: CaptureInput, logs: string[], turn?: TurnState & { before?: Buffer }): Promise<void> {
+    let extra: Pick<FailureEvent, "turn" | "cassette"> & { snapshot?: SnapshotField; afterSnapshot?: SnapshotField } = {};
+    if (turn) {
+      await settle(turn);
+      extra = { turn: { startedAt: turn.startedAt.toISOString(), seed: turn.seed }, ...(await this.cassette(id, turn)) };
+      if (turn.before) {
+        const before = await this.snapshotField(id, turn.before);
+        if (before) extra.snapshot = before;
+        // The state the failure left behind, as evidence, when it fits next to the one that is replayed.
+        const after = await this.snapshot(id);
+        if (after.snapshot && ("blob" in after.snapshot || turn.before.length + Buffer.byteLength(after.snapshot.inlineBase64, "base64") <= MAX_INLINE_SNAPSHOT_BYTES / 2)) extra.afterSnapshot = after.snapshot;
+      }
+    }
     const event = buildFailureEvent(id, input, {
       agent: this.agent,
       version: this.version,
@@ -218,7 +270,8 @@ class MossReporter implements Reporter {
       env: this.capturedEnv(),
       redactHeaders: this.redact,
       ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
-      ...(await this.snapshot(id)),
+      ...(turn?.before ? {} : await this.snapshot(id)),
+      ...extra,
     });
     const line = JSON.stringify(event);
     if (this.replayFile) {
@@ -254,6 +307,27 @@ class MossReporter implements Reporter {
     return out;
   }
 
+  /** The turn's cassette: inline when small, else uploaded (`uploadSnapshot`), else left out with a warning. */
+  private async cassette(id: string, turn: TurnState): Promise<Pick<FailureEvent, "cassette">> {
+    if (!turn.calls.length) return {};
+    const cassette = { schema: "moss.cassette.v1" as const, failureId: id, calls: turn.calls, truncated: turn.truncated };
+    const json = Buffer.from(JSON.stringify(cassette));
+    if (json.length <= MAX_INLINE_CASSETTE_BYTES) return { cassette: { inline: cassette } };
+    const upload = this.replayFile ? undefined : this.opts.uploadSnapshot;
+    if (upload) {
+      try {
+        const ref = await withTimeout(Promise.resolve().then(() => upload(json)), this.opts.snapshotUploadTimeoutMs ?? DEFAULTS.snapshotUploadTimeoutMs, "cassette upload");
+        if (ref?.sha256 === createHash("sha256").update(json).digest("hex")) return { cassette: { blob: { sha256: ref.sha256, size: json.length, contentType: "application/json" } } };
+        this.warn(`failure ${id}: the cassette upload answered a different digest; no cassette attached`);
+      } catch (err) {
+        this.warn(`failure ${id}: no cassette attached: its upload failed (${err instanceof Error ? err.message : String(err)})`);
+      }
+      return {};
+    }
+    this.warn(`failure ${id}: no cassette attached: its ${turn.calls.length} calls take ${json.length} bytes, over the ${MAX_INLINE_CASSETTE_BYTES} allowed inline; set uploadSnapshot so big cassettes go to the blob store (its replay will diverge at the first call)`);
+    return {};
+  }
+
   private async snapshot(id: string): Promise<{ snapshot?: SnapshotField }> {
     if (this.stateDir === undefined) return {};
     const path = this.stateDir;
@@ -269,7 +343,15 @@ class MossReporter implements Reporter {
       );
       return {};
     }
-    if (!upload) return { snapshot: { path, inlineBase64: tar.toString("base64") } };
+    const snapshot = await this.snapshotField(id, tar);
+    return snapshot ? { snapshot } : {};
+  }
+
+  /** A tar of the state directory as the event carries it: uploaded (`uploadSnapshot`), or inline when that fails or is not set. */
+  private async snapshotField(id: string, tar: Buffer): Promise<SnapshotField | undefined> {
+    const path = this.stateDir!;
+    const upload = this.replayFile ? undefined : this.opts.uploadSnapshot;
+    if (!upload) return { path, inlineBase64: tar.toString("base64") };
     try {
       const sha256 = createHash("sha256").update(tar).digest("hex");
       const timeoutMs = this.opts.snapshotUploadTimeoutMs ?? DEFAULTS.snapshotUploadTimeoutMs;
@@ -283,15 +365,15 @@ class MossReporter implements Reporter {
           `uploadSnapshot answered ${JSON.stringify(ref)} for a tar of ${tar.length} bytes with sha256 ${sha256}; it must store the bytes content-addressed and return their sha256 and size`,
         );
       }
-      return { snapshot: { path, blob: { sha256, size: tar.length, contentType: SNAPSHOT_CONTENT_TYPE } } };
+      return { path, blob: { sha256, size: tar.length, contentType: SNAPSHOT_CONTENT_TYPE } };
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       if (tar.length <= MAX_INLINE_SNAPSHOT_BYTES) {
         this.warn(`failure ${id}: snapshot upload failed (${why}); attached inline instead`);
-        return { snapshot: { path, inlineBase64: tar.toString("base64") } };
+        return { path, inlineBase64: tar.toString("base64") };
       }
       this.warn(`failure ${id}: no state snapshot attached: the upload failed (${why}) and ${tar.length} bytes of tar is over the ${MAX_INLINE_SNAPSHOT_BYTES} bytes allowed inline`);
-      return {};
+      return undefined;
     }
   }
 

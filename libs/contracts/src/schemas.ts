@@ -50,6 +50,50 @@ export const Expectation = z.object({
 });
 export type Expectation = z.infer<typeof Expectation>;
 
+/** A body as recorded: UTF-8 text, or base64 when it was not valid UTF-8. */
+export const RecordedBody = z.object({ text: z.string(), base64: z.boolean().default(false), truncated: z.boolean().default(false) });
+export type RecordedBody = z.infer<typeof RecordedBody>;
+
+/** One outbound HTTP call a turn made (a model API, a tool), recorded by the SDK; served back in its replays. */
+export const RecordedCall = z.object({
+  method: z.string().min(1).max(16),
+  url: z.string().max(8_000).regex(/^https?:\/\/\S+$/, "an absolute http(s) URL"),
+  /** Request headers, secrets (`authorization`, `x-api-key`, cookies, …) replaced by `[redacted]`. */
+  headers: z.record(z.string(), z.string()).default({}),
+  body: RecordedBody.optional(),
+  /** What came back; absent when the call failed without an answer (`error`). */
+  response: z
+    .object({
+      status: z.number().int().min(100).max(599),
+      headers: z.record(z.string(), z.string()).default({}),
+      /** The whole body; a streamed (SSE) answer is the stream's text, served back as one. */
+      body: RecordedBody,
+    })
+    .optional(),
+  error: z.string().max(2_000).optional(),
+});
+export type RecordedCall = z.infer<typeof RecordedCall>;
+
+/**
+ * The outbound calls of one failing turn, in the order they were made. Stored with the failure (content-addressed in
+ * the blob store); `failureId` ties it to its failure, so a cassette of another failure is refused at replay.
+ */
+export const Cassette = z.object({
+  schema: z.literal("moss.cassette.v1").default("moss.cassette.v1"),
+  failureId: Id,
+  calls: z.array(RecordedCall).max(1_000),
+  /** Calls past the SDK's limits were not recorded; their replays will diverge there. */
+  truncated: z.boolean().default(false),
+});
+export type Cassette = z.infer<typeof Cassette>;
+
+/** The turn a failure happened in, as `reporter.turn()` recorded it: its start and its random seed. */
+export const TurnInfo = z.object({
+  startedAt: z.string().datetime(),
+  seed: z.number().int().min(0).max(2 ** 32 - 1),
+});
+export type TurnInfo = z.infer<typeof TurnInfo>;
+
 /**
  * A failure event, published by an agent on `moss.failure.<agent>`.
  * JSON Schema: `npm run schemas` writes `libs/contracts/schemas/failure.v1.json`.
@@ -86,6 +130,24 @@ export const FailureEvent = z.object({
     })
     .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), "snapshot needs exactly one of `blob` or `inlineBase64`")
     .optional(),
+  /**
+   * The turn's outbound calls: by reference to the blob store, or inline (the curator moves an inline one to the blob
+   * store before the failure is batched). Absent: the turn made none the SDK could see, or was not recorded.
+   */
+  cassette: z
+    .object({ blob: BlobRef.optional(), inline: Cassette.optional() })
+    .refine((c) => Boolean(c.blob) !== Boolean(c.inline), "cassette needs exactly one of `blob` or `inline`")
+    .optional(),
+  /** When the turn started and its seed (replays get them as MOSS_REPLAY_TIME and MOSS_REPLAY_SEED). */
+  turn: TurnInfo.optional(),
+  /**
+   * With `turn`, `snapshot` is the state before the turn (what a replay starts from) and this one the state the
+   * failure left behind: evidence only, never restored.
+   */
+  afterSnapshot: z
+    .object({ path: z.string().startsWith("/"), blob: BlobRef.optional(), inlineBase64: z.string().max(1_400_000).optional() })
+    .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), "afterSnapshot needs exactly one of `blob` or `inlineBase64`")
+    .optional(),
   expect: Expectation.optional(),
   /** The agent's own fingerprint for this failure wins over Moss's. */
   fingerprint: z.string().max(200).optional(),
@@ -101,9 +163,23 @@ export type FailureRef = z.infer<typeof FailureRef>;
 /** W3C trace context carried by records that outlive a single message (the batch's root span). */
 export const TraceCarrier = z.record(z.string(), z.string());
 
+/** How a trial answered one outbound call of the agent: from the cassette, or not at all. */
+export const ReplayedCall = z.object({
+  method: z.string(),
+  url: z.string(),
+  /** `matched`: answered from the cassette (its call `index`); `unmatched`: not recorded, answered with an error. */
+  outcome: z.enum(["matched", "unmatched"]),
+  index: z.number().int().nonnegative().optional(),
+});
+export type ReplayedCall = z.infer<typeof ReplayedCall>;
+
 export const ReplayResult = z.object({
   failureId: Id,
   passed: z.boolean(),
+  /** The candidate made a call the failure's cassette does not hold: `unrecorded call POST https://…`. Never a pass. */
+  diverged: z.string().optional(),
+  /** Every outbound call the agent made in the trial, in order. */
+  calls: z.array(ReplayedCall).optional(),
   /** Why it passed or failed, in words. */
   reason: z.string(),
   status: z.number().int().optional(),

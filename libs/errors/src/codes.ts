@@ -105,6 +105,8 @@ export const Codes = {
   GUARDRAIL_GIT: code("MOSS_E_GUARDRAIL_GIT", "@moss/rewriter", 500, false, "The guardrail check could not read the change from git (not a worktree, unknown base)."),
 
   // @moss/auditor
+  FAILURE_NOT_FOUND: code("MOSS_E_FAILURE_NOT_FOUND", "@moss/auditor", 404, false, "No failure with this id is in the audit log. Failure ids are in `moss show BATCH`."),
+  NO_CASSETTE: code("MOSS_E_NO_CASSETTE", "@moss/auditor", 404, false, "The failure was reported without a cassette: its turn made no outbound call the SDK saw, or did not run in `reporter.turn()`."),
   AUDIT_LOG_DAMAGED: code("MOSS_E_AUDIT_LOG_DAMAGED", "@moss/auditor", 500, false, "The audit log has a line that is not a record. The auditor will not append to it: restore it from a backup or move it aside."),
 
   // @moss/gateway

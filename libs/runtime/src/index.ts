@@ -11,6 +11,7 @@ export type {
   LiveStatus,
   Runtime,
   RuntimeConfig,
+  TrialCall,
   TrialRequest,
   TrialResponse,
   TrialResult,

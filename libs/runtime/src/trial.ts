@@ -10,12 +10,14 @@ import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } f
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { cleanSnapshot } from "./snapshot";
 import { packTar, type TarEntry } from "./tar";
-import { BASE_IMAGE, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
+import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
 
 /** Where the driver and its files live inside a trial container. */
 const MOSS_DIR = "/moss";
 const FAILURE_FILE = "/moss/out/failures.jsonl";
 const MARKER = "MOSS_TRIAL_RESULT ";
+/** Where the driver's replay proxy listens in the pod (the next port when the agent itself listens there). */
+const REPLAY_PROXY_PORT = 15001;
 /** Most failure reports read from one trial. */
 const MAX_FAILURES = 1000;
 /** How long the runtime waits after the response for the agent to flush failure reports. */
@@ -79,7 +81,17 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     throw new TrialError(spec.image, "the image has no ENTRYPOINT or CMD: there is no agent command to start", false);
   }
   const nonce = randomUUID();
-  const trialJson = { nonce, port: spec.port, request: spec.request, timeoutMs: spec.timeoutMs, readyTimeoutMs: spec.timeoutMs };
+  // Offline, the driver's replay proxy is all the agent can reach; on a port the agent does not use.
+  const proxyPort = spec.network ? undefined : spec.port === REPLAY_PROXY_PORT ? REPLAY_PROXY_PORT + 1 : REPLAY_PROXY_PORT;
+  const trialJson = { nonce, port: spec.port, request: spec.request, timeoutMs: spec.timeoutMs, readyTimeoutMs: spec.timeoutMs, proxyPort, cassette: spec.cassette };
+  const proxyEnv: Record<string, string> = proxyPort
+    ? Object.fromEntries([
+        ["MOSS_REPLAY_PROXY", `http://127.0.0.1:${proxyPort}`],
+        ...["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"].map((k) => [k, `http://127.0.0.1:${proxyPort}`]),
+        ["NO_PROXY", ""],
+        ["no_proxy", ""],
+      ])
+    : {};
   const id = randomBytes(6).toString("hex");
   const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id };
 
@@ -89,7 +101,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       name: `${cfg.namePrefix}-trial-${id}`,
       // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
       Image: imageInfo.Id,
-      Env: Object.entries({ ...spec.env, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
+      Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
       Labels: { ...spec.labels, ...roleLabels },
       Tty: false,
       HostConfig: {
@@ -155,7 +167,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       await agent.start();
     } catch (err) {
       // The engine says why: "exec: \"python3\": executable file not found in $PATH", …
-      return { timedOut: false, reportedFailures: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
+      return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
     }
     const agentExited = (agent.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
     try {
@@ -224,10 +236,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     const result: TrialResult = {
       timedOut: first === "timeout" || marker?.timedOut === true,
       reportedFailures,
+      calls: marker?.calls ?? [],
       logs: truncateHead(logs, cfg.trialLogLimitBytes),
       durationMs: 0,
     };
     if (agentCode !== undefined) result.exitCode = agentCode;
+    if (marker?.diverged) result.diverged = marker.diverged;
     const exit = agentCode !== undefined ? describeExit(agentCode) : undefined;
     const oomNote = oom ? ` (out of memory: the trial's limit is ${cfg.trialMemoryBytes} bytes)` : "";
     if (first === "timeout") {
@@ -294,6 +308,8 @@ interface MarkerResult {
   error?: string;
   /** The request was sent and failed (the connection closed under it). */
   requestFailed?: boolean;
+  calls?: TrialCall[];
+  diverged?: string;
 }
 
 /** Finds the driver's result line (the last one carrying our nonce) and removes it from the logs. */

@@ -118,8 +118,14 @@ export interface TrialSpec {
   timeoutMs: number;
   /** A tar extracted at `path` (absolute) in the container before start (the agent's state snapshot). */
   snapshot?: { path: string; tar: Buffer };
-  /** Default false: NetworkMode none. True: default bridge network. */
+  /**
+   * Default false: NetworkMode none, and the driver's replay proxy is the only thing the agent can reach
+   * (MOSS_REPLAY_PROXY, HTTP_PROXY and HTTPS_PROXY name it): it answers from `cassette`, and a call the cassette does
+   * not hold diverges the trial. True: the default bridge network, real outbound calls, no proxy.
+   */
   network?: boolean;
+  /** The failure's recorded outbound calls (a `moss.cassette.v1`'s `calls`), served by the replay proxy. */
+  cassette?: { calls: readonly unknown[] };
   labels?: Record<string, string>;
 }
 
@@ -129,9 +135,22 @@ export interface TrialResponse {
   headers: Record<string, string>;
 }
 
+/** One outbound call the agent made in a trial, and whether the cassette answered it. */
+export interface TrialCall {
+  method: string;
+  url: string;
+  outcome: "matched" | "unmatched";
+  /** The cassette's call that answered it. */
+  index?: number;
+}
+
 export interface TrialResult {
   /** Response from the agent, if it answered. */
   response?: TrialResponse;
+  /** Every outbound call the agent made, in order (none when the trial had the network). */
+  calls: TrialCall[];
+  /** The first call the cassette did not hold (`unrecorded call POST https://…`): the trial diverged from the failure. */
+  diverged?: string;
   /** The budget ran out (the driver gave up waiting, or the runtime killed the container). */
   timedOut: boolean;
   /** Driver-level error (agent never listened, crashed, connection refused...), in words. */

@@ -1,4 +1,5 @@
 import type { BlobStore } from "@moss/blob";
+import type { FailureEvent } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -36,6 +37,16 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
     const page = deps.log.deadLetters(Number(req.query.after) || 0, limit);
     const deadLetters = page.map((r) => ({ at: r.at, ...(r.data as object) }));
     return page.length === limit ? { deadLetters, next: String(page[page.length - 1]!.seq) } : { deadLetters };
+  });
+  // A failure's cassette: the outbound calls of its turn, as its replays are served them.
+  app.get<{ Params: { id: string } }>("/v1/failures/:id/cassette", async (req, reply) => {
+    const rec = deps.log.failure(req.params.id);
+    if (!rec) return replyError(reply, Codes.FAILURE_NOT_FOUND, `no failure ${req.params.id} in the audit log; failure ids are in \`moss show BATCH\``);
+    const c = (rec.data as FailureEvent).cassette;
+    if (!c) return replyError(reply, Codes.NO_CASSETTE, `failure ${req.params.id} was reported without a cassette (no outbound call was recorded in its turn)`);
+    if (c.inline) return c.inline;
+    const bytes = await deps.blob.get(c.blob!.sha256);
+    return reply.type("application/json").send(bytes);
   });
   app.get("/v1/audit/verify", async () => deps.log.verify());
   return app;

@@ -5,9 +5,16 @@
 // `MOSS_TRIAL_RESULT <json>` to stdout and exits 0. The runtime watches the agent container itself (its exit code,
 // out-of-memory kills), reads the failures the agent reported from the agent's container and tears both down.
 //
+// It is also the only thing the agent can reach: a replay proxy on 127.0.0.1:<proxyPort> (the agent gets it as
+// MOSS_REPLAY_PROXY, HTTP_PROXY and HTTPS_PROXY) answers each outbound call from the failure's cassette — matched by
+// method, host, path and query, and a canonical body; repeated identical calls in their recorded order. A call the
+// cassette does not hold is answered 502 with a clear error, and the trial has diverged. It understands absolute-form
+// proxy requests (plain HTTP), origin-form requests naming the original URL in `x-moss-replay-url` (the SDKs redirect
+// fetch / urllib this way, HTTPS included), and refuses CONNECT (TLS made without the SDK cannot be answered).
+//
 // Self-contained on purpose (node: built-ins only). Its input is /moss/trial.json in its own container, written by
-// @moss/runtime before it starts: { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs }.
-// The agent cannot read it, nor write to this container's output.
+// @moss/runtime before it starts: { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs,
+// proxyPort?, cassette?: { calls: [...] } }. The agent cannot read it, nor write to this container's output.
 
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -26,6 +33,90 @@ const note = (msg) => process.stderr.write(`[moss-driver] +${elapsed()}ms ${msg}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let nonce;
+
+// ---- the replay proxy -------------------------------------------------------------------------------------------
+
+/** JSON with its keys sorted at every level: two bodies that differ only in key order or spacing match. */
+function canonical(text) {
+  if (text === undefined || text === null || text === "") return "";
+  try {
+    const sort = (v) => (Array.isArray(v) ? v.map(sort) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort(v[k])])) : v);
+    return JSON.stringify(sort(JSON.parse(text)));
+  } catch {
+    return text;
+  }
+}
+
+function bodyText(b) {
+  if (!b) return "";
+  return b.base64 ? Buffer.from(b.text, "base64").toString("utf8") : b.text;
+}
+
+/** method host/path?query body — the identity of a call. Default ports and the query's order do not count. */
+function keyOf(method, url, body) {
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return `${method.toUpperCase()} ${url} ${canonical(body)}`;
+  }
+  const q = [...u.searchParams.entries()].sort(([a, x], [b, y]) => (a === b ? (x < y ? -1 : 1) : a < b ? -1 : 1));
+  const query = q.length ? `?${new URLSearchParams(q).toString()}` : "";
+  return `${method.toUpperCase()} ${u.protocol}//${u.host.toLowerCase()}${u.pathname}${query} ${canonical(body)}`;
+}
+
+// Framing headers of the recording: the body is served whole and decoded, so these would lie about it.
+const DROP_RESPONSE = new Set(["content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"]);
+
+function startReplayProxy(port, cassette, calls) {
+  const queues = new Map();
+  (cassette?.calls ?? []).forEach((c, i) => {
+    const k = keyOf(c.method, c.url, bodyText(c.body));
+    if (!queues.has(k)) queues.set(k, []);
+    queues.get(k).push(i);
+  });
+  const unmatched = (res, method, url, why) => {
+    calls.push({ method, url, outcome: "unmatched" });
+    note(`unrecorded call ${method} ${url}${why ? ` (${why})` : ""}`);
+    const body = JSON.stringify({ error: { type: "moss_replay_unrecorded_call", message: `moss replay: unrecorded call ${method} ${url}: the failure's cassette holds no such call${why ? ` (${why})` : ""}` } });
+    res.writeHead(502, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+  };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const method = req.method ?? "GET";
+      const named = req.headers["x-moss-replay-url"];
+      const url = typeof named === "string" ? named : /^https?:\/\//i.test(req.url ?? "") ? req.url : `http://${req.headers.host ?? "unknown"}${req.url}`;
+      const body = Buffer.concat(chunks).toString("utf8");
+      const queue = queues.get(keyOf(method, url, body));
+      const index = queue?.shift();
+      if (index === undefined) return unmatched(res, method, url, queue ? "every recorded call like it was already answered" : undefined);
+      const rec = cassette.calls[index];
+      calls.push({ method, url, outcome: "matched", index });
+      if (!rec.response) {
+        // The recorded call failed without an answer: so does this one.
+        req.socket.destroy();
+        return;
+      }
+      const headers = {};
+      for (const [k, v] of Object.entries(rec.response.headers ?? {})) if (!DROP_RESPONSE.has(k.toLowerCase())) headers[k] = v;
+      const out = rec.response.body.base64 ? Buffer.from(rec.response.body.text, "base64") : Buffer.from(rec.response.body.text, "utf8");
+      headers["content-length"] = String(out.length);
+      res.writeHead(rec.response.status, headers).end(out);
+    });
+  });
+  server.on("connect", (req, socket) => {
+    calls.push({ method: "CONNECT", url: String(req.url), outcome: "unmatched" });
+    note(`unrecorded call CONNECT ${req.url} (TLS made without the Moss SDK cannot be answered from a cassette)`);
+    socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nmoss replay: CONNECT is not answered: calls reach a replay through the Moss SDK (fetch / urllib) or as plain-HTTP proxy requests\n");
+  });
+  server.on("clientError", (_e, socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve(server));
+  });
+}
 
 function tryConnect(host, port) {
   return new Promise((resolve) => {
@@ -91,13 +182,18 @@ function send(host, port, request) {
 }
 
 function finish(result) {
+  const first = result.calls?.find((c) => c.outcome === "unmatched");
+  if (first) result.diverged = `unrecorded call ${first.method} ${first.url}`;
   process.stdout.write(`${MARKER} ${JSON.stringify(result)}\n`, () => process.exit(0));
 }
 
 async function main() {
   const trial = JSON.parse(readFileSync(TRIAL_FILE, "utf8"));
   nonce = trial.nonce;
-  const result = { nonce, timedOut: false };
+  const calls = [];
+  const result = { nonce, timedOut: false, calls };
+  // Up before the agent can call out (it may at start).
+  if (trial.proxyPort) await startReplayProxy(trial.proxyPort, trial.cassette, calls);
   const deadline = t0 + trial.timeoutMs;
   const readyDeadline = t0 + Math.min(trial.readyTimeoutMs ?? trial.timeoutMs, trial.timeoutMs);
   let phase = "waiting for the agent to listen";

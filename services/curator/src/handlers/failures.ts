@@ -76,7 +76,7 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
     await Promise.all(
       res.newSamples.map(async (s) => {
         const st = s.stored();
-        if (st.snapshot) await deps.blob.put(st.snapshot.bytes, { contentType: "application/x-tar" });
+        for (const b of st.blobs) await deps.blob.put(b.bytes, b.ref.contentType ? { contentType: b.ref.contentType } : {});
         await deps.blob.put(st.eventJson, { contentType: "application/json" });
       }),
     );

@@ -32,7 +32,8 @@ export interface StoredFailure {
   event: FailureEvent;
   eventJson: string;
   eventRef: BlobRef;
-  snapshot?: { bytes: Buffer; ref: BlobRef };
+  /** The parts that were inline in the event (snapshots, cassette), each to be stored as a blob of its own. */
+  blobs: { bytes: Buffer; ref: BlobRef }[];
 }
 
 /** What the pipeline says about a batch the curator has sent out. */
@@ -220,19 +221,21 @@ export function requestSig(ev: FailureEvent): string {
   return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
 }
 
-/** The event as the blob store keeps it: an inline snapshot becomes a blob of its own. */
+/** The event as the blob store keeps it: inline snapshots and an inline cassette become blobs of their own. */
 export function storeForm(ev: FailureEvent): StoredFailure {
   let event = ev;
-  let snapshot: StoredFailure["snapshot"];
-  if (ev.snapshot?.inlineBase64) {
-    const bytes = Buffer.from(ev.snapshot.inlineBase64, "base64");
-    const ref: BlobRef = { sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, contentType: "application/x-tar" };
-    snapshot = { bytes, ref };
-    event = { ...ev, snapshot: { path: ev.snapshot.path, blob: ref } };
-  }
+  const blobs: StoredFailure["blobs"] = [];
+  const blobOf = (bytes: Buffer, contentType: string): BlobRef => {
+    const ref: BlobRef = { sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, contentType };
+    blobs.push({ bytes, ref });
+    return ref;
+  };
+  if (ev.snapshot?.inlineBase64) event = { ...event, snapshot: { path: ev.snapshot.path, blob: blobOf(Buffer.from(ev.snapshot.inlineBase64, "base64"), "application/x-tar") } };
+  if (ev.afterSnapshot?.inlineBase64) event = { ...event, afterSnapshot: { path: ev.afterSnapshot.path, blob: blobOf(Buffer.from(ev.afterSnapshot.inlineBase64, "base64"), "application/x-tar") } };
+  if (ev.cassette?.inline) event = { ...event, cassette: { blob: blobOf(Buffer.from(JSON.stringify(ev.cassette.inline)), "application/json") } };
   const eventJson = JSON.stringify(event);
   const buf = Buffer.from(eventJson);
-  return { event, eventJson, eventRef: { sha256: createHash("sha256").update(buf).digest("hex"), size: buf.length, contentType: "application/json" }, snapshot };
+  return { event, eventJson, eventRef: { sha256: createHash("sha256").update(buf).digest("hex"), size: buf.length, contentType: "application/json" }, blobs };
 }
 
 export type { ClosingBatch };

@@ -2,7 +2,7 @@
 import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
-import { Expectation, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import { Cassette, Expectation, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
 import { isTerminal } from "@moss/errors";
 import type { Runtime, TrialResult } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
@@ -81,15 +81,17 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     if (!agent.stateDir) throw new UnreplayableError(`the failure has a state snapshot but agents.${msg.agent}.stateDir is not set: set it to the agent's state directory`);
     snapshot = { path: agent.stateDir, tar: ev.snapshot.blob ? await deps.blob.get(ev.snapshot.blob.sha256) : Buffer.from(ev.snapshot.inlineBase64 ?? "", "base64") };
   }
+  const cassette = await loadCassette(ev, deps.blob);
   const timeoutMs = Math.round(ev.timeoutMs * REPLAY_TIMEOUT_FACTOR);
   const trial = await deps.runtime.runTrial({
     image: msg.image,
     request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body },
     port: agent.port,
-    env: replayEnv(agent, msg.agent, ev.env, msg.commit),
+    env: { ...replayEnv(agent, msg.agent, ev.env, msg.commit), ...turnEnv(ev) },
     timeoutMs,
     snapshot,
     network: agent.replay.network,
+    ...(cassette ? { cassette: { calls: cassette.calls } } : {}),
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
   });
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
@@ -102,8 +104,42 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     body: trial.response?.body.slice(0, 4_000),
     durationMs: trial.durationMs,
     timedOut: trial.timedOut,
+    ...(trial.diverged ? { diverged: trial.diverged } : {}),
+    calls: trial.calls,
     logs,
   };
+}
+
+/** Most bytes of a cassette a replay loads. */
+export const MAX_CASSETTE_BYTES = 32 * 2 ** 20;
+
+/** The failure's cassette, checked: it parses, it is not too big, and it is this failure's. Bad evidence is terminal. */
+async function loadCassette(ev: FailureEvent, blob: BlobStore): Promise<Cassette | undefined> {
+  if (!ev.cassette) return undefined;
+  let raw: unknown = ev.cassette.inline;
+  if (ev.cassette.blob) {
+    const ref = ev.cassette.blob;
+    if (ref.size > MAX_CASSETTE_BYTES) throw new UnreplayableError(`its cassette is ${ref.size} bytes, over the ${MAX_CASSETTE_BYTES} a replay loads`);
+    const bytes = await blob.get(ref.sha256);
+    if (bytes.length > MAX_CASSETTE_BYTES) throw new UnreplayableError(`its cassette is ${bytes.length} bytes, over the ${MAX_CASSETTE_BYTES} a replay loads`);
+    try {
+      raw = JSON.parse(bytes.toString("utf8"));
+    } catch (err) {
+      throw new UnreplayableError(`its cassette is corrupt: not JSON (${(err as Error).message})`);
+    }
+  }
+  const c = Cassette.safeParse(raw);
+  if (!c.success) {
+    const i = c.error.issues[0];
+    throw new UnreplayableError(`its cassette is corrupt: ${i?.path.join(".") || "(root)"}: ${i?.message ?? "invalid"}`);
+  }
+  if (c.data.failureId !== ev.id) throw new UnreplayableError(`its cassette belongs to failure ${c.data.failureId}, not to ${ev.id}`);
+  return c.data;
+}
+
+/** The turn's clock and seed, for the SDKs' now() and random() in the trial. */
+function turnEnv(ev: FailureEvent): Record<string, string> {
+  return ev.turn ? { MOSS_REPLAY_TIME: ev.turn.startedAt, MOSS_REPLAY_SEED: String(ev.turn.seed) } : {};
 }
 
 /** Hop-by-hop and framing headers belong to the original connection, not to the request being replayed. */
@@ -115,9 +151,11 @@ function endToEnd(headers: Record<string, string>): Record<string, string> {
 /** Pass = answered in time, with a status the failure expects, and the agent reported no failure of its own. */
 export function judge(
   ev: FailureEvent,
-  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string } },
+  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string }; diverged?: string },
   timeoutMs: number,
 ): { passed: boolean; reason: string } {
+  // Not the same inputs: whatever the answer, it says nothing about the failure.
+  if (trial.diverged) return { passed: false, reason: `diverged: ${trial.diverged}` };
   if (trial.timedOut) return { passed: false, reason: `no answer within ${timeoutMs} ms (1.5x the failure's timeout)` };
   if (!trial.response) return { passed: false, reason: `no answer: ${trial.error ?? "the agent did not respond"}` };
   const expect = Expectation.parse(ev.expect ?? {});
