@@ -3,6 +3,7 @@ export { main } from "./main";
 export { runDemo, FAILING_REQUEST, FIXED_ANSWER } from "./demo/run";
 export type { DemoOptions, DemoResult } from "./demo/run";
 export { prepareAgentRepo, EXAMPLE_AGENT } from "./demo/prepare";
+export { startModelStandIn, type ModelStandIn } from "./demo/model";
 export { startStack, freePort, reachable, SERVICES } from "./stack";
 export type { Stack, StackOptions } from "./stack";
 export { deployAgent, waitHealthy } from "./deploy";

@@ -295,11 +295,19 @@ describe("result", () => {
 describe("agents.<name>.replay", () => {
   it("takes no recorded env and no network by default, and refuses a loader variable in the allow-list", () => {
     const cfg = parseConfig({ agents: { shop: { repo: "/srv/shop" } } });
-    expect(cfg.agents["shop"]!.replay).toEqual({ envAllow: [], network: false });
+    expect(cfg.agents["shop"]!.replay).toEqual({ envAllow: [], network: false, forward: [] });
     const err = configError(() => parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { envAllow: ["LOCALE", "NODE_OPTIONS", "LD_PRELOAD"] } } } }));
     expect(err.problems.map((p) => p.path)).toEqual(["agents.shop.replay.envAllow.1", "agents.shop.replay.envAllow.2"]);
     expect(err.message).toContain("NODE_OPTIONS changes how the agent's runtime loads code; it can never be taken from a failure event");
     for (const n of ["NODE_OPTIONS", "LD_LIBRARY_PATH", "PYTHONPATH", "DYLD_INSERT_LIBRARIES", "PATH"]) expect(isLoaderVariable(n), n).toBe(true);
     for (const n of ["LOCALE", "TZ", "MODEL"]) expect(isLoaderVariable(n), n).toBe(false);
+  });
+
+  it("forwards unrecorded calls only to base URLs, and says so when one is not", () => {
+    const ok = parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { forward: ["https://staging-model.internal/v1", "http://10.0.0.5:8080"] } } } });
+    expect(ok.agents["shop"]!.replay.forward).toEqual(["https://staging-model.internal/v1", "http://10.0.0.5:8080"]);
+    const err = configError(() => parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { forward: ["staging-model:8080"] } } } }));
+    expect(err.problems.map((p) => p.path)).toEqual(["agents.shop.replay.forward.0"]);
+    expect(err.message).toContain("a base URL: http(s)://host[:port][/path]");
   });
 });

@@ -60,6 +60,9 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(t.attempts[0]!.filesChanged).toEqual(["src/router.ts"]);
     expect(t.attempts[0]!.diffText).toContain("src/router.ts");
     expect(t.attempts[0]!.replay!.every((r) => r.passed)).toBe(true);
+    // The model stand-in was down during the replays: each trial's model call was answered from its cassette.
+    expect(progress.some((l) => l.includes("stand-in stopped after"))).toBe(true);
+    for (const r of t.attempts[0]!.replay!) expect(r.calls).toEqual([expect.objectContaining({ method: "POST", outcome: "matched", index: 0, url: expect.stringMatching(/\/v1\/chat\/completions$/) })]);
     expect(t.verdict).toBe("promoted");
     expect(t.timeline.map((e) => e.kind)).toEqual(expect.arrayContaining(["failure", "batch", "candidate", "replay", "promotion"]));
   });

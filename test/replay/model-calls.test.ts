@@ -175,12 +175,13 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const replay = (v: Variant, ev: FailureEvent, snapshot: "before" | "after" = "before"): Promise<TrialResult> => {
+const replay = (v: Variant, ev: FailureEvent, snapshot: "before" | "after" = "before", o: { modelUrl?: string; forward?: string[] } = {}): Promise<TrialResult> => {
   const snap = snapshot === "before" ? ev.snapshot! : ev.afterSnapshot!;
   return runtime.runTrial({
     image: images[v]!,
     port: 8080,
-    env: { STATE_DIR: "/data", MODEL_URL: modelUrl, MOSS_REPLAY_TIME: ev.turn!.startedAt, MOSS_REPLAY_SEED: String(ev.turn!.seed) },
+    env: { STATE_DIR: "/data", MODEL_URL: o.modelUrl ?? modelUrl, MOSS_REPLAY_TIME: ev.turn!.startedAt, MOSS_REPLAY_SEED: String(ev.turn!.seed) },
+    ...(o.forward ? { forward: o.forward } : {}),
     timeoutMs: 10_000,
     request: { method: ev.request.method, path: ev.request.path, headers: { "content-type": "application/json" }, body: ev.request.body },
     snapshot: { path: "/data", tar: Buffer.from(snap.inlineBase64!, "base64") },
@@ -245,6 +246,31 @@ describe("a failure's recorded model calls", { timeout: 60_000 }, () => {
     expect((await replay("buggy", ev, "before")).response?.status).toBe(500);
     // From the after-failure state the buggy version declines politely: a replay from it would call the bug fixed.
     expect((await replay("buggy", ev, "after")).response?.status).toBe(402);
+  });
+
+  it("with a staging model allow-listed, calls the cassette lacks are forwarded there; nothing else gets through", async () => {
+    const gw = execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"], { encoding: "utf8" }).trim();
+    const staging = modelServer();
+    let stagingRequests = 0;
+    staging.on("request", () => stagingRequests++);
+    const port = await freePort();
+    await new Promise<void>((r) => staging.listen(port, "0.0.0.0", r));
+    const base = `http://${gw}:${port}/v1`;
+    try {
+      const r = await replay("diverge", failures.plain!, "before", { modelUrl: base, forward: [base] });
+      expect(r.diverged).toBeUndefined();
+      expect(r.calls).toEqual([{ method: "POST", url: `${base}/chat/completions`, outcome: "forwarded" }]);
+      expect(r.response?.status).toBe(200);
+      expect(stagingRequests).toBe(1);
+      const other = await replay("other", failures.plain!, "before", { modelUrl: base, forward: [base] });
+      const body = JSON.parse(other.response!.body) as { viaFetch: number; viaSocket: string };
+      expect(body).toMatchObject({ viaFetch: 502, viaSocket: "ENETUNREACH" });
+      expect(other.diverged).toBe("unrecorded call POST https://exfil.example/steal");
+      expect(other.calls.map((c) => c.outcome)).toEqual(["forwarded", "unmatched"]);
+      expect(stagingRequests).toBe(2);
+    } finally {
+      staging.close();
+    }
   });
 
   it("the turn's clock and seed come back in the replay", async () => {

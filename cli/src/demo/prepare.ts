@@ -14,6 +14,8 @@ const DEMO_AUTHOR = { name: "Moss Demo", email: "demo@moss.invalid" };
 
 /** Where the Dockerfile's esbuild alias expects the SDK. */
 export const VENDORED_SDK = "vendor/moss-agent-sdk.mjs";
+/** Where it expects the `openai` client (bundled from the example's dependency; images build offline). */
+export const VENDORED_OPENAI = "vendor/openai.mjs";
 
 /**
  * Make a stand-alone git repository of the demo agent in `destDir` (created if missing; must be
@@ -34,13 +36,14 @@ export async function prepareAgentRepo(destDir: string): Promise<{ repoDir: stri
     description: pkg.description,
     // The SDK is vendored: the repository builds with esbuild alone, like its Dockerfile does.
     scripts: {
-      build: "esbuild src/main.ts --bundle --platform=node --format=esm --target=node20 --sourcemap --outfile=dist/main.mjs --alias:@moss/agent-sdk=./vendor/moss-agent-sdk.mjs",
+      build: "esbuild src/main.ts --bundle --platform=node --format=esm --target=node20 --sourcemap --outfile=dist/main.mjs --alias:@moss/agent-sdk=./vendor/moss-agent-sdk.mjs --alias:openai=./vendor/openai.mjs",
       start: "node --enable-source-maps dist/main.mjs",
     },
   };
   await writeFile(join(repoDir, "package.json"), `${JSON.stringify(standalone, null, 2)}\n`);
   await writeFile(join(repoDir, ".gitignore"), "node_modules/\ndist/\n");
   await bundleSdk(join(repoDir, VENDORED_SDK));
+  await bundleOpenAi(join(repoDir, VENDORED_OPENAI));
 
   return { repoDir, commit: await commitV1(repoDir) };
 }
@@ -57,6 +60,23 @@ export async function preparePythonAgentRepo(destDir: string): Promise<{ repoDir
   for (const name of ["agent.py", "moss_report.py", "Dockerfile", "README.md", "moss"]) await cp(join(PYTHON_EXAMPLE_AGENT, name), join(repoDir, name), { recursive: true });
   await writeFile(join(repoDir, ".gitignore"), "__pycache__/\n");
   return { repoDir, commit: await commitV1(repoDir) };
+}
+
+/** The official `openai` client, as the example agent depends on it, in one minified ESM file. */
+async function bundleOpenAi(outFile: string): Promise<void> {
+  const esbuild = await import("esbuild");
+  await esbuild.build({
+    stdin: { contents: 'export { default, OpenAI } from "openai";', resolveDir: EXAMPLE_AGENT, loader: "js" },
+    outfile: outFile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    minify: true,
+    logLevel: "silent",
+    legalComments: "inline",
+    banner: { js: "// The openai client (npm `openai`), bundled for the demo agent by moss demo. Do not edit: regenerate it." },
+  });
 }
 
 async function emptyDir(destDir: string): Promise<string> {

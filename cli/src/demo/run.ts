@@ -9,6 +9,7 @@ import { createRuntime } from "@moss/runtime";
 import { deployAgent } from "../deploy";
 import { renderTimeline } from "../render";
 import { freePort, startStack, type Stack } from "../stack";
+import { startModelStandIn } from "./model";
 import { EXAMPLE_AGENT, prepareAgentRepo, preparePythonAgentRepo, PYTHON_EXAMPLE_AGENT } from "./prepare";
 
 export interface DemoOptions {
@@ -63,8 +64,10 @@ interface Example {
   prepare(dir: string): Promise<{ repoDir: string; commit: string }>;
   patchTools: Partial<Record<"fix" | "bad", string>>;
   rulesDir?: string;
-  /** The agent's env besides what Moss gives it (the Python reporter's ingest address). */
-  env(ingestPort: number): Record<string, string>;
+  /** The agent's env besides what Moss gives it (the Python reporter's ingest address, the model's base URL). */
+  env(ports: { ingest: number; model: string }): Record<string, string>;
+  /** Whether the agent asks a model (the demo then runs the stand-in, and stops it before the replays). */
+  model?: boolean;
   /** Messages the agent answers well, then three that fail the same way. */
   warmup: string[];
   failing: [string, ...string[]];
@@ -77,7 +80,9 @@ const EXAMPLES: Record<"node" | "python", Example> = {
     prepare: prepareAgentRepo,
     patchTools: { fix: resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs"), bad: resolve(EXAMPLE_AGENT, "moss/bad-patch.mjs") },
     rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
-    env: () => ({}),
+    // The stand-in's key is as secret as a real one would be: the cassette keeps it redacted.
+    env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo" }),
+    model: true,
     warmup: ["set rate USD EUR 0.92", "what is 2 + 3"],
     failing: [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"],
     fixedAnswer: FIXED_ANSWER,
@@ -86,7 +91,7 @@ const EXAMPLES: Record<"node" | "python", Example> = {
     prepare: preparePythonAgentRepo,
     patchTools: { fix: resolve(PYTHON_EXAMPLE_AGENT, "moss/fix-tags.mjs") },
     // It reports over the curator's HTTP ingest (no NATS client in it).
-    env: (ingestPort) => ({ MOSS_INGEST_URL: `http://127.0.0.1:${ingestPort}` }),
+    env: ({ ingest }) => ({ MOSS_INGEST_URL: `http://127.0.0.1:${ingest}` }),
     warmup: ["remember buy milk #shopping", "recall milk"],
     failing: ["remember call mom", "remember pay rent", "remember water the plants"],
     fixedAnswer: "noted #2: call mom",
@@ -115,6 +120,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   mkdirSync(dataDir, { recursive: true });
   const { repoDir, commit: v1Commit } = await example.prepare(join(dataDir, "agent-repo"));
   step("setup", `example agent copied to ${repoDir} as its own git repo (v1 ${v1Commit.slice(0, 12)})`);
+  const model = example.model ? await startModelStandIn() : undefined;
+  if (model) step("setup", `model stand-in (OpenAI chat completions, deterministic) on ${model.url}; the agent asks it with the openai client`);
 
   const keys = await ensureSigningKey(join(dataDir, "keys"));
   const [natsPort, auditorPort, livePort, ingestPort, gatewayPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
@@ -141,7 +148,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },
     gateway: { port: gatewayPort },
-    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data", env: example.env(ingestPort) } },
+    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data", env: example.env({ ingest: ingestPort, model: model?.url ?? "" }) } },
   };
   const configFile = join(dataDir, "moss.config.json");
   writeFileSync(configFile, JSON.stringify(cfgInput, null, 2));
@@ -185,6 +192,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         before.push(r);
         step("traffic", `"${message}" → ${r.status} ${r.body.slice(0, 90)}`);
       }
+      if (model) {
+        await model.stop();
+        step("model", `stand-in stopped after ${model.requests()} call(s): the replays must answer the agent's model calls from the failures' cassettes`);
+      }
 
       const end = Date.now() + 240_000;
       let final: (typeof events)[number] | undefined;
@@ -196,6 +207,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const batchId = String(final.data["batchId"]);
       const outcome = String(final.data["outcome"] ?? final.data["verdict"]);
 
+      if (model) {
+        await model.start();
+        step("model", "stand-in started again for live traffic");
+      }
       const after = await chat(example.failing[0], "s9");
       step("verify", `"${example.failing[0]}" now → ${after.status} ${after.body.slice(0, 90)}`);
       const live = await runtime.liveStatus(agent);
@@ -216,6 +231,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
   } finally {
     await stack?.stop();
+    await model?.stop();
     if (!opts.keep) await runtime.removeAgent(agent, { state: true });
   }
 }
@@ -234,8 +250,10 @@ function describe(def: MessageDef, d: Record<string, unknown>): [string, string]
     case Messages.candidateFailed:
       return ["rewrite", `attempt ${s(d["attempt"])}: ${s(d["verdict"])}: ${s(d["reason"])}`];
     case Messages.replayCompleted: {
-      const r = d["results"] as Array<{ passed: boolean }>;
-      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay → ${d["passed"] ? "PASS" : "FAIL"}`];
+      const r = d["results"] as Array<{ passed: boolean; calls?: { outcome: string }[] }>;
+      const calls = r.flatMap((x) => x.calls ?? []);
+      const served = calls.length ? `; ${calls.filter((c) => c.outcome === "matched").length}/${calls.length} model call(s) answered from the cassettes` : "";
+      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay${served} → ${d["passed"] ? "PASS" : "FAIL"}`];
     }
     case Messages.batchVerdict:
       return ["verdict", `${s(d["verdict"])}: ${s(d["reason"])}`];

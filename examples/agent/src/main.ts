@@ -1,5 +1,6 @@
 // Wiring only: env → state → reporter → HTTP → shutdown. The only file that reads process.env or exits.
 import { createReporter } from "@moss/agent-sdk";
+import { noModel, openAiModel } from "./model";
 import { createAgentServer } from "./server";
 import { createStateStore } from "./state";
 
@@ -19,7 +20,11 @@ const reporter = createReporter({
   envAllow: ["TZ", "AGENT_MODE"],
   timeoutMs: 10_000,
 });
-const server = createAgentServer({ agent, version, state, reporter });
+// After the reporter: it records the model client's calls (and answers them from the cassette in a replay).
+const model = env.MODEL_BASE_URL
+  ? openAiModel({ baseURL: env.MODEL_BASE_URL, apiKey: env.MODEL_API_KEY ?? "none", model: env.MODEL_NAME ?? "moss-demo" })
+  : (console.warn("MODEL_BASE_URL is not set: every message goes to the tools without asking a model"), noModel);
+const server = createAgentServer({ agent, version, state, reporter, model });
 
 server.listen(port, () => console.log(`agent ${agent} ${version} listening on :${port} (state ${state.file})`));
 

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Reporter } from "@moss/agent-sdk";
 import { BadRequestError, ToolAnswerError } from "./errors";
+import { ModelUnavailableError, type Model } from "./model";
 import { route } from "./router";
 import type { StateStore } from "./state";
 import { tools } from "./tools";
@@ -10,6 +11,8 @@ export interface AgentDeps {
   version: string;
   state: StateStore;
   reporter: Reporter;
+  /** Reads each message first: a tool serves it, or the model answers it itself. */
+  model: Model;
   /** Where the agent's own log lines go besides the reporter's ring buffer. Default: stdout. */
   log?: (line: string) => void;
 }
@@ -25,7 +28,8 @@ export function createAgentServer(deps: AgentDeps): Server {
   };
 
   return createServer((req, res) => {
-    handle(req, res, deps, log).catch((err: unknown) => {
+    // One turn per request: its state before, its model calls, its clock and seed go with a failure.
+    deps.reporter.turn(() => handle(req, res, deps, log)).catch((err: unknown) => {
       // Only reached if answering itself failed; the failure was reported already.
       log(`error answering ${req.method} ${req.url}: ${String(err)}`);
       if (!res.headersSent) send(res, 500, { error: "internal error" });
@@ -54,10 +58,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentDeps
   try {
     raw = await readBody(req);
     const { session, message } = parseChat(raw);
-    intent = route(message);
-    log(`chat session=${session} intent=${intent} message=${JSON.stringify(message.slice(0, 200))}`);
+    const decision = await deps.model.decide(message);
+    if (decision.kind === "reply") {
+      log(`chat session=${session} answered by the model`);
+      send(res, 200, { tool: "model", answer: decision.text });
+      return;
+    }
+    intent = route(decision.request);
+    log(`chat session=${session} intent=${intent} message=${JSON.stringify(decision.request.slice(0, 200))}`);
     const tool = tools[intent as keyof typeof tools];
-    const answer = await tool.run(message, { state: deps.state });
+    const answer = await tool.run(decision.request, { state: deps.state });
     await deps.state.update((s) => {
       s.turns += 1;
     });
@@ -65,6 +75,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentDeps
   } catch (err) {
     if (err instanceof BadRequestError) {
       send(res, 400, { error: err.message });
+      return;
+    }
+    if (err instanceof ModelUnavailableError) {
+      log(err.message);
+      send(res, 502, { error: "the model is unavailable; try again" });
       return;
     }
     if (err instanceof ToolAnswerError) {

@@ -54,6 +54,13 @@ export const AgentConfig = z.object({
         }),
       /** Trials of this agent may use the network (Docker's default bridge). Default false: offline. */
       network: z.boolean().default(false),
+      /**
+       * Offline trials answer the agent's outbound calls from the failure's cassette; a call it does not hold
+       * diverges the trial. A call whose URL starts with one of these base URLs (a staging model, a sandbox service)
+       * is forwarded there instead — through an egress proxy that lets through only their hosts — and answered with
+       * the real response, listed as `forwarded`. Nothing ever reaches any other address. Default: none.
+       */
+      forward: z.array(z.string().regex(/^https?:\/\/[^\s/?#]+(\/\S*)?$/, "a base URL: http(s)://host[:port][/path]")).default([]),
     })
     .prefault({}),
 });

@@ -167,8 +167,11 @@ export const TraceCarrier = z.record(z.string(), z.string());
 export const ReplayedCall = z.object({
   method: z.string(),
   url: z.string(),
-  /** `matched`: answered from the cassette (its call `index`); `unmatched`: not recorded, answered with an error. */
-  outcome: z.enum(["matched", "unmatched"]),
+  /**
+   * `matched`: answered from the cassette (its call `index`); `forwarded`: not recorded, sent to an allow-listed
+   * sandbox URL (`agents.<name>.replay.forward`) and answered by it; `unmatched`: not recorded, answered with an error.
+   */
+  outcome: z.enum(["matched", "forwarded", "unmatched"]),
   index: z.number().int().nonnegative().optional(),
 });
 export type ReplayedCall = z.infer<typeof ReplayedCall>;

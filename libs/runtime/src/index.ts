@@ -2,6 +2,7 @@ export { createRuntime } from "./runtime";
 export { RUNTIME_DEFAULTS } from "./config";
 export { createDockerClient } from "./docker";
 export { httpProbe, type ProbeResult } from "./probe";
+export { egressProxyCode, NOBODY, startNodeHelper, type HelperOptions } from "./helper";
 export { BASE_IMAGE } from "./types";
 export type {
   BuildImageOptions,

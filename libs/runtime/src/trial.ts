@@ -1,5 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
 import tar from "tar-stream";
@@ -8,6 +10,7 @@ import { constants } from "node:os";
 import { demuxFrames } from "./demux";
 import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
+import { egressProxyCode, NOBODY, startNodeHelper } from "./helper";
 import { cleanSnapshot } from "./snapshot";
 import { packTar, type TarEntry } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
@@ -40,6 +43,15 @@ function validate(spec: TrialSpec): void {
   }
   if (!spec.request?.method || !spec.request.path?.startsWith("/")) {
     throw new InvalidSpecError("TrialSpec.request", "needs a method and a path starting with /");
+  }
+  for (const [i, b] of (spec.forward ?? []).entries()) {
+    let u: URL | undefined;
+    try {
+      u = new URL(b);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) throw new InvalidSpecError(`TrialSpec.forward[${i}]`, `"${b}" must be an http(s) base URL`);
   }
   if (spec.snapshot) {
     const p = spec.snapshot.path;
@@ -83,7 +95,17 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   const nonce = randomUUID();
   // Offline, the driver's replay proxy is all the agent can reach; on a port the agent does not use.
   const proxyPort = spec.network ? undefined : spec.port === REPLAY_PROXY_PORT ? REPLAY_PROXY_PORT + 1 : REPLAY_PROXY_PORT;
-  const trialJson = { nonce, port: spec.port, request: spec.request, timeoutMs: spec.timeoutMs, readyTimeoutMs: spec.timeoutMs, proxyPort, cassette: spec.cassette };
+  const forward = proxyPort && spec.forward?.length ? [...spec.forward] : undefined;
+  const trialJson = {
+    nonce,
+    port: spec.port,
+    request: spec.request,
+    timeoutMs: spec.timeoutMs,
+    readyTimeoutMs: spec.timeoutMs,
+    proxyPort,
+    cassette: spec.cassette,
+    ...(forward ? { forward, egressSocket: "/egress/proxy.sock" } : {}),
+  };
   const proxyEnv: Record<string, string> = proxyPort
     ? Object.fromEntries([
         ["MOSS_REPLAY_PROXY", `http://127.0.0.1:${proxyPort}`],
@@ -123,6 +145,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     throw wrap("container create", err);
   }
   let sidecar: Docker.Container | undefined;
+  let egress: { container?: Docker.Container; dir: string } | undefined;
 
   try {
     // World-writable: the agent may run as a non-root USER and must append failure reports.
@@ -170,6 +193,27 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
     }
     const agentExited = (agent.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
+    if (forward) {
+      // The sidecar's only way out, for the allow-listed hosts only: an egress proxy on the bridge, reached through a
+      // unix socket in a directory only the two share (the agent shares the sidecar's network, not its files).
+      const dir = mkdtempSync(path.join(tmpdir(), "moss-trial-egress-"));
+      chownSync(dir, NOBODY, NOBODY);
+      chmodSync(dir, 0o700);
+      egress = { dir };
+      try {
+        egress.container = await startNodeHelper(docker, {
+          name: `${cfg.namePrefix}-trial-${id}-egress`,
+          code: egressProxyCode(),
+          env: [`MOSS_EGRESS_ALLOW=${forward.map(hostPortOf).join(",")}`, "MOSS_EGRESS_LISTEN=/egress/proxy.sock"],
+          networkMode: "bridge",
+          binds: [`${dir}:/egress`],
+          labels: { ...roleLabels, "moss.trial.egress": "1" },
+        });
+      } catch (err) {
+        if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
+        throw wrap("trial egress start", err);
+      }
+    }
     try {
       sidecar = await docker.createContainer({
         name: `${cfg.namePrefix}-trial-${id}-driver`,
@@ -181,6 +225,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         Tty: false,
         HostConfig: {
           NetworkMode: `container:${agent.id}`,
+          Binds: egress ? [`${egress.dir}:/egress`] : [],
           Memory: 128 * 2 ** 20,
           PidsLimit: 64,
           CapDrop: ["ALL"],
@@ -263,7 +308,15 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   } finally {
     await sidecar?.remove({ force: true, v: true }).catch(() => undefined);
     await agent.remove({ force: true, v: true }).catch(() => undefined);
+    await egress?.container?.remove({ force: true }).catch(() => undefined);
+    if (egress) rmSync(egress.dir, { recursive: true, force: true });
   }
+}
+
+/** `host:port` of a base URL, as the egress proxy's allow-list takes it. */
+function hostPortOf(base: string): string {
+  const u = new URL(base);
+  return `${u.hostname}:${u.port || (u.protocol === "https:" ? 443 : 80)}`;
 }
 
 /** How long the driver may still finish after the agent exited (it may be reading the agent's last answer). */

@@ -126,6 +126,11 @@ export interface TrialSpec {
   network?: boolean;
   /** The failure's recorded outbound calls (a `moss.cassette.v1`'s `calls`), served by the replay proxy. */
   cassette?: { calls: readonly unknown[] };
+  /**
+   * Base URLs an offline trial forwards calls the cassette does not hold to (a staging model), through an egress
+   * proxy container that lets through only their hosts; such calls are `forwarded`, not diverged.
+   */
+  forward?: readonly string[];
   labels?: Record<string, string>;
 }
 
@@ -139,7 +144,7 @@ export interface TrialResponse {
 export interface TrialCall {
   method: string;
   url: string;
-  outcome: "matched" | "unmatched";
+  outcome: "matched" | "forwarded" | "unmatched";
   /** The cassette's call that answered it. */
   index?: number;
 }

@@ -4,14 +4,15 @@
  * but what rewriter.sandbox.mounts names (read-only). It runs as the sandbox's unprivileged uid with no capabilities,
  * no new privileges, a read-only root, a private /tmp, limits on memory and processes. Its network is none at all, or
  * — when rewriter.sandbox.allow names destinations — a loopback whose one open port leads to the egress proxy
- * (./egress-proxy.mjs), which lets through exactly those. When the tool exits, its container goes, and with it
+ * (@moss/runtime's egress-proxy.mjs), which lets through exactly those. When the tool exits, its container goes, and with it
  * every process it started.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, createReadStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { constants, hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, type Duplex } from "node:stream";
+import { egressProxyCode, NOBODY, startNodeHelper } from "@moss/runtime";
 import type Docker from "dockerode";
 import type { Logger } from "@moss/telemetry";
 import { capture, type ProcessOptions, type ProcessRun } from "./adapters/process";
@@ -34,8 +35,6 @@ const PROXY = "http://127.0.0.1:3128";
 const DRAIN_MS = 1_000;
 const LABEL = "moss.sandbox";
 const OWNER = `${hostname()}:${process.pid}`;
-/** The uid the proxy and its forwarder run as: nobody. */
-const NOBODY = 65_534;
 
 export interface Egress {
   /** The tool container's NetworkMode: the forwarder's network namespace. */
@@ -45,10 +44,6 @@ export interface Egress {
   decisions(): { egress: "allowed" | "refused"; target: string; method: string }[];
   close(): Promise<void>;
 }
-
-/** The egress proxy's code, run with `node -e` so nothing of the host needs mounting into its container. */
-let proxyCode: string | undefined;
-const egressProxyCode = () => (proxyCode ??= readFileSync(new URL("./egress-proxy.mjs", import.meta.url), "utf8"));
 
 /**
  * The way out for one run, when rewriter.sandbox.allow names destinations. The tool's network namespace is a
@@ -71,46 +66,17 @@ export async function openEgress(docker: Docker, spec: ContainerSpec): Promise<E
   };
   try {
     const helper = async (role: string, env: string[], networkMode: string) => {
-      const c = await docker.createContainer({
+      const c = await startNodeHelper(docker, {
         name: `${name}-${role}`,
-        Image: spec.proxyImage,
-        Cmd: ["/usr/bin/node", "--input-type=module", "-e", egressProxyCode()],
-        Env: env,
-        User: `${NOBODY}:${NOBODY}`,
-        Labels: { [LABEL]: OWNER },
-        HostConfig: {
-          NetworkMode: networkMode,
-          Binds: [`${sockets}:/egress`],
-          CapDrop: ["ALL"],
-          SecurityOpt: ["no-new-privileges"],
-          ReadonlyRootfs: true,
-          Memory: 128 * 2 ** 20,
-          PidsLimit: 64,
-        },
+        image: spec.proxyImage,
+        code: egressProxyCode(),
+        env,
+        networkMode,
+        binds: [`${sockets}:/egress`],
+        labels: { [LABEL]: OWNER },
+        onLine: (l) => l.startsWith('{"egress"') && lines.push(l),
       });
       started.push(c);
-      const stream = (await c.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
-      const out = new PassThrough();
-      docker.modem.demuxStream(stream, out, out);
-      let rest = "";
-      let ready!: () => void;
-      const listening = new Promise<void>((r) => (ready = r));
-      const said: string[] = [];
-      out.setEncoding("utf8");
-      out.on("data", (d: string) => {
-        const parts = (rest + d).split("\n");
-        rest = parts.pop()!;
-        for (const l of parts) {
-          if (l.startsWith('{"listening"')) ready();
-          else if (l.startsWith('{"egress"')) lines.push(l);
-          else if (l.trim()) said.push(l);
-        }
-      });
-      await c.start();
-      let timer: NodeJS.Timeout | undefined;
-      const up = await Promise.race([listening.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 15_000)))]);
-      clearTimeout(timer);
-      if (!up) throw new Error(`the egress ${role} did not start listening within 15 s: ${said.join(" ").slice(0, 500)}`);
       return c;
     };
     await helper("proxy", [`MOSS_EGRESS_ALLOW=${spec.allow.join(",")}`, "MOSS_EGRESS_LISTEN=/egress/proxy.sock"], "bridge");

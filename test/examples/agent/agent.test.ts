@@ -6,6 +6,8 @@ import { FailureEvent } from "@moss/contracts";
 import { createReporter, type Reporter } from "@moss/agent-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { route } from "../../../examples/agent/src/router";
+import { startModelStandIn, type ModelStandIn } from "@moss/cli";
+import { openAiModel } from "../../../examples/agent/src/model";
 import { createAgentServer } from "../../../examples/agent/src/server";
 import { createStateStore } from "../../../examples/agent/src/state";
 import { calculator } from "../../../examples/agent/src/tools/calculator";
@@ -34,8 +36,9 @@ describe("calculator tool", () => {
   });
 });
 
-describe("agent HTTP server, in-process (reporter in replay mode: no NATS)", () => {
+describe("agent HTTP server, in-process, asking the demo's model stand-in (reporter delivering to a file: no NATS)", () => {
   let work: string;
+  let model: ModelStandIn;
   let server: Server;
   let reporter: Reporter;
   let url: string;
@@ -48,13 +51,17 @@ describe("agent HTTP server, in-process (reporter in replay mode: no NATS)", () 
     failureFile = join(work, "failures.jsonl");
     const state = createStateStore(stateDir);
     reporter = createReporter({ agent: "demo", version: "abc1234", stateDir, envAllow: ["TZ"], env: { MOSS_REPLAY_FAILURE_FILE: failureFile, TZ: "UTC" } });
-    server = createAgentServer({ agent: "demo", version: "abc1234", state, reporter, log: () => undefined });
+    model = await startModelStandIn();
+    // After the reporter, as the agent's main does: the reporter records the client's calls.
+    const m = openAiModel({ baseURL: model.url, apiKey: "sk-test-key", model: "moss-demo" });
+    server = createAgentServer({ agent: "demo", version: "abc1234", state, reporter, model: m, log: () => undefined });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
     await reporter.close();
+    await model.stop();
     await rm(work, { recursive: true, force: true });
   });
 
@@ -66,7 +73,9 @@ describe("agent HTTP server, in-process (reporter in replay mode: no NATS)", () 
 
   it("stores a rate atomically in state.json and counts turns", async () => {
     expect(await chat(url, "set rate USD EUR 0.92")).toEqual({ status: 200, body: { tool: "remember", answer: "noted: 1 USD = 0.92 EUR" } });
-    expect(await chat(url, "hi")).toEqual({ status: 200, body: { tool: "echo", answer: "you said: hi" } });
+    expect(await chat(url, "what do you mean")).toEqual({ status: 200, body: { tool: "echo", answer: "you said: what do you mean" } });
+    // A greeting the model answers itself: no tool, no turn counted.
+    expect(await chat(url, "hi")).toEqual({ status: 200, body: { tool: "model", answer: "Hello! I can calculate, convert currencies and remember exchange rates." } });
     expect(JSON.parse(await readFile(join(stateDir, "state.json"), "utf8"))).toEqual({ rates: { "USD/EUR": 0.92 }, turns: 2 });
     expect((await readdir(stateDir)).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
@@ -80,6 +89,24 @@ describe("agent HTTP server, in-process (reporter in replay mode: no NATS)", () 
     expect(ev.id).toBe(r.body.failureId);
     expect(ev).toMatchObject({ route: "calculator", response: { status: 500 }, env: { TZ: "UTC" }, tags: { session: "s1" }, snapshot: { path: stateDir } });
     expect(ev.error.type).toBe("ToolInputError");
+    // The turn's model call is in its cassette, the key redacted; the state is the one before the turn.
+    const call = ev.cassette!.inline!.calls[0]!;
+    expect(call).toMatchObject({ method: "POST", url: `${model.url}/chat/completions`, response: { status: 200 } });
+    expect(call.headers["authorization"]).toBe("[redacted]");
+    expect(call.response!.body.text).toContain("use_tool");
+    expect(ev.turn?.seed).toBeGreaterThanOrEqual(0);
+  });
+
+  it("answers 502 when the model cannot be asked, and reports nothing", async () => {
+    const before = (await readFailures(failureFile)).length;
+    await model.stop();
+    try {
+      const r = await chat(url, "what is 2 + 2");
+      expect(r).toEqual({ status: 502, body: { error: "the model is unavailable; try again" } });
+    } finally {
+      await model.start();
+    }
+    expect((await readFailures(failureFile)).length).toBe(before);
   });
 
   it("does not report what is not a bug: bad requests (400), refusals (422), unknown paths (404)", async () => {

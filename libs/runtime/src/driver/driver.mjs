@@ -18,7 +18,9 @@
 
 import { readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
+import tls from "node:tls";
 
 const TRIAL_FILE = "/moss/trial.json";
 const MARKER = "MOSS_TRIAL_RESULT";
@@ -68,7 +70,52 @@ function keyOf(method, url, body) {
 // Framing headers of the recording: the body is served whole and decoded, so these would lie about it.
 const DROP_RESPONSE = new Set(["content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"]);
 
-function startReplayProxy(port, cassette, calls) {
+/** The allow-listed base URL `url` falls under, if any. */
+function forwardBaseOf(url, forward) {
+  return (forward ?? []).find((b) => {
+    const base = b.replace(/\/+$/, "");
+    return url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`);
+  });
+}
+
+const HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "host", "x-moss-replay-url", "content-length"]);
+
+/** Sends one call through the egress proxy's unix socket (the sidecar has no network of its own) and reads the answer. */
+function forwardCall(socketPath, method, url, headers, body) {
+  const u = new URL(url);
+  const h = {};
+  for (const [k, v] of Object.entries(headers)) if (!HOP.has(k.toLowerCase())) h[k] = v;
+  h.host = u.host;
+  if (body.length) h["content-length"] = String(body.length);
+  const read = (res, resolve) => {
+    const chunks = [];
+    res.on("data", (c) => chunks.push(c));
+    res.on("end", () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }));
+  };
+  return new Promise((resolve, reject) => {
+    if (u.protocol === "http:") {
+      const req = http.request({ socketPath, method, path: url, headers: h }, (res) => read(res, resolve));
+      req.on("error", reject);
+      req.end(body);
+      return;
+    }
+    const tunnel = http.request({ socketPath, method: "CONNECT", path: `${u.hostname}:${u.port || 443}` });
+    tunnel.on("connect", (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        return reject(new Error(`the egress proxy refused ${u.host} (${res.statusCode})`));
+      }
+      const secure = tls.connect({ socket, servername: u.hostname });
+      const req = https.request({ method, path: `${u.pathname}${u.search}`, headers: h, createConnection: () => secure }, (r) => read(r, resolve));
+      req.on("error", reject);
+      req.end(body);
+    });
+    tunnel.on("error", reject);
+    tunnel.end();
+  });
+}
+
+function startReplayProxy(port, cassette, calls, forward, egressSocket) {
   const queues = new Map();
   (cassette?.calls ?? []).forEach((c, i) => {
     const k = keyOf(c.method, c.url, bodyText(c.body));
@@ -88,9 +135,24 @@ function startReplayProxy(port, cassette, calls) {
       const method = req.method ?? "GET";
       const named = req.headers["x-moss-replay-url"];
       const url = typeof named === "string" ? named : /^https?:\/\//i.test(req.url ?? "") ? req.url : `http://${req.headers.host ?? "unknown"}${req.url}`;
-      const body = Buffer.concat(chunks).toString("utf8");
+      const raw = Buffer.concat(chunks);
+      const body = raw.toString("utf8");
       const queue = queues.get(keyOf(method, url, body));
       const index = queue?.shift();
+      if (index === undefined && egressSocket && forwardBaseOf(url, forward)) {
+        forwardCall(egressSocket, method, url, req.headers, raw).then(
+          (r) => {
+            calls.push({ method, url, outcome: "forwarded" });
+            note(`forwarded ${method} ${url} (not recorded; allow-listed) → ${r.status}`);
+            const headers = {};
+            for (const [k, v] of Object.entries(r.headers)) if (!DROP_RESPONSE.has(k.toLowerCase()) && v !== undefined) headers[k] = v;
+            headers["content-length"] = String(r.body.length);
+            res.writeHead(r.status, headers).end(r.body);
+          },
+          (err) => unmatched(res, method, url, `forwarding to the allow-listed sandbox failed: ${err.message}`),
+        );
+        return;
+      }
       if (index === undefined) return unmatched(res, method, url, queue ? "every recorded call like it was already answered" : undefined);
       const rec = cassette.calls[index];
       calls.push({ method, url, outcome: "matched", index });
@@ -193,7 +255,7 @@ async function main() {
   const calls = [];
   const result = { nonce, timedOut: false, calls };
   // Up before the agent can call out (it may at start).
-  if (trial.proxyPort) await startReplayProxy(trial.proxyPort, trial.cassette, calls);
+  if (trial.proxyPort) await startReplayProxy(trial.proxyPort, trial.cassette, calls, trial.forward, trial.egressSocket);
   const deadline = t0 + trial.timeoutMs;
   const readyDeadline = t0 + Math.min(trial.readyTimeoutMs ?? trial.timeoutMs, trial.timeoutMs);
   let phase = "waiting for the agent to listen";

@@ -92,6 +92,7 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     snapshot,
     network: agent.replay.network,
     ...(cassette ? { cassette: { calls: cassette.calls } } : {}),
+    ...(agent.replay.forward.length ? { forward: agent.replay.forward } : {}),
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
   });
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
