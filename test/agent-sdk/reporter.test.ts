@@ -177,6 +177,21 @@ describe("createReporter with NATS up", () => {
     expect(warnings.join("\n")).toMatch(/no state snapshot attached.*more than the 1048576 allowed/);
   });
 
+  it("leaves out the snapshot (and says why) when the event would be over the server's max payload, and delivers the rest", async () => {
+    const { srv, jsm } = await nats();
+    const state = await dir("state-near-limit");
+    // ~900 KiB of tar fits the SDK's 1 MiB inline limit, but as base64 inside the event it is over NATS's 1 MiB.
+    await writeFile(join(state, "big.bin"), Buffer.alloc(900 * 1024, 7));
+    const warnings: string[] = [];
+    const r = reporter(createReporter({ agent: "demo", version: VERSION, natsUrl: srv.url, stateDir: state, spoolFile: join(work, "spool-near.jsonl"), onWarning: (m) => warnings.push(m) }));
+    const id = await r.captureFailure({ request: { path: "/v1/chat", body: "{}" }, error: new Error("x") });
+    const [stored] = await storedEvents(jsm);
+    expect(stored?.event.id).toBe(id);
+    expect(stored?.event.snapshot).toBeUndefined();
+    expect(warnings.join("\n")).toMatch(/left out its snapshot .* over the NATS server's max payload of 1048576 bytes; set uploadSnapshot/);
+    expect(await spoolLines(join(work, "spool-near.jsonl"))).toEqual([]);
+  });
+
   it("never rejects: odd throws and oversized bodies still make a valid event", async () => {
     const { srv, jsm } = await nats();
     const r = reporter(createReporter({ agent: "demo", version: VERSION, natsUrl: srv.url, spoolFile: join(work, "spool-odd.jsonl"), onWarning: () => undefined }));

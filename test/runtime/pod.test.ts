@@ -47,7 +47,16 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-print("python agent starting", flush=True)
+# Calling out while it starts (a warm-up, say) reaches the replay proxy: it is up before the agent.
+import urllib.request, urllib.error
+try:
+    urllib.request.urlopen(os.environ["MOSS_REPLAY_PROXY"] + "/warmup", timeout=2)
+    STARTUP = "answered"
+except urllib.error.HTTPError as e:
+    STARTUP = e.code
+except Exception as e:
+    STARTUP = repr(e)
+print("python agent starting, warm-up call:", STARTUP, flush=True)
 HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 `;
 
@@ -83,7 +92,8 @@ describe("a trial pod", { timeout: 30_000 }, () => {
     expect(body.sees).toEqual({ "/moss/trial.json": false, "/moss/driver.mjs": false, "/usr/bin/node": false });
     expect(body.procs).toEqual(["/usr/bin/python3"]);
     expect(body.replay).toBe("1");
-    expect(r.logs).toContain("python agent starting");
+    expect(r.logs).toContain("python agent starting, warm-up call: 502");
+    expect(r.calls).toEqual([{ method: "GET", url: expect.stringMatching(/\/warmup$/), outcome: "unmatched" }]);
     expect(r.logs).toContain("[moss-driver]");
     expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } })).toEqual([]);
   });

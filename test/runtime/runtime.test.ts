@@ -281,9 +281,13 @@ describe("runTrial", { timeout: 30_000 }, () => {
     const tagValue = randomBytes(4).toString("hex");
     const running = trial({ timeoutMs: 2000, labels: { ...testLabels, "moss.test.probe": tagValue }, request: get("/hang") });
     let info: Docker.ContainerInspectInfo | undefined;
+    let podNetwork: string | undefined;
     for (let i = 0; i < 100 && !info; i++) {
       const [c] = await docker.listContainers({ all: true, filters: { label: [`moss.test.probe=${tagValue}`] } });
-      if (c) info = await docker.getContainer(c.Id).inspect();
+      if (c) {
+        info = await docker.getContainer(c.Id).inspect();
+        podNetwork = (await docker.getContainer(info.HostConfig.NetworkMode!.slice("container:".length)).inspect()).HostConfig.NetworkMode;
+      }
       else await new Promise((r) => setTimeout(r, 20));
     }
     await running;
@@ -293,7 +297,9 @@ describe("runTrial", { timeout: 30_000 }, () => {
     expect(hc.MemorySwap).toBe(256 * 1024 * 1024);
     expect(hc.PidsLimit).toBe(128);
     expect(hc.NanoCpus).toBe(1e9);
-    expect(hc.NetworkMode).toBe("none");
+    // The pod's network namespace is the sidecar's: a loopback, nothing else.
+    expect(hc.NetworkMode).toMatch(/^container:[0-9a-f]{64}$/);
+    expect(podNetwork).toBe("none");
     expect(hc.CapDrop).toEqual(["ALL"]);
     expect(hc.SecurityOpt).toContain("no-new-privileges");
     expect(hc.Binds ?? []).toEqual([]);

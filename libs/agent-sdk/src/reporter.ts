@@ -12,6 +12,9 @@ import { SNAPSHOT_CONTENT_TYPE, type SnapshotUploader } from "./upload";
 import { Spool } from "./spool";
 import { currentTurn, installFetchRecorder, newTurn, runInTurn, settle, turnNow, type TurnState } from "./turn";
 
+/** nats-server's default max_payload: what an event must fit when the server cannot be asked. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
 /** Largest cassette (as JSON) a failure event carries inline; a bigger one needs `uploadSnapshot`. */
 export const MAX_INLINE_CASSETTE_BYTES = 256 * 1024;
 
@@ -273,11 +276,13 @@ class MossReporter implements Reporter {
       ...(turn?.before ? {} : await this.snapshot(id)),
       ...extra,
     });
-    const line = JSON.stringify(event);
+    let line = JSON.stringify(event);
     if (this.replayFile) {
       await appendFile(this.replayFile, `${line}\n`);
       return;
     }
+    // A message over the server's max payload could never be sent: the evidence that can go goes, with a warning.
+    line = this.fit(event, await this.maxPayload());
     if (this.closed) {
       await this.spool.append([line]);
       this.spoolMaybePending = true;
@@ -294,6 +299,33 @@ class MossReporter implements Reporter {
     }
     // NATS works again: send what waited, without holding up this request.
     if (this.spoolMaybePending) this.track(this.flushSpool().catch(() => undefined));
+  }
+
+  /** The server's max payload (connecting if need be); NATS's default, 1 MiB, when it cannot be asked. */
+  private async maxPayload(): Promise<number> {
+    if (this.closed) return DEFAULT_MAX_PAYLOAD;
+    const link = await withTimeout(this.connectLink(), this.publishTimeoutMs, "connect").catch(() => undefined);
+    return link?.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  /**
+   * The event as JSON within `max` bytes: the after-failure snapshot goes first, then the cassette, then the state
+   * snapshot, each with a warning that says what to set (uploadSnapshot keeps them by reference, a few hundred bytes).
+   */
+  private fit(event: FailureEvent, max: number): string {
+    let ev = event;
+    let line = JSON.stringify(ev);
+    for (const field of ["afterSnapshot", "cassette", "snapshot"] as const) {
+      if (Buffer.byteLength(line) <= max) break;
+      if (ev[field] === undefined) continue;
+      const { [field]: _dropped, ...rest } = ev;
+      ev = rest as FailureEvent;
+      const next = JSON.stringify(ev);
+      this.warn(`failure ${event.id}: left out its ${field} (${Buffer.byteLength(line) - Buffer.byteLength(next)} bytes): the event would be over the NATS server's max payload of ${max} bytes; set uploadSnapshot so big evidence goes to the blob store by reference`);
+      line = next;
+    }
+    if (Buffer.byteLength(line) > max) this.warn(`failure ${event.id} is ${Buffer.byteLength(line)} bytes, over the NATS server's max payload of ${max}, even without snapshots and cassette; it cannot be delivered (its request body is the rest)`);
+    return line;
   }
 
   private capturedEnv(): Record<string, string> {

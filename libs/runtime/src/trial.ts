@@ -7,6 +7,7 @@ import type Docker from "dockerode";
 import tar from "tar-stream";
 import type { ResolvedRuntimeConfig } from "./config";
 import { constants } from "node:os";
+import { PassThrough } from "node:stream";
 import { demuxFrames } from "./demux";
 import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
@@ -117,82 +118,11 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   const id = randomBytes(6).toString("hex");
   const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id };
 
-  let agent: Docker.Container;
-  try {
-    agent = await docker.createContainer({
-      name: `${cfg.namePrefix}-trial-${id}`,
-      // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
-      Image: imageInfo.Id,
-      Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
-      Labels: { ...spec.labels, ...roleLabels },
-      Tty: false,
-      HostConfig: {
-        NetworkMode: spec.network ? "bridge" : "none",
-        Memory: cfg.trialMemoryBytes,
-        MemorySwap: cfg.trialMemoryBytes,
-        PidsLimit: cfg.trialPidsLimit,
-        NanoCpus: Math.round(cfg.trialCpus * 1e9),
-        CapDrop: ["ALL"],
-        SecurityOpt: ["no-new-privileges"],
-        Binds: [],
-        Mounts: [],
-        Privileged: false,
-        RestartPolicy: { Name: "no" },
-      },
-    });
-  } catch (err) {
-    if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
-    throw wrap("container create", err);
-  }
   let sidecar: Docker.Container | undefined;
+  let agent: Docker.Container | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
 
   try {
-    // World-writable: the agent may run as a non-root USER and must append failure reports.
-    const entries: TarEntry[] = [
-      { type: "directory", name: "moss/", mode: 0o755 },
-      { type: "directory", name: "moss/out/", mode: 0o1777 },
-    ];
-    if (spec.snapshot) {
-      // putArchive needs its target directory; the engine creates missing parents (0755), and an
-      // existing directory keeps its owner and mode because it is not in any tar we send.
-      let exists = true;
-      try {
-        await agent.infoArchive({ path: spec.snapshot.path });
-      } catch (err) {
-        if (!isNotFound(err)) throw wrap("snapshot path check", err);
-        exists = false;
-      }
-      if (!exists) entries.push({ type: "directory", name: `${spec.snapshot.path.slice(1).replace(/\/+$/, "")}/`, mode: 0o755 });
-    }
-    try {
-      await agent.putArchive(await packTar(entries), { path: "/" });
-    } catch (err) {
-      throw wrap("trial directories upload", err);
-    }
-    if (spec.snapshot) {
-      const clean = await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image);
-      try {
-        await agent.putArchive(clean, { path: spec.snapshot.path });
-      } catch (err) {
-        // A corrupt snapshot is a bad input, not a flaky engine.
-        if (statusCodeOf(err) === 400 || statusCodeOf(err) === 500) {
-          throw new TrialError(spec.image, `snapshot upload to ${spec.snapshot.path}: is the snapshot a valid tar?`, false, { cause: err });
-        }
-        throw wrap("snapshot upload", err);
-      }
-    }
-
-    // The hard limit counts from the agent's start request: the driver's own budget starts later (after the sidecar
-    // started and node booted), so with no allowance the runtime always acts first.
-    const hardDeadline = performance.now() + spec.timeoutMs + cfg.trialStartAllowanceMs;
-    try {
-      await agent.start();
-    } catch (err) {
-      // The engine says why: "exec: \"python3\": executable file not found in $PATH", …
-      return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
-    }
-    const agentExited = (agent.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
     if (forward) {
       // The sidecar's only way out, for the allow-listed hosts only: an egress proxy on the bridge, reached through a
       // unix socket in a directory only the two share (the agent shares the sidecar's network, not its files).
@@ -214,6 +144,9 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         throw wrap("trial egress start", err);
       }
     }
+
+    // The sidecar first: it owns the pod's network namespace, and its replay proxy listens before the agent starts,
+    // so an agent that calls out while it starts is answered too.
     try {
       sidecar = await docker.createContainer({
         name: `${cfg.namePrefix}-trial-${id}-driver`,
@@ -224,7 +157,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         Labels: { ...roleLabels, "moss.trial.sidecar": "1" },
         Tty: false,
         HostConfig: {
-          NetworkMode: `container:${agent.id}`,
+          NetworkMode: spec.network ? "bridge" : "none",
           Binds: egress ? [`${egress.dir}:/egress`] : [],
           Memory: 128 * 2 ** 20,
           PidsLimit: 64,
@@ -241,14 +174,92 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         ]),
         { path: "/" },
       );
+      const { ready } = await readyLine(docker, sidecar, "[moss-driver]", "ready");
       await sidecar.start();
+      if (!(await ready)) throw new Error("the trial driver did not get ready within 10 s");
     } catch (err) {
       if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
-      // The agent died before the driver could join its network: that is the trial's answer, not an engine fault.
-      const running = await agent.inspect().then((i) => i.State.Running).catch(() => true);
-      if (running) throw wrap("trial driver start", err);
+      throw wrap("trial driver start", err);
     }
-    const driverExited = sidecar ? (sidecar.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined) : new Promise<undefined>(() => undefined);
+
+    try {
+      agent = await docker.createContainer({
+        name: `${cfg.namePrefix}-trial-${id}`,
+        // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
+        Image: imageInfo.Id,
+        Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
+        Labels: { ...spec.labels, ...roleLabels },
+        Tty: false,
+        HostConfig: {
+          // The sidecar's network: a loopback they share (and the bridge, if the agent's config says so).
+          NetworkMode: `container:${sidecar.id}`,
+          Memory: cfg.trialMemoryBytes,
+          MemorySwap: cfg.trialMemoryBytes,
+          PidsLimit: cfg.trialPidsLimit,
+          NanoCpus: Math.round(cfg.trialCpus * 1e9),
+          CapDrop: ["ALL"],
+          SecurityOpt: ["no-new-privileges"],
+          Binds: [],
+          Mounts: [],
+          Privileged: false,
+          RestartPolicy: { Name: "no" },
+        },
+      });
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+      throw wrap("container create", err);
+    }
+    const pod = agent;
+
+    // World-writable: the agent may run as a non-root USER and must append failure reports.
+    const entries: TarEntry[] = [
+      { type: "directory", name: "moss/", mode: 0o755 },
+      { type: "directory", name: "moss/out/", mode: 0o1777 },
+    ];
+    if (spec.snapshot) {
+      // putArchive needs its target directory; the engine creates missing parents (0755), and an
+      // existing directory keeps its owner and mode because it is not in any tar we send.
+      let exists = true;
+      try {
+        await pod.infoArchive({ path: spec.snapshot.path });
+      } catch (err) {
+        if (!isNotFound(err)) throw wrap("snapshot path check", err);
+        exists = false;
+      }
+      if (!exists) entries.push({ type: "directory", name: `${spec.snapshot.path.slice(1).replace(/\/+$/, "")}/`, mode: 0o755 });
+    }
+    try {
+      await pod.putArchive(await packTar(entries), { path: "/" });
+    } catch (err) {
+      throw wrap("trial directories upload", err);
+    }
+    if (spec.snapshot) {
+      const clean = await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image);
+      try {
+        await pod.putArchive(clean, { path: spec.snapshot.path });
+      } catch (err) {
+        // A corrupt snapshot is a bad input, not a flaky engine.
+        if (statusCodeOf(err) === 400 || statusCodeOf(err) === 500) {
+          throw new TrialError(spec.image, `snapshot upload to ${spec.snapshot.path}: is the snapshot a valid tar?`, false, { cause: err });
+        }
+        throw wrap("snapshot upload", err);
+      }
+    }
+
+    // The hard limit counts from the agent's start request; the driver's own budget starts when it is told the agent
+    // started, so with no allowance the runtime always acts first.
+    const hardDeadline = performance.now() + spec.timeoutMs + cfg.trialStartAllowanceMs;
+    try {
+      await pod.start();
+    } catch (err) {
+      // The engine says why: "exec: \"python3\": executable file not found in $PATH", …
+      return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
+    }
+    const agentExited = (pod.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
+    const driver = sidecar;
+    const driverExited = (driver.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
+    // Go: the driver's budget starts now.
+    await driver.kill({ signal: "SIGUSR1" }).catch(() => undefined);
 
     let timer: NodeJS.Timeout | undefined;
     const first = await Promise.race([
@@ -267,12 +278,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       const late = await Promise.race([agentExited, sleep(SETTLE_MS).then(() => "running" as const)]);
       if (late !== "running") agentCode = late;
     }
-    await sidecar?.kill().catch(() => undefined);
-    const driverLogs = sidecar ? await logLines(sidecar) : [];
-    const agentLogs = await logLines(agent);
+    await driver.kill().catch(() => undefined);
+    const driverLogs = await logLines(driver);
+    const agentLogs = await logLines(pod);
     const { marker } = extractResult(driverLogs.filter((l) => l.stream === "stdout").map((l) => l.text).join("\n"), nonce);
-    const reportedFailures = await readFailuresFromContainer(agent);
-    const oom = agentCode !== undefined && (await agent.inspect().then((i) => i.State.OOMKilled).catch(() => false));
+    const reportedFailures = await readFailuresFromContainer(pod);
+    const oom = agentCode !== undefined && (await pod.inspect().then((i) => i.State.OOMKilled).catch(() => false));
     const logs = [...agentLogs, ...driverLogs.filter((l) => l.stream === "stderr")]
       .map((l, i) => ({ ...l, i }))
       .sort((a, b) => a.at - b.at || a.i - b.i)
@@ -306,8 +317,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     result.durationMs = Math.round(performance.now() - startedAt);
     return result;
   } finally {
+    await agent?.remove({ force: true, v: true }).catch(() => undefined);
     await sidecar?.remove({ force: true, v: true }).catch(() => undefined);
-    await agent.remove({ force: true, v: true }).catch(() => undefined);
     await egress?.container?.remove({ force: true }).catch(() => undefined);
     if (egress) rmSync(egress.dir, { recursive: true, force: true });
   }
@@ -327,6 +338,31 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 function describeExit(code: number): string {
   const sig = code > 128 ? Object.entries(constants.signals).find(([, n]) => n === code - 128)?.[0] : undefined;
   return sig ? `the agent was killed by ${sig}` : `the agent exited with code ${code}`;
+}
+
+/** Resolves true when the container's output has a line with both markers (it was attached before its start). */
+async function readyLine(docker: Docker, c: Docker.Container, a: string, b: string, ms = 10_000): Promise<{ ready: Promise<boolean> }> {
+  const stream = (await c.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
+  const out = new PassThrough();
+  docker.modem.demuxStream(stream, out, out);
+  out.setEncoding("utf8");
+  // Wrapped: an async function would flatten the promise, and wait for the line before the container started.
+  const ready = new Promise<boolean>((resolve) => {
+    let text = "";
+    const timer = setTimeout(() => done(false), ms);
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      out.removeAllListeners("data");
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+      resolve(ok);
+    };
+    out.on("data", (d: string) => {
+      text += d;
+      if (text.split("\n").some((l) => l.includes(a) && l.includes(b))) done(true);
+    });
+    stream.on("end", () => done(false));
+  });
+  return { ready };
 }
 
 function engineMessage(err: unknown): string {

@@ -29,7 +29,8 @@ const POLL_MS = 15;
 // Hop-by-hop or framing headers of the recorded request must not be replayed as they were.
 const DROP_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection", "content-length"]);
 
-const t0 = performance.now();
+// The budget's start: the runtime's go (SIGUSR1, sent when the agent started); until then, the sidecar's own start.
+let t0 = performance.now();
 const elapsed = () => Math.round(performance.now() - t0);
 const note = (msg) => process.stderr.write(`[moss-driver] +${elapsed()}ms ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -254,8 +255,15 @@ async function main() {
   nonce = trial.nonce;
   const calls = [];
   const result = { nonce, timedOut: false, calls };
-  // Up before the agent can call out (it may at start).
+  // Up before the agent can call out (it may at start): the runtime starts the agent once this says ready.
+  const go = new Promise((r) => process.once("SIGUSR1", r));
   if (trial.proxyPort) await startReplayProxy(trial.proxyPort, trial.cassette, calls, trial.forward, trial.egressSocket);
+  note(`ready${trial.proxyPort ? `: replay proxy on 127.0.0.1:${trial.proxyPort}, ${trial.cassette?.calls?.length ?? 0} recorded call(s)` : ""}; waiting for the agent to start`);
+  // A pending promise does not keep node alive; this does, until the go.
+  const alive = setInterval(() => undefined, 60_000);
+  await go;
+  clearInterval(alive);
+  t0 = performance.now();
   const deadline = t0 + trial.timeoutMs;
   const readyDeadline = t0 + Math.min(trial.readyTimeoutMs ?? trial.timeoutMs, trial.timeoutMs);
   let phase = "waiting for the agent to listen";
