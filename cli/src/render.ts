@@ -1,3 +1,4 @@
+import { describeInput } from "@moss/contracts";
 /** Text rendering of the auditor's batch timeline, for `moss show` and the demo. */
 import type { BatchTimelineInput } from "@moss/contracts";
 
@@ -7,7 +8,7 @@ export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } =
   out.push(`  fingerprint ${t.fingerprint ?? "?"}`);
   out.push(`  ${t.count ?? t.failures.length} failure(s)${t.traceId ? `  trace ${t.traceId}` : ""}`);
   out.push("", "Failures:");
-  for (const f of t.failures) out.push(`  ${f.occurredAt}  ${f.id}  ${f.request.method} ${f.request.path} ${trim(f.request.body, 60)}  → ${f.error.type}: ${trim(f.error.message, 80)}`);
+  for (const f of t.failures) out.push(`  ${f.occurredAt}  ${f.id}  ${describeInput(f)} ${trim(f.request?.body ?? f.invocation?.stdin, 60)}  → ${f.error.type}: ${trim(f.error.message, 80)}`);
   for (const a of t.attempts) {
     out.push("", `Attempt ${a.attempt}: ${a.verdict ?? "in progress"}${a.reason ? ` — ${a.reason}` : ""}`);
     if (a.commit) out.push(`  commit ${a.commit}${a.signed ? " (signed)" : ""}${a.image ? `  image ${a.image}` : ""}${a.codingAgent ? `  by ${a.codingAgent}` : ""}`);

@@ -309,13 +309,17 @@ class MossReporter:
         if self._log_enabled:
             self._lines.append(_cut(line, LIMITS["log_line"]))
 
-    def capture(self, *, method: str, path: str, headers: dict, body: str | bytes | None, error: BaseException,
+    def capture(self, *, error: BaseException, method: str | None = None, path: str | None = None, headers: dict | None = None,
+                body: str | bytes | None = None, invocation: dict | None = None,
                 route: str | None = None, response: dict | None = None, tags: dict | None = None,
                 fingerprint: str | None = None) -> str | None:
-        """Record a failure; returns its id (None only if the event could not even be built). Never raises."""
+        """Record a failure; returns its id (None only if the event could not even be built). Never raises.
+
+        An HTTP agent passes the request (`method`, `path`, `headers`, `body`); a command agent passes
+        `invocation={"args": [...], "stdin": "..."}` instead (its `response`: status = exit code, body = stdout)."""
         try:
             event = self.build_event(method=method, path=path, headers=headers, body=body, error=error, route=route,
-                                     response=response, tags=tags, fingerprint=fingerprint)
+                                     response=response, tags=tags, fingerprint=fingerprint, invocation=invocation)
         except Exception as e:  # noqa: BLE001 - reporting must never break the request path
             self.warn(f"could not build a failure event: {e!r}")
             return None
@@ -331,8 +335,8 @@ class MossReporter:
             self.warn(f"failure {event['id']} could not be recorded: {e!r}")
         return event["id"]
 
-    def build_event(self, *, method: str, path: str, headers: dict, body, error: BaseException, route=None,
-                    response=None, tags=None, fingerprint=None) -> dict:
+    def build_event(self, *, error: BaseException, method: str | None = None, path: str | None = None, headers: dict | None = None,
+                    body=None, route=None, response=None, tags=None, fingerprint=None, invocation=None) -> dict:
         """The failure.v1 event for `error`, raised while serving this request."""
         fid = uuid.uuid4().hex
         if isinstance(body, (bytes, bytearray)):
@@ -344,13 +348,7 @@ class MossReporter:
             "agent": self.agent,
             "version": self.version,
             "occurredAt": _now_iso(),
-            "request": {
-                "method": _cut((method or "POST").upper(), LIMITS["method"]),
-                "path": path if path.startswith("/") else "/" + path,
-                "headers": {
-                    k.lower(): ("[redacted]" if k.lower() in DEFAULT_REDACTED_HEADERS else str(v)) for k, v in (headers or {}).items()
-                },
-            },
+
             "error": {
                 "type": _cut(type(error).__name__, LIMITS["error_type"]),
                 "message": _cut(str(error), LIMITS["error_message"]),
@@ -360,8 +358,20 @@ class MossReporter:
             "env": {k: self.env[k] for k in self.env_allow if k in self.env},
             "tags": {str(k): str(v) for k, v in (tags or {}).items()},
         }
-        if body is not None:
-            event["request"]["body"] = _cut(body, LIMITS["body"])
+        if invocation is not None:
+            event["invocation"] = {"args": [str(a) for a in invocation.get("args", [])]}
+            if invocation.get("stdin") is not None:
+                stdin = invocation["stdin"]
+                event["invocation"]["stdin"] = _cut(stdin.decode("utf-8", errors="replace") if isinstance(stdin, (bytes, bytearray)) else str(stdin), LIMITS["body"])
+        else:
+            p = path or "/"
+            event["request"] = {
+                "method": _cut((method or "POST").upper(), LIMITS["method"]),
+                "path": p if p.startswith("/") else "/" + p,
+                "headers": {k.lower(): ("[redacted]" if k.lower() in DEFAULT_REDACTED_HEADERS else str(v)) for k, v in (headers or {}).items()},
+            }
+            if body is not None:
+                event["request"]["body"] = _cut(body, LIMITS["body"])
         if route is not None:
             event["route"] = _cut(route, LIMITS["route"])
         if response is not None:

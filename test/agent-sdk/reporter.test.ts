@@ -144,7 +144,7 @@ describe("createReporter with NATS up", () => {
     expect(event.error.message).toBe("calculator: unsupported token 'usd'");
     expect(event.error.stack).toContain("reporter.test.ts");
     expect(event.request).toMatchObject({ method: "POST", path: "/v1/chat", body: '{"session":"s1","message":"convert 100 USD to EUR"}' });
-    expect(event.request.headers).toEqual({ "content-type": "application/json", authorization: "[redacted]", "x-many": "a, b" });
+    expect(event.request!.headers).toEqual({ "content-type": "application/json", authorization: "[redacted]", "x-many": "a, b" });
     expect(event.response).toEqual({ status: 500, body: '{"error":"internal error"}' });
     expect(event.tags).toEqual({ tool: "calculator" });
     expect(Date.now() - Date.parse(event.occurredAt)).toBeLessThan(60_000);
@@ -204,9 +204,9 @@ describe("createReporter with NATS up", () => {
     ]);
     const events = (await storedEvents(jsm)).map((s) => s.event);
     expect(events.map((e) => e.id).sort()).toEqual([...ids].sort());
-    const byPath = Object.fromEntries(events.map((e) => [e.request.path, e]));
+    const byPath = Object.fromEntries(events.map((e) => [e.request!.path, e]));
     expect(byPath["/a"]!.error).toMatchObject({ type: "NonError(string)", message: "just a string" });
-    expect(byPath["/a"]!.request.body!.length).toBe(1_000_000);
+    expect(byPath["/a"]!.request!.body!.length).toBe(1_000_000);
     expect(byPath["/b"]!.error.type).toBe("NonErrorObject");
     expect(byPath["/b"]!.route!.length).toBe(200);
     expect(byPath["/c"]!.error.stack).toMatch(/Caused by: RangeError: inner/);

@@ -41,7 +41,7 @@ describe("reporter.turn", () => {
       });
     await Promise.all([turn("a", 30), turn("b", 0)]);
     await r.close();
-    const byPath = Object.fromEntries(events(file).map((e) => [e.request.path, e]));
+    const byPath = Object.fromEntries(events(file).map((e) => [e.request!.path, e]));
     for (const name of ["a", "b"]) {
       const c = byPath[`/${name}`]!.cassette!.inline!;
       expect(c.failureId).toBe(byPath[`/${name}`]!.id);
@@ -51,6 +51,17 @@ describe("reporter.turn", () => {
       expect(JSON.parse(c.calls[0]!.response!.body.text)).toEqual({ echo: `/${name}/1?delay=${name === "a" ? 30 : 0}` });
       expect(byPath[`/${name}`]!.turn!.seed).toBeGreaterThanOrEqual(0);
     }
+  });
+
+  it("a command agent reports its arguments and stdin instead of a request", async () => {
+    const file = join(dir, "cmd.jsonl");
+    const r = createReporter({ agent: "t", version: "abcdef1", env: { MOSS_REPLAY_FAILURE_FILE: file } });
+    await r.turn(() => r.captureFailure({ invocation: { args: ["summarize", "notes.txt"], stdin: "some text" }, error: new Error("no summary"), response: { status: 1, body: "" } }));
+    await r.close();
+    const [ev] = events(file);
+    expect(ev!.invocation).toEqual({ args: ["summarize", "notes.txt"], stdin: "some text" });
+    expect(ev!.request).toBeUndefined();
+    expect(ev!.turn).toBeDefined();
   });
 
   it("in a trial, the turn has the failure's clock and seed, and every fetch goes to the replay proxy", async () => {

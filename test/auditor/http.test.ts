@@ -386,7 +386,7 @@ describe("auditor HTTP API over recorded messages", () => {
     expect(log.readAll().at(-1)?.kind).toBe("failure.v1 (invalid)");
     const { status, body: t } = await getJson<BatchTimeline>(`/v1/batches/${story.batchId}`);
     expect(status).toBe(200);
-    expect(t.failures.find((f) => f.id === "f-aaa")?.request.path).toBe("/v1/checkout");
+    expect(t.failures.find((f) => f.id === "f-aaa")?.request?.path).toBe("/v1/checkout");
     expect((await app.inject({ method: "GET", url: "/v1/batches" })).statusCode).toBe(200);
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import {
+import { describeInput,
   AllMessages,
   compiled,
   Consumers,
@@ -165,6 +165,19 @@ const minimalFailure = {
 };
 
 describe("FailureEvent", () => {
+  it("is an HTTP request or a command invocation, exactly one of the two, and says so", () => {
+    const { request: _r, ...noRequest } = minimalFailure as typeof minimalFailure & { request: unknown };
+    const cmd = FailureEvent.parse({ ...noRequest, invocation: { args: ["summarize", "a b.txt"], stdin: "x" } });
+    expect(cmd.invocation).toEqual({ args: ["summarize", "a b.txt"], stdin: "x" });
+    expect(describeInput(cmd)).toBe('run summarize "a b.txt"');
+    expect(describeInput(FailureEvent.parse(minimalFailure))).toBe("POST /v1/checkout");
+    for (const bad of [noRequest, { ...minimalFailure, invocation: { args: [] } }]) {
+      const r = FailureEvent.safeParse(bad);
+      expect(r.success).toBe(false);
+      expect(r.error!.issues.map((i) => i.message)).toContain("a failure needs exactly one of `request` (an HTTP agent) or `invocation` (a command agent)");
+    }
+  });
+
   it("accepts a minimal event and fills in the defaults", () => {
     const ev = FailureEvent.parse(minimalFailure);
     expect(ev).toEqual({
@@ -305,8 +318,9 @@ describe("JSON Schema export", () => {
   });
 
   it("describes the input side: defaulted fields are optional, required ones are required", () => {
-    const f = schemas["failure.v1"] as { required: string[]; properties: Record<string, { default?: unknown }> };
-    expect([...f.required].sort()).toEqual(["agent", "error", "id", "occurredAt", "request", "version"]);
+    const f = schemas["failure.v1"] as { required: string[]; properties: Record<string, { default?: unknown }>; oneOf: unknown[] };
+    expect([...f.required].sort()).toEqual(["agent", "error", "id", "occurredAt", "version"]);
+    expect(f.oneOf).toEqual([{ required: ["request"], properties: { request: {} } }, { required: ["invocation"], properties: { invocation: {} } }]);
     expect(f.properties["timeoutMs"]?.default).toBe(10_000);
   });
 

@@ -116,7 +116,7 @@ describe("the Python agent reports to a real curator over HTTP ingest", () => {
     expect(ev.error.stack).toContain("in tool_remember");
     expect(ev.error.stack!.trimEnd().split("\n").at(-1)).toBe("KeyError: 'tags'");
     expect(ev.request).toMatchObject({ method: "POST", path: "/v1/chat", body: JSON.stringify({ session: "s1", message: "remember call mom" }) });
-    expect(ev.request.headers["authorization"]).toBe("[redacted]");
+    expect(ev.request!.headers["authorization"]).toBe("[redacted]");
     expect(ev.response?.status).toBe(500);
     expect(ev.logs.some((l) => l.includes("tool=remember"))).toBe(true);
     // The inline snapshot was moved to the blob store by the curator; it is the agent's state dir as a tar.

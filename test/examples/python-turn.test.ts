@@ -82,4 +82,21 @@ describe("the Python reporter's turn", () => {
     expect(a.out.draw).toBe(b.out.draw);
     expect(a.ev.cassette).toBeUndefined();
   });
+
+  it("a command agent reports its arguments and stdin instead of a request, and the event is a valid failure", () => {
+    const code = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(EXAMPLE)})
+from moss_report import MossReporter
+r = MossReporter("py", "abcdef1", None, env={"MOSS_REPLAY_FAILURE_FILE": "/dev/null"})
+try:
+    raise ValueError("cannot summarize")
+except ValueError as e:
+    print(json.dumps(r.build_event(error=e, invocation={"args": ["summarize", "notes.txt"], "stdin": "text"}, response={"status": 2, "body": ""})))
+`;
+    const ev = FailureEvent.parse(JSON.parse(execFileSync("/usr/bin/python3", ["-c", code], { encoding: "utf8" })));
+    expect(ev.invocation).toEqual({ args: ["summarize", "notes.txt"], stdin: "text" });
+    expect(ev.request).toBeUndefined();
+    expect(ev.response).toEqual({ status: 2, body: "" });
+  });
 });

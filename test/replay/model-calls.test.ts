@@ -183,7 +183,7 @@ const replay = (v: Variant, ev: FailureEvent, snapshot: "before" | "after" = "be
     env: { STATE_DIR: "/data", MODEL_URL: o.modelUrl ?? modelUrl, MOSS_REPLAY_TIME: ev.turn!.startedAt, MOSS_REPLAY_SEED: String(ev.turn!.seed) },
     ...(o.forward ? { forward: o.forward } : {}),
     timeoutMs: 10_000,
-    request: { method: ev.request.method, path: ev.request.path, headers: { "content-type": "application/json" }, body: ev.request.body },
+    request: { method: ev.request!.method, path: ev.request!.path, headers: { "content-type": "application/json" }, body: ev.request!.body },
     snapshot: { path: "/data", tar: Buffer.from(snap.inlineBase64!, "base64") },
     cassette: ev.cassette!.inline!,
     labels,
@@ -204,7 +204,7 @@ describe("a failure's recorded model calls", { timeout: 60_000 }, () => {
     expect(sse.response!.headers["content-type"]).toBe("text/event-stream");
     expect(sse.response!.body.text.match(/^data: /gm)).toHaveLength(5);
     // The user's own credential in the failing request is redacted too.
-    expect(failures.plain!.request.headers["authorization"]).toBe("[redacted]");
+    expect(failures.plain!.request!.headers["authorization"]).toBe("[redacted]");
     expect(failures.plain!.error).toMatchObject({ type: "TypeError", message: "order: quantity is undefined" });
   });
 

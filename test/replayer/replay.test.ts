@@ -249,6 +249,25 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     expect(reasons["f-huge"]).toBe(`could not be replayed: its cassette is ${64 * 2 ** 20} bytes, over the ${32 * 2 ** 20} a replay loads`);
   });
 
+  it("replays a command agent's failure with its arguments and stdin, and judges its exit code", async () => {
+    const cmd = (id: string) => failure({ id, request: undefined, invocation: { args: ["summarize", "notes.txt"], stdin: "the text" } });
+    const fake = fakeRuntime((spec) => {
+      const id = spec.labels?.["moss.failure"];
+      const base = { timedOut: false, calls: [], logs: "", durationMs: 5, reportedFailures: [] as unknown[] };
+      if (id === "c-ok") return { ...base, exitCode: 0, stdout: "a summary" };
+      if (id === "c-reported") return { ...base, exitCode: 0, stdout: "", reportedFailures: [{ error: { type: "ValueError", message: "no date" } }] };
+      return { ...base, exitCode: 2, stdout: "usage: summarize FILE" };
+    });
+    const h = await harness([cmd("c-ok"), cmd("c-exit"), cmd("c-reported")], fake.runtime);
+    await replay(h.msg, h.deps);
+    expect(fake.specs[0]).toMatchObject({ invocation: { args: ["summarize", "notes.txt"], stdin: "the text" } });
+    expect(fake.specs[0]!.request).toBeUndefined();
+    const r = Object.fromEntries(h.published[0]!.results.map((x) => [x.failureId, x]));
+    expect(r["c-ok"]).toMatchObject({ passed: true, reason: "exited 0: a summary", status: 0, body: "a summary" });
+    expect(r["c-exit"]).toMatchObject({ passed: false, reason: "exited 2: usage: summarize FILE", status: 2 });
+    expect(r["c-reported"]).toMatchObject({ passed: false, reason: "exited 0 but reported a failure: ValueError: no date" });
+  });
+
   it("publishes passed=false when any one failure still fails, with per-failure results", async () => {
     const events = ["f1", "f2", "f3"].map((id) => failure({ id }));
     const fake = fakeRuntime((spec) => (spec.labels?.["moss.failure"] === "f2" ? ok(500, "boom") : ok()));

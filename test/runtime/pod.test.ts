@@ -60,8 +60,26 @@ print("python agent starting, warm-up call:", STARTUP, flush=True)
 HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 `;
 
+// A command agent: arguments and stdin in, exit code and stdout out. Its outbound call goes through HTTP_PROXY.
+const COMMAND = `
+import json, os, sys, urllib.request
+cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+text = sys.stdin.read()
+if cmd == "count":
+    print(len(text.split()))
+elif cmd == "ask":
+    with urllib.request.urlopen(urllib.request.Request("http://model.example/v1/complete", data=text.encode(), method="POST"), timeout=5) as r:
+        print("model says:", r.read().decode())
+elif cmd == "fail":
+    with open(os.environ["MOSS_REPLAY_FAILURE_FILE"], "a") as f:
+        f.write(json.dumps({"error": {"type": "ValueError", "message": "cannot " + text.strip()}}) + "\\n")
+    print("failed", file=sys.stderr)
+    sys.exit(3)
+`;
+
 let repo: string;
 let image: BuildImageResult;
+let command: BuildImageResult;
 
 beforeAll(async () => {
   execFileSync("bash", [PY_BASE], { stdio: "pipe" });
@@ -73,12 +91,17 @@ beforeAll(async () => {
   git("add", "-A");
   git("commit", "-qm", "python agent");
   image = await runtime.buildImage({ repoDir: repo, commit: "HEAD", tag: `moss-test/${prefix}-py:v1`, labels });
+  writeFileSync(join(repo, "cmd.py"), COMMAND);
+  writeFileSync(join(repo, "Dockerfile"), 'FROM moss/python-base\nCOPY cmd.py /app/cmd.py\nENTRYPOINT ["/usr/bin/python3", "/app/cmd.py"]\n');
+  git("add", "-A");
+  git("commit", "-qm", "command agent");
+  command = await runtime.buildImage({ repoDir: repo, commit: "HEAD", tag: `moss-test/${prefix}-py:cmd`, labels });
 }, 120_000);
 
 afterAll(async () => {
   const containers = await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } });
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-  await docker.getImage(image?.imageId ?? "none").remove({ force: true }).catch(() => undefined);
+  for (const i of [image, command]) await docker.getImage(i?.imageId ?? "none").remove({ force: true }).catch(() => undefined);
   rmSync(repo, { recursive: true, force: true });
 });
 
@@ -109,5 +132,22 @@ describe("a trial pod", { timeout: 30_000 }, () => {
     const broken = await runtime.runTrial({ image: "moss/python-base:latest", port: 8080, env: {}, timeoutMs: 3_000, labels, request: { method: "GET", path: "/", headers: {} } }).catch((e: Error) => e);
     // moss/python-base has no CMD at all: there is no agent to start.
     expect(String((broken as Error).message)).toContain("the image has no ENTRYPOINT or CMD");
+  });
+
+  it("runs a command agent with its recorded arguments and stdin: its answer is its exit code and stdout", async () => {
+    const run = (args: string[], stdin: string, cassette?: { calls: unknown[] }) =>
+      runtime.runTrial({ image: command.image, port: 8080, env: {}, timeoutMs: 10_000, labels, invocation: { args, stdin }, ...(cassette ? { cassette } : {}) });
+    const ok = await run(["count"], "three little words");
+    expect(ok).toMatchObject({ exitCode: 0, stdout: "3", timedOut: false, reportedFailures: [], calls: [] });
+    expect(ok.error).toBeUndefined();
+    const bad = await run(["fail"], "parse the date");
+    expect(bad).toMatchObject({ exitCode: 3, reportedFailures: [{ error: { type: "ValueError", message: "cannot parse the date" } }] });
+    expect(bad.logs).toContain("failed");
+    // Its model call is answered from the cassette, like an HTTP agent's.
+    const call = { method: "POST", url: "http://model.example/v1/complete", headers: {}, body: { text: "hello", base64: false, truncated: false }, response: { status: 200, headers: { "content-type": "text/plain" }, body: { text: "hi there", base64: false, truncated: false } } };
+    const asked = await run(["ask"], "hello", { calls: [call] });
+    expect(asked).toMatchObject({ exitCode: 0, stdout: "model says: hi there", calls: [{ method: "POST", url: "http://model.example/v1/complete", outcome: "matched", index: 0 }] });
+    expect(asked.diverged).toBeUndefined();
+    expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } })).toEqual([]);
   });
 });

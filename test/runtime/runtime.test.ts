@@ -72,7 +72,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? 0;
 }
 
-const trial = (over: Partial<TrialSpec> & { request: TrialSpec["request"] }): Promise<TrialResult> =>
+const trial = (over: Partial<TrialSpec> & { request: NonNullable<TrialSpec["request"]> }): Promise<TrialResult> =>
   timed(`runTrial ${over.request.method} ${over.request.path.split("?")[0]}`, () =>
     runtime.runTrial({ image: v1.image, port: 8080, env: {}, timeoutMs: 5000, labels: testLabels, ...over }),
   );

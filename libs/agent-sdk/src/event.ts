@@ -17,7 +17,10 @@ export interface CapturedRequest {
 }
 
 export interface CaptureInput {
-  request: CapturedRequest;
+  /** The HTTP request that failed (an HTTP agent); or else `invocation`. */
+  request?: CapturedRequest;
+  /** A command agent's turn: its arguments (after the image's ENTRYPOINT) and stdin. */
+  invocation?: { args: readonly string[]; stdin?: string | Uint8Array };
   /** Whatever was thrown. */
   error: unknown;
   /** Route / intent being served; part of Moss's fingerprint. */
@@ -122,19 +125,31 @@ export interface EventContext {
 /** Build and validate a failure event; throws `MOSS_E_INVALID_EVENT` with every problem listed. */
 export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventContext): FailureEvent {
   const req = input.request;
-  const body = bodyText(req.body);
+  const body = req ? bodyText(req.body) : undefined;
   const candidate: FailureEventInput = {
     schema: "moss.failure.v1",
     id,
     agent: ctx.agent,
     version: ctx.version,
     occurredAt: new Date().toISOString(),
-    request: {
-      method: cut((req.method ?? "POST").toUpperCase(), Limits.method),
-      path: req.path,
-      headers: normalizeHeaders(req.headers, ctx.redactHeaders),
-      ...(body !== undefined ? { body: cut(body, Limits.body) } : {}),
-    },
+    ...(req
+      ? {
+          request: {
+            method: cut((req.method ?? "POST").toUpperCase(), Limits.method),
+            path: req.path,
+            headers: normalizeHeaders(req.headers, ctx.redactHeaders),
+            ...(body !== undefined ? { body: cut(body, Limits.body) } : {}),
+          },
+        }
+      : {}),
+    ...(input.invocation
+      ? {
+          invocation: {
+            args: [...input.invocation.args],
+            ...(input.invocation.stdin !== undefined ? { stdin: cut(bodyText(input.invocation.stdin) ?? "", Limits.body) } : {}),
+          },
+        }
+      : {}),
     error: describeError(input.error),
     logs: ctx.logs.slice(-Limits.logLines),
     env: ctx.env,

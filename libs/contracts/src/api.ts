@@ -3,13 +3,13 @@
  * operator API answers. Server and clients (the CLI) import these; nothing redefines them.
  */
 import { z } from "zod";
-import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, PromotionOutcome, ReplayResult, StageRecord } from "./schemas";
+import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, Invocation, PromotionOutcome, ReplayResult, StageRecord } from "./schemas";
 
 /** `POST /v1/flags`: an operator (or the agent itself) marks a turn as bad; it becomes a failure like any other. */
 export const Flag = z.object({
   agent: FailureEvent.shape.agent,
   version: FailureEvent.shape.version,
-  request: FailureEvent.shape.request,
+  request: HttpRequest,
   response: FailureEvent.shape.response,
   route: FailureEvent.shape.route,
   /** Why this turn is bad, in words. */
@@ -53,7 +53,7 @@ export const BatchTimeline = z.object({
   count: z.number().int().optional(),
   traceId: z.string().optional(),
   /** The batch's sample failures, as their events tell them. */
-  failures: z.array(z.object({ id: z.string(), occurredAt: z.string(), route: z.string().optional(), version: z.string().optional(), request: HttpRequest, error: ErrorInfo })),
+  failures: z.array(z.object({ id: z.string(), occurredAt: z.string(), route: z.string().optional(), version: z.string().optional(), request: HttpRequest.optional(), invocation: Invocation.optional(), error: ErrorInfo })),
   attempts: z.array(AttemptView),
   /** The last decision: promoted, rolled-back, exhausted, rejected, awaiting-approval... or in progress. */
   verdict: z.string(),

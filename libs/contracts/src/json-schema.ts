@@ -40,7 +40,9 @@ export function toJsonSchemas(): Record<string, unknown> {
         if (typeof jsonSchema.format === "string" && !DRAFT7_FORMATS.has(jsonSchema.format)) delete jsonSchema.format;
       },
     });
-    out[m.name] = { $id: `https://moss.dev/schemas/${m.name}.json`, title: m.name, "x-moss-subject": m.subject, ...schema };
+    // zod's refinements do not reach JSON Schema: a failure is an HTTP request or a command invocation, one of the two.
+    const extra = m.name === "failure.v1" ? { oneOf: [{ required: ["request"], properties: { request: {} } }, { required: ["invocation"], properties: { invocation: {} } }] } : {};
+    out[m.name] = { $id: `https://moss.dev/schemas/${m.name}.json`, title: m.name, "x-moss-subject": m.subject, ...schema, ...extra };
   }
   return out;
 }

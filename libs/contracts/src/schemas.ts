@@ -27,6 +27,16 @@ export const HttpRequest = z.object({
 });
 export type HttpRequest = z.infer<typeof HttpRequest>;
 
+/**
+ * What made a command (non-HTTP) agent fail: the arguments after its image's ENTRYPOINT (or its whole command, when
+ * the image has none) and its stdin; replayed verbatim. Its answer is its exit code and stdout.
+ */
+export const Invocation = z.object({
+  args: z.array(z.string().max(8_000)).max(256).default([]),
+  stdin: z.string().max(1_000_000).optional(),
+});
+export type Invocation = z.infer<typeof Invocation>;
+
 export const StackFrame = z.object({
   file: z.string().optional(),
   function: z.string().optional(),
@@ -108,8 +118,10 @@ export const FailureEvent = z.object({
   occurredAt: z.string().datetime(),
   /** Route / intent the agent was serving; part of the fingerprint. */
   route: z.string().max(200).optional(),
-  request: HttpRequest,
-  /** The answer the agent gave, if any. */
+  /** The HTTP request that failed (an HTTP agent), or else `invocation` (a command agent): exactly one of the two. */
+  request: HttpRequest.optional(),
+  invocation: Invocation.optional(),
+  /** The answer the agent gave, if any: an HTTP status and body, or a command's exit code (`status`) and stdout. */
   response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }).optional(),
   error: ErrorInfo,
   logs: z.array(z.string().max(4_000)).max(200).default([]),
@@ -152,8 +164,14 @@ export const FailureEvent = z.object({
   /** The agent's own fingerprint for this failure wins over Moss's. */
   fingerprint: z.string().max(200).optional(),
   tags: z.record(z.string(), z.string()).default({}),
-});
+}).refine((e) => Boolean(e.request) !== Boolean(e.invocation), { message: "a failure needs exactly one of `request` (an HTTP agent) or `invocation` (a command agent)", path: ["request"] });
 export type FailureEvent = z.infer<typeof FailureEvent>;
+
+/** What a failure was asked, in one line: `POST /v1/chat` for an HTTP agent, `run summarize notes.txt` for a command. */
+export function describeInput(ev: { request?: { method?: string; path: string }; invocation?: { args?: readonly string[] } }): string {
+  if (ev.request) return `${ev.request.method ?? "POST"} ${ev.request.path}`;
+  return `run ${(ev.invocation?.args ?? []).map((a) => (/^[\w./:=@,+-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`.trimEnd();
+}
 export type FailureEventInput = z.input<typeof FailureEvent>;
 
 /** A failure as a batch holds it: its id and where its full event is stored. */

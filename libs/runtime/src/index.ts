@@ -13,6 +13,7 @@ export type {
   Runtime,
   RuntimeConfig,
   TrialCall,
+  TrialInvocation,
   TrialRequest,
   TrialResponse,
   TrialResult,

@@ -42,8 +42,12 @@ function validate(spec: TrialSpec): void {
   if (!Number.isFinite(spec.timeoutMs) || spec.timeoutMs <= 0) {
     throw new InvalidSpecError("TrialSpec.timeoutMs", `${spec.timeoutMs} must be a positive number of milliseconds`);
   }
-  if (!spec.request?.method || !spec.request.path?.startsWith("/")) {
+  if (Boolean(spec.request) === Boolean(spec.invocation)) throw new InvalidSpecError("TrialSpec", "needs exactly one of request (an HTTP agent) or invocation (a command agent)");
+  if (spec.request && (!spec.request.method || !spec.request.path?.startsWith("/"))) {
     throw new InvalidSpecError("TrialSpec.request", "needs a method and a path starting with /");
+  }
+  if (spec.invocation && (!Array.isArray(spec.invocation.args) || spec.invocation.args.some((a) => typeof a !== "string"))) {
+    throw new InvalidSpecError("TrialSpec.invocation.args", "must be an array of strings");
   }
   for (const [i, b] of (spec.forward ?? []).entries()) {
     let u: URL | undefined;
@@ -101,6 +105,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     nonce,
     port: spec.port,
     request: spec.request,
+    mode: spec.invocation ? "command" : "http",
     timeoutMs: spec.timeoutMs,
     readyTimeoutMs: spec.timeoutMs,
     proxyPort,
@@ -190,6 +195,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
         Labels: { ...spec.labels, ...roleLabels },
         Tty: false,
+        // A command agent: its recorded arguments after the image's ENTRYPOINT, and its stdin.
+        ...(spec.invocation ? { Cmd: [...spec.invocation.args], OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
         HostConfig: {
           // The sidecar's network: a loopback they share (and the bridge, if the agent's config says so).
           NetworkMode: `container:${sidecar.id}`,
@@ -249,6 +256,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     // The hard limit counts from the agent's start request; the driver's own budget starts when it is told the agent
     // started, so with no allowance the runtime always acts first.
     const hardDeadline = performance.now() + spec.timeoutMs + cfg.trialStartAllowanceMs;
+    const stdin = spec.invocation ? ((await pod.attach({ stream: true, stdin: true, hijack: true })) as NodeJS.ReadWriteStream) : undefined;
     try {
       await pod.start();
     } catch (err) {
@@ -260,6 +268,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     const driverExited = (driver.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
     // Go: the driver's budget starts now.
     await driver.kill({ signal: "SIGUSR1" }).catch(() => undefined);
+    if (stdin) stdin.end(spec.invocation!.stdin ?? "");
 
     let timer: NodeJS.Timeout | undefined;
     const first = await Promise.race([
@@ -269,7 +278,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     ]);
     clearTimeout(timer);
     let agentCode: number | undefined;
-    if (first === "agent") {
+    if (first === "agent" && spec.invocation) {
+      agentCode = await agentExited;
+      // A command agent's turn ends with it: the driver reports the calls it answered.
+      await driver.kill({ signal: "SIGUSR2" }).catch(() => undefined);
+      await Promise.race([driverExited, sleep(2_000)]);
+    } else if (first === "agent") {
       agentCode = await agentExited;
       // The driver may be reading the agent's last answer: a moment, then it goes.
       await Promise.race([driverExited, sleep(AGENT_EXIT_GRACE_MS)]);
@@ -300,9 +314,14 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     if (marker?.diverged) result.diverged = marker.diverged;
     const exit = agentCode !== undefined ? describeExit(agentCode) : undefined;
     const oomNote = oom ? ` (out of memory: the trial's limit is ${cfg.trialMemoryBytes} bytes)` : "";
+    if (spec.invocation) result.stdout = truncateHead(agentLogs.filter((l) => l.stream === "stdout").map((l) => l.text).join("\n"), cfg.trialLogLimitBytes);
     if (first === "timeout") {
       result.error = `the trial did not finish within ${spec.timeoutMs} ms (+${cfg.trialStartAllowanceMs} ms start allowance) and was killed`;
       result.exitCode = 137;
+    } else if (spec.invocation) {
+      // A command's answer is its exit code and stdout; only a kill is an error of the trial's.
+      if (oom) result.error = `${exit}${oomNote}`;
+      else if (!marker) result.error = "the trial driver exited without reporting the calls it answered";
     } else if (marker?.response && !(exit && marker.requestFailed)) {
       result.response = marker.response;
       if (marker.error) result.error = marker.error;

@@ -104,10 +104,18 @@ export interface TrialRequest {
   body?: string;
 }
 
+/** A command agent's turn: the arguments after the image's ENTRYPOINT (its whole command when it has none), and stdin. */
+export interface TrialInvocation {
+  args: readonly string[];
+  stdin?: string;
+}
+
 export interface TrialSpec {
   image: string;
-  /** The HTTP request to send to the agent inside the container. */
-  request: TrialRequest;
+  /** The HTTP request to send to the agent inside the container (an HTTP agent); or else `invocation`. */
+  request?: TrialRequest;
+  /** A command agent: run with these arguments and this stdin; its answer is its exit code and stdout. */
+  invocation?: TrialInvocation;
   /** TCP port the agent listens on inside the container (it is also given env PORT). */
   port: number;
   env: Record<string, string>;
@@ -164,6 +172,8 @@ export interface TrialResult {
   reportedFailures: unknown[];
   /** Combined agent stdout/stderr and driver messages (`[moss-driver] ...` lines). */
   logs: string;
+  /** A command agent's stdout (its answer), capped like `logs`. */
+  stdout?: string;
   /** Wall time of the whole trial, container create to remove. */
   durationMs: number;
   /**

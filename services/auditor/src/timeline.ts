@@ -1,5 +1,5 @@
 /** The auditor's read model: a batch's whole story, and the list of batches, from the audit log alone. */
-import type { AttemptView, BatchReady, BatchSummary, BatchTimeline, BatchVerdict, BreakerReset, CandidateFailed, CandidateReady, FailureEvent, PromotionOutcome, ReplayCompleted, TimelineEntry } from "@moss/contracts";
+import { describeInput, type AttemptView, type BatchReady, type BatchSummary, type BatchTimeline, type BatchVerdict, type BreakerReset, type CandidateFailed, type CandidateReady, type FailureEvent, type PromotionOutcome, type ReplayCompleted, type TimelineEntry } from "@moss/contracts";
 import type { AuditLog, AuditRecord } from "./audit-log";
 
 /**
@@ -20,13 +20,13 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
   const failureRecs = (ready?.failures ?? []).map((f) => log.failure(f.id)).filter((r): r is AuditRecord => Boolean(r));
   const failures = failureRecs.map((r) => {
     const ev = r.data as FailureEvent;
-    return { id: ev.id, occurredAt: ev.occurredAt, route: ev.route, request: ev.request, error: ev.error, version: ev.version };
+    return { id: ev.id, occurredAt: ev.occurredAt, route: ev.route, request: ev.request, invocation: ev.invocation, error: ev.error, version: ev.version };
   });
   const attempts = new Map<number, AttemptView>();
   const at = (n: number) => attempts.get(n) ?? attempts.set(n, { attempt: n }).get(n)!;
   const timeline: TimelineEntry[] = failureRecs.map((r) => {
     const ev = r.data as FailureEvent;
-    return { at: ev.occurredAt, kind: "failure", summary: `${ev.request.method} ${ev.request.path} → ${ev.error.type}: ${ev.error.message}` };
+    return { at: ev.occurredAt, kind: "failure", summary: `${describeInput(ev)} → ${ev.error.type}: ${ev.error.message}` };
   });
   let verdict = "in progress";
   let promotion: PromotionOutcome | undefined;

@@ -1,7 +1,7 @@
 /** The evidence file a coding agent receives for an attempt, and the attempt's base prompt. */
 import type { BlobStore } from "@moss/blob";
 import type { CandidateStore } from "@moss/batch";
-import { FailureEvent, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type RejectedCandidate } from "@moss/contracts";
+import { describeInput, FailureEvent, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type RejectedCandidate } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 
 /** The evidence file handed to the coding agent. */
@@ -59,7 +59,7 @@ function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previ
     `# Fix agent '${msg.agent}' (batch ${msg.batchId}, attempt ${msg.attempt})`,
     "",
     `${msg.count} production failure(s) share one root cause (fingerprint \`${msg.fingerprint}\`).`,
-    `Example: ${first.request.method} ${first.request.path} failed with ${first.error.type}: ${first.error.message}`,
+    `Example: ${describeInput(first)} failed with ${first.error.type}: ${first.error.message}`,
     "",
     "The full evidence (requests, errors, stacks, logs, env) is in the JSON file next to this prompt.",
     "Change the source in the current directory so that every one of these requests succeeds.",

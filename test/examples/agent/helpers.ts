@@ -132,11 +132,11 @@ export async function replay(
     AGENT_NAME: event.agent,
   });
   try {
-    const headers = Object.fromEntries(Object.entries(event.request.headers).filter(([k]) => !["host", "content-length", "connection"].includes(k)));
-    const res = await fetch(`${agent.url}${event.request.path}`, {
-      method: event.request.method,
+    const headers = Object.fromEntries(Object.entries(event.request!.headers).filter(([k]) => !["host", "content-length", "connection"].includes(k)));
+    const res = await fetch(`${agent.url}${event.request!.path}`, {
+      method: event.request!.method,
       headers,
-      ...(event.request.body !== undefined ? { body: event.request.body } : {}),
+      ...(event.request!.body !== undefined ? { body: event.request!.body } : {}),
     });
     const body = await res.text();
     await agent.stop();

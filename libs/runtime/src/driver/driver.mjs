@@ -264,6 +264,14 @@ async function main() {
   await go;
   clearInterval(alive);
   t0 = performance.now();
+  if (trial.mode === "command") {
+    // A command agent needs no request: the driver serves its calls until the runtime says the command is done.
+    await new Promise((r) => {
+      const keep = setInterval(() => undefined, 60_000);
+      process.once("SIGUSR2", () => (clearInterval(keep), r()));
+    });
+    return finish(result);
+  }
   const deadline = t0 + trial.timeoutMs;
   const readyDeadline = t0 + Math.min(trial.readyTimeoutMs ?? trial.timeoutMs, trial.timeoutMs);
   let phase = "waiting for the agent to listen";

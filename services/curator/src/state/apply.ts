@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { CurationPolicy } from "@moss/config";
-import type { BatchState, BlobRef, FailureEvent } from "@moss/contracts";
+import { describeInput, type BatchState, type BlobRef, type FailureEvent } from "@moss/contracts";
 import type { Fingerprint } from "../fingerprint";
 import { isFinal } from "@moss/batch";
 import { addSeq, hasSeq } from "@moss/bus";
@@ -209,8 +209,8 @@ function pickSample(ob: OpenBatch, item: PreparedFailure, max: number): boolean 
  */
 export function requestSig(ev: FailureEvent): string {
   // Head and tail of the body tell requests apart as well as the whole of it, at a fixed cost per failure.
-  const body = ev.request.body ?? "";
-  const text = `${ev.request.method} ${ev.request.path}\n${body.length}\n${body.length > 512 ? body.slice(0, 256) + body.slice(-256) : body}`;
+  const body = ev.request?.body ?? ev.invocation?.stdin ?? "";
+  const text = `${describeInput(ev)}\n${body.length}\n${body.length > 512 ? body.slice(0, 256) + body.slice(-256) : body}`;
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193 ^ text.length;
   for (let i = 0; i < text.length; i++) {

@@ -85,7 +85,9 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
   const timeoutMs = Math.round(ev.timeoutMs * REPLAY_TIMEOUT_FACTOR);
   const trial = await deps.runtime.runTrial({
     image: msg.image,
-    request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body },
+    ...(ev.request
+      ? { request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body } }
+      : { invocation: { args: ev.invocation!.args, ...(ev.invocation!.stdin !== undefined ? { stdin: ev.invocation!.stdin } : {}) } }),
     port: agent.port,
     env: { ...replayEnv(agent, msg.agent, ev.env, msg.commit), ...turnEnv(ev) },
     timeoutMs,
@@ -101,8 +103,8 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     failureId: ev.id,
     passed: verdict.passed,
     reason: verdict.reason,
-    status: trial.response?.status,
-    body: trial.response?.body.slice(0, 4_000),
+    status: ev.invocation ? trial.exitCode : trial.response?.status,
+    body: (ev.invocation ? trial.stdout : trial.response?.body)?.slice(0, 4_000),
     durationMs: trial.durationMs,
     timedOut: trial.timedOut,
     ...(trial.diverged ? { diverged: trial.diverged } : {}),
@@ -152,11 +154,12 @@ function endToEnd(headers: Record<string, string>): Record<string, string> {
 /** Pass = answered in time, with a status the failure expects, and the agent reported no failure of its own. */
 export function judge(
   ev: FailureEvent,
-  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string }; diverged?: string },
+  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string }; diverged?: string; exitCode?: number; stdout?: string },
   timeoutMs: number,
 ): { passed: boolean; reason: string } {
   // Not the same inputs: whatever the answer, it says nothing about the failure.
   if (trial.diverged) return { passed: false, reason: `diverged: ${trial.diverged}` };
+  if (ev.invocation) return judgeCommand(trial, timeoutMs);
   if (trial.timedOut) return { passed: false, reason: `no answer within ${timeoutMs} ms (1.5x the failure's timeout)` };
   if (!trial.response) return { passed: false, reason: `no answer: ${trial.error ?? "the agent did not respond"}` };
   const expect = Expectation.parse(ev.expect ?? {});
@@ -169,6 +172,19 @@ export function judge(
     return { passed: false, reason: `answered ${status} but reported a failure: ${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}` };
   }
   return { passed: true, reason: `answered ${status}: ${body.slice(0, 200)}` };
+}
+
+/** A command agent passes by exiting 0 in time, with no failure reported of its own. */
+function judgeCommand(trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { exitCode?: number; stdout?: string }, timeoutMs: number): { passed: boolean; reason: string } {
+  if (trial.timedOut) return { passed: false, reason: `did not finish within ${timeoutMs} ms (1.5x the failure's timeout)` };
+  if (trial.error) return { passed: false, reason: trial.error };
+  const out = (trial.stdout ?? "").trim().slice(-200);
+  if (trial.exitCode !== 0) return { passed: false, reason: `exited ${trial.exitCode ?? "?"}${out ? `: ${out}` : ""}` };
+  if (trial.reportedFailures.length > 0) {
+    const f = trial.reportedFailures[0] as { error?: { type?: string; message?: string } };
+    return { passed: false, reason: `exited 0 but reported a failure: ${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}` };
+  }
+  return { passed: true, reason: `exited 0${out ? `: ${out}` : ""}` };
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
