@@ -17,7 +17,7 @@ Schema `libs/contracts/schemas/failure.v1.json`; nothing here knows Moss is writ
   outbound HTTP calls made through `http.client` — which `urllib.request` and `requests` use — into the failure's
   cassette. A recorded answer is read whole before the caller gets it (a streamed one arrives at once). In a
   trial (`MOSS_REPLAY_PROXY` set) every such call goes to Moss's replay proxy instead, HTTPS included, and is
-  answered from the cassette. `httpx` is not covered yet.
+  answered from the cassette. `httpx` (sync and async) is covered too when it is installed.
 """
 
 from __future__ import annotations
@@ -173,6 +173,80 @@ def _install_http_recorder(proxy: str | None, redact) -> None:
     http.client.HTTPConnection.request = request
     http.client.HTTPConnection.getresponse = getresponse
     http.client.HTTPSConnection.connect = https_connect
+    _install_httpx_recorder()
+
+
+def _install_httpx_recorder() -> None:
+    """The same for httpx (sync and async transports), when it is installed: it does not use http.client."""
+    try:
+        import httpx
+    except ImportError:
+        return
+
+    def redirect(request):
+        proxy = urllib.parse.urlsplit(_patch["proxy"])
+        original = str(request.url)
+        request.headers["x-moss-replay-url"] = original
+        request.url = request.url.copy_with(scheme=proxy.scheme or "http", host=proxy.hostname, port=proxy.port)
+        request.headers["host"] = f"{proxy.hostname}:{proxy.port}" if proxy.port else proxy.hostname
+        return request
+
+    def begin(request):
+        turn = _current_turn.get()
+        if turn is None:
+            return None
+        if len(turn.calls) >= MAX_CALLS:
+            turn.truncated = True
+            return None
+        redact = _patch["redact"]
+        call = {"method": request.method.upper(), "url": str(request.url), "headers": {k.lower(): ("[redacted]" if k.lower() in redact else v) for k, v in request.headers.items()}}
+        body = request.content if hasattr(request, "_content") else b""
+        if body:
+            call["body"] = _recorded_body(body)
+        turn.calls.append(call)
+        return call
+
+    def finish(call, request, response, raw: bytes):
+        # Recorded decoded (a replay serves it without content-encoding); handed on raw, as the transport gave it.
+        decoded = httpx.Response(response.status_code, headers=response.headers, content=raw).content
+        call["response"] = {"status": response.status_code, "headers": {k.lower(): v for k, v in response.headers.items()}, "body": _recorded_body(decoded)}
+        return httpx.Response(response.status_code, headers=response.headers, content=raw, request=request, extensions=response.extensions)
+
+    original_sync = httpx.HTTPTransport.handle_request
+    original_async = httpx.AsyncHTTPTransport.handle_async_request
+
+    def handle_request(self, request):
+        if _patch["proxy"]:
+            return original_sync(self, redirect(request))
+        call = begin(request)
+        if call is None:
+            return original_sync(self, request)
+        try:
+            response = original_sync(self, request)
+        except Exception as e:
+            call["error"] = _cut(repr(e), 2_000)
+            raise
+        raw = b"".join(response.iter_raw())
+        response.close()
+        return finish(call, request, response, raw)
+
+    async def handle_async_request(self, request):
+        if _patch["proxy"]:
+            return await original_async(self, redirect(request))
+        call = begin(request)
+        if call is None:
+            return await original_async(self, request)
+        try:
+            response = await original_async(self, request)
+        except Exception as e:
+            call["error"] = _cut(repr(e), 2_000)
+            raise
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+        await response.aclose()
+        return finish(call, request, response, raw)
+
+    httpx.HTTPTransport.handle_request = handle_request
+    httpx.AsyncHTTPTransport.handle_async_request = handle_async_request
 
 
 class ReporterConfigError(ValueError):
