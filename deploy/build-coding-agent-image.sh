@@ -35,15 +35,11 @@ for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | gr
 
 VERSIONS="$("$NODE_BIN" -p process.version) $(dpkg-query -W -f='${Package}=${Version} ' "${PACKAGES[@]}")"
 CONTENT_TAG="$IMAGE_REPO:$(printf '%s' "$VERSIONS" | sha256sum | cut -c1-12)"
-if docker image inspect "$CONTENT_TAG" >/dev/null 2>&1; then
-  docker tag "$CONTENT_TAG" "$IMAGE_REPO:latest"
-  say "$CONTENT_TAG already exists; $IMAGE_REPO:latest points at it. Nothing to do."
-  exit 0
-fi
-
-say "building $CONTENT_TAG"
 # shellcheck source=deploy/rootfs.sh
 . "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh"
+already_built "$CONTENT_TAG" "$IMAGE_REPO:latest" && exit 0
+
+say "building $CONTENT_TAG"
 rootfs_init
 # Every file of the packages (not documentation), and node.
 {

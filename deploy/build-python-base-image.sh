@@ -25,15 +25,11 @@ VERSION="$("$REAL" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 STDLIB="$("$REAL" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 DYNLOAD="$("$REAL" -c 'import sysconfig; print(sysconfig.get_config_var("DESTSHARED") or "")')"
 CONTENT_TAG="$IMAGE_REPO:$VERSION"
-if docker image inspect "$CONTENT_TAG" >/dev/null 2>&1; then
-  docker tag "$CONTENT_TAG" "$IMAGE_REPO:latest"
-  say "$CONTENT_TAG already exists; $IMAGE_REPO:latest points at it. Nothing to do."
-  exit 0
-fi
-
-say "building $CONTENT_TAG (python $VERSION from $REAL, standard library $STDLIB)"
 # shellcheck source=deploy/rootfs.sh
 . "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh"
+already_built "$CONTENT_TAG" "$IMAGE_REPO:latest" && exit 0
+
+say "building $CONTENT_TAG (python $VERSION from $REAL, standard library $STDLIB)"
 rootfs_init
 {
   echo "$REAL"

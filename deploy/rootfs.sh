@@ -5,6 +5,13 @@
 # tar without its notes on stripping a leading "/" (the names are meant relative to the rootfs).
 tar_quiet() { tar "$@" 2>&1 >&3 3>&- | grep -v "Removing leading" >&2 || true; } 3>&1
 
+# already_built TAG LATEST: when the content-tagged image exists, point LATEST at it and say so (nothing to rebuild).
+already_built() {
+  docker image inspect "$1" >/dev/null 2>&1 || return 1
+  docker tag "$1" "$2"
+  say "$1 already exists; $2 points at it. Nothing to do."
+}
+
 rootfs_init() {
   WORK="$(mktemp -d)"
   trap 'rm -rf "$WORK"' EXIT

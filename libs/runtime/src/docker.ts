@@ -12,6 +12,12 @@ export function statusCodeOf(err: unknown): number | undefined {
   return typeof s === "number" ? s : undefined;
 }
 
+/** What the engine said, in its own words (the JSON message of its answer), else the error's message. */
+export function engineMessage(err: unknown): string {
+  const j = (err as { json?: { message?: string } }).json;
+  return (j?.message ?? (err as Error).message ?? String(err)).trim();
+}
+
 export function isNotFound(err: unknown): boolean {
   return statusCodeOf(err) === 404;
 }

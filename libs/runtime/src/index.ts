@@ -1,8 +1,8 @@
 export { createRuntime } from "./runtime";
 export { RUNTIME_DEFAULTS } from "./config";
-export { createDockerClient } from "./docker";
+export { createDockerClient, engineMessage } from "./docker";
 export { httpProbe, type ProbeResult } from "./probe";
-export { egressProxyCode, NOBODY, startNodeHelper, type HelperOptions } from "./helper";
+export { egressProxyCode, NOBODY, socketDir, startNodeHelper, watchLines, type HelperOptions } from "./helper";
 export { BASE_IMAGE } from "./types";
 export type {
   BuildImageOptions,

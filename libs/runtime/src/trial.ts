@@ -1,17 +1,15 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { chmodSync, chownSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import path from "node:path";
 import type Docker from "dockerode";
 import tar from "tar-stream";
 import type { ResolvedRuntimeConfig } from "./config";
 import { constants } from "node:os";
-import { PassThrough } from "node:stream";
 import { demuxFrames } from "./demux";
-import { isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
+import { engineMessage, isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
-import { egressProxyCode, NOBODY, startNodeHelper } from "./helper";
+import { egressProxyCode, socketDir, startNodeHelper, watchLines } from "./helper";
 import { cleanSnapshot } from "./snapshot";
 import { packTar, type TarEntry } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
@@ -131,9 +129,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     if (forward) {
       // The sidecar's only way out, for the allow-listed hosts only: an egress proxy on the bridge, reached through a
       // unix socket in a directory only the two share (the agent shares the sidecar's network, not its files).
-      const dir = mkdtempSync(path.join(tmpdir(), "moss-trial-egress-"));
-      chownSync(dir, NOBODY, NOBODY);
-      chmodSync(dir, 0o700);
+      const dir = socketDir("moss-trial-egress-");
       egress = { dir };
       try {
         egress.container = await startNodeHelper(docker, {
@@ -179,9 +175,9 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         ]),
         { path: "/" },
       );
-      const { ready } = await readyLine(docker, sidecar, "[moss-driver]", "ready");
+      const { seen } = await watchLines(docker, sidecar, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
       await sidecar.start();
-      if (!(await ready)) throw new Error("the trial driver did not get ready within 10 s");
+      if (!(await seen)) throw new Error("the trial driver did not get ready within 10 s");
     } catch (err) {
       if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
       throw wrap("trial driver start", err);
@@ -359,35 +355,7 @@ function describeExit(code: number): string {
   return sig ? `the agent was killed by ${sig}` : `the agent exited with code ${code}`;
 }
 
-/** Resolves true when the container's output has a line with both markers (it was attached before its start). */
-async function readyLine(docker: Docker, c: Docker.Container, a: string, b: string, ms = 10_000): Promise<{ ready: Promise<boolean> }> {
-  const stream = (await c.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
-  const out = new PassThrough();
-  docker.modem.demuxStream(stream, out, out);
-  out.setEncoding("utf8");
-  // Wrapped: an async function would flatten the promise, and wait for the line before the container started.
-  const ready = new Promise<boolean>((resolve) => {
-    let text = "";
-    const timer = setTimeout(() => done(false), ms);
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      out.removeAllListeners("data");
-      (stream as unknown as { destroy?: () => void }).destroy?.();
-      resolve(ok);
-    };
-    out.on("data", (d: string) => {
-      text += d;
-      if (text.split("\n").some((l) => l.includes(a) && l.includes(b))) done(true);
-    });
-    stream.on("end", () => done(false));
-  });
-  return { ready };
-}
 
-function engineMessage(err: unknown): string {
-  const j = (err as { json?: { message?: string } }).json;
-  return (j?.message ?? (err as Error).message ?? String(err)).trim();
-}
 
 /** A container's log, line by line, with the engine's timestamps (for merging two containers' logs in order). */
 async function logLines(c: Docker.Container): Promise<{ at: number; stream: "stdout" | "stderr"; text: string }[]> {

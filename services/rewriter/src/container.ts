@@ -8,11 +8,10 @@
  * every process it started.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, createReadStream, mkdtempSync, rmSync } from "node:fs";
-import { constants, hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { createReadStream, rmSync } from "node:fs";
+import { constants, hostname } from "node:os";
 import { PassThrough, type Duplex } from "node:stream";
-import { egressProxyCode, NOBODY, startNodeHelper } from "@moss/runtime";
+import { egressProxyCode, engineMessage, socketDir, startNodeHelper } from "@moss/runtime";
 import type Docker from "dockerode";
 import type { Logger } from "@moss/telemetry";
 import { capture, type ProcessOptions, type ProcessRun } from "./adapters/process";
@@ -55,9 +54,7 @@ export interface Egress {
  */
 export async function openEgress(docker: Docker, spec: ContainerSpec): Promise<Egress> {
   const name = `moss-sandbox-${randomBytes(6).toString("hex")}`;
-  const sockets = mkdtempSync(join(tmpdir(), "moss-egress-"));
-  chownSync(sockets, NOBODY, NOBODY);
-  chmodSync(sockets, 0o700);
+  const sockets = socketDir("moss-egress-");
   const started: Docker.Container[] = [];
   const lines: string[] = [];
   const close = async () => {
@@ -113,7 +110,7 @@ export async function runInContainer(
   argv: readonly string[],
   opts: ProcessOptions,
 ): Promise<ProcessRun> {
-  const { stdout, stderr, output, finish } = capture(opts.maxOutput);
+  const { finish, listen } = capture(opts.maxOutput);
   const spawnError = (error: string) => finish({ kind: "spawn-error", exitCode: null, signal: null, error });
   if (!argv[0]) return spawnError("empty command");
   if (!opts.runAs) return spawnError("a sandbox container needs the sandbox's uid");
@@ -144,23 +141,14 @@ export async function runInContainer(
     const status = (err as { statusCode?: number }).statusCode;
     if (status === 404)
       return spawnError(`the sandbox image ${spec.image} is not on this Docker engine: \`npm run setup\` builds moss/coding-agent, or build your tool's image and name it in rewriter.sandbox.image`);
-    return spawnError(`cannot create the sandbox container: ${dockerMessage(err)}`);
+    return spawnError(`cannot create the sandbox container: ${engineMessage(err)}`);
   }
   try {
     const stream = (await container.attach({ stream: true, stdin: opts.stdinFile !== undefined, stdout: true, stderr: true, hijack: opts.stdinFile !== undefined })) as Duplex;
     const out = new PassThrough();
     const err = new PassThrough();
     docker.modem.demuxStream(stream, out, err);
-    out.setEncoding("utf8");
-    err.setEncoding("utf8");
-    out.on("data", (d: string) => {
-      stdout.push(d);
-      output.push(d);
-    });
-    err.on("data", (d: string) => {
-      stderr.push(d);
-      output.push(d);
-    });
+    listen(out, err);
     const ended = new Promise<void>((r) => {
       stream.once("end", r);
       stream.once("close", r);
@@ -169,7 +157,7 @@ export async function runInContainer(
       await container.start();
     } catch (e) {
       // The engine says why: "exec: \"claude\": executable file not found in $PATH", a missing working directory, …
-      return spawnError(dockerMessage(e));
+      return spawnError(engineMessage(e));
     }
     if (opts.stdinFile !== undefined) createReadStream(opts.stdinFile).on("error", () => stream.end()).pipe(stream);
     let timedOut = false;
@@ -215,9 +203,4 @@ export async function sweepSandboxes(docker: Docker, log?: Logger): Promise<void
   for (const c of containers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   const n = containers.length;
   if (n) log?.info("removed sandbox containers left by a rewriter that died", { containers: n });
-}
-
-function dockerMessage(err: unknown): string {
-  const j = (err as { json?: { message?: string } }).json;
-  return (j?.message ?? (err as Error).message ?? String(err)).trim();
 }

@@ -167,11 +167,14 @@ export function judge(
   if (status < expect.statusMin || status > expect.statusMax) {
     return { passed: false, reason: `answered ${status} (expected ${expect.statusMin}-${expect.statusMax}): ${body.slice(0, 200)}` };
   }
-  if (trial.reportedFailures.length > 0) {
-    const f = trial.reportedFailures[0] as { error?: { type?: string; message?: string } };
-    return { passed: false, reason: `answered ${status} but reported a failure: ${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}` };
-  }
+  if (trial.reportedFailures.length > 0) return { passed: false, reason: `answered ${status} but reported a failure: ${firstReported(trial.reportedFailures)}` };
   return { passed: true, reason: `answered ${status}: ${body.slice(0, 200)}` };
+}
+
+/** The first failure the agent reported in its trial, as `Type: message`. */
+function firstReported(reported: readonly unknown[]): string {
+  const f = reported[0] as { error?: { type?: string; message?: string } };
+  return `${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}`;
 }
 
 /** A command agent passes by exiting 0 in time, with no failure reported of its own. */
@@ -180,10 +183,7 @@ function judgeCommand(trial: Pick<TrialResult, "timedOut" | "error" | "reportedF
   if (trial.error) return { passed: false, reason: trial.error };
   const out = (trial.stdout ?? "").trim().slice(-200);
   if (trial.exitCode !== 0) return { passed: false, reason: `exited ${trial.exitCode ?? "?"}${out ? `: ${out}` : ""}` };
-  if (trial.reportedFailures.length > 0) {
-    const f = trial.reportedFailures[0] as { error?: { type?: string; message?: string } };
-    return { passed: false, reason: `exited 0 but reported a failure: ${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}` };
-  }
+  if (trial.reportedFailures.length > 0) return { passed: false, reason: `exited 0 but reported a failure: ${firstReported(trial.reportedFailures)}` };
   return { passed: true, reason: `exited 0${out ? `: ${out}` : ""}` };
 }
 

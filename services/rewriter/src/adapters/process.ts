@@ -86,7 +86,20 @@ export function capture(maxOutput = MAX_OUTPUT) {
     stdoutTruncated: stdout.truncated,
     durationMs: Date.now() - started,
   });
-  return { stdout, stderr, output, finish };
+  /** Reads a run's two streams into the captures, as UTF-8 strings (a character split across chunks is decoded whole). */
+  const listen = (out: NodeJS.ReadableStream, err: NodeJS.ReadableStream) => {
+    out.setEncoding("utf8");
+    err.setEncoding("utf8");
+    out.on("data", (d: string) => {
+      stdout.push(d);
+      output.push(d);
+    });
+    err.on("data", (d: string) => {
+      stderr.push(d);
+      output.push(d);
+    });
+  };
+  return { finish, listen };
 }
 
 /**
@@ -100,7 +113,7 @@ export function capture(maxOutput = MAX_OUTPUT) {
  */
 export function runProcess(argv: readonly string[], opts: ProcessOptions): Promise<ProcessRun> {
   const [cmd, ...args] = argv;
-  const { stdout, stderr, output, finish } = capture(opts.maxOutput);
+  const { finish, listen } = capture(opts.maxOutput);
   if (!cmd) return Promise.resolve(finish({ kind: "spawn-error", exitCode: null, signal: null, error: "empty command" }));
 
   return new Promise((resolve) => {
@@ -142,17 +155,7 @@ export function runProcess(argv: readonly string[], opts: ProcessOptions): Promi
     };
     const out = child.stdout!;
     const err = child.stderr!;
-    // Strings, not Buffers: a multi-byte character split across two chunks is decoded whole.
-    out.setEncoding("utf8");
-    err.setEncoding("utf8");
-    out.on("data", (d: string) => {
-      stdout.push(d);
-      output.push(d);
-    });
-    err.on("data", (d: string) => {
-      stderr.push(d);
-      output.push(d);
-    });
+    listen(out, err);
     const pipesClosed = Promise.all([out, err].map((s) => new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r())))));
 
     timer = setTimeout(() => {
