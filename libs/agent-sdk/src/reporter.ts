@@ -200,8 +200,7 @@ class MossReporter implements Reporter {
   }
 
   async turn<T>(fn: () => T | Promise<T>): Promise<T> {
-    const t = newTurn(this.env);
-    const turn: TurnState & { before?: Buffer } = t;
+    const turn = newTurn(this.env);
     if (this.stateDir !== undefined) {
       // Before anything of the turn runs: this is the state its replay must start from.
       turn.before = await snapshotDirectory(this.stateDir, this.replayFile || !this.opts.uploadSnapshot ? MAX_INLINE_SNAPSHOT_BYTES : MAX_UPLOADED_SNAPSHOT_BYTES).catch(() => undefined);
@@ -220,7 +219,7 @@ class MossReporter implements Reporter {
   captureFailure(input: CaptureInput): Promise<string> {
     const id = newFailureId();
     const logs = [...this.lines];
-    const turn = currentTurn() as (TurnState & { before?: Buffer }) | undefined;
+    const turn = currentTurn();
     const p = this.capture(id, input, logs, turn).catch((err: unknown) => {
       this.warn(`failure ${id} could not be recorded: ${err instanceof Error ? err.message : String(err)}`);
     });
@@ -253,7 +252,7 @@ class MossReporter implements Reporter {
     void p.finally(() => this.inflight.delete(p));
   }
 
-  private async capture(id: string, input: CaptureInput, logs: string[], turn?: TurnState & { before?: Buffer }): Promise<void> {
+  private async capture(id: string, input: CaptureInput, logs: string[], turn?: TurnState): Promise<void> {
     let extra: Pick<FailureEvent, "turn" | "cassette"> & { snapshot?: SnapshotField; afterSnapshot?: SnapshotField } = {};
     if (turn) {
       await settle(turn);

@@ -39,6 +39,8 @@ export interface TurnState {
   truncated: boolean;
   /** Response bodies still being read. */
   pending: Set<Promise<void>>;
+  /** The state directory's tar, taken before the turn ran (what its failure's replay restores). */
+  before?: Buffer;
 }
 
 const storage = new AsyncLocalStorage<TurnState>();
