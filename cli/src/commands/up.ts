@@ -29,11 +29,13 @@ export const up: Command = {
       onLog: (s, l) => console.error(`[${s}] ${l}`),
       onEvent: (l) => console.error(`[moss up] ${l}`),
     });
-    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}; operator API http://${cfg.gateway.host}:${cfg.gateway.port}`);
-    await new Promise<void>((r) => {
+    // Listening for the stop before saying "up": whoever waits for that line may signal at once.
+    const stopAsked = new Promise<void>((r) => {
       process.once("SIGINT", r);
       process.once("SIGTERM", r);
     });
+    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}; operator API http://${cfg.gateway.host}:${cfg.gateway.port}`);
+    await stopAsked;
     await stack.stop();
     return 0;
   },
