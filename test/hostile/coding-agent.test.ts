@@ -18,6 +18,7 @@ import { createAdapter, rewrite, sandboxed, type RewriterDeps, type SandboxConfi
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { batchRecord, failure, seed, silent } from "../helpers/env";
 import { freePort, startNats, type NatsServer } from "../helpers/nats";
+import { bridgeGateway } from "../helpers/docker";
 import { recordingPublish } from "../helpers/publish";
 
 const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", ...args], { cwd, encoding: "utf8" }).trim();
@@ -91,14 +92,7 @@ report.model = await viaProxy({ method: "GET", path: "http://" + t.gateway + ":"
 console.log(JSON.stringify(report));
 `;
 
-/** The address of the Docker engine's default bridge on this host: where a container's traffic would leave. */
-const gateway = () => {
-  try {
-    return execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"], { encoding: "utf8" }).trim();
-  } catch {
-    return "172.17.0.1";
-  }
-};
+const gateway = bridgeGateway;
 
 describe.each(["container", "user"] as const)("a hostile coding agent in the %s sandbox", (kind) => {
   let nats: NatsServer;

@@ -17,6 +17,7 @@ import { createRuntime, type TrialResult } from "@moss/runtime";
 import Docker from "dockerode";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bridgeGateway } from "../helpers/docker";
 import { freePort } from "../helpers/nats";
 
 const prefix = `mc${randomBytes(4).toString("hex")}`;
@@ -249,7 +250,7 @@ describe("a failure's recorded model calls", { timeout: 60_000 }, () => {
   });
 
   it("with a staging model allow-listed, calls the cassette lacks are forwarded there; nothing else gets through", async () => {
-    const gw = execFileSync("docker", ["network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"], { encoding: "utf8" }).trim();
+    const gw = bridgeGateway();
     const staging = modelServer();
     let stagingRequests = 0;
     staging.on("request", () => stagingRequests++);
