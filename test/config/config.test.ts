@@ -293,9 +293,23 @@ describe("result", () => {
 });
 
 describe("agents.<name>.replay", () => {
+  it("takes pass predicates, resolves a grader's relative path against the config's directory, and refuses a bad check", () => {
+    const cfg = parseConfig(
+      { agents: { shop: { repo: "/srv/shop", replay: { expect: { statusMax: 299, json: [{ path: "$.total", exists: true }], grader: { command: ["./graders/total.py", "--strict"] } } } } } },
+      { base: "/etc/moss" },
+    );
+    expect(cfg.agents["shop"]!.replay.expect).toEqual({ statusMax: 299, json: [{ path: "$.total", exists: true }], grader: { command: ["/etc/moss/graders/total.py", "--strict"], timeoutMs: 10_000 } });
+    const onPath = parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { expect: { grader: { command: ["grade-shop"] } } } } } }, { base: "/etc/moss" });
+    expect(onPath.agents["shop"]!.replay.expect.grader!.command).toEqual(["grade-shop"]);
+    const err = configError(() =>
+      parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { expect: { statusMin: 700, json: [{ path: "$.a", equals: 1, absent: true }], grader: { command: [] } } } } } }),
+    );
+    expect(err.problems.map((p) => p.path)).toEqual(["agents.shop.replay.expect.statusMin", "agents.shop.replay.expect.json.0", "agents.shop.replay.expect.grader.command"]);
+  });
+
   it("takes no recorded env and no network by default, and refuses a loader variable in the allow-list", () => {
     const cfg = parseConfig({ agents: { shop: { repo: "/srv/shop" } } });
-    expect(cfg.agents["shop"]!.replay).toEqual({ envAllow: [], network: false, forward: [] });
+    expect(cfg.agents["shop"]!.replay).toEqual({ envAllow: [], network: false, forward: [], expect: {} });
     const err = configError(() => parseConfig({ agents: { shop: { repo: "/srv/shop", replay: { envAllow: ["LOCALE", "NODE_OPTIONS", "LD_PRELOAD"] } } } }));
     expect(err.problems.map((p) => p.path)).toEqual(["agents.shop.replay.envAllow.1", "agents.shop.replay.envAllow.2"]);
     expect(err.message).toContain("NODE_OPTIONS changes how the agent's runtime loads code; it can never be taken from a failure event");

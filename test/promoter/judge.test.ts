@@ -324,6 +324,21 @@ describe("promoter with a real KV", () => {
     expect(b.state).toBe("rewriting");
   });
 
+  it("a replay that could not run (error verdict) moves the batch on with verdict replay-error and the cause; a flaky one with replay-flaky", async () => {
+    const h = await harness({ maxAttempts: 3 });
+    const msg = replayDone(h.batchId, { passed: false });
+    const results = msg.results.map((r) => ({ ...r, passed: false, verdict: "error" as const, reason: "could not be replayed: image moss/x:1 does not exist in the Docker engine" }));
+    await onReplayCompleted({ ...msg, results }, h.deps);
+    expect(h.out.retries[0]!.previous[0]).toMatchObject({ verdict: "replay-error", reason: "the replay could not run for 2 of 2 failure(s): could not be replayed: image moss/x:1 does not exist in the Docker engine" });
+    expect((await h.batch()).state).toBe("rewriting");
+
+    const h2 = await harness({ maxAttempts: 3 });
+    const m2 = replayDone(h2.batchId, { passed: false });
+    const flaky = m2.results.map((r) => (r.passed ? r : { ...r, verdict: "flaky" as const, trials: { passed: 1, of: 3 }, reason: "flaky: 1 of 3 trials passed; a failing one: answered 500" }));
+    await onReplayCompleted({ ...m2, results: flaky }, h2.deps);
+    expect(h2.out.retries[0]!.previous[0]).toMatchObject({ verdict: "replay-flaky", reason: expect.stringContaining("1 of 2 failure(s) are flaky in replay (a fix must pass every trial)") });
+  });
+
   it("replay failed at maxAttempts: exhausted, no further retry", async () => {
     const h = await harness({ maxAttempts: 2, record: { attempt: 2 } });
     const prev = [{ attempt: 1, verdict: "no-change", reason: "the coding agent exited 0 but changed no file", results: [] }];

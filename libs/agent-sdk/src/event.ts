@@ -30,8 +30,11 @@ export interface CaptureInput {
   tags?: Record<string, string>;
   /** The agent's own fingerprint; wins over Moss's. */
   fingerprint?: string;
-  /** Acceptable replay status range (defaults: 200..499). */
-  expect?: { statusMin?: number; statusMax?: number };
+  /**
+   * What a right answer to this turn looks like, for its replays: a status range (default: the agent's config, else
+   * 200-299) and checks of the JSON response (`{ path: "$.total", equals: 42 }`, `matches`, `exists`, `absent`).
+   */
+  expect?: { statusMin?: number; statusMax?: number; json?: Array<{ path: string; equals?: unknown; matches?: string; exists?: true; absent?: true }> };
 }
 
 /** Limits of the `moss.failure.v1` schema that captured data is cut to, so that a big body never loses the whole event. */

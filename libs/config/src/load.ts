@@ -81,7 +81,7 @@ export function parseConfig(input: MossConfigInput | Record<string, unknown>, op
   const base = opts.base ?? process.cwd();
   const dataDir = resolve(base, cfg.dataDir);
   const agents = Object.fromEntries(
-    Object.entries(cfg.agents).map(([name, a]) => [name, { ...a, repo: isAbsolute(a.repo) ? a.repo : resolve(base, a.repo) }]),
+    Object.entries(cfg.agents).map(([name, a]) => [name, { ...a, repo: isAbsolute(a.repo) ? a.repo : resolve(base, a.repo), replay: { ...a.replay, expect: withGraderPath(a.replay.expect, base) } }]),
   );
   const blob = cfg.blob.kind === "fs" ? { ...cfg.blob, dir: resolve(dataDir, cfg.blob.dir ?? "blobs") } : cfg.blob;
   const loaded: LoadedConfig = {
@@ -188,3 +188,10 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+
+/** A grader named by a relative path (`./graders/total.py`) is the config's own file: resolved against its directory. A bare name is looked up on PATH. */
+function withGraderPath<E extends { grader?: { command: string[] } }>(expect: E, base: string): E {
+  const cmd = expect.grader?.command;
+  if (!cmd || !cmd[0]!.includes("/") || isAbsolute(cmd[0]!)) return expect;
+  return { ...expect, grader: { ...expect.grader!, command: [resolve(base, cmd[0]!), ...cmd.slice(1)] } };
+}

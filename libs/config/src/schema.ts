@@ -1,4 +1,4 @@
-import { AgentName } from "@moss/contracts";
+import { AgentName, Expectation } from "@moss/contracts";
 import { z } from "zod";
 import { isCredentialVariable, isLoaderVariable } from "./env";
 import { FingerprintConfig } from "./fingerprint";
@@ -61,6 +61,20 @@ export const AgentConfig = z.object({
        * the real response, listed as `forwarded`. Nothing ever reaches any other address. Default: none.
        */
       forward: z.array(z.string().regex(/^https?:\/\/[^\s/?#]+(\/\S*)?$/, "a base URL: http(s)://host[:port][/path]")).default([]),
+      /**
+       * What a replay must answer to pass, for every failure of this agent (a failure's own `expect` narrows it: its
+       * status range wins, its JSON checks add to these). Default: a 2xx answer (a command agent: exit 0), no JSON checks.
+       */
+      expect: Expectation.extend({
+        /**
+         * A grader, run by the replayer from this config (never from the agent's repository, so a patch cannot grade
+         * itself): `command` (argv, no shell; relative paths resolve against the config file's directory) gets
+         * `{request, response, recorded, failure}` as JSON on stdin and exits 0 for a pass; its output is the reason.
+         */
+        grader: z
+          .object({ command: z.array(z.string().min(1)).min(1), timeoutMs: z.number().int().min(100).max(300_000).default(10_000) })
+          .optional(),
+      }).prefault({}),
     })
     .prefault({}),
 });

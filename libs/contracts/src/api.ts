@@ -19,6 +19,8 @@ export const Flag = z.object({
   fingerprint: FailureEvent.shape.fingerprint,
   snapshot: FailureEvent.shape.snapshot,
   env: FailureEvent.shape.env,
+  /** What a right answer looks like (`moss flag --expect`): its replays must meet it. */
+  expect: FailureEvent.shape.expect,
 });
 export type Flag = z.infer<typeof Flag>;
 
@@ -59,6 +61,8 @@ export const BatchTimeline = z.object({
   verdict: z.string(),
   promotion: PromotionOutcome.optional(),
   timeline: z.array(TimelineEntry),
+  /** Messages of this batch a stage gave up on (terminated and copied to the dead-letter subject), with why. */
+  deadLetters: z.array(z.object({ at: z.string(), subject: z.string(), consumer: z.string(), code: z.string(), reason: z.string() })).default([]),
 });
 export type BatchTimeline = z.infer<typeof BatchTimeline>;
 /** A timeline as a client may hold it (defaulted fields may be missing): what the CLI renders. */

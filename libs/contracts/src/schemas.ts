@@ -53,10 +53,42 @@ export const ErrorInfo = z.object({
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
 /** What the replay must observe for the failure to count as fixed. Defaults: a non-5xx answer and no failure reported. */
+/**
+ * One check of a JSON response: the value at `path` (`$.answer.total`, `$.items[0].id`, `$["odd key"]`) equals a JSON
+ * value, matches a regular expression (strings; other values as their JSON text), exists, or is absent.
+ */
+export const JsonAssertion = z
+  .object({
+    path: z.string().min(1).max(500).regex(/^\$(\.[A-Za-z_$][\w$-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*$/, 'a JSON path: $ then .key, [n] or ["key"] steps'),
+    equals: z.unknown().optional(),
+    matches: z
+      .string()
+      .max(1_000)
+      .refine((r) => {
+        try {
+          new RegExp(r);
+          return true;
+        } catch {
+          return false;
+        }
+      }, "a JavaScript regular expression")
+      .optional(),
+    exists: z.literal(true).optional(),
+    absent: z.literal(true).optional(),
+  })
+  .refine((a) => ["equals", "matches", "exists", "absent"].filter((k) => k in a && (a as Record<string, unknown>)[k] !== undefined).length === 1, "a JSON assertion needs exactly one of equals, matches, exists or absent");
+export type JsonAssertion = z.infer<typeof JsonAssertion>;
+
+/**
+ * What a replay must answer to pass, as an event or a config states it; unset fields fall back (failure → agent config
+ * → default: 2xx, no JSON checks). The grader command exists only in the Moss config, never on an event.
+ */
 export const Expectation = z.object({
-  /** Acceptable status range, inclusive. */
-  statusMin: z.number().int().default(200),
-  statusMax: z.number().int().default(499),
+  /** Acceptable status range, inclusive (a command agent: exit codes). Default 200-299. */
+  statusMin: z.number().int().min(0).max(599).optional(),
+  statusMax: z.number().int().min(0).max(599).optional(),
+  /** Checks of the JSON response body, all of which must hold. */
+  json: z.array(JsonAssertion).max(50).optional(),
 });
 export type Expectation = z.infer<typeof Expectation>;
 
@@ -194,9 +226,30 @@ export const ReplayedCall = z.object({
 });
 export type ReplayedCall = z.infer<typeof ReplayedCall>;
 
+/** What a replay of one failure came to: `flaky` is some of its trials passing and some not, never a pass. */
+export const ReplayVerdict = z.enum(["pass", "fail", "flaky", "diverged", "timeout", "error"]);
+export type ReplayVerdict = z.infer<typeof ReplayVerdict>;
+
+/** The check that decided a verdict that is not a pass, with what it expected and what the trial gave. */
+export const FailedCheck = z.object({
+  /** `status`, `json`, `grader`, `reported`, `exit`, `answer`, `timeout`, `diverged`, `trial`. */
+  check: z.string(),
+  /** For a JSON assertion: its path. */
+  path: z.string().optional(),
+  expected: z.string(),
+  actual: z.string(),
+});
+export type FailedCheck = z.infer<typeof FailedCheck>;
+
 export const ReplayResult = z.object({
   failureId: Id,
   passed: z.boolean(),
+  /** What the replay came to (absent on results of replayers before verdicts had names: then `passed` tells). */
+  verdict: ReplayVerdict.optional(),
+  /** Which check failed, when one did. */
+  failed: FailedCheck.optional(),
+  /** Of several trials of the failure, how many passed. */
+  trials: z.object({ passed: z.number().int().nonnegative(), of: z.number().int().positive() }).optional(),
   /** The candidate made a call the failure's cassette does not hold: `unrecorded call POST https://…`. Never a pass. */
   diverged: z.string().optional(),
   /** Every outbound call the agent made in the trial, in order. */
@@ -210,6 +263,22 @@ export const ReplayResult = z.object({
   logs: BlobRef.optional(),
 });
 export type ReplayResult = z.infer<typeof ReplayResult>;
+
+/**
+ * A replay that did not pass, in one verdict: `replay-error` when a trial could not run at all (it says nothing about
+ * the candidate; the reason says what to do), `replay-flaky` when some trials of a failure passed and some did not,
+ * else `replay-failed`.
+ */
+export function replayVerdict(msg: { results: readonly ReplayResult[] }): { verdict: string; reason: string } {
+  const failed = msg.results.filter((r) => !r.passed);
+  const error = failed.find((r) => r.verdict === "error");
+  if (error) return { verdict: "replay-error", reason: `the replay could not run for ${failed.filter((r) => r.verdict === "error").length} of ${msg.results.length} failure(s): ${error.reason}` };
+  const flaky = failed.filter((r) => r.verdict === "flaky");
+  const first = failed[0];
+  if (!first) return { verdict: "replay-passed", reason: `all ${msg.results.length} failure(s) pass in replay` };
+  if (flaky.length === failed.length) return { verdict: "replay-flaky", reason: `${flaky.length} of ${msg.results.length} failure(s) are flaky in replay (a fix must pass every trial): ${first.reason}` };
+  return { verdict: "replay-failed", reason: `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${first.reason}` };
+}
 
 /** What one earlier attempt did and how its replay went; fed to the next attempt. */
 export const AttemptEvidence = z.object({

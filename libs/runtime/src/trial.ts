@@ -257,7 +257,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       await pod.start();
     } catch (err) {
       // The engine says why: "exec: \"python3\": executable file not found in $PATH", …
-      return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: `the agent could not be started: ${engineMessage(err)}` };
+      const why = `the agent could not be started: ${engineMessage(err)}`;
+      return { timedOut: false, reportedFailures: [], calls: [], logs: "", durationMs: Math.round(performance.now() - startedAt), error: why, notStarted: why };
     }
     const agentExited = (pod.wait() as Promise<{ StatusCode: number }>).then((w) => w.StatusCode).catch(() => undefined);
     const driver = sidecar;

@@ -166,6 +166,11 @@ export interface TrialResult {
   diverged?: string;
   /** The budget ran out (the driver gave up waiting, or the runtime killed the container). */
   timedOut: boolean;
+  /**
+   * The pod could not start the agent at all (the engine refused: no such executable, a bad user, …): the trial says
+   * nothing about the candidate's behaviour. Also in `error`.
+   */
+  notStarted?: string;
   /** Driver-level error (agent never listened, crashed, connection refused...), in words. */
   error?: string;
   /** Failures the agent reported itself (JSON lines of the file at env MOSS_REPLAY_FAILURE_FILE). */

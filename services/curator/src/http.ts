@@ -26,6 +26,7 @@ export function flagToFailure(f: Flag, now = new Date()): FailureEvent {
     env: f.env,
     snapshot: f.snapshot,
     fingerprint: f.fingerprint,
+    expect: f.expect,
     tags: { flaggedBy: f.by },
   });
 }

@@ -1,3 +1,5 @@
-// The replayer's public face: the replay handler and its verdict.
-export { REPLAY_TIMEOUT_FACTOR, judge, replay } from "./handlers/replay";
+// The replayer's public face: the replay handler and its verdicts.
+export { REPLAY_TIMEOUT_FACTOR, replay } from "./handlers/replay";
 export type { ReplayAgent, ReplayerDeps, TrialPort } from "./handlers/replay";
+export { checkJson, combineTrials, judge, jsonEqual, jsonPath, resolveExpectation, runGrader } from "./verdict";
+export type { Grade, GraderInput, JudgedTrial, ResolvedExpectation, Verdict } from "./verdict";

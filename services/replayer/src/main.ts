@@ -27,7 +27,7 @@ await runService({
       publish: bus.publish,
       log,
     };
-    const consumer = await bus.consume(Consumers.replayer, [route(Messages.candidateReady, (m) => replay(m, deps))]);
+    const consumer = await bus.consume(Consumers.replayer, [route(Messages.candidateReady, (m, ctx) => replay(m, deps, ctx))]);
     return { consumers: [consumer] };
   },
 });

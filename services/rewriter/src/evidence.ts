@@ -68,7 +68,10 @@ function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previ
   ];
   for (const p of previous) {
     lines.push("", `## Attempt ${p.attempt} did not work (${p.verdict}): ${p.reason}`);
-    for (const r of p.results.filter((x) => !x.passed)) lines.push(`- failure ${r.failureId}: ${r.reason}`);
+    for (const r of p.results.filter((x) => !x.passed)) {
+      const check = r.failed && r.failed.check !== "trial" ? ` [${r.failed.check}${r.failed.path ? ` ${r.failed.path}` : ""}: expected ${r.failed.expected}, got ${r.failed.actual}]` : "";
+      lines.push(`- failure ${r.failureId}${r.verdict ? ` (${r.verdict})` : ""}: ${r.reason}${check}`);
+    }
   }
   if (rejected.length) {
     lines.push("", "## Fixes of this root cause tried before and not promoted");

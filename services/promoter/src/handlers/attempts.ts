@@ -6,7 +6,7 @@
  * breaker, in the same step as the decision that depends on the count.
  */
 import { branchName, isFinal } from "@moss/batch";
-import { Messages, type AttemptEvidence, type BatchRecord, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { Messages, replayVerdict, type AttemptEvidence, type BatchRecord, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { PromoterDeps } from "../deps";
 import { promote } from "../promotion/promote";
 
@@ -74,9 +74,8 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: PromoterDeps
     return;
   }
   if (!msg.passed) {
-    const failed = msg.results.filter((r) => !r.passed);
-    const reason = `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${failed[0]!.reason}`;
-    return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict: "replay-failed", reason, results: msg.results }, deps);
+    const { verdict, reason } = replayVerdict(msg);
+    return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict, reason, results: msg.results }, deps);
   }
   const candidate = { attempt: built.attempt, commit: built.commit, image: built.image, imageId: built.imageId, diff: built.diff };
   // Only signed commits that verify against the allowed signers may ever ship: every one from the base to the candidate.

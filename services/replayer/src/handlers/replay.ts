@@ -2,11 +2,13 @@
 import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
-import { Cassette, Expectation, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
-import { isTerminal } from "@moss/errors";
-import type { Runtime, TrialResult } from "@moss/runtime";
+import type { HandlerContext } from "@moss/bus";
+import { Cassette, Consumers, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import { Codes, errorCode, isTerminal } from "@moss/errors";
+import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import { UnreplayableError } from "../errors";
+import { combineTrials, judge, resolveExpectation, type Grade } from "../verdict";
 
 /** What the replayer runs trials with: the runtime's trial. */
 export type TrialPort = Pick<Runtime, "runTrial">;
@@ -23,38 +25,64 @@ export interface ReplayerDeps {
   batches: BatchStore;
   publish: Publish;
   log: Logger;
+  /** Runs a grader command (default: as a process); tests pass their own. */
+  grade?: Grade;
 }
 
 /** Replay timeout is the failure's own timeout times this. */
 export const REPLAY_TIMEOUT_FACTOR = 1.5;
 
-/** Replays every failure of the batch against the candidate, each in its own ephemeral container. */
-export async function replay(msg: CandidateReady, deps: ReplayerDeps): Promise<void> {
+/** Replays every failure of the batch against the candidate, each in its own ephemeral pod. */
+export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
+  // The last delivery (or an error no retry can fix) ends the attempt with an `error` verdict rather than a dead
+  // letter: a batch never waits in `replaying` for a replay that will not come.
+  const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayer.maxDeliver;
+  try {
+    await replayBatch(msg, deps, lastDelivery);
+  } catch (err) {
+    if (!isTerminal(err) && !lastDelivery) throw err;
+    const why = `the replay could not complete: ${(err as Error).message}`;
+    deps.log.error("replay could not complete; the attempt ends with an error verdict", { batch: msg.batchId, attempt: msg.attempt, err: (err as Error).message });
+    const results = msg.failures.map((ref): ReplayResult => errorResult(ref.id, why));
+    const { failures, ...rest } = msg;
+    await deps.publish(Messages.replayCompleted, { ...rest, failures, passed: false, results });
+  }
+}
+
+/** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
+function errorResult(failureId: string, reason: string): ReplayResult {
+  return { failureId, passed: false, verdict: "error", reason, failed: { check: "trial", expected: "a trial that runs", actual: reason }, durationMs: 0, timedOut: false };
+}
+
+async function replayBatch(msg: CandidateReady, deps: ReplayerDeps, lastDelivery: boolean): Promise<void> {
   const agent = deps.agent(msg.agent);
   await deps.batches.transition(msg.batchId, "replaying");
-  // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard); one failed trial fails it.
+  // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard): all must pass.
   const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
   const runs = await mapLimit(trials, deps.concurrency, async ({ ref }): Promise<ReplayResult> => {
     try {
       return await replayOne(ref.event, msg, agent, deps);
     } catch (err) {
-      // One failure that cannot be replayed (its evidence is bad) fails its own trial, with the reason; it never
-      // holds up the batch. An error retrying can fix (the engine or the blob store away) retries the message.
-      if (!isTerminal(err)) throw err;
+      // A failure that cannot be replayed (its evidence is bad, the image is gone) is an `error` verdict with the
+      // reason; it never holds up the batch. An error retrying can fix (the engine or the blob store away) retries
+      // the message, up to its last delivery.
+      if (!isTerminal(err) && !lastDelivery) throw err;
       deps.log.warn("a failure could not be replayed", { batch: msg.batchId, failure: ref.id, err: (err as Error).message });
-      return { failureId: ref.id, passed: false, reason: `could not be replayed: ${(err as Error).message}`, durationMs: 0, timedOut: false };
+      return errorResult(ref.id, `could not be replayed: ${withRemedy(err)}`);
     }
   });
-  const results = msg.failures.map((ref) => {
-    const mine = runs.filter((r) => r.failureId === ref.id);
-    const bad = mine.find((r) => !r.passed);
-    if (!bad) return mine[0]!;
-    return mine.length > 1 ? { ...bad, reason: `${mine.filter((r) => !r.passed).length} of ${mine.length} trials failed; ${bad.reason}` } : bad;
-  });
+  const results = msg.failures.map((ref) => combineTrials(runs.filter((r) => r.failureId === ref.id)));
   const passed = results.every((r) => r.passed);
   const { failures, ...rest } = msg;
   await deps.publish(Messages.replayCompleted, { ...rest, failures, commit: msg.commit, image: msg.image, diff: msg.diff, passed, results });
-  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length });
+  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(",") });
+}
+
+/** An error's message, with what to do where the replayer knows better than the error. */
+function withRemedy(err: unknown): string {
+  const m = (err as Error).message;
+  if (errorCode(err) === Codes.IMAGE_NOT_FOUND.code) return `${m.replace(/: build it first.*$/, "")}: the candidate is not on this replayer's Docker engine (removed, or built on another engine); the next attempt builds it again`;
+  return m;
 }
 
 /**
@@ -98,11 +126,13 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
   });
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
-  const verdict = judge(ev, trial, timeoutMs);
+  const verdict = await judge(ev, trial, timeoutMs, resolveExpectation(agent.replay.expect, ev), deps.grade);
   return {
     failureId: ev.id,
     passed: verdict.passed,
+    verdict: verdict.verdict,
     reason: verdict.reason,
+    ...(verdict.failed ? { failed: verdict.failed } : {}),
     status: ev.invocation ? trial.exitCode : trial.response?.status,
     body: (ev.invocation ? trial.stdout : trial.response?.body)?.slice(0, 4_000),
     durationMs: trial.durationMs,
@@ -149,42 +179,6 @@ function turnEnv(ev: FailureEvent): Record<string, string> {
 const HOP_BY_HOP = new Set(["host", "connection", "keep-alive", "content-length", "transfer-encoding", "upgrade", "proxy-connection", "te", "trailer"]);
 function endToEnd(headers: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase())));
-}
-
-/** Pass = answered in time, with a status the failure expects, and the agent reported no failure of its own. */
-export function judge(
-  ev: FailureEvent,
-  trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { response?: { status: number; body: string }; diverged?: string; exitCode?: number; stdout?: string },
-  timeoutMs: number,
-): { passed: boolean; reason: string } {
-  // Not the same inputs: whatever the answer, it says nothing about the failure.
-  if (trial.diverged) return { passed: false, reason: `diverged: ${trial.diverged}` };
-  if (ev.invocation) return judgeCommand(trial, timeoutMs);
-  if (trial.timedOut) return { passed: false, reason: `no answer within ${timeoutMs} ms (1.5x the failure's timeout)` };
-  if (!trial.response) return { passed: false, reason: `no answer: ${trial.error ?? "the agent did not respond"}` };
-  const expect = Expectation.parse(ev.expect ?? {});
-  const { status, body } = trial.response;
-  if (status < expect.statusMin || status > expect.statusMax) {
-    return { passed: false, reason: `answered ${status} (expected ${expect.statusMin}-${expect.statusMax}): ${body.slice(0, 200)}` };
-  }
-  if (trial.reportedFailures.length > 0) return { passed: false, reason: `answered ${status} but reported a failure: ${firstReported(trial.reportedFailures)}` };
-  return { passed: true, reason: `answered ${status}: ${body.slice(0, 200)}` };
-}
-
-/** The first failure the agent reported in its trial, as `Type: message`. */
-function firstReported(reported: readonly unknown[]): string {
-  const f = reported[0] as { error?: { type?: string; message?: string } };
-  return `${f.error?.type ?? "Error"}: ${f.error?.message ?? "?"}`;
-}
-
-/** A command agent passes by exiting 0 in time, with no failure reported of its own. */
-function judgeCommand(trial: Pick<TrialResult, "timedOut" | "error" | "reportedFailures"> & { exitCode?: number; stdout?: string }, timeoutMs: number): { passed: boolean; reason: string } {
-  if (trial.timedOut) return { passed: false, reason: `did not finish within ${timeoutMs} ms (1.5x the failure's timeout)` };
-  if (trial.error) return { passed: false, reason: trial.error };
-  const out = (trial.stdout ?? "").trim().slice(-200);
-  if (trial.exitCode !== 0) return { passed: false, reason: `exited ${trial.exitCode ?? "?"}${out ? `: ${out}` : ""}` };
-  if (trial.reportedFailures.length > 0) return { passed: false, reason: `exited 0 but reported a failure: ${firstReported(trial.reportedFailures)}` };
-  return { passed: true, reason: `exited 0${out ? `: ${out}` : ""}` };
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
