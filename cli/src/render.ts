@@ -18,15 +18,28 @@ export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } =
     }
     if (a.filesChanged?.length) out.push(`  changed ${a.filesChanged.join(", ")}`);
     for (const r of a.replay ?? []) {
-      out.push(`  replay ${r.passed ? "PASS" : "FAIL"} ${r.failureId} (${Math.round(r.durationMs)} ms): ${trim(r.reason, 120)}`);
-      for (const c of r.calls ?? []) out.push(`      call ${c.method} ${trim(c.url, 100)}  ${c.outcome === "matched" ? `answered from the cassette (#${c.index})` : "NOT RECORDED: answered with an error"}`);
+      const verdict = (r.verdict ?? (r.passed ? "pass" : "fail")).toUpperCase();
+      const trials = r.trials && r.trials.of > 1 ? `, ${r.trials.passed} of ${r.trials.of} trials passed` : "";
+      out.push(`  replay ${verdict} ${r.failureId} (${Math.round(r.durationMs)} ms${trials}): ${trim(r.reason, 160)}`);
+      if (r.failed && r.failed.check !== "trial") out.push(`      check ${r.failed.check}${r.failed.path ? ` ${r.failed.path}` : ""}: expected ${trim(r.failed.expected, 100)}, got ${trim(r.failed.actual, 100)}`);
+      for (const c of r.calls ?? []) out.push(`      call ${c.method} ${trim(c.url, 100)}  ${CALL_OUTCOME[c.outcome](c.index)}`);
     }
     if (opts.diff !== false && a.diffText) out.push("  diff:", ...a.diffText.trimEnd().split("\n").map((l) => `    ${l}`));
+  }
+  if (t.deadLetters?.length) {
+    out.push("", "Dead letters (messages of this batch a stage gave up on):");
+    for (const d of t.deadLetters) out.push(`  ${d.at}  ${d.consumer} ← ${d.subject}  ${d.code}: ${trim(d.reason, 200)}`);
   }
   out.push("", "Timeline:");
   for (const e of t.timeline) out.push(`  ${e.at}  ${e.kind.padEnd(16)} ${e.summary}`);
   return out.join("\n");
 }
+
+const CALL_OUTCOME: Record<"matched" | "forwarded" | "unmatched", (i?: number) => string> = {
+  matched: (i) => `answered from the cassette (#${i})`,
+  forwarded: () => "not recorded: forwarded to an allowed sandbox URL",
+  unmatched: () => "NOT RECORDED: answered with an error",
+};
 
 function trim(s: string | undefined, n: number): string {
   if (!s) return "";

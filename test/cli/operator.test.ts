@@ -153,7 +153,7 @@ describe("moss flag (through the real curator HTTP ingest)", () => {
 
   it("POSTs the flag with the configured token, prints the failure id, and the curator files it as a FlaggedTurn", async () => {
     const body = JSON.stringify({ session: "s9", message: "refund order 42" });
-    const r = await moss(["flag", "flag-shop", "--version", VERSION, "--path", "/v1/chat", "--body", body, "--reason", "answered about shipping, not the refund", "--by", "ana", "--route", "refunds", "--config", env.configFile]);
+    const r = await moss(["flag", "flag-shop", "--version", VERSION, "--path", "/v1/chat", "--body", body, "--reason", "answered about shipping, not the refund", "--by", "ana", "--route", "refunds", "--expect", "status=2xx", "--expect", '$.intent="refund"', "--expect", "$.order~^42$", "--expect", "!$.error", "--config", env.configFile]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const id = r.stdout.trim();
@@ -168,6 +168,16 @@ describe("moss flag (through the real curator HTTP ingest)", () => {
     expect(ev.route).toBe("refunds");
     expect(ev.version).toBe(VERSION);
     expect(ev.request).toMatchObject({ method: "POST", path: "/v1/chat", body, headers: { "content-type": "application/json" } });
+    // What a right answer is travels with the flag, for its replays.
+    expect(ev.expect).toEqual({ statusMin: 200, statusMax: 299, json: [{ path: "$.intent", equals: "refund" }, { path: "$.order", matches: "^42$" }, { path: "$.error", absent: true }] });
+  });
+
+  it("refuses a malformed --expect before sending anything, saying which and what is accepted", async () => {
+    const r = await moss(["flag", "flag-shop", "--version", VERSION, "--path", "/v1/chat", "--reason", "r", "--expect", "total=42", "--config", env.configFile]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--expect "total=42": not a check; use status=200-299');
+    const back = await moss(["flag", "flag-shop", "--version", VERSION, "--path", "/v1/chat", "--reason", "r", "--expect", "status=299-200", "--config", env.configFile]);
+    expect(back.stderr).toContain("the range is backwards");
   });
 
   it("relays the curator's schema problems (400) and its auth refusal (401)", async () => {

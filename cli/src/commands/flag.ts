@@ -1,14 +1,17 @@
 import type { LoadedConfig } from "@moss/config";
+import { JsonAssertion, type Expectation } from "@moss/contracts";
 import { actor, type Command } from "../shared";
 
-const USAGE = "usage: moss flag AGENT --version SHA --path PATH --reason TEXT [--method POST] [--body TEXT] [--route R] [--by NAME] [--url URL]";
+const USAGE = "usage: moss flag AGENT --version SHA --path PATH --reason TEXT [--method POST] [--body TEXT] [--route R] [--expect CHECK]... [--by NAME] [--url URL]";
 
 export const flag: Command = {
   name: "flag",
   help: [
     "  flag AGENT --version SHA --path PATH --reason TEXT [--method POST] [--body TEXT] [--route R] [--by NAME] [--url URL]",
     "                           report a bad turn (a wrong answer, not a crash) as a failure, through the curator's",
-    "                           HTTP ingest (curator.http, or --url); prints the failure id",
+    "                           HTTP ingest (curator.http, or --url); prints the failure id. --expect (repeatable) says",
+    "                           what a right answer is, for its replays: status=200-299 | status=2xx | '$.path=JSON' |",
+    "                           '$.path~REGEX' | '$.path' (exists) | '!$.path' (absent)",
   ].join("\n"),
   options: {
     version: { type: "string" },
@@ -19,6 +22,7 @@ export const flag: Command = {
     reason: { type: "string" },
     by: { type: "string" },
     url: { type: "string" },
+    expect: { type: "string", multiple: true },
   },
   async run({ args, values, config }) {
     const [agent] = args;
@@ -36,6 +40,7 @@ export const flag: Command = {
       reason: str("reason")!,
       by: actor(values),
       url: str("url"),
+      expect: parseExpect((values["expect"] as string[] | undefined) ?? []),
     });
     console.log(id);
     return 0;
@@ -60,6 +65,51 @@ interface FlagArgs {
   reason: string;
   by: string;
   url?: string;
+  expect?: Expectation;
+}
+
+/**
+ * `--expect` checks as an expectation: `status=200-299`, `status=2xx`, `status=201`; `$.path=JSON` (equals: the value
+ * as JSON, else as a string), `$.path~REGEX` (matches), `$.path` (exists), `!$.path` (absent). Throws naming the bad one.
+ */
+export function parseExpect(checks: readonly string[]): Expectation | undefined {
+  if (!checks.length) return undefined;
+  const e: Expectation = {};
+  const json: NonNullable<Expectation["json"]> = [];
+  for (const raw of checks) {
+    const c = raw.trim();
+    const bad = (why: string) => new Error(`--expect ${JSON.stringify(raw)}: ${why}; use status=200-299, status=2xx, '$.path=JSON', '$.path~REGEX', '$.path' or '!$.path'`);
+    const status = /^status=(?:(\d{3})(?:-(\d{3}))?|([1-5])xx)$/i.exec(c);
+    if (status) {
+      if (status[3]) [e.statusMin, e.statusMax] = [Number(status[3]) * 100, Number(status[3]) * 100 + 99];
+      else [e.statusMin, e.statusMax] = [Number(status[1]), Number(status[2] ?? status[1])];
+      if (e.statusMin! > e.statusMax!) throw bad("the range is backwards");
+      continue;
+    }
+    if (c.startsWith("status")) throw bad("not a status range");
+    const m = /^(!?)(\$[^=~]*)(?:([=~])([\s\S]*))?$/.exec(c);
+    if (!m) throw bad("not a check");
+    const [, not, path, op, value] = m;
+    let a: NonNullable<Expectation["json"]>[number];
+    if (not) {
+      if (op) throw bad("'!' (absent) takes a path only");
+      a = { path: path!, absent: true };
+    } else if (op === "=") {
+      let v: unknown = value;
+      try {
+        v = JSON.parse(value!);
+      } catch {
+        // not JSON: the string itself
+      }
+      a = { path: path!, equals: v };
+    } else if (op === "~") a = { path: path!, matches: value! };
+    else a = { path: path!, exists: true };
+    const ok = JsonAssertion.safeParse(a);
+    if (!ok.success) throw bad(ok.error.issues[0]?.message ?? "invalid");
+    json.push(a);
+  }
+  if (json.length) e.json = json;
+  return e;
 }
 
 /** POST /v1/flags: the turn becomes a failure like any other (error type FlaggedTurn). Resolves with its id. */
@@ -81,6 +131,7 @@ async function flagTurn(cfg: Readonly<LoadedConfig>, f: FlagArgs): Promise<strin
     ...(f.route !== undefined ? { route: f.route } : {}),
     reason: f.reason,
     by: f.by,
+    ...(f.expect ? { expect: f.expect } : {}),
   };
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (cfg.curator.http.token) headers["authorization"] = `Bearer ${cfg.curator.http.token}`;

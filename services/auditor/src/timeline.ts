@@ -1,5 +1,5 @@
 /** The auditor's read model: a batch's whole story, and the list of batches, from the audit log alone. */
-import { describeInput, type AttemptView, type BatchReady, type BatchSummary, type BatchTimeline, type BatchVerdict, type BreakerReset, type CandidateFailed, type CandidateReady, type FailureEvent, type PromotionOutcome, type ReplayCompleted, type TimelineEntry } from "@moss/contracts";
+import { describeInput, replayVerdict, type AttemptView, type BatchReady, type BatchSummary, type BatchTimeline, type BatchVerdict, type BreakerReset, type CandidateFailed, type CandidateReady, type DeadLetter, type FailureEvent, type PromotionOutcome, type ReplayCompleted, type TimelineEntry } from "@moss/contracts";
 import type { AuditLog, AuditRecord } from "./audit-log";
 
 /**
@@ -29,6 +29,7 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
     return { at: ev.occurredAt, kind: "failure", summary: `${describeInput(ev)} → ${ev.error.type}: ${ev.error.message}` };
   });
   let verdict = "in progress";
+  const deadLetters: BatchTimeline["deadLetters"] = [];
   let promotion: PromotionOutcome | undefined;
   for (const r of recs) {
     const d = r.data as Record<string, unknown>;
@@ -54,8 +55,9 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
       case "replay.completed.v1": {
         const c = d as unknown as ReplayCompleted;
         const fixed = c.results.filter((x) => x.passed).length;
-        Object.assign(at(c.attempt), { replay: c.results, verdict: c.passed ? "replay-passed" : "replay-failed" });
-        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)` });
+        Object.assign(at(c.attempt), { replay: c.results, verdict: c.passed ? "replay-passed" : replayVerdict(c).verdict });
+        const named = c.results.filter((x) => x.verdict && x.verdict !== "pass" && x.verdict !== "fail").map((x) => `${x.failureId} ${x.verdict}${x.trials ? ` (${x.trials.passed} of ${x.trials.of} trials passed)` : ""}`);
+        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)${named.length ? `; ${named.join(", ")}` : ""}` });
         break;
       }
       case "batch.verdict.v1": {
@@ -71,6 +73,12 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
         const b = d as unknown as BreakerReset;
         const released = b.released?.length ? `; released ${b.released.join(", ")}` : "";
         timeline.push({ at: b.at, kind: "breaker-reset", summary: `circuit breaker of the fingerprint reset by ${b.by} (it was ${b.was.consecutiveRejections} rejection(s) in a row${b.was.needsHuman ? ", needs-human" : ""})${released}` });
+        break;
+      }
+      case "dlq.v1": {
+        const dl = d as unknown as DeadLetter;
+        deadLetters.push({ at: dl.at ?? r.at, subject: dl.subject, consumer: dl.consumer, code: dl.code, reason: dl.reason });
+        timeline.push({ at: dl.at ?? r.at, kind: "dead-letter", summary: `${dl.consumer} gave up on ${dl.subject}: ${dl.reason}` });
         break;
       }
       case "promotion.outcome.v1":
@@ -92,6 +100,7 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
     verdict,
     promotion,
     timeline,
+    deadLetters,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { RawContext } from "@moss/bus";
+import { Headers as H, type DeadLetter } from "@moss/contracts";
 import { traceIdOf } from "@moss/telemetry";
 import type { AuditLog } from "../audit-log";
 
@@ -37,10 +38,25 @@ export async function record(log: AuditLog, kind: string, stream: string, payloa
     streamSeq: ctx.streamSeq,
     subject: ctx.subject,
     kind: ctx.valid ? kind : `${kind} (invalid)`,
-    batchId: typeof p.batchId === "string" ? p.batchId : undefined,
+    batchId: typeof p.batchId === "string" ? p.batchId : kind === "dlq.v1" && ctx.valid ? deadLetterBatch(payload as DeadLetter) : undefined,
     failureId: isFailure && typeof p.id === "string" ? p.id : undefined,
     traceId: traceIdOf(ctx.headers),
     data,
     ...(note ? { note } : {}),
   });
+}
+
+/**
+ * The batch a dead letter was about: its original message's batch header, else the batch its payload names (a dead
+ * letter is filed under its batch, so `moss show` tells why that batch stopped).
+ */
+function deadLetterBatch(dl: DeadLetter): string | undefined {
+  const h = Object.entries(dl.headers ?? {}).find(([k]) => k.toLowerCase() === H.batchId.toLowerCase())?.[1]?.[0];
+  if (h) return h;
+  try {
+    const inner = JSON.parse(Buffer.from(dl.payloadBase64, "base64").toString("utf8")) as { batchId?: unknown };
+    return typeof inner.batchId === "string" ? inner.batchId : undefined;
+  } catch {
+    return undefined;
+  }
 }
