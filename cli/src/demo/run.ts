@@ -19,10 +19,11 @@ export interface DemoOptions {
   agent?: string;
   /**
    * The coding agent the demo configures: `fix`, a deterministic script (implement only); `bad`, a script whose
-   * patch does not fix the bug; `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
+   * patch does not fix the bug; `polite`, one that hides the 500 behind a polite 400 (replay must reject it too);
+   * `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
    * implement, code review).
    */
-  patch?: "fix" | "bad" | "symbolic";
+  patch?: "fix" | "bad" | "polite" | "symbolic";
   /** Which example agent: `node` (default, examples/agent) or `python` (examples/python-agent, `fix` only). */
   example?: "node" | "python";
   /** Max attempts before giving up. Default 2. */
@@ -62,7 +63,8 @@ export const FIXED_ANSWER = "100 USD = 92.00 EUR";
 /** What the demo needs of an example agent: its repository, its coding agents, its traffic and its fixed answer. */
 interface Example {
   prepare(dir: string): Promise<{ repoDir: string; commit: string }>;
-  patchTools: Partial<Record<"fix" | "bad", string>>;
+  /** Each coding agent as the script and its arguments (before the evidence file). */
+  patchTools: Partial<Record<"fix" | "bad" | "polite", string[]>>;
   rulesDir?: string;
   /** The agent's env besides what Moss gives it (the Python reporter's ingest address, the model's base URL). */
   env(ports: { ingest: number; model: string }): Record<string, string>;
@@ -78,7 +80,11 @@ interface Example {
 const EXAMPLES: Record<"node" | "python", Example> = {
   node: {
     prepare: prepareAgentRepo,
-    patchTools: { fix: resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs"), bad: resolve(EXAMPLE_AGENT, "moss/bad-patch.mjs") },
+    patchTools: {
+      fix: [resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs")],
+      bad: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "reword"],
+      polite: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "polite"],
+    },
     rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
     // The stand-in's key is as secret as a real one would be: the cassette keeps it redacted.
     env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo" }),
@@ -89,7 +95,7 @@ const EXAMPLES: Record<"node" | "python", Example> = {
   },
   python: {
     prepare: preparePythonAgentRepo,
-    patchTools: { fix: resolve(PYTHON_EXAMPLE_AGENT, "moss/fix-tags.mjs") },
+    patchTools: { fix: [resolve(PYTHON_EXAMPLE_AGENT, "moss/fix-tags.mjs")] },
     // It reports over the curator's HTTP ingest (no NATS client in it).
     env: ({ ingest }) => ({ MOSS_INGEST_URL: `http://127.0.0.1:${ingest}` }),
     warmup: ["remember buy milk #shopping", "recall milk"],
@@ -136,10 +142,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       ...(!tool
         ? { adapter: { preset: "symbolic" as const, rulesDir: example.rulesDir! } }
         : {
-            command: [process.execPath, tool, "{evidence}"],
+            command: [process.execPath, ...tool, "{evidence}"],
             stages: { locate: false, plan: false, planReview: false, codeReview: false },
             // It runs in the default container sandbox, which holds nothing of the host but the script, read-only.
-            sandbox: { mounts: [dirname(tool)] },
+            sandbox: { mounts: [dirname(tool[0]!)] },
           }),
       timeoutMs: 60_000,
       signing: { key: keys.key, allowedSigners: keys.allowedSigners },

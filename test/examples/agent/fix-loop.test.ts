@@ -26,9 +26,10 @@ async function worktree(name: string): Promise<string> {
   return dir;
 }
 
-async function codingAgent(script: "fix-routing.mjs" | "bad-patch.mjs", cwd: string, evidence: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function codingAgent(script: "fix-routing.mjs" | "wrong-patch.mjs reword", cwd: string, evidence: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(process.execPath, [join(cwd, "moss", script), evidence], { cwd });
+    const [file, ...args] = script.split(" ");
+    const r = await run(process.execPath, [join(cwd, "moss", file!), ...args, evidence], { cwd });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -151,10 +152,10 @@ describe("fix-routing.mjs (the demo's coding agent)", () => {
   });
 });
 
-describe("bad-patch.mjs (a plausible non-fix)", () => {
+describe("wrong-patch.mjs reword (a plausible non-fix)", () => {
   it("changes the source, but the replayed failure still answers 500 and is reported again", async () => {
     const dir = await worktree("attempt-bad");
-    const r = await codingAgent("bad-patch.mjs", dir, await writeEvidence(work, [failure]));
+    const r = await codingAgent("wrong-patch.mjs reword", dir, await writeEvidence(work, [failure]));
     expect(r.code).toBe(0);
     expect(await git(dir, "status", "--porcelain")).toBe("M src/tools/calculator.ts");
     const command = await buildLikeDockerfile(dir, join(work, "build-bad"));
@@ -170,7 +171,7 @@ describe("prepareAgentRepo", () => {
     expect(base).toMatch(/^[0-9a-f]{40}$/);
     expect(await git(repoDir, "rev-parse", "HEAD")).toBe(base);
     const files = (await git(repoDir, "ls-tree", "-r", "--name-only", "HEAD")).split("\n");
-    expect(files).toEqual(expect.arrayContaining(["vendor/moss-agent-sdk.mjs", "src/router.ts", "src/main.ts", "Dockerfile", ".dockerignore", "README.md", "package.json", "moss/fix-routing.mjs", "moss/bad-patch.mjs"]));
+    expect(files).toEqual(expect.arrayContaining(["vendor/moss-agent-sdk.mjs", "src/router.ts", "src/main.ts", "Dockerfile", ".dockerignore", "README.md", "package.json", "moss/fix-routing.mjs", "moss/wrong-patch.mjs"]));
     expect(files.some((f) => f.includes("node_modules"))).toBe(false);
     expect(await git(repoDir, "log", "-1", "--format=%an <%ae>|%s")).toBe("Moss Demo <demo@moss.invalid>|agent v1");
     expect(await git(repoDir, "status", "--porcelain")).toBe("");
