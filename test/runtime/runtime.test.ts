@@ -60,6 +60,9 @@ afterAll(async () => {
   await runtime.removeAgent("echo").catch(() => undefined);
   const containers = await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } });
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  const { Volumes } = await docker.listVolumes({ filters: { label: [`moss.prefix=${prefix}`] } });
+  await Promise.all((Volumes ?? []).map((v) => docker.getVolume(v.Name).remove().catch(() => undefined)));
+  await docker.getNetwork(`${prefix}-trials`).remove().catch(() => undefined);
   const images = await docker.listImages({ filters: { label: [`moss.test=${prefix}`] } });
   for (const img of images) await docker.getImage(img.Id).remove({ force: true }).catch(() => undefined);
   if (repo) rmSync(repo.dir, { recursive: true, force: true });
@@ -79,8 +82,12 @@ const trial = (over: Partial<TrialSpec> & { request: NonNullable<TrialSpec["requ
 const get = (path: string) => ({ method: "GET", path, headers: {} });
 const json = (r: TrialResult): unknown => JSON.parse(r.response?.body ?? "null");
 
-async function trialContainers(): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial"] } });
+/** What trials left behind: containers and volumes (names). */
+async function trialContainers(): Promise<string[]> {
+  const filters = { label: [`moss.prefix=${prefix}`, "moss.role=trial"] };
+  const containers = await docker.listContainers({ all: true, filters });
+  const { Volumes } = await docker.listVolumes({ filters });
+  return [...containers.map((c) => c.Names[0] ?? c.Id), ...(Volumes ?? []).map((v) => `volume ${v.Name}`)];
 }
 
 describe("ping", () => {
@@ -277,7 +284,7 @@ describe("runTrial", { timeout: 30_000 }, () => {
     expect(await trialContainers()).toEqual([]);
   });
 
-  it("runs with memory, pids and CPU limits, no capabilities, no mounts, no network", async () => {
+  it("runs with memory, pids and CPU limits, no capabilities, a read-only root, as nobody, no network", async () => {
     const tagValue = randomBytes(4).toString("hex");
     const running = trial({ timeoutMs: 2000, labels: { ...testLabels, "moss.test.probe": tagValue }, request: get("/hang") });
     let info: Docker.ContainerInspectInfo | undefined;
@@ -303,7 +310,12 @@ describe("runTrial", { timeout: 30_000 }, () => {
     expect(hc.CapDrop).toEqual(["ALL"]);
     expect(hc.SecurityOpt).toContain("no-new-privileges");
     expect(hc.Binds ?? []).toEqual([]);
-    expect(info!.Mounts).toEqual([]);
+    // A read-only root; writable only: a tmpfs /tmp and the trial's own out volume (no state directory here).
+    expect(hc.ReadonlyRootfs).toBe(true);
+    expect(Object.keys(hc.Tmpfs ?? {})).toEqual(["/tmp"]);
+    expect(info!.Mounts.map((m) => [m.Type, m.Destination, m.Name])).toEqual([["volume", "/moss/out", `${info!.Name.slice(1)}-out`]]);
+    // The image runs as root: the trial as nobody.
+    expect(info!.Config.User).toBe("65534:65534");
     expect(info!.Config.Labels).toMatchObject({ "moss.role": "trial", "moss.prefix": prefix });
     expect(await trialContainers()).toEqual([]);
   });
@@ -364,10 +376,12 @@ describe("runTrial", { timeout: 30_000 }, () => {
     expect(r.reportedFailures).toEqual([{ kind: "division_by_zero", a: 2, b: 0 }]);
   });
 
-  it("network: true puts the trial on the default bridge", async () => {
+  it("network: true puts the trial on Moss's own trial bridge, never the default one", async () => {
     // Only loopback traffic inside the container: the driver talks to the agent on 127.0.0.1.
     const r = await trial({ network: true, request: get("/health") });
     expect(r.response?.status).toBe(200);
+    const net = await docker.getNetwork(`${prefix}-trials`).inspect();
+    expect(net.Options).toMatchObject({ "com.docker.network.bridge.enable_icc": "false" });
   });
 
   it("rejects a missing image and a bad spec with clear errors", async () => {

@@ -1,7 +1,8 @@
 import type Docker from "dockerode";
 import { buildImage } from "./build";
 import { resolveConfig } from "./config";
-import { createDockerClient, isNotFound, toRuntimeError } from "./docker";
+import { createDockerClient, isNotFound, statusCodeOf, toRuntimeError } from "./docker";
+import { ownerIsGone } from "./isolation";
 import { BaseImageMissingError, DockerUnavailableError } from "./errors";
 import { LiveContainers } from "./live";
 import { runTrial } from "./trial";
@@ -48,16 +49,27 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
     removeAgent: (agent, opts) => live.removeAgent(agent, opts),
     async removeStaleTrials(olderThanMs) {
       const cutoff = Math.floor((Date.now() - olderThanMs) / 1000);
-      const stale = await docker.listContainers({ all: true, filters: { label: ["moss.role=trial", `moss.prefix=${config.namePrefix}`] } });
+      const filters = { label: ["moss.role=trial", `moss.prefix=${config.namePrefix}`] };
+      const stale = (labels: Record<string, string> | undefined, createdSeconds: number) => ownerIsGone(labels?.["moss.owner"]) || createdSeconds < cutoff;
+      const containers = await docker.listContainers({ all: true, filters });
       let removed = 0;
-      for (const c of stale.filter((x) => x.Created < cutoff)) {
+      for (const c of containers.filter((x) => stale(x.Labels, x.Created))) {
         await docker
           .getContainer(c.Id)
-          .remove({ force: true })
+          .remove({ force: true, v: true })
           .then(() => removed++)
           .catch((err: unknown) => {
             if (!isNotFound(err)) throw toRuntimeError(err, "remove stale trial", config.socketPath);
           });
+      }
+      const { Volumes } = await docker.listVolumes({ filters });
+      for (const v of Volumes ?? []) {
+        const created = Math.floor(Date.parse((v as { CreatedAt?: string }).CreatedAt ?? "") / 1000);
+        if (!stale(v.Labels ?? undefined, Number.isNaN(created) ? 0 : created)) continue;
+        // 409: still in use by a container not yet gone; the next sweep takes it.
+        await docker.getVolume(v.Name).remove().catch((err: unknown) => {
+          if (!isNotFound(err) && statusCodeOf(err) !== 409) throw toRuntimeError(err, "remove stale trial volume", config.socketPath);
+        });
       }
       return removed;
     },

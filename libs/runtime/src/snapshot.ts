@@ -22,6 +22,12 @@ type Clean =
   | { type: "directory"; name: string; mode: number; uid: number; gid: number; mtime: Date }
   | { type: "symlink"; name: string; mode: number; uid: number; gid: number; mtime: Date; linkname: string };
 
+/** How the clean copy is packed: owned by the trial's user, and under a directory of that name (its root entry). */
+export interface Repack {
+  owner?: { uid: number; gid: number };
+  under?: string;
+}
+
 /** A tar entry's name as a path inside the state directory, or why it is not one. */
 function insideName(raw: string): { name: string } | { why: string } {
   if (!raw) return { why: "an entry without a name" };
@@ -37,8 +43,9 @@ function insideName(raw: string): { name: string } | { why: string } {
  * Reads a snapshot tar and returns a clean tar of what it may hold; SnapshotRejectedError (terminal) names the first
  * entry that breaks the policy, TrialError says when it is not a tar at all.
  */
-export async function cleanSnapshot(input: Buffer, limits: SnapshotLimits, image: string): Promise<Buffer> {
+export async function cleanSnapshot(input: Buffer, limits: SnapshotLimits, image: string, repack: Repack = {}): Promise<Buffer> {
   const entries: Clean[] = [];
+  let rootMode = 0o755;
   const links = new Set<string>();
   let bytes = 0;
   const extract = tar.extract();
@@ -75,6 +82,7 @@ export async function cleanSnapshot(input: Buffer, limits: SnapshotLimits, image
         }
         case "directory":
           if (name !== ".") entries.push({ type: "directory", ...base });
+          else rootMode = base.mode;
           stream.resume();
           return next();
         case "symlink": {
@@ -97,6 +105,22 @@ export async function cleanSnapshot(input: Buffer, limits: SnapshotLimits, image
   });
   Readable.from([input]).pipe(extract);
   await done;
+
+  // Owned by the trial's user, with every parent directory present (the engine would make a missing one root's).
+  if (repack.owner) {
+    const dirs = new Set(entries.filter((e) => e.type === "directory").map((e) => e.name));
+    const missing = new Set<string>();
+    for (const e of entries) {
+      for (let p = posix.dirname(e.name); p !== "." && !dirs.has(p); p = posix.dirname(p)) missing.add(p);
+    }
+    const made = [...missing].sort((a, b) => a.split("/").length - b.split("/").length).map((name): Clean => ({ type: "directory", name, mode: 0o755, uid: 0, gid: 0, mtime: new Date(0) }));
+    entries.unshift(...made);
+    for (const e of entries) Object.assign(e, repack.owner);
+  }
+  if (repack.under) {
+    for (const e of entries) e.name = `${repack.under}/${e.name}`;
+    entries.unshift({ type: "directory", name: repack.under, mode: rootMode, uid: repack.owner?.uid ?? 0, gid: repack.owner?.gid ?? 0, mtime: new Date(0) });
+  }
 
   const pack = tar.pack();
   const chunks: Buffer[] = [];

@@ -1,10 +1,10 @@
 import tar from "tar-stream";
 
 export type TarEntry =
-  | { type: "file"; name: string; content: Buffer | string; mode?: number }
-  | { type: "directory"; name: string; mode?: number };
+  | { type: "file"; name: string; content: Buffer | string; mode?: number; uid?: number; gid?: number }
+  | { type: "directory"; name: string; mode?: number; uid?: number; gid?: number };
 
-/** Packs entries into an in-memory tar (owner root, fixed mtime). Names are relative to the extraction dir. */
+/** Packs entries into an in-memory tar (owner root unless given, fixed mtime). Names are relative to the extraction dir. */
 export async function packTar(entries: readonly TarEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const mtime = new Date(0);
@@ -16,10 +16,10 @@ export async function packTar(entries: readonly TarEntry[]): Promise<Buffer> {
   });
   for (const e of entries) {
     if (e.type === "directory") {
-      await addEntry(pack, { name: e.name, type: "directory", mode: e.mode ?? 0o755, uid: 0, gid: 0, mtime });
+      await addEntry(pack, { name: e.name, type: "directory", mode: e.mode ?? 0o755, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime });
     } else {
       const content = typeof e.content === "string" ? Buffer.from(e.content, "utf8") : e.content;
-      await addEntry(pack, { name: e.name, type: "file", mode: e.mode ?? 0o644, uid: 0, gid: 0, mtime, size: content.length }, content);
+      await addEntry(pack, { name: e.name, type: "file", mode: e.mode ?? 0o644, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime, size: content.length }, content);
     }
   }
   pack.finalize();

@@ -10,8 +10,9 @@ import { demuxFrames } from "./demux";
 import { engineMessage, isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { egressProxyCode, socketDir, startNodeHelper, watchLines } from "./helper";
+import { numericOwner, parentAndName, TRIAL_OWNER, trialNetwork, trialUser } from "./isolation";
 import { cleanSnapshot } from "./snapshot";
-import { packTar, type TarEntry } from "./tar";
+import { packTar } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
 
 /** Where the driver and its files live inside a trial container. */
@@ -56,14 +57,17 @@ function validate(spec: TrialSpec): void {
     }
     if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) throw new InvalidSpecError(`TrialSpec.forward[${i}]`, `"${b}" must be an http(s) base URL`);
   }
-  if (spec.snapshot) {
-    const p = spec.snapshot.path;
-    if (!path.posix.isAbsolute(p) || path.posix.normalize(p) !== p.replace(/(.)\/+$/, "$1")) {
-      throw new InvalidSpecError("TrialSpec.snapshot.path", `"${p}" must be an absolute, normalized path`);
+  for (const [field, p] of [["TrialSpec.stateDir", spec.stateDir], ["TrialSpec.snapshot.path", spec.snapshot?.path]] as const) {
+    if (p === undefined) continue;
+    if (!path.posix.isAbsolute(p) || path.posix.normalize(p) !== p.replace(/(.)\/+$/, "$1") || p === "/") {
+      throw new InvalidSpecError(field, `"${p}" must be an absolute, normalized path below /`);
     }
-    if (p === MOSS_DIR || p.startsWith(`${MOSS_DIR}/`)) {
-      throw new InvalidSpecError("TrialSpec.snapshot.path", `"${p}" is reserved for the trial driver`);
+    if (p === MOSS_DIR || p.startsWith(`${MOSS_DIR}/`) || p === "/tmp" || p.startsWith("/tmp/")) {
+      throw new InvalidSpecError(field, `"${p}" is reserved for the trial (${MOSS_DIR} for the driver, /tmp for its tmpfs)`);
     }
+  }
+  if (spec.stateDir && spec.snapshot && spec.stateDir.replace(/\/+$/, "") !== spec.snapshot.path.replace(/\/+$/, "")) {
+    throw new InvalidSpecError("TrialSpec.snapshot.path", `"${spec.snapshot.path}" must be the state directory ${spec.stateDir}`);
   }
 }
 
@@ -119,11 +123,15 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       ])
     : {};
   const id = randomBytes(6).toString("hex");
-  const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id };
+  const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER };
+  const user = trialUser(imageInfo.Config.User);
+  const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
 
   let sidecar: Docker.Container | undefined;
   let agent: Docker.Container | undefined;
+  let stage: Docker.Container | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
+  const volumes: string[] = [];
 
   try {
     if (forward) {
@@ -136,7 +144,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
           name: `${cfg.namePrefix}-trial-${id}-egress`,
           code: egressProxyCode(),
           env: [`MOSS_EGRESS_ALLOW=${forward.map(hostPortOf).join(",")}`, "MOSS_EGRESS_LISTEN=/egress/proxy.sock"],
-          networkMode: "bridge",
+          networkMode: await trialNetwork(docker, cfg.namePrefix),
           binds: [`${dir}:/egress`],
           labels: { ...roleLabels, "moss.trial.egress": "1" },
         });
@@ -158,7 +166,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         Labels: { ...roleLabels, "moss.trial.sidecar": "1" },
         Tty: false,
         HostConfig: {
-          NetworkMode: spec.network ? "bridge" : "none",
+          NetworkMode: spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none",
           Binds: egress ? [`${egress.dir}:/egress`] : [],
           Memory: 128 * 2 ** 20,
           PidsLimit: 64,
@@ -183,18 +191,89 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       throw wrap("trial driver start", err);
     }
 
+    // The agent's only writable places, besides a tmpfs /tmp: Moss's out directory and its state directory, as volumes
+    // of this trial's own, filled and owned by the agent's user before the agent exists (its root is read-only).
+    const outVolume = `${cfg.namePrefix}-trial-${id}-out`;
+    const stateVolume = stateDir ? `${cfg.namePrefix}-trial-${id}-state` : undefined;
+    try {
+      for (const name of [outVolume, ...(stateVolume ? [stateVolume] : [])]) {
+        await docker.createVolume({ Name: name, Labels: roleLabels });
+        volumes.push(name);
+      }
+    } catch (err) {
+      throw wrap("trial volume create", err);
+    }
+    const volume = (Source: string, Target: string, NoCopy: boolean): Docker.MountSettings => ({
+      Type: "volume",
+      Source,
+      Target,
+      VolumeOptions: { NoCopy, Labels: roleLabels, DriverConfig: { Name: "local", Options: {} } },
+    });
+    const mounts = (forStage: boolean): Docker.MountSettings[] => [
+      volume(outVolume, `${MOSS_DIR}/out`, true),
+      // With a snapshot, the state is the snapshot exactly; without, what the image holds there (copied in once).
+      ...(stateVolume ? [volume(stateVolume, stateDir!, forStage ? Boolean(spec.snapshot) : true)] : []),
+    ];
+    try {
+      // A container of the candidate image that never runs: the engine lets files into a volume through it (its root
+      // is writable, so a directory's own owner and mode can be set from its parent), and reads the image's users.
+      stage = await docker.createContainer({
+        name: `${cfg.namePrefix}-trial-${id}-stage`,
+        Image: imageInfo.Id,
+        Entrypoint: ["/moss-stage-never-runs"],
+        Cmd: [],
+        Labels: { ...roleLabels, "moss.trial.stage": "1" },
+        NetworkDisabled: true,
+        HostConfig: { NetworkMode: "none", Mounts: mounts(true) },
+      });
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+      throw wrap("trial staging create", err);
+    }
+    let owner: { uid: number; gid: number };
+    try {
+      owner = await numericOwner(stage, user);
+    } catch (err) {
+      throw new TrialError(spec.image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
+    }
+    try {
+      // World-writable and sticky: the agent appends failure reports there.
+      await stage.putArchive(await packTar([{ type: "directory", name: "out/", mode: 0o1777, ...owner }]), { path: MOSS_DIR });
+    } catch (err) {
+      throw wrap("trial directories upload", err);
+    }
+    if (stateDir) {
+      const { parent, name } = parentAndName(stateDir);
+      const tarball = spec.snapshot
+        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under: name })
+        : await packTar([{ type: "directory", name: `${name}/`, mode: 0o755, ...owner }]);
+      try {
+        await stage.putArchive(tarball, { path: parent });
+      } catch (err) {
+        // A corrupt snapshot is a bad input, not a flaky engine.
+        if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
+          throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
+        }
+        throw wrap(spec.snapshot ? "snapshot upload" : "state directory upload", err);
+      }
+    }
+    await stage.remove({ force: true }).catch(() => undefined);
+    stage = undefined;
+
     try {
       agent = await docker.createContainer({
         name: `${cfg.namePrefix}-trial-${id}`,
         // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
         Image: imageInfo.Id,
+        // The image's user, never root.
+        User: user,
         Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
         Labels: { ...spec.labels, ...roleLabels },
         Tty: false,
         // A command agent: its recorded arguments after the image's ENTRYPOINT, and its stdin.
         ...(spec.invocation ? { Cmd: [...spec.invocation.args], OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
         HostConfig: {
-          // The sidecar's network: a loopback they share (and the bridge, if the agent's config says so).
+          // The sidecar's network: a loopback they share (and the trial bridge, if the agent's config says so).
           NetworkMode: `container:${sidecar.id}`,
           Memory: cfg.trialMemoryBytes,
           MemorySwap: cfg.trialMemoryBytes,
@@ -202,8 +281,11 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
           NanoCpus: Math.round(cfg.trialCpus * 1e9),
           CapDrop: ["ALL"],
           SecurityOpt: ["no-new-privileges"],
+          ReadonlyRootfs: true,
+          // Counted against the memory limit, like any tmpfs.
+          Tmpfs: { "/tmp": `rw,nosuid,nodev,size=${Math.max(1, Math.floor(cfg.trialMemoryBytes / 4 / 2 ** 20))}m,mode=1777` },
           Binds: [],
-          Mounts: [],
+          Mounts: mounts(false),
           Privileged: false,
           RestartPolicy: { Name: "no" },
         },
@@ -213,41 +295,6 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       throw wrap("container create", err);
     }
     const pod = agent;
-
-    // World-writable: the agent may run as a non-root USER and must append failure reports.
-    const entries: TarEntry[] = [
-      { type: "directory", name: "moss/", mode: 0o755 },
-      { type: "directory", name: "moss/out/", mode: 0o1777 },
-    ];
-    if (spec.snapshot) {
-      // putArchive needs its target directory; the engine creates missing parents (0755), and an
-      // existing directory keeps its owner and mode because it is not in any tar we send.
-      let exists = true;
-      try {
-        await pod.infoArchive({ path: spec.snapshot.path });
-      } catch (err) {
-        if (!isNotFound(err)) throw wrap("snapshot path check", err);
-        exists = false;
-      }
-      if (!exists) entries.push({ type: "directory", name: `${spec.snapshot.path.slice(1).replace(/\/+$/, "")}/`, mode: 0o755 });
-    }
-    try {
-      await pod.putArchive(await packTar(entries), { path: "/" });
-    } catch (err) {
-      throw wrap("trial directories upload", err);
-    }
-    if (spec.snapshot) {
-      const clean = await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image);
-      try {
-        await pod.putArchive(clean, { path: spec.snapshot.path });
-      } catch (err) {
-        // A corrupt snapshot is a bad input, not a flaky engine.
-        if (statusCodeOf(err) === 400 || statusCodeOf(err) === 500) {
-          throw new TrialError(spec.image, `snapshot upload to ${spec.snapshot.path}: is the snapshot a valid tar?`, false, { cause: err });
-        }
-        throw wrap("snapshot upload", err);
-      }
-    }
 
     // The hard limit counts from the agent's start request; the driver's own budget starts when it is told the agent
     // started, so with no allowance the runtime always acts first.
@@ -334,9 +381,11 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     return result;
   } finally {
     await agent?.remove({ force: true, v: true }).catch(() => undefined);
+    await stage?.remove({ force: true }).catch(() => undefined);
     await sidecar?.remove({ force: true, v: true }).catch(() => undefined);
     await egress?.container?.remove({ force: true }).catch(() => undefined);
     if (egress) rmSync(egress.dir, { recursive: true, force: true });
+    for (const v of volumes) await docker.getVolume(v).remove().catch(() => undefined);
   }
 }
 

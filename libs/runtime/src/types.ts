@@ -124,12 +124,19 @@ export interface TrialSpec {
    * `trialStartAllowanceMs` more before it is killed.
    */
   timeoutMs: number;
-  /** A tar extracted at `path` (absolute) in the container before start (the agent's state snapshot). */
+  /**
+   * The agent's state directory (absolute): the one place besides /tmp (a tmpfs) it may write, for the root
+   * filesystem is read-only. A volume of the trial's own, owned by the agent's user: the snapshot's files exactly
+   * when there is one, else what the image holds there.
+   */
+  stateDir?: string;
+  /** The agent's state snapshot, a tar restored at `path` (absolute: the state directory) before start. */
   snapshot?: { path: string; tar: Buffer };
   /**
    * Default false: NetworkMode none, and the driver's replay proxy is the only thing the agent can reach
    * (MOSS_REPLAY_PROXY, HTTP_PROXY and HTTPS_PROXY name it): it answers from `cassette`, and a call the cassette does
-   * not hold diverges the trial. True: the default bridge network, real outbound calls, no proxy.
+   * not hold diverges the trial. True: Moss's own trial bridge (`<prefix>-trials`, trials cannot reach each other; never the engine's
+   * default), real outbound calls, no proxy.
    */
   network?: boolean;
   /** The failure's recorded outbound calls (a `moss.cassette.v1`'s `calls`), served by the replay proxy. */
@@ -216,8 +223,10 @@ export interface Runtime {
   /** Removes the agent's containers; with `state: true` also its state volume. */
   removeAgent(agent: string, opts?: { state?: boolean }): Promise<void>;
   /**
-   * Removes trial containers of this prefix created more than `olderThanMs` ago: what a replayer that crashed
-   * mid-trial left behind. The age keeps other replicas' trials in flight safe. Returns how many.
+   * Removes what trials of this prefix left behind when their replayer died mid-trial (`kill -9`, a crash): their
+   * containers and volumes, at once when the owner (label `moss.owner`: host, pid, start) was a process of this host
+   * that is gone, else once older than `olderThanMs` (another host's owner cannot be asked). Trials of live replicas
+   * are never touched. Returns how many containers.
    */
   removeStaleTrials(olderThanMs: number): Promise<number>;
 }

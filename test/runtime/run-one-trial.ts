@@ -1,0 +1,12 @@
+// For the isolation test: a process that runs one long trial, to be killed with SIGKILL while it runs.
+import { createRuntime } from "@moss/runtime";
+
+const runtime = createRuntime({ namePrefix: process.env["MOSS_TEST_PREFIX"]! });
+await runtime.runTrial({
+  image: process.env["MOSS_TEST_IMAGE"]!,
+  port: 8080,
+  env: {},
+  timeoutMs: 60_000,
+  stateDir: process.env["MOSS_TEST_STATE"]!,
+  request: { method: "GET", path: "/loop", headers: {} },
+});
