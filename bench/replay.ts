@@ -1,12 +1,16 @@
-// What reporter.turn() costs per turn for the before-turn state snapshot (a plain copy: the state directory read
-// into a tar in memory), for 1 MiB and 10 MiB state directories, next to copying the same directory with cp -r
-// (the plain copy a user would otherwise make) measured in the same run. Medians of 20 turns after 3 warm-ups.
+// Replay's costs, each next to a baseline measured in the same run:
+// - what reporter.turn() costs per turn for the before-turn state snapshot (a plain copy: the state directory read
+//   into a tar in memory), for 1 MiB and 10 MiB state directories, next to copying the same directory with cp -r
+//   (the plain copy a user would otherwise make). Medians of 20 turns after 3 warm-ups;
+// - what a trial costs on the real Docker engine next to a bare run of the same image and command, and how a
+//   16-failure batch scales with a replica's concurrency and with two replicas (bench/lib/trials.ts).
 //   npm run bench -- replay
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createReporter } from "@moss/agent-sdk";
+import { trialFigures } from "./lib/trials";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const root = mkdtempSync(join(tmpdir(), "moss-bench-replay-"));
@@ -44,6 +48,7 @@ try {
     out[`ratio${mib}MiB`] = Number((turnMs / copyMs).toFixed(3));
   }
   out["method"] = "plain copy (tar in memory), no copy-on-write";
+  Object.assign(out, await trialFigures((l) => console.log(l)));
 } finally {
   rmSync(root, { recursive: true, force: true });
 }

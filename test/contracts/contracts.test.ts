@@ -56,6 +56,7 @@ const concrete: Record<MessageName, string> = {
   batchRetry: Messages.batchRetry.subject,
   candidateReady: Messages.candidateReady.subject,
   candidateFailed: Messages.candidateFailed.subject,
+  replayTrial: Messages.replayTrial.subject,
   replayCompleted: Messages.replayCompleted.subject,
   batchVerdict: Messages.batchVerdict.subject,
   approval: Messages.approval.subject,
@@ -146,9 +147,16 @@ describe("topology", () => {
     expect(new Set(Object.values(Consumers).map((c) => c.durable)).size).toBe(Object.keys(Consumers).length);
   });
 
-  it("the auditor's consumers see every message there is", () => {
+  it("the auditor's consumers see every message there is, but the work queue's (its outcome is replay.completed)", () => {
     const auditor = [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq];
+    // A work-queue stream shares each message with one consumer only: the trials are the replayers' to take.
+    const workQueues = new Set(StreamDefs.filter((d) => d.retention === "workqueue").map((d) => d.name));
+    expect([...workQueues]).toEqual([Streams.TRIALS]);
     for (const m of AllMessages) {
+      if (workQueues.has(m.stream)) {
+        expect(auditor.filter((c) => c.stream === m.stream), m.name).toEqual([]);
+        continue;
+      }
       const seenBy = auditor.filter((c) => c.stream === m.stream && c.filterSubjects.some((f) => covers(f, m.subject)));
       expect(seenBy, m.name).toHaveLength(1);
     }
@@ -226,6 +234,7 @@ const samples: Record<string, unknown> = {
   "batch.retry.v1": { ...base, attempt: 2, previous: [{ attempt: 1, verdict: "build-failed", reason: "tsc" }] },
   "candidate.ready.v1": { ...base, attempt: 1, commit: "0123abcd", branch: "moss/b-1/1", image: "moss/shop:0123abcd", diff: ref, filesChanged: ["a.ts"] },
   "candidate.failed.v1": { ...base, attempt: 1, verdict: "no-change", reason: "the coding agent changed nothing" },
+  "replay.trial.v1": { batchId: "b-1", agent: "shop", attempt: 1, candidate: ref, failureId: "f-1", trial: 1, of: 3 },
   "replay.completed.v1": { ...base, attempt: 1, commit: "0123abcd", image: "i", diff: ref, passed: true, results: [{ failureId: "f-1", passed: true, reason: "200", durationMs: 5 }] },
   "batch.verdict.v1": { batchId: "b-1", agent: "shop", attempt: 1, verdict: "exhausted", reason: "3 attempts" },
   "approval.v1": { batchId: "b-1", decision: "approve", by: "ana" },

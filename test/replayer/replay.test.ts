@@ -2,9 +2,9 @@ import { batchStore } from "@moss/batch";
 import { kvGet } from "@moss/bus";
 import { knownAgent, parseConfig } from "@moss/config";
 import { ImageNotFoundError, SnapshotRejectedError } from "@moss/runtime";
-import { BatchRecord, CandidateReady, Consumers, FailureEvent, Messages, type FailureRef, type ReplayCompleted } from "@moss/contracts";
+import { BatchRecord, CandidateReady, Consumers, FailureEvent, Messages, type FailureRef, type ReplayCompleted, type ReplayTrial } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { replay, type ReplayerDeps, type TrialPort } from "@moss/replayer";
+import { replay, replayTrial, type ReplayerDeps, type TrialPort } from "@moss/replayer";
 import { recordingPublish } from "../helpers/publish";
 import { CANDIDATE, VERSION, batchRecord, failure, seed, silent, sleep, startEnv, type Env } from "../helpers/env";
 
@@ -49,7 +49,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   }
 
   let n = 0;
-  async function harness(events: FailureEvent[], runtime: TrialPort, o: { concurrency?: number; agent?: string } = {}) {
+  async function harness(events: FailureEvent[], runtime: TrialPort, o: { agent?: string } = {}) {
     const batches = await env.bucket("batches");
     const failures: FailureRef[] = [];
     for (const ev of events) failures.push({ id: ev.id, event: await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }) });
@@ -57,7 +57,9 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     await seed(batches, batchRecord({ batchId, failures, state: "candidate", attempt: 1 }));
     const sent = recordingPublish();
     const published: ReplayCompleted[] = sent.of(Messages.replayCompleted);
-    const deps: ReplayerDeps = { agent: (name) => knownAgent(CONFIG, name).entry, concurrency: o.concurrency ?? 4, blob: env.blob, runtime, batches: batchStore(batches), publish: sent.publish, log: silent };
+    const trials: ReplayTrial[] = sent.of(Messages.replayTrial);
+    const replays = await env.bucket("replays");
+    const deps: ReplayerDeps = { agent: (name) => knownAgent(CONFIG, name).entry, blob: env.blob, runtime, batches: batchStore(batches), replays, publish: sent.publish, log: silent };
     const msg = CandidateReady.parse({
       batchId,
       agent: o.agent ?? "chat-bot",
@@ -74,7 +76,26 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       filesChanged: ["src/chat.ts"],
     });
     const state = async () => (await kvGet(batches, batchId, BatchRecord))!.value.state;
-    return { deps, msg, published, state };
+    return { deps, msg, published, trials, state };
+  }
+
+  /**
+   * The candidate's message handled, then the work queue it filled drained by `workers` at once (replicas times their
+   * concurrency); `replicas` gives each worker its own deps (its runtime), as replicas on other engines would have.
+   */
+  async function run(
+    h: Awaited<ReturnType<typeof harness>>,
+    o: { msg?: CandidateReady; deps?: ReplayerDeps; workers?: number; replicas?: ReplayerDeps[]; candidateDelivery?: number; trialDelivery?: number } = {},
+  ): Promise<void> {
+    await replay(o.msg ?? h.msg, o.deps ?? h.deps, { deliveryCount: o.candidateDelivery ?? 1 });
+    const queue = h.trials.splice(0);
+    const workers = o.replicas ?? Array.from({ length: o.workers ?? 4 }, () => o.deps ?? h.deps);
+    let next = 0;
+    await Promise.all(
+      workers.map(async (deps) => {
+        while (next < queue.length) await replayTrial(queue[next++]!, deps, { deliveryCount: o.trialDelivery ?? 1 });
+      }),
+    );
   }
 
   it("replays every failure with its request, 1.5x timeout, snapshot (into the configured state dir), end-to-end headers and the allowed env", async () => {
@@ -100,7 +121,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     ];
     const fake = fakeRuntime((spec) => ({ ...ok(), logs: `logs of ${spec.labels?.["moss.failure"]}` }));
     const h = await harness(events, fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
 
     const byId = Object.fromEntries(fake.specs.map((s) => [s.labels?.["moss.failure"], s]));
     expect(Object.keys(byId).sort()).toEqual(["f1", "f2", "f3"]);
@@ -136,7 +157,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   it("takes the trial's network from the agent's config, never from the event", async () => {
     const fake = fakeRuntime();
     const h = await harness([failure({ id: "n1", agent: "net-bot" })], fake.runtime, { agent: "net-bot" });
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(fake.specs[0]).toMatchObject({ network: true });
   });
 
@@ -148,7 +169,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     ];
     const fake = fakeRuntime();
     const h = await harness(events, fake.runtime, { agent: "plain-bot" });
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(fake.specs.map((s) => s.labels?.["moss.failure"])).toEqual(["f-ok"]);
     const out = h.published[0]!;
     expect(out.passed).toBe(false);
@@ -160,7 +181,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       return ok();
     });
     const h2 = await harness([failure({ id: "f-bad", snapshot: { path: "/data", inlineBase64: "eA==" } }), failure({ id: "f-good" })], rejecting.runtime);
-    await replay(h2.msg, h2.deps);
+    await run(h2);
     expect(h2.published[0]!.results).toEqual([
       expect.objectContaining({ failureId: "f-bad", passed: false, reason: "could not be replayed: the state snapshot was not restored: symlink evil -> / leaves the state directory" }),
       expect.objectContaining({ failureId: "f-good", passed: true }),
@@ -178,7 +199,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
         : { ...ok(200), calls: [{ method: "POST", url: call.url, outcome: "matched", index: 0 }] },
     );
     const h = await harness([inline, byRef], fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
     const specOf = (id: string) => fake.specs.find((s) => s.labels?.["moss.failure"] === id)!;
     expect(specOf("f-inline").cassette?.calls).toHaveLength(1);
     expect(specOf("f-inline").env).toMatchObject({ MOSS_REPLAY_TIME: "2026-11-30T10:00:00.000Z", MOSS_REPLAY_SEED: "42" });
@@ -196,7 +217,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     const huge = failure({ id: "f-huge", cassette: { blob: { sha256: "a".repeat(64), size: 64 * 2 ** 20, contentType: "application/json" } } });
     const fake = fakeRuntime();
     const h = await harness([corrupt, wrongShape, other, huge, failure({ id: "f-fine" })], fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(fake.specs.map((s) => s.labels?.["moss.failure"])).toEqual(["f-fine"]);
     const reasons = Object.fromEntries(h.published[0]!.results.map((r) => [r.failureId, r.reason]));
     expect(reasons["f-corrupt"]).toMatch(/^could not be replayed: its cassette is corrupt: not JSON/);
@@ -215,7 +236,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       return { ...base, exitCode: 2, stdout: "usage: summarize FILE" };
     });
     const h = await harness([cmd("c-ok"), cmd("c-exit"), cmd("c-reported")], fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(fake.specs[0]).toMatchObject({ invocation: { args: ["summarize", "notes.txt"], stdin: "the text" } });
     expect(fake.specs[0]!.request).toBeUndefined();
     const r = Object.fromEntries(h.published[0]!.results.map((x) => [x.failureId, x]));
@@ -228,7 +249,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     const events = ["f1", "f2", "f3"].map((id) => failure({ id }));
     const fake = fakeRuntime((spec) => (spec.labels?.["moss.failure"] === "f2" ? ok(500, "boom") : ok()));
     const h = await harness(events, fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
     const out = h.published[0]!;
     expect(out.passed).toBe(false);
     expect(out.results.map((r) => r.passed)).toEqual([true, false, true]);
@@ -239,7 +260,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   it("reports a timed-out trial as failed and timedOut", async () => {
     const fake = fakeRuntime(() => ({ timedOut: true, reportedFailures: [], calls: [], logs: "", durationMs: 1_500 }));
     const h = await harness([failure({ id: "slow", timeoutMs: 1_000 })], fake.runtime);
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(h.published[0]!.passed).toBe(false);
     expect(h.published[0]!.results[0]).toMatchObject({ failureId: "slow", passed: false, timedOut: true });
     expect(h.published[0]!.results[0]!.reason).toContain("1500 ms");
@@ -251,8 +272,8 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       await sleep(30);
       return ok();
     });
-    const h = await harness(events, fake.runtime, { concurrency: 2 });
-    await replay(h.msg, h.deps);
+    const h = await harness(events, fake.runtime);
+    await run(h, { workers: 2 });
     expect(fake.maxInflight()).toBe(2);
     expect(fake.specs).toHaveLength(5);
     expect(h.published[0]!.results.map((r) => r.failureId)).toEqual(events.map((e) => e.id));
@@ -263,7 +284,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       throw Object.assign(new Error("docker daemon unreachable"), { retryable: true });
     });
     const h = await harness([failure({ id: "f1" })], fake.runtime);
-    await expect(replay(h.msg, h.deps, { deliveryCount: 1 })).rejects.toThrow("docker daemon unreachable");
+    await expect(run(h)).rejects.toThrow("docker daemon unreachable");
     expect(h.published).toEqual([]);
   });
 
@@ -272,7 +293,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       throw Object.assign(new Error("docker daemon unreachable"), { retryable: true });
     });
     const h = await harness([failure({ id: "f1" }), failure({ id: "f2" })], fake.runtime);
-    await replay(h.msg, h.deps, { deliveryCount: Consumers.replayer.maxDeliver });
+    await run(h, { trialDelivery: Consumers.replayerTrials.maxDeliver });
     expect(h.published).toHaveLength(1);
     expect(h.published[0]!.passed).toBe(false);
     expect(h.published[0]!.results).toEqual([
@@ -286,7 +307,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       throw new ImageNotFoundError(spec.image);
     });
     const h = await harness([failure({ id: "f1" })], fake.runtime);
-    await replay(h.msg, h.deps, { deliveryCount: 1 });
+    await run(h);
     expect(h.published[0]!.results[0]).toMatchObject({ verdict: "error", passed: false });
     expect(h.published[0]!.results[0]!.reason).toBe("could not be replayed: image moss/chat-bot:candidate does not exist in the Docker engine: the candidate is not on this replayer's Docker engine (removed, or built on another engine); the next attempt builds it again");
   });
@@ -294,7 +315,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   it("an agent that is not configured ends the attempt with an error verdict, without running anything", async () => {
     const fake = fakeRuntime();
     const h = await harness([failure({ id: "f1" })], fake.runtime, { agent: "ghost" });
-    await replay(h.msg, h.deps);
+    await run(h);
     expect(fake.specs).toEqual([]);
     expect(h.published[0]!.results[0]).toMatchObject({ verdict: "error", reason: expect.stringContaining("ghost") });
   });
@@ -302,8 +323,8 @@ describe("replay with a fake runtime, real blob store and KV", () => {
   it("runs each failure trialsPerFailure times: all passing is a pass, a mix is flaky with how many of how many", async () => {
     let n = 0;
     const fake = fakeRuntime((spec) => (spec.labels?.["moss.failure"] === "flip" && n++ % 2 === 1 ? ok(500, "boom") : ok()));
-    const h = await harness([failure({ id: "steady" }), failure({ id: "flip" })], fake.runtime, { concurrency: 1 });
-    await replay({ ...h.msg, trialsPerFailure: 4 }, h.deps);
+    const h = await harness([failure({ id: "steady" }), failure({ id: "flip" })], fake.runtime);
+    await run(h, { msg: { ...h.msg, trialsPerFailure: 4 }, workers: 1 });
     expect(fake.specs).toHaveLength(8);
     const [steady, flip] = h.published[0]!.results;
     expect(steady).toMatchObject({ passed: true, verdict: "pass", trials: { passed: 4, of: 4 } });
@@ -315,7 +336,52 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     const cfg = parseConfig({ agents: { "chat-bot": { repo: "/r", replay: { expect: { json: [{ path: "$.total", equals: 6 }] } } } } });
     const fake = fakeRuntime(() => ok(200, '{"total":5}'));
     const h = await harness([failure({ id: "f1" })], fake.runtime);
-    await replay(h.msg, { ...h.deps, agent: (name) => knownAgent(cfg, name).entry });
+    await run(h, { deps: { ...h.deps, agent: (name) => knownAgent(cfg, name).entry } });
     expect(h.published[0]!.results[0]).toMatchObject({ verdict: "fail", failed: { check: "json", path: "$.total", expected: "6", actual: "5" } });
+  });
+  it("queues one trial per failure and trial on the work queue, and replicas split them: each runs its share, one replay is published", async () => {
+    const events = Array.from({ length: 6 }, (_, i) => failure({ id: `s${i}` }));
+    const a = fakeRuntime(async () => (await sleep(20), ok()));
+    const b = fakeRuntime(async () => (await sleep(20), ok()));
+    const h = await harness(events, a.runtime);
+    await replay(h.msg, h.deps);
+    expect(h.trials.map((t) => [t.failureId, t.trial, t.of])).toEqual(events.map((e) => [e.id, 1, 1]));
+    expect(h.published).toEqual([]);
+    h.trials.splice(0);
+    // Again, now drained by two replicas with an engine each.
+    const h2 = await harness(events, a.runtime);
+    await run(h2, { replicas: [h2.deps, { ...h2.deps, runtime: b.runtime }] });
+    expect(a.specs.length).toBeGreaterThan(0);
+    expect(b.specs.length).toBeGreaterThan(0);
+    expect(a.specs.length + b.specs.length).toBe(6);
+    expect(h2.published).toHaveLength(1);
+    expect(h2.published[0]!.results.map((r) => [r.failureId, r.verdict])).toEqual(events.map((e) => [e.id, "pass"]));
+  });
+
+  it("a redelivered trial whose result is already joined runs nothing again, and the completed replay is the same message", async () => {
+    const fake = fakeRuntime();
+    const h = await harness([failure({ id: "r1" }), failure({ id: "r2" })], fake.runtime);
+    await replay(h.msg, h.deps);
+    const [t1, t2] = h.trials.splice(0);
+    await replayTrial(t1!, h.deps, { deliveryCount: 1 });
+    await replayTrial(t1!, h.deps, { deliveryCount: 2 });
+    expect(fake.specs).toHaveLength(1);
+    expect(h.published).toEqual([]);
+    await replayTrial(t2!, h.deps, { deliveryCount: 1 });
+    await replayTrial(t2!, h.deps, { deliveryCount: 2 });
+    expect(fake.specs).toHaveLength(2);
+    // Published again by the redelivery: the same dedup id, so JetStream stores it once.
+    expect(h.published).toHaveLength(2);
+    expect(Messages.replayCompleted.msgId(h.published[1]!)).toBe(Messages.replayCompleted.msgId(h.published[0]!));
+    expect(h.published[1]).toEqual(h.published[0]);
+  });
+
+  it("a candidate whose trials cannot be queued (on its last delivery) ends the attempt with error verdicts", async () => {
+    const h = await harness([failure({ id: "q1" })], fakeRuntime().runtime);
+    const sent = recordingPublish();
+    sent.fail(Messages.replayTrial, Object.assign(new Error("nats: timeout"), { retryable: true }));
+    await expect(replay(h.msg, { ...h.deps, publish: sent.publish }, { deliveryCount: 1 })).rejects.toThrow("nats: timeout");
+    await replay(h.msg, { ...h.deps, publish: sent.publish }, { deliveryCount: Consumers.replayer.maxDeliver });
+    expect(sent.of(Messages.replayCompleted)[0]!.results[0]).toMatchObject({ verdict: "error", reason: "the replay could not complete: nats: timeout" });
   });
 });

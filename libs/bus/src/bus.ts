@@ -90,6 +90,11 @@ export function route<S extends z.ZodType>(def: MessageDef<S>, handle: Handler<S
 export interface ConsumeOptions {
   /** Handlers run at once. Default 1. */
   concurrency?: number;
+  /**
+   * Messages pulled ahead of the handlers. Default max(2 × concurrency, 10). A work queue shared by replicas sets it to
+   * `concurrency`: what one replica holds unstarted, another free one cannot take.
+   */
+  prefetch?: number;
   /** Backoff of the n-th redelivery: min(maxBackoffMs, baseBackoffMs * 2^(n-1)). Defaults 500 ms / 30 s. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
@@ -286,7 +291,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const consume = async (c: ConsumerDef, routes: Route[], o: ConsumeOptions = {}): Promise<Consumption> => {
     const consumer = await js.consumers.get(c.stream, c.durable);
     const concurrency = o.concurrency ?? 1;
-    const messages = await consumer.consume({ max_messages: Math.max(concurrency * 2, 10) });
+    const messages = await consumer.consume({ max_messages: o.prefetch ?? Math.max(concurrency * 2, 10) });
     const stats = { acked: 0, naked: 0, termed: 0 };
     const inflight = new Set<Promise<void>>();
     const clog = log.child({ consumer: c.durable });

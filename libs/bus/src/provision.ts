@@ -17,7 +17,7 @@ export async function provision(
     const cfg = {
       name: s.name,
       subjects: [...s.subjects],
-      retention: RetentionPolicy.Limits,
+      retention: s.retention === "workqueue" ? RetentionPolicy.Workqueue : RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: nanos(s.maxAgeMs),
       duplicate_window: nanos(s.duplicateWindowMs),

@@ -44,9 +44,9 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read" },
   },
   replayer: {
-    publishes: [Messages.replayCompleted],
-    consumers: [Consumers.replayer],
-    buckets: { [Buckets.batches]: "write" },
+    publishes: [Messages.replayTrial, Messages.replayCompleted],
+    consumers: [Consumers.replayer, Consumers.replayerTrials],
+    buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write" },
   },
   promoter: {
     publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry],

@@ -382,6 +382,34 @@ export const ReplayCompleted = z.object({
 });
 export type ReplayCompleted = z.infer<typeof ReplayCompleted>;
 
+/**
+ * One trial of one failure of a candidate, on the replayers' work queue: whichever replica is free takes it, so
+ * replicas split a batch's trials. The candidate (with the failures' events) is in the blob store, not copied in.
+ */
+export const ReplayTrial = z.object({
+  batchId: Id,
+  agent: AgentName,
+  attempt: z.number().int().positive(),
+  /** The `candidate.ready` message, as JSON in the blob store. */
+  candidate: BlobRef,
+  failureId: Id,
+  /** Which trial of this failure (1-based), of how many. */
+  trial: z.number().int().min(1),
+  of: z.number().int().min(1).max(10),
+});
+export type ReplayTrial = z.infer<typeof ReplayTrial>;
+
+/** A candidate's replay as its trials finish: results joined by `<failure>.<trial>`, complete at `expected`. */
+export const ReplayJoin = z.object({
+  batchId: Id,
+  attempt: z.number().int().positive(),
+  expected: z.number().int().positive(),
+  results: z.record(z.string(), ReplayResult),
+  /** Set by the replica whose result completed the join: it publishes `replay.completed`. */
+  completedAt: z.string().optional(),
+});
+export type ReplayJoin = z.infer<typeof ReplayJoin>;
+
 export const BatchVerdict = z.object({
   batchId: Id,
   agent: AgentName,

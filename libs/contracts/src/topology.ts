@@ -12,6 +12,7 @@ import {
   PromotionOutcome,
   Regression,
   ReplayCompleted,
+  ReplayTrial,
 } from "./schemas";
 
 /**
@@ -59,6 +60,8 @@ export const Streams = {
   PIPELINE: "MOSS_PIPELINE",
   /** Terminated messages with the reason. */
   DLQ: "MOSS_DLQ",
+  /** The replayers' work queue: one message per trial, gone once a replica has done it. */
+  TRIALS: "MOSS_TRIALS",
 } as const;
 export type StreamName = (typeof Streams)[keyof typeof Streams];
 
@@ -80,6 +83,8 @@ export const Messages = {
   /** One id for both outcomes of an attempt (ready or failed): an attempt announces one of them, once. */
   candidateReady: def("candidate.ready.v1", "moss.candidate.ready.v1", Streams.PIPELINE, CandidateReady, (m) => attemptId(m)),
   candidateFailed: def("candidate.failed.v1", "moss.candidate.failed.v1", Streams.PIPELINE, CandidateFailed, (m) => attemptId(m)),
+  /** One trial of one failure, for any replayer replica; once per candidate, failure and trial. */
+  replayTrial: def("replay.trial.v1", "moss.trial.replay.v1", Streams.TRIALS, ReplayTrial, (m) => `trial-${m.batchId}-${m.attempt}-${m.failureId}-${m.trial}`),
   replayCompleted: def("replay.completed.v1", "moss.replay.completed.v1", Streams.PIPELINE, ReplayCompleted, (m) => `replay-${m.batchId}-${m.attempt}`),
   batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict, (m) => `verdict-${m.batchId}-${m.attempt}-${m.verdict}`),
   approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval, (m) => `approval-${m.batchId}-${m.decision}`),
@@ -100,6 +105,8 @@ export interface StreamDef {
   readonly subjects: readonly string[];
   /** Max age of messages, ms. */
   readonly maxAgeMs: number;
+  /** `workqueue`: a message is removed once acknowledged, and one consumer shares it out. Default: kept to max age. */
+  readonly retention?: "limits" | "workqueue";
   /** `Nats-Msg-Id` dedup window, ms. */
   readonly duplicateWindowMs: number;
 }
@@ -114,6 +121,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
     duplicateWindowMs: 10 * 60_000,
   },
   { name: Streams.DLQ, subjects: ["moss.dlq.>"], maxAgeMs: 30 * DAY, duplicateWindowMs: 10 * 60_000 },
+  { name: Streams.TRIALS, subjects: ["moss.trial.>"], maxAgeMs: 1 * DAY, duplicateWindowMs: 10 * 60_000, retention: "workqueue" },
 ]);
 
 export interface ConsumerDef {
@@ -137,6 +145,8 @@ export const Consumers = {
   curator: consumer("curator", Streams.FAILURES, [Messages.failure], 5_000),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
+  /** Shared by every replayer replica: each takes as many trials as it runs at once. */
+  replayerTrials: consumer("replayer-trials", Streams.TRIALS, [Messages.replayTrial]),
   promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval]),
   auditorFailures: Object.freeze({ durable: "auditor-failures", stream: Streams.FAILURES, filterSubjects: ["moss.failure.*"], ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
@@ -166,6 +176,8 @@ export const Buckets = {
   candidates: "moss_candidates",
   /** `<service>` (a replica's `#` as `_`) → ServiceStatus, written by the `moss up` that supervises it. */
   services: "moss_services",
+  /** `<batch>.<attempt>` → ReplayJoin: a candidate's trial results as replicas finish them (CAS only). */
+  replays: "moss_replays",
 } as const;
 
 /** Headers Moss sets on messages. */

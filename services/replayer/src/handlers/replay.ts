@@ -2,8 +2,8 @@
 import type { BatchStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
-import type { HandlerContext } from "@moss/bus";
-import { Cassette, Consumers, FailureEvent, Messages, type BlobRef, type CandidateReady, type Publish, type ReplayResult } from "@moss/contracts";
+import { kvGet, kvUpdate, type HandlerContext, type KV } from "@moss/bus";
+import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, ReplayJoin, type BlobRef, type Publish, type ReplayResult, type ReplayTrial } from "@moss/contracts";
 import { Codes, errorCode, isTerminal } from "@moss/errors";
 import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
@@ -19,10 +19,11 @@ export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "repla
 export interface ReplayerDeps {
   /** The agent's trial settings; throws UnknownAgentError for an agent the config does not name. */
   agent(name: string): ReplayAgent;
-  concurrency: number;
   blob: BlobStore;
   runtime: TrialPort;
   batches: BatchStore;
+  /** The join records of candidates being replayed (bucket `moss_replays`). */
+  replays: KV;
   publish: Publish;
   log: Logger;
   /** Runs a grader command (default: as a process); tests pass their own. */
@@ -32,13 +33,28 @@ export interface ReplayerDeps {
 /** Replay timeout is the failure's own timeout times this. */
 export const REPLAY_TIMEOUT_FACTOR = 1.5;
 
-/** Replays every failure of the batch against the candidate, each in its own ephemeral pod. */
+/**
+ * A candidate to replay: one message per trial of each of its failures on the replayers' work queue (any replica takes
+ * each), and the join record their results gather in. The replica whose result completes the join publishes
+ * `replay.completed`.
+ */
 export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
   // The last delivery (or an error no retry can fix) ends the attempt with an `error` verdict rather than a dead
   // letter: a batch never waits in `replaying` for a replay that will not come.
   const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayer.maxDeliver;
   try {
-    await replayBatch(msg, deps, lastDelivery);
+    deps.agent(msg.agent);
+    await deps.batches.transition(msg.batchId, "replaying");
+    const candidate = await deps.blob.put(JSON.stringify(msg), { contentType: "application/json" });
+    await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => cur ?? { batchId: msg.batchId, attempt: msg.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} }, Buckets.replays);
+    // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard): all must pass.
+    const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
+    await Promise.all(
+      trials.map(({ ref, trial }) =>
+        deps.publish(Messages.replayTrial, { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, candidate, failureId: ref.id, trial, of: msg.trialsPerFailure }),
+      ),
+    );
+    deps.log.info("replay queued", { batch: msg.batchId, attempt: msg.attempt, failures: msg.failures.length, trials: trials.length });
   } catch (err) {
     if (!isTerminal(err) && !lastDelivery) throw err;
     const why = `the replay could not complete: ${(err as Error).message}`;
@@ -49,33 +65,78 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick
   }
 }
 
-/** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
-function errorResult(failureId: string, reason: string): ReplayResult {
-  return { failureId, passed: false, verdict: "error", reason, failed: { check: "trial", expected: "a trial that runs", actual: reason }, durationMs: 0, timedOut: false };
-}
-
-async function replayBatch(msg: CandidateReady, deps: ReplayerDeps, lastDelivery: boolean): Promise<void> {
-  const agent = deps.agent(msg.agent);
-  await deps.batches.transition(msg.batchId, "replaying");
-  // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard): all must pass.
-  const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
-  const runs = await mapLimit(trials, deps.concurrency, async ({ ref }): Promise<ReplayResult> => {
+/**
+ * One trial of one failure, from the work queue: replayed in its own pod, its result joined with the others', and the
+ * whole replay published once every trial is in. A trial that cannot run (or whose last delivery this is) joins as an
+ * `error` verdict, so the join always completes.
+ */
+export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
+  const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayerTrials.maxDeliver;
+  const msg = await candidateOf(m.candidate, deps);
+  const key = joinKey(m);
+  const done = await kvGet(deps.replays, key, ReplayJoin);
+  let result = done?.value.results[`${m.failureId}.${m.trial}`];
+  if (!result) {
     try {
-      return await replayOne(ref.event, msg, agent, deps);
+      const ref = msg.failures.find((f) => f.id === m.failureId);
+      if (!ref) throw new UnreplayableError(`failure ${m.failureId} is not one of batch ${m.batchId}'s`);
+      result = await replayOne(ref.event, msg, deps.agent(msg.agent), deps);
     } catch (err) {
       // A failure that cannot be replayed (its evidence is bad, the image is gone) is an `error` verdict with the
       // reason; it never holds up the batch. An error retrying can fix (the engine or the blob store away) retries
       // the message, up to its last delivery.
       if (!isTerminal(err) && !lastDelivery) throw err;
-      deps.log.warn("a failure could not be replayed", { batch: msg.batchId, failure: ref.id, err: (err as Error).message });
-      return errorResult(ref.id, `could not be replayed: ${withRemedy(err)}`);
+      deps.log.warn("a failure could not be replayed", { batch: m.batchId, failure: m.failureId, err: (err as Error).message });
+      result = errorResult(m.failureId, `could not be replayed: ${withRemedy(err)}`);
     }
-  });
-  const results = msg.failures.map((ref) => combineTrials(runs.filter((r) => r.failureId === ref.id)));
+  }
+  const trialResult = result;
+  const joined = await kvUpdate(
+    deps.replays,
+    key,
+    ReplayJoin,
+    (cur) => {
+      const base = cur ?? { batchId: m.batchId, attempt: m.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} };
+      if (base.results[`${m.failureId}.${m.trial}`]) return base;
+      return { ...base, results: { ...base.results, [`${m.failureId}.${m.trial}`]: trialResult } };
+    },
+    Buckets.replays,
+    100,
+  );
+  const join = joined!.value;
+  if (Object.keys(join.results).length < join.expected) return;
+  // Complete: whoever sees it so publishes; the message's dedup id makes a second publish (a redelivery, a race) one.
+  const results = msg.failures.map((ref) =>
+    combineTrials(
+      Array.from({ length: msg.trialsPerFailure }, (_, i) => join.results[`${ref.id}.${i + 1}`]).filter((r): r is ReplayResult => r !== undefined),
+    ),
+  );
   const passed = results.every((r) => r.passed);
   const { failures, ...rest } = msg;
   await deps.publish(Messages.replayCompleted, { ...rest, failures, commit: msg.commit, image: msg.image, diff: msg.diff, passed, results });
   deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(",") });
+}
+
+/** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
+function errorResult(failureId: string, reason: string): ReplayResult {
+  return { failureId, passed: false, verdict: "error", reason, failed: { check: "trial", expected: "a trial that runs", actual: reason }, durationMs: 0, timedOut: false };
+}
+
+/** The join record's key: one per candidate. */
+const joinKey = (m: { batchId: string; attempt: number }) => `${m.batchId}.${m.attempt}`;
+
+/** Candidates by blob, as trials read them: a replica runs many trials of one candidate. */
+const candidates = new Map<string, Promise<CandidateReady>>();
+function candidateOf(ref: BlobRef, deps: Pick<ReplayerDeps, "blob">): Promise<CandidateReady> {
+  let p = candidates.get(ref.sha256);
+  if (!p) {
+    p = deps.blob.get(ref.sha256).then((b) => CandidateReady.parse(JSON.parse(b.toString("utf8"))));
+    p.catch(() => candidates.delete(ref.sha256));
+    candidates.set(ref.sha256, p);
+    // A few candidates at a time are replayed; keep the newest.
+    for (const k of candidates.keys()) if (candidates.size > 32) candidates.delete(k);
+  }
+  return p;
 }
 
 /** An error's message, with what to do where the replayer knows better than the error. */
@@ -119,6 +180,7 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     port: agent.port,
     env: { ...replayEnv(agent, msg.agent, ev.env, msg.commit), ...turnEnv(ev) },
     timeoutMs,
+    ...(agent.stateDir ? { stateDir: agent.stateDir } : {}),
     snapshot,
     network: agent.replay.network,
     ...(cassette ? { cassette: { calls: cassette.calls } } : {}),
@@ -181,15 +243,3 @@ function endToEnd(headers: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).filter(([k]) => !HOP_BY_HOP.has(k.toLowerCase())));
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
