@@ -27,7 +27,8 @@ export interface TrialFigures {
   baseline_s: number;
   trial_s: number;
   trial_ratio: number;
-  pool_trial_ratio: number | null;
+  pool_trial_s: number;
+  pool_trial_ratio: number;
   batch_c1_s: number;
   batch_c2_s: number;
   batch_c4_s: number;
@@ -90,6 +91,26 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
     const baseline = median(bares);
     const one = median(trials);
     log(`bare run ${secs(baseline)} s, one trial end to end ${secs(one)} s (ratio ${(one / baseline).toFixed(2)}); medians of 7 after 2 warm-ups`);
+    // The same trial, its sidecar taken from the warm pool (refilled between trials, as it is between a replica's).
+    const warm = createRuntime({ namePrefix: prefix, trialPoolSize: 1 });
+    const pooled: number[] = [];
+    try {
+      for (let i = 0; i < 9; i++) {
+        warm.warmTrials();
+        for (let k = 0; k < 200; k++) {
+          const ready = await docker.listContainers({ filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"], status: ["running"] } });
+          if (ready.length >= 1) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 200)); // its driver is up and idle, as a pooled one would be
+        const t = await trial(warm);
+        if (i >= 2) pooled.push(t);
+      }
+    } finally {
+      await warm.close();
+    }
+    const pool = median(pooled);
+    log(`one trial with its sidecar from the warm pool ${secs(pool)} s (ratio ${(pool / baseline).toFixed(2)})`);
 
     // A 16-failure batch through the work queue: one replica at concurrency 1, 2, 4; two replicas at concurrency 1.
     const blobDir = mkdtempSync(join(tmpdir(), "moss-bench-blob-"));
@@ -103,6 +124,14 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
     const failures: FailureRef[] = [];
     for (const ev of events) failures.push({ id: ev.id, event: await blob.put(JSON.stringify(ev), { contentType: "application/json" }) });
     let n = 0;
+    // As a replayer replica runs: a warm pool as deep as its concurrency.
+    const runtimes: Runtime[] = [];
+    const pooledRuntime = (size: number): Runtime => {
+      const r = createRuntime({ namePrefix: prefix, trialPoolSize: size });
+      r.warmTrials();
+      runtimes.push(r);
+      return r;
+    };
     const batch = async (replicas: number, concurrency: number): Promise<number> => {
       const batchId = `bench${++n}`;
       await seed(await admin.kv(Buckets.batches), batchRecord({ batchId, failures, state: "candidate", attempt: 1 }));
@@ -121,7 +150,7 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
         const deps: ReplayerDeps = {
           agent: (name) => knownAgent(config, name).entry,
           blob,
-          runtime: createRuntime({ namePrefix: prefix }),
+          runtime: pooledRuntime(concurrency),
           batches: batchStore(await bus.kv(Buckets.batches)),
           replays: await bus.kv(Buckets.replays),
           publish,
@@ -133,11 +162,14 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
           start = () => replay(msg, deps);
         }
       }
+      // Let the pools fill, as they would between batches.
+      await new Promise((r) => setTimeout(r, 1500));
       const t0 = performance.now();
       await start!();
       await done;
       const ms = performance.now() - t0;
       for (const c of consumers) await c.stop();
+      for (const r of runtimes.splice(0)) await r.close();
       return ms;
     };
     const c1 = await batch(1, 1);
@@ -150,8 +182,8 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
       baseline_s: secs(baseline),
       trial_s: secs(one),
       trial_ratio: Number((one / baseline).toFixed(3)),
-      // No warm pool yet: reported as null, not as a figure.
-      pool_trial_ratio: null,
+      pool_trial_s: secs(pool),
+      pool_trial_ratio: Number((pool / baseline).toFixed(3)),
       batch_c1_s: secs(c1),
       batch_c2_s: secs(c2),
       batch_c4_s: secs(c4),
@@ -163,7 +195,10 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
   } finally {
     for (const b of buses.reverse()) await b.close().catch(() => undefined);
     await nats.stop();
-    for (const c of await docker.listContainers({ all: true, filters: { label: [`moss.bench=${prefix}`] } })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    for (const c of [
+      ...(await docker.listContainers({ all: true, filters: { label: [`moss.bench=${prefix}`] } })),
+      ...(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } })),
+    ]) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
     rmSync(repo, { recursive: true, force: true });
   }

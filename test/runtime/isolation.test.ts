@@ -122,10 +122,13 @@ const trial = (over: Partial<TrialSpec>): Promise<TrialResult> =>
   runtime.runTrial({ image: tag, port: 8080, env: {}, timeoutMs: 4000, stateDir: STATE, request: { method: "GET", path: "/inspect", headers: {} }, ...over });
 const get = (path: string) => ({ method: "GET", path, headers: {} });
 
-/** Containers and volumes of this prefix's trials still on the engine. */
+/** Containers and volumes of this prefix's trials (and trial pools) still on the engine. */
 async function leftovers(): Promise<string[]> {
   const filters = { label: [`moss.prefix=${prefix}`, "moss.role=trial"] };
-  const containers = await docker.listContainers({ all: true, filters });
+  const containers = [
+    ...(await docker.listContainers({ all: true, filters })),
+    ...(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"] } })),
+  ];
   const { Volumes } = await docker.listVolumes({ filters });
   return [...containers.map((c) => c.Names[0] ?? c.Id), ...(Volumes ?? []).map((v) => `volume ${v.Name}`)];
 }
@@ -241,9 +244,11 @@ describe("a trial whose process is killed with SIGKILL", { timeout: 90_000 }, ()
     child.kill("SIGKILL");
     await new Promise((r) => child.once("exit", r));
     const left = await leftovers();
-    expect(left.length).toBeGreaterThanOrEqual(3); // driver, agent, and the out and state volumes
+    // Driver, agent, the out and state volumes, and the pool it was filling.
+    expect(left.filter((l) => l.startsWith("volume ")).length).toBe(2);
+    expect(left.length).toBeGreaterThanOrEqual(4);
     // A fresh start of the same owner's kind: its age rule alone would wait 20 minutes; the owner is gone.
-    expect(await createRuntime({ namePrefix: prefix }).removeStaleTrials(20 * 60_000)).toBe(2);
+    expect(await createRuntime({ namePrefix: prefix }).removeStaleTrials(20 * 60_000)).toBe(left.length - 2);
     expect(await leftovers()).toEqual([]);
   });
 

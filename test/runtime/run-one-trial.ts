@@ -1,7 +1,8 @@
 // For the isolation test: a process that runs one long trial, to be killed with SIGKILL while it runs.
 import { createRuntime } from "@moss/runtime";
 
-const runtime = createRuntime({ namePrefix: process.env["MOSS_TEST_PREFIX"]! });
+const runtime = createRuntime({ namePrefix: process.env["MOSS_TEST_PREFIX"]!, trialPoolSize: 2 });
+runtime.warmTrials();
 await runtime.runTrial({
   image: process.env["MOSS_TEST_IMAGE"]!,
   port: 8080,

@@ -291,14 +291,19 @@ describe("runTrial", { timeout: 30_000 }, () => {
     let podNetwork: string | undefined;
     for (let i = 0; i < 100 && !info; i++) {
       const [c] = await docker.listContainers({ all: true, filters: { label: [`moss.test.probe=${tagValue}`] } });
-      if (c) {
-        info = await docker.getContainer(c.Id).inspect();
-        podNetwork = (await docker.getContainer(info.HostConfig.NetworkMode!.slice("container:".length)).inspect()).HostConfig.NetworkMode;
+      try {
+        if (!c) throw Object.assign(new Error("not yet"), { statusCode: 404 });
+        const seen = await docker.getContainer(c.Id).inspect();
+        podNetwork = (await docker.getContainer(seen.HostConfig.NetworkMode!.slice("container:".length)).inspect()).HostConfig.NetworkMode;
+        info = seen;
+      } catch (err) {
+        // Listed but gone (or its sidecar) by the time it is inspected: the trial says why below.
+        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+        await new Promise((r) => setTimeout(r, 20));
       }
-      else await new Promise((r) => setTimeout(r, 20));
     }
-    await running;
-    expect(info).toBeDefined();
+    const r = await running;
+    expect(info, r.error ?? r.logs).toBeDefined();
     const hc = info!.HostConfig;
     expect(hc.Memory).toBe(256 * 1024 * 1024);
     expect(hc.MemorySwap).toBe(256 * 1024 * 1024);

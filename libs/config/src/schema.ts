@@ -241,6 +241,11 @@ export const MossConfig = z.object({
       memoryMb: z.number().int().min(16).default(256),
       /** Process limit per trial container. Default 128. */
       pidsLimit: z.number().int().min(8).default(128),
+      /**
+       * Trial sidecars (Moss's driver) each replica keeps created and started ahead, so an offline trial pays neither
+       * their create nor their start. 0 turns it off. Default: the replica's concurrency.
+       */
+      warmPool: z.number().int().min(0).max(64).optional(),
     })
     .prefault({}),
   promoter: z

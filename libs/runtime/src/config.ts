@@ -9,6 +9,7 @@ export const RUNTIME_DEFAULTS = {
   trialCpus: 1,
   trialStartAllowanceMs: 3000,
   trialLogLimitBytes: 1024 * 1024,
+  trialPoolSize: 0,
   snapshotMaxBytes: 256 * 1024 * 1024,
   snapshotMaxEntries: 20_000,
   liveStopTimeoutSeconds: 5,
@@ -29,6 +30,7 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
     trialCpus: cfg.trialCpus ?? RUNTIME_DEFAULTS.trialCpus,
     trialStartAllowanceMs: cfg.trialStartAllowanceMs ?? RUNTIME_DEFAULTS.trialStartAllowanceMs,
     trialLogLimitBytes: cfg.trialLogLimitBytes ?? RUNTIME_DEFAULTS.trialLogLimitBytes,
+    trialPoolSize: cfg.trialPoolSize ?? RUNTIME_DEFAULTS.trialPoolSize,
     snapshotMaxBytes: cfg.snapshotMaxBytes ?? RUNTIME_DEFAULTS.snapshotMaxBytes,
     snapshotMaxEntries: cfg.snapshotMaxEntries ?? RUNTIME_DEFAULTS.snapshotMaxEntries,
     liveStopTimeoutSeconds: cfg.liveStopTimeoutSeconds ?? RUNTIME_DEFAULTS.liveStopTimeoutSeconds,
@@ -42,6 +44,9 @@ export function resolveConfig(cfg: RuntimeConfig = {}): ResolvedRuntimeConfig {
   positive("trialCpus", r.trialCpus, 0.01);
   positive("trialStartAllowanceMs", r.trialStartAllowanceMs, 0);
   positive("trialLogLimitBytes", r.trialLogLimitBytes, 1024);
+  if (!Number.isInteger(r.trialPoolSize) || r.trialPoolSize < 0 || r.trialPoolSize > 64) {
+    throw new InvalidSpecError("RuntimeConfig.trialPoolSize", `${String(r.trialPoolSize)} must be an integer in 0..64`);
+  }
   positive("snapshotMaxBytes", r.snapshotMaxBytes, 1);
   positive("snapshotMaxEntries", r.snapshotMaxEntries, 1);
   positive("liveStopTimeoutSeconds", r.liveStopTimeoutSeconds, 0);

@@ -6,7 +6,6 @@
  * replayer can tell a dead owner's from a live one's.
  */
 import { hostname } from "node:os";
-import { posix } from "node:path";
 import type Docker from "dockerode";
 import tar from "tar-stream";
 import { isNotFound, statusCodeOf } from "./docker";
@@ -128,9 +127,4 @@ export function trialNetwork(docker: Docker, prefix: string): Promise<string> {
     networks.set(name, p);
   }
   return p;
-}
-
-/** Where `dir` is put from: its parent, and its own name as the entry that carries its owner and mode. */
-export function parentAndName(dir: string): { parent: string; name: string } {
-  return { parent: posix.dirname(dir), name: posix.basename(dir) };
 }

@@ -5,7 +5,8 @@ import { createDockerClient, isNotFound, statusCodeOf, toRuntimeError } from "./
 import { ownerIsGone } from "./isolation";
 import { BaseImageMissingError, DockerUnavailableError } from "./errors";
 import { LiveContainers } from "./live";
-import { runTrial } from "./trial";
+import { POOLED_ROLE, SidecarPool } from "./pool";
+import { loadDriver, runTrial } from "./trial";
 import { BASE_IMAGE, type Runtime, type RuntimeConfig } from "./types";
 
 /**
@@ -16,6 +17,7 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
   const config = resolveConfig(cfg);
   const docker: Docker = createDockerClient(config.socketPath);
   const live = new LiveContainers(docker, config);
+  const pool = new SidecarPool(docker, config, loadDriver);
 
   return {
     async ping(opts = {}) {
@@ -42,7 +44,9 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
         throw toRuntimeError(err, "image inspect", config.socketPath);
       }
     },
-    runTrial: (spec) => runTrial(docker, config, spec),
+    runTrial: (spec) => runTrial(docker, config, spec, pool),
+    warmTrials: () => pool.fill(),
+    close: () => pool.close(),
     deployLive: (spec) => live.deployLive(spec),
     rollbackLive: (agent) => live.rollbackLive(agent),
     liveStatus: (agent) => live.liveStatus(agent),
@@ -51,9 +55,12 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
       const cutoff = Math.floor((Date.now() - olderThanMs) / 1000);
       const filters = { label: ["moss.role=trial", `moss.prefix=${config.namePrefix}`] };
       const stale = (labels: Record<string, string> | undefined, createdSeconds: number) => ownerIsGone(labels?.["moss.owner"]) || createdSeconds < cutoff;
-      const containers = await docker.listContainers({ all: true, filters });
+      const pooled = await docker.listContainers({ all: true, filters: { label: [`moss.role=${POOLED_ROLE}`, `moss.prefix=${config.namePrefix}`] } });
+      const containers = [...(await docker.listContainers({ all: true, filters })), ...pooled];
       let removed = 0;
-      for (const c of containers.filter((x) => stale(x.Labels, x.Created))) {
+      // A pooled sidecar may idle for hours in a live replica: only its owner's death makes it stale.
+      const isStale = (x: Docker.ContainerInfo) => (x.Labels["moss.role"] === POOLED_ROLE ? ownerIsGone(x.Labels["moss.owner"]) : stale(x.Labels, x.Created));
+      for (const c of containers.filter(isStale)) {
         await docker
           .getContainer(c.Id)
           .remove({ force: true, v: true })

@@ -25,7 +25,10 @@ type Clean =
 /** How the clean copy is packed: owned by the trial's user, and under a directory of that name (its root entry). */
 export interface Repack {
   owner?: { uid: number; gid: number };
+  /** A relative path (`app/state`): every entry goes under it, and it gets an entry of its own (the root's mode). */
   under?: string;
+  /** Directories packed before everything else (other places the same upload prepares). */
+  first?: ReadonlyArray<{ type: "directory"; name: string; mode: number; uid: number; gid: number }>;
 }
 
 /** A tar entry's name as a path inside the state directory, or why it is not one. */
@@ -121,6 +124,8 @@ export async function cleanSnapshot(input: Buffer, limits: SnapshotLimits, image
     for (const e of entries) e.name = `${repack.under}/${e.name}`;
     entries.unshift({ type: "directory", name: repack.under, mode: rootMode, uid: repack.owner?.uid ?? 0, gid: repack.owner?.gid ?? 0, mtime: new Date(0) });
   }
+
+  if (repack.first) entries.unshift(...repack.first.map((d): Clean => ({ ...d, mtime: new Date(0) })));
 
   const pack = tar.pack();
   const chunks: Buffer[] = [];

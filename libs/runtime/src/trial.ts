@@ -10,13 +10,14 @@ import { demuxFrames } from "./demux";
 import { engineMessage, isConnectionError, isNotFound, isRetryableDockerError, statusCodeOf } from "./docker";
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { egressProxyCode, socketDir, startNodeHelper, watchLines } from "./helper";
-import { numericOwner, parentAndName, TRIAL_OWNER, trialNetwork, trialUser } from "./isolation";
+import { numericOwner, TRIAL_OWNER, trialNetwork, trialUser } from "./isolation";
+import { DRIVER_DIR, sidecarConfig, type SidecarPool } from "./pool";
 import { cleanSnapshot } from "./snapshot";
 import { packTar } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
 
 /** Where the driver and its files live inside a trial container. */
-const MOSS_DIR = "/moss";
+const MOSS_DIR = DRIVER_DIR;
 const FAILURE_FILE = "/moss/out/failures.jsonl";
 const MARKER = "MOSS_TRIAL_RESULT ";
 /** Where the driver's replay proxy listens in the pod (the next port when the agent itself listens there). */
@@ -28,7 +29,7 @@ const SETTLE_MS = 100;
 
 let driverSource: Promise<Buffer> | undefined;
 /** The driver script, read once from disk next to this file (src/driver/driver.mjs). */
-function loadDriver(): Promise<Buffer> {
+export function loadDriver(): Promise<Buffer> {
   driverSource ??= readFile(new URL("./driver/driver.mjs", import.meta.url));
   return driverSource;
 }
@@ -80,7 +81,7 @@ function validate(spec: TrialSpec): void {
  * start, ~0.3 s here). The runtime watches the agent itself: a crash or an out-of-memory kill ends the trial at once.
  * Both containers are removed in every case.
  */
-export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec): Promise<TrialResult> {
+export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec, pool?: SidecarPool): Promise<TrialResult> {
   validate(spec);
   const startedAt = performance.now();
   const wrap = (stage: string, err: unknown): RuntimeError => {
@@ -132,6 +133,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   let stage: Docker.Container | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
   const volumes: string[] = [];
+  let driverSettled: Promise<unknown> = Promise.resolve(undefined);
 
   try {
     if (forward) {
@@ -155,41 +157,44 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     }
 
     // The sidecar first: it owns the pod's network namespace, and its replay proxy listens before the agent starts,
-    // so an agent that calls out while it starts is answered too.
+    // so an agent that calls out while it starts is answered too. An offline trial takes a started one from the warm
+    // pool when there is one; it gets ready while the agent's files are staged.
+    const pooled = !spec.network && !egress ? pool?.take() : undefined;
     try {
-      sidecar = await docker.createContainer({
-        name: `${cfg.namePrefix}-trial-${id}-driver`,
-        Image: BASE_IMAGE,
-        Entrypoint: ["/usr/bin/node"],
-        Cmd: [`${MOSS_DIR}/driver.mjs`],
-        User: "65534:65534",
-        Labels: { ...roleLabels, "moss.trial.sidecar": "1" },
-        Tty: false,
-        HostConfig: {
-          NetworkMode: spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none",
-          Binds: egress ? [`${egress.dir}:/egress`] : [],
-          Memory: 128 * 2 ** 20,
-          PidsLimit: 64,
-          CapDrop: ["ALL"],
-          SecurityOpt: ["no-new-privileges"],
-          RestartPolicy: { Name: "no" },
-        },
-      });
-      await sidecar.putArchive(
-        await packTar([
-          { type: "directory", name: "moss/", mode: 0o755 },
-          { type: "file", name: "moss/driver.mjs", content: await loadDriver(), mode: 0o644 },
-          { type: "file", name: "moss/trial.json", content: JSON.stringify(trialJson), mode: 0o644 },
-        ]),
-        { path: "/" },
-      );
-      const { seen } = await watchLines(docker, sidecar, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
-      await sidecar.start();
-      if (!(await seen)) throw new Error("the trial driver did not get ready within 10 s");
+      sidecar = pooled ?? (await docker.createContainer(sidecarConfig(cfg, id, spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none", egress ? [`${egress.dir}:/egress`] : [], roleLabels)));
     } catch (err) {
       if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
-      throw wrap("trial driver start", err);
+      throw wrap("trial driver create", err);
     }
+    const driverReady = (async (c: Docker.Container) => {
+      try {
+        await c.putArchive(
+          await packTar([
+            ...(pooled
+              ? []
+              : [
+                  { type: "directory" as const, name: "moss/", mode: 0o755 },
+                  { type: "file" as const, name: "moss/driver.mjs", content: await loadDriver(), mode: 0o644 },
+                ]),
+            { type: "file", name: "moss/trial.json", content: JSON.stringify(trialJson), mode: 0o644 },
+          ]),
+          { path: "/" },
+        );
+        const { seen } = await watchLines(docker, c, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
+        if (pooled) await c.kill({ signal: "SIGHUP" });
+        else await c.start();
+        if (!(await seen)) throw new Error("the trial driver did not get ready within 10 s");
+      } catch (err) {
+        if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
+        throw wrap("trial driver start", err);
+      }
+    })(sidecar);
+    // Settled either way before the pod goes on (or is cleaned up): no start races the removal.
+    driverSettled = driverReady.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const sidecarId = sidecar.id;
 
     // The agent's only writable places, besides a tmpfs /tmp: Moss's out directory and its state directory, as volumes
     // of this trial's own, filled and owned by the agent's user before the agent exists (its root is read-only).
@@ -236,26 +241,23 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     } catch (err) {
       throw new TrialError(spec.image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
     }
+    // One upload (each costs the engine a mount of the container): Moss's out directory, world-writable and sticky
+    // (the agent appends failure reports there), and the state directory owned by the agent's user, with the snapshot.
+    const dirs = [{ type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner }];
+    const under = stateDir?.slice(1);
+    const tarball = !under
+      ? await packTar(dirs.map((d) => ({ ...d, name: `${d.name}/` })))
+      : spec.snapshot
+        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: dirs })
+        : await packTar([...dirs, { type: "directory" as const, name: under, mode: 0o755, ...owner }].map((d) => ({ ...d, name: `${d.name}/` })));
     try {
-      // World-writable and sticky: the agent appends failure reports there.
-      await stage.putArchive(await packTar([{ type: "directory", name: "out/", mode: 0o1777, ...owner }]), { path: MOSS_DIR });
+      await stage.putArchive(tarball, { path: "/" });
     } catch (err) {
-      throw wrap("trial directories upload", err);
-    }
-    if (stateDir) {
-      const { parent, name } = parentAndName(stateDir);
-      const tarball = spec.snapshot
-        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under: name })
-        : await packTar([{ type: "directory", name: `${name}/`, mode: 0o755, ...owner }]);
-      try {
-        await stage.putArchive(tarball, { path: parent });
-      } catch (err) {
-        // A corrupt snapshot is a bad input, not a flaky engine.
-        if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
-          throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
-        }
-        throw wrap(spec.snapshot ? "snapshot upload" : "state directory upload", err);
+      // A corrupt snapshot is a bad input, not a flaky engine.
+      if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
+        throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
       }
+      throw wrap(spec.snapshot ? "snapshot upload" : "trial directories upload", err);
     }
     await stage.remove({ force: true }).catch(() => undefined);
     stage = undefined;
@@ -274,7 +276,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         ...(spec.invocation ? { Cmd: [...spec.invocation.args], OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
         HostConfig: {
           // The sidecar's network: a loopback they share (and the trial bridge, if the agent's config says so).
-          NetworkMode: `container:${sidecar.id}`,
+          NetworkMode: `container:${sidecarId}`,
           Memory: cfg.trialMemoryBytes,
           MemorySwap: cfg.trialMemoryBytes,
           PidsLimit: cfg.trialPidsLimit,
@@ -295,6 +297,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       throw wrap("container create", err);
     }
     const pod = agent;
+    const driverFailed = await driverSettled;
+    if (driverFailed) throw driverFailed;
 
     // The hard limit counts from the agent's start request; the driver's own budget starts when it is told the agent
     // started, so with no allowance the runtime always acts first.
@@ -380,12 +384,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     result.durationMs = Math.round(performance.now() - startedAt);
     return result;
   } finally {
-    await agent?.remove({ force: true, v: true }).catch(() => undefined);
-    await stage?.remove({ force: true }).catch(() => undefined);
-    await sidecar?.remove({ force: true, v: true }).catch(() => undefined);
-    await egress?.container?.remove({ force: true }).catch(() => undefined);
+    await driverSettled;
+    await Promise.all(
+      [agent, stage, sidecar, egress?.container].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)),
+    );
     if (egress) rmSync(egress.dir, { recursive: true, force: true });
-    for (const v of volumes) await docker.getVolume(v).remove().catch(() => undefined);
+    await Promise.all(volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
   }
 }
 

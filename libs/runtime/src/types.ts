@@ -22,6 +22,11 @@ export interface RuntimeConfig {
   snapshotMaxEntries?: number;
   /** Max bytes of logs kept in a `TrialResult` (the tail is kept). Default 1 MiB. */
   trialLogLimitBytes?: number;
+  /**
+   * Trial sidecars (Moss's driver, image-independent) kept created and started ahead, so an offline trial pays
+   * neither their create nor their start (call `close()` when done). Default 0: no pool.
+   */
+  trialPoolSize?: number;
   /** Seconds a live container gets to exit after SIGTERM before SIGKILL. Default 5. */
   liveStopTimeoutSeconds?: number;
   /**
@@ -210,6 +215,10 @@ export interface Runtime {
   imageExists(tag: string): Promise<boolean>;
   /** Ephemeral isolated trial. The container is always removed (success, failure, timeout, crash). */
   runTrial(spec: TrialSpec): Promise<TrialResult>;
+  /** Fills the warm pool of trial sidecars now (it fills itself on the first trial otherwise). */
+  warmTrials(): void;
+  /** Removes the warm pool's sidecars: call it when the process stops taking trials. */
+  close(): Promise<void>;
   /**
    * Makes `image` the live container `<prefix>-live-<agent>` (host network, no restart). The
    * current live container, if any, is stopped and kept as `<prefix>-prev-<agent>` before the new

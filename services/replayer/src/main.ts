@@ -14,7 +14,11 @@ await runService({
   name: "replayer",
   env: process.env,
   async start({ config, log, bus, blob }) {
-    const runtime = createRuntime({ trialMemoryBytes: config.replayer.memoryMb * 1024 * 1024, trialPidsLimit: config.replayer.pidsLimit });
+    const runtime = createRuntime({
+      trialMemoryBytes: config.replayer.memoryMb * 1024 * 1024,
+      trialPidsLimit: config.replayer.pidsLimit,
+      trialPoolSize: config.replayer.warmPool ?? config.replayer.concurrency,
+    });
     // Trials are always removed, unless their replayer died mid-trial: clear those (at once when that replayer was a
     // process of this host that is gone; else when older than any trial can run).
     const removed = await runtime.removeStaleTrials(STALE_TRIAL_MS).catch((err) => (log.warn("could not sweep stale trial containers", { err }), 0));
@@ -33,6 +37,8 @@ await runService({
     // that joins takes the next trial as soon as it is free.
     const concurrency = config.replayer.concurrency;
     const trials = await bus.consume(Consumers.replayerTrials, [route(Messages.replayTrial, (m, ctx) => replayTrial(m, deps, ctx))], { concurrency, prefetch: concurrency });
-    return { consumers: [candidates, trials] };
+    // Trial sidecars made ahead, so the first trial does not pay for its own; removed when this replica stops.
+    runtime.warmTrials();
+    return { consumers: [candidates, trials], onStop: () => runtime.close() };
   },
 });

@@ -13,10 +13,10 @@
 // fetch / urllib this way, HTTPS included), and refuses CONNECT (TLS made without the SDK cannot be answered).
 //
 // Self-contained on purpose (node: built-ins only). Its input is /moss/trial.json in its own container, written by
-// @moss/runtime before it starts: { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs,
+// @moss/runtime before it starts (a pooled sidecar: before SIGHUP, see pool.ts): { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs,
 // proxyPort?, cassette?: { calls: [...] } }. The agent cannot read it, nor write to this container's output.
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
@@ -251,6 +251,14 @@ function finish(result) {
 }
 
 async function main() {
+  // A pooled sidecar starts before its trial exists: it waits for the runtime to write the trial and say so (SIGHUP).
+  if (!existsSync(TRIAL_FILE)) {
+    const given = new Promise((r) => process.once("SIGHUP", r));
+    const idle = setInterval(() => undefined, 60_000);
+    note("pooled; waiting for a trial");
+    await given;
+    clearInterval(idle);
+  }
   const trial = JSON.parse(readFileSync(TRIAL_FILE, "utf8"));
   nonce = trial.nonce;
   const calls = [];

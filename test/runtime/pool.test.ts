@@ -1,0 +1,75 @@
+// The warm pool of trial sidecars: made and started ahead, taken by offline trials (which then pay neither their
+// create nor their start), refilled, skipped by trials that need a sidecar of their own, and removed on close.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Docker from "dockerode";
+import { createRuntime, type TrialSpec } from "@moss/runtime";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = `mp${randomBytes(3).toString("hex")}`;
+const docker = new Docker();
+const tag = `moss-test/${prefix}-pool:1`;
+const runtime = createRuntime({ namePrefix: prefix, trialPoolSize: 2 });
+let repo: string;
+
+beforeAll(async () => {
+  repo = mkdtempSync(join(tmpdir(), "moss-pool-"));
+  writeFileSync(join(repo, "app.mjs"), `import http from "node:http";\nhttp.createServer((q, s) => s.end(String(process.getuid()))).listen(Number(process.env.PORT), "127.0.0.1");\n`);
+  writeFileSync(join(repo, "Dockerfile"), `FROM moss/node-base\nCOPY app.mjs /app/app.mjs\nCMD ["/usr/bin/node", "/app/app.mjs"]\n`);
+  const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...a], { cwd: repo });
+  git("init", "-q");
+  git("add", ".");
+  git("commit", "-qm", "pool agent");
+  await runtime.buildImage({ repoDir: repo, commit: "HEAD", tag, labels: { "moss.test": prefix } });
+}, 120_000);
+
+afterAll(async () => {
+  await runtime.close();
+  for (const c of await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`] } })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  await docker.getImage(tag).remove({ force: true }).catch(() => undefined);
+  if (repo) rmSync(repo, { recursive: true, force: true });
+}, 60_000);
+
+const pooled = async () => (await docker.listContainers({ filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"], status: ["running"] } })).map((c) => c.Id);
+const until = async (check: () => Promise<boolean>) => {
+  for (let i = 0; i < 200 && !(await check()); i++) await new Promise((r) => setTimeout(r, 50));
+};
+const spec = (over: Partial<TrialSpec> = {}): TrialSpec => ({ image: tag, port: 8080, env: {}, timeoutMs: 5000, request: { method: "GET", path: "/", headers: {} }, ...over });
+
+describe("the warm pool of trial sidecars", { timeout: 60_000 }, () => {
+  it("fills ahead, serves an offline trial from it, and refills", async () => {
+    runtime.warmTrials();
+    await until(async () => (await pooled()).length === 2);
+    const before = await pooled();
+    expect(before).toHaveLength(2);
+    const r = await runtime.runTrial(spec());
+    expect(r.response).toMatchObject({ status: 200, body: "65534" });
+    // One of the two served the trial and is gone with it; the pool made another.
+    await until(async () => (await pooled()).length === 2 && (await pooled()).some((id) => !before.includes(id)));
+    const after = await pooled();
+    expect(after.filter((id) => before.includes(id))).toHaveLength(1);
+    expect(after).toHaveLength(2);
+    expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial"] } })).toEqual([]);
+  });
+
+  it("runs trials back to back and at once from it, each with its own driver", async () => {
+    const rs = await Promise.all([1, 2, 3].map(() => runtime.runTrial(spec())));
+    expect(rs.map((r) => r.response?.status)).toEqual([200, 200, 200]);
+    for (let i = 0; i < 3; i++) expect((await runtime.runTrial(spec())).response?.status).toBe(200);
+  });
+
+  it("a trial with the network on makes its own sidecar and leaves the pool alone", async () => {
+    await until(async () => (await pooled()).length === 2);
+    const before = await pooled();
+    expect((await runtime.runTrial(spec({ network: true }))).response?.status).toBe(200);
+    expect(await pooled()).toEqual(before);
+  });
+
+  it("close() removes the pool", async () => {
+    await runtime.close();
+    expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"] } })).toEqual([]);
+  });
+});
