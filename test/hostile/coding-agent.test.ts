@@ -242,7 +242,9 @@ describe.each(["container", "user"] as const)("a hostile coding agent in the %s 
     const ran = (existsSync(marker) ? readFileSync(marker, "utf8") : "").split("\n").filter(Boolean);
     expect(ran.filter((l) => !/^ran as (\d+):/.test(l) || Number(/^ran as (\d+):/.exec(l)![1]) < 200_000)).toEqual([]);
     // No sandbox is left behind, and no process of a sandbox uid runs.
-    expect(readdirSync(tmpdir()).filter((d) => d.startsWith("moss-sandbox-") || d.startsWith("moss-egress-"))).toEqual([]);
+    // Its own box (other test files may run sandboxes of their own at the same time).
+    const box = /(moss-sandbox-[^/]+)\/work\/\.git$/.exec(String(report["ownGitDir"]))![1]!;
+    expect(existsSync(join(tmpdir(), box))).toBe(false);
     expect(execFileSync("docker", ["ps", "-aq", "--filter", "label=moss.sandbox"], { encoding: "utf8" }).trim()).toBe("");
     const sandboxProcs = readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
       try {

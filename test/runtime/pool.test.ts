@@ -34,21 +34,17 @@ afterAll(async () => {
 }, 60_000);
 
 const pooled = async () => (await docker.listContainers({ filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"], status: ["running"] } })).map((c) => c.Id);
-const until = async (check: () => Promise<boolean>) => {
-  for (let i = 0; i < 200 && !(await check()); i++) await new Promise((r) => setTimeout(r, 50));
-};
 const spec = (over: Partial<TrialSpec> = {}): TrialSpec => ({ image: tag, port: 8080, env: {}, timeoutMs: 5000, request: { method: "GET", path: "/", headers: {} }, ...over });
 
 describe("the warm pool of trial sidecars", { timeout: 60_000 }, () => {
   it("fills ahead, serves an offline trial from it, and refills", async () => {
-    runtime.warmTrials();
-    await until(async () => (await pooled()).length === 2);
+    expect(await runtime.warmTrials()).toBe(2);
     const before = await pooled();
     expect(before).toHaveLength(2);
     const r = await runtime.runTrial(spec());
     expect(r.response).toMatchObject({ status: 200, body: "65534" });
     // One of the two served the trial and is gone with it; the pool made another.
-    await until(async () => (await pooled()).length === 2 && (await pooled()).some((id) => !before.includes(id)));
+    expect(await runtime.warmTrials()).toBe(2);
     const after = await pooled();
     expect(after.filter((id) => before.includes(id))).toHaveLength(1);
     expect(after).toHaveLength(2);
@@ -62,7 +58,7 @@ describe("the warm pool of trial sidecars", { timeout: 60_000 }, () => {
   });
 
   it("a trial with the network on makes its own sidecar and leaves the pool alone", async () => {
-    await until(async () => (await pooled()).length === 2);
+    expect(await runtime.warmTrials()).toBe(2);
     const before = await pooled();
     expect((await runtime.runTrial(spec({ network: true }))).response?.status).toBe(200);
     expect(await pooled()).toEqual(before);

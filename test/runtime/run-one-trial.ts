@@ -2,7 +2,7 @@
 import { createRuntime } from "@moss/runtime";
 
 const runtime = createRuntime({ namePrefix: process.env["MOSS_TEST_PREFIX"]!, trialPoolSize: 2 });
-runtime.warmTrials();
+void runtime.warmTrials();
 await runtime.runTrial({
   image: process.env["MOSS_TEST_IMAGE"]!,
   port: 8080,

@@ -11,25 +11,27 @@ import type Docker from "dockerode";
 import type { ResolvedRuntimeConfig } from "./config";
 import { watchLines } from "./helper";
 import { TRIAL_OWNER } from "./isolation";
-import { packTar } from "./tar";
 import { BASE_IMAGE } from "./types";
 
 /** The role label of a sidecar made for the pool (it keeps it in the trial that takes it). */
 export const POOLED_ROLE = "trial-pool";
 
-/** Where the driver lives in its container. */
-export const DRIVER_DIR = "/moss";
-
-/** A sidecar container as every trial gets it: Moss's node base image, nobody, no capabilities, bounded. */
-export function sidecarConfig(cfg: ResolvedRuntimeConfig, id: string, networkMode: string, binds: string[], labels: Record<string, string>): Docker.ContainerCreateOptions {
+/**
+ * A sidecar container as every trial gets it: Moss's node base image running the driver's code (`node -e`: nothing
+ * to upload), nobody, no capabilities, bounded; its trial comes on stdin.
+ */
+export function sidecarConfig(cfg: ResolvedRuntimeConfig, id: string, driver: string, networkMode: string, binds: string[], labels: Record<string, string>): Docker.ContainerCreateOptions {
   return {
     name: `${cfg.namePrefix}-trial-${id}-driver`,
     Image: BASE_IMAGE,
     Entrypoint: ["/usr/bin/node"],
-    Cmd: [`${DRIVER_DIR}/driver.mjs`],
+    Cmd: ["--input-type=module", "-e", driver],
     User: "65534:65534",
     Labels: { ...labels, "moss.trial.sidecar": "1" },
     Tty: false,
+    OpenStdin: true,
+    StdinOnce: true,
+    AttachStdin: true,
     HostConfig: {
       NetworkMode: networkMode,
       Binds: binds,
@@ -42,8 +44,26 @@ export function sidecarConfig(cfg: ResolvedRuntimeConfig, id: string, networkMod
   };
 }
 
+/** A started sidecar and its stdin, where its trial goes. */
+export interface Sidecar {
+  container: Docker.Container;
+  stdin: NodeJS.WritableStream;
+}
+
+/** Creates a sidecar and holds its stdin; not started. */
+export async function createSidecar(docker: Docker, options: Docker.ContainerCreateOptions): Promise<Sidecar> {
+  const container = await docker.createContainer(options);
+  try {
+    const stdin = (await container.attach({ stream: true, stdin: true, hijack: true })) as NodeJS.ReadWriteStream;
+    return { container, stdin };
+  } catch (err) {
+    await container.remove({ force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
 export class SidecarPool {
-  private readonly ready: Docker.Container[] = [];
+  private readonly ready: Sidecar[] = [];
   private filling = 0;
   private closed = false;
 
@@ -53,51 +73,56 @@ export class SidecarPool {
     private readonly driver: () => Promise<Buffer>,
   ) {}
 
+  private readonly making = new Set<Promise<void>>();
+
   /** A started sidecar waiting for its trial, if one is ready (the pool refills either way). */
-  take(): Docker.Container | undefined {
+  take(): Sidecar | undefined {
     const c = this.ready.shift();
-    this.fill();
+    void this.fill();
     return c;
   }
 
-  /** Starts making sidecars until `trialPoolSize` are ready or on their way. */
-  fill(): void {
+  /**
+   * Starts making sidecars until `trialPoolSize` are ready or on their way; resolves, once those being made are done,
+   * with how many are ready.
+   */
+  async fill(): Promise<number> {
     while (!this.closed && this.ready.length + this.filling < this.cfg.trialPoolSize) {
       this.filling++;
-      this.make()
+      const p: Promise<void> = this.make()
         .then((c) => {
-          if (this.closed) return void c.remove({ force: true }).catch(() => undefined);
+          if (this.closed) return void c.container.remove({ force: true }).catch(() => undefined);
           this.ready.push(c);
         })
         // An engine that cannot make one now: the next take makes a sidecar for itself, and asks again.
         .catch(() => undefined)
-        .finally(() => this.filling--);
+        .finally(() => {
+          this.filling--;
+          this.making.delete(p);
+        });
+      this.making.add(p);
     }
+    await Promise.all(this.making);
+    return this.ready.length;
   }
 
   /** Removes the pool's sidecars; none is made after. */
   async close(): Promise<void> {
     this.closed = true;
     const all = this.ready.splice(0);
-    await Promise.all(all.map((c) => c.remove({ force: true }).catch(() => undefined)));
+    await Promise.all(all.map((c) => c.container.remove({ force: true }).catch(() => undefined)));
   }
 
-  private async make(): Promise<Docker.Container> {
+  private async make(): Promise<Sidecar> {
     const id = randomBytes(6).toString("hex");
     const labels = { "moss.role": POOLED_ROLE, "moss.prefix": this.cfg.namePrefix, "moss.trial": id, "moss.owner": TRIAL_OWNER, "moss.trial.pooled": "1" };
-    const c = await this.docker.createContainer(sidecarConfig(this.cfg, id, "none", [], labels));
+    const sidecar = await createSidecar(this.docker, sidecarConfig(this.cfg, id, (await this.driver()).toString("utf8"), "none", [], labels));
+    const c = sidecar.container;
     try {
-      await c.putArchive(
-        await packTar([
-          { type: "directory", name: "moss/", mode: 0o755 },
-          { type: "file", name: "moss/driver.mjs", content: await this.driver(), mode: 0o644 },
-        ]),
-        { path: "/" },
-      );
-      const { seen } = await watchLines(this.docker, c, (l) => l.includes("[moss-driver]") && l.includes("pooled"), { ms: 10_000 });
+      const { seen } = await watchLines(this.docker, c, (l) => l.includes("[moss-driver]") && l.includes("waiting for a trial"), { ms: 10_000 });
       await c.start();
       if (!(await seen)) throw new Error("a pooled trial driver did not start within 10 s");
-      return c;
+      return sidecar;
     } catch (err) {
       await c.remove({ force: true }).catch(() => undefined);
       throw err;

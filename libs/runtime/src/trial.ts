@@ -11,13 +11,13 @@ import { engineMessage, isConnectionError, isNotFound, isRetryableDockerError, s
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { egressProxyCode, socketDir, startNodeHelper, watchLines } from "./helper";
 import { numericOwner, TRIAL_OWNER, trialNetwork, trialUser } from "./isolation";
-import { DRIVER_DIR, sidecarConfig, type SidecarPool } from "./pool";
+import { createSidecar, sidecarConfig, type Sidecar, type SidecarPool } from "./pool";
 import { cleanSnapshot } from "./snapshot";
 import { packTar } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
 
-/** Where the driver and its files live inside a trial container. */
-const MOSS_DIR = DRIVER_DIR;
+/** Where Moss's files live inside a trial's agent container. */
+const MOSS_DIR = "/moss";
 const FAILURE_FILE = "/moss/out/failures.jsonl";
 const MARKER = "MOSS_TRIAL_RESULT ";
 /** Where the driver's replay proxy listens in the pod (the next port when the agent itself listens there). */
@@ -160,35 +160,27 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     // so an agent that calls out while it starts is answered too. An offline trial takes a started one from the warm
     // pool when there is one; it gets ready while the agent's files are staged.
     const pooled = !spec.network && !egress ? pool?.take() : undefined;
+    let driverIn: Sidecar;
     try {
-      sidecar = pooled ?? (await docker.createContainer(sidecarConfig(cfg, id, spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none", egress ? [`${egress.dir}:/egress`] : [], roleLabels)));
+      driverIn =
+        pooled ??
+        (await createSidecar(docker, sidecarConfig(cfg, id, (await loadDriver()).toString("utf8"), spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none", egress ? [`${egress.dir}:/egress`] : [], roleLabels)));
     } catch (err) {
       if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
       throw wrap("trial driver create", err);
     }
-    const driverReady = (async (c: Docker.Container) => {
+    sidecar = driverIn.container;
+    const driverReady = (async (d: Sidecar) => {
       try {
-        await c.putArchive(
-          await packTar([
-            ...(pooled
-              ? []
-              : [
-                  { type: "directory" as const, name: "moss/", mode: 0o755 },
-                  { type: "file" as const, name: "moss/driver.mjs", content: await loadDriver(), mode: 0o644 },
-                ]),
-            { type: "file", name: "moss/trial.json", content: JSON.stringify(trialJson), mode: 0o644 },
-          ]),
-          { path: "/" },
-        );
-        const { seen } = await watchLines(docker, c, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
-        if (pooled) await c.kill({ signal: "SIGHUP" });
-        else await c.start();
+        const { seen } = await watchLines(docker, d.container, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
+        if (!pooled) await d.container.start();
+        d.stdin.end(JSON.stringify(trialJson));
         if (!(await seen)) throw new Error("the trial driver did not get ready within 10 s");
       } catch (err) {
         if (isNotFound(err)) throw new BaseImageMissingError(BASE_IMAGE, { cause: err });
         throw wrap("trial driver start", err);
       }
-    })(sidecar);
+    })(driverIn);
     // Settled either way before the pod goes on (or is cleaned up): no start races the removal.
     driverSettled = driverReady.then(
       () => undefined,

@@ -215,8 +215,11 @@ export interface Runtime {
   imageExists(tag: string): Promise<boolean>;
   /** Ephemeral isolated trial. The container is always removed (success, failure, timeout, crash). */
   runTrial(spec: TrialSpec): Promise<TrialResult>;
-  /** Fills the warm pool of trial sidecars now (it fills itself on the first trial otherwise). */
-  warmTrials(): void;
+  /**
+   * Fills the warm pool of trial sidecars now (it fills itself on the first trial otherwise); resolves with how many
+   * are ready once those being made are done.
+   */
+  warmTrials(): Promise<number>;
   /** Removes the warm pool's sidecars: call it when the process stops taking trials. */
   close(): Promise<void>;
   /**

@@ -38,7 +38,7 @@ await runService({
     const concurrency = config.replayer.concurrency;
     const trials = await bus.consume(Consumers.replayerTrials, [route(Messages.replayTrial, (m, ctx) => replayTrial(m, deps, ctx))], { concurrency, prefetch: concurrency });
     // Trial sidecars made ahead, so the first trial does not pay for its own; removed when this replica stops.
-    runtime.warmTrials();
+    void runtime.warmTrials();
     return { consumers: [candidates, trials], onStop: () => runtime.close() };
   },
 });

@@ -12,17 +12,15 @@
 // proxy requests (plain HTTP), origin-form requests naming the original URL in `x-moss-replay-url` (the SDKs redirect
 // fetch / urllib this way, HTTPS included), and refuses CONNECT (TLS made without the SDK cannot be answered).
 //
-// Self-contained on purpose (node: built-ins only). Its input is /moss/trial.json in its own container, written by
-// @moss/runtime before it starts (a pooled sidecar: before SIGHUP, see pool.ts): { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs,
+// Self-contained on purpose (node: built-ins only), run with `node -e`. Its input is its stdin, written and closed by
+// @moss/runtime once the trial is known (a pooled sidecar waits for it, see pool.ts): { nonce, port, request: {method, path, headers, body?}, timeoutMs, readyTimeoutMs,
 // proxyPort?, cassette?: { calls: [...] } }. The agent cannot read it, nor write to this container's output.
 
-import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import tls from "node:tls";
 
-const TRIAL_FILE = "/moss/trial.json";
 const MARKER = "MOSS_TRIAL_RESULT";
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const POLL_MS = 15;
@@ -251,15 +249,12 @@ function finish(result) {
 }
 
 async function main() {
-  // A pooled sidecar starts before its trial exists: it waits for the runtime to write the trial and say so (SIGHUP).
-  if (!existsSync(TRIAL_FILE)) {
-    const given = new Promise((r) => process.once("SIGHUP", r));
-    const idle = setInterval(() => undefined, 60_000);
-    note("pooled; waiting for a trial");
-    await given;
-    clearInterval(idle);
-  }
-  const trial = JSON.parse(readFileSync(TRIAL_FILE, "utf8"));
+  // The trial comes on stdin (the runtime writes it and closes it): a pooled sidecar starts before its trial exists
+  // and waits here, with nothing to do until a trial takes it.
+  note("waiting for a trial");
+  const chunks = [];
+  for await (const c of process.stdin) chunks.push(c);
+  const trial = JSON.parse(Buffer.concat(chunks).toString("utf8"));
   nonce = trial.nonce;
   const calls = [];
   const result = { nonce, timedOut: false, calls };
