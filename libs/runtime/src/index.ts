@@ -3,6 +3,7 @@ export { RUNTIME_DEFAULTS } from "./config";
 export { createDockerClient, engineMessage } from "./docker";
 export { httpProbe, type ProbeResult } from "./probe";
 export { egressProxyCode, NOBODY, socketDir, startNodeHelper, watchLines, type HelperOptions } from "./helper";
+export { pidIsGone } from "./isolation";
 export { BASE_IMAGE } from "./types";
 export type {
   BuildImageOptions,

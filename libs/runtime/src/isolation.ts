@@ -25,6 +25,11 @@ export function ownerIsGone(owner: string | undefined): boolean {
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return true;
   if (pid === process.pid) return true;
+  return pidIsGone(pid);
+}
+
+/** Whether no process of this host has `pid` (one that exists but is not ours to signal is alive). */
+export function pidIsGone(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return false;

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { createReadStream, rmSync } from "node:fs";
 import { constants, hostname } from "node:os";
 import { PassThrough, type Duplex } from "node:stream";
-import { egressProxyCode, engineMessage, socketDir, startNodeHelper } from "@moss/runtime";
+import { egressProxyCode, engineMessage, pidIsGone, socketDir, startNodeHelper } from "@moss/runtime";
 import type Docker from "dockerode";
 import type { Logger } from "@moss/telemetry";
 import { capture, type ProcessOptions, type ProcessRun } from "./adapters/process";
@@ -191,13 +191,7 @@ export async function sweepSandboxes(docker: Docker, log?: Logger): Promise<void
     const i = owner.lastIndexOf(":");
     if (owner.slice(0, i) !== host) return false;
     const pid = Number(owner.slice(i + 1));
-    if (pid === process.pid) return false;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === "ESRCH";
-    }
+    return pid !== process.pid && pidIsGone(pid);
   };
   const containers = (await docker.listContainers({ all: true, filters: { label: [LABEL] } })).filter((c) => stale(c.Labels[LABEL]));
   for (const c of containers) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
