@@ -235,13 +235,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     }
     // One upload (each costs the engine a mount of the container): Moss's out directory, world-writable and sticky
     // (the agent appends failure reports there), and the state directory owned by the agent's user, with the snapshot.
-    const dirs = [{ type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner }];
+    const outDir = { type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner };
     const under = stateDir?.slice(1);
-    const tarball = !under
-      ? await packTar(dirs.map((d) => ({ ...d, name: `${d.name}/` })))
-      : spec.snapshot
-        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: dirs })
-        : await packTar([...dirs, { type: "directory" as const, name: under, mode: 0o755, ...owner }].map((d) => ({ ...d, name: `${d.name}/` })));
+    const tarball =
+      under && spec.snapshot
+        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: [outDir] })
+        : await packTar([outDir, ...(under ? [{ type: "directory" as const, name: under, mode: 0o755, ...owner }] : [])].map((d) => ({ ...d, name: `${d.name}/` })));
     try {
       await stage.putArchive(tarball, { path: "/" });
     } catch (err) {

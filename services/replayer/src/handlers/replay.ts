@@ -46,7 +46,7 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick
     deps.agent(msg.agent);
     await deps.batches.transition(msg.batchId, "replaying");
     const candidate = await deps.blob.put(JSON.stringify(msg), { contentType: "application/json" });
-    await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => cur ?? { batchId: msg.batchId, attempt: msg.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} }, Buckets.replays);
+    await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => cur ?? emptyJoin(msg), Buckets.replays);
     // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard): all must pass.
     const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
     await Promise.all(
@@ -59,9 +59,7 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick
     if (!isTerminal(err) && !lastDelivery) throw err;
     const why = `the replay could not complete: ${(err as Error).message}`;
     deps.log.error("replay could not complete; the attempt ends with an error verdict", { batch: msg.batchId, attempt: msg.attempt, err: (err as Error).message });
-    const results = msg.failures.map((ref): ReplayResult => errorResult(ref.id, why));
-    const { failures, ...rest } = msg;
-    await deps.publish(Messages.replayCompleted, { ...rest, failures, passed: false, results });
+    await publishCompleted(msg, msg.failures.map((ref): ReplayResult => errorResult(ref.id, why)), deps);
   }
 }
 
@@ -74,8 +72,9 @@ export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick
   const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayerTrials.maxDeliver;
   const msg = await candidateOf(m.candidate, deps);
   const key = joinKey(m);
-  const done = await kvGet(deps.replays, key, ReplayJoin);
-  let result = done?.value.results[`${m.failureId}.${m.trial}`];
+  const slot = resultKey(m.failureId, m.trial);
+  // A redelivery of a trial whose result is already joined runs nothing again.
+  let result = (await kvGet(deps.replays, key, ReplayJoin))?.value.results[slot];
   if (!result) {
     try {
       const ref = msg.failures.find((f) => f.id === m.failureId);
@@ -96,9 +95,8 @@ export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick
     key,
     ReplayJoin,
     (cur) => {
-      const base = cur ?? { batchId: m.batchId, attempt: m.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} };
-      if (base.results[`${m.failureId}.${m.trial}`]) return base;
-      return { ...base, results: { ...base.results, [`${m.failureId}.${m.trial}`]: trialResult } };
+      const base = cur ?? emptyJoin(msg);
+      return base.results[slot] ? base : { ...base, results: { ...base.results, [slot]: trialResult } };
     },
     Buckets.replays,
     100,
@@ -108,13 +106,16 @@ export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick
   // Complete: whoever sees it so publishes; the message's dedup id makes a second publish (a redelivery, a race) one.
   const results = msg.failures.map((ref) =>
     combineTrials(
-      Array.from({ length: msg.trialsPerFailure }, (_, i) => join.results[`${ref.id}.${i + 1}`]).filter((r): r is ReplayResult => r !== undefined),
+      Array.from({ length: msg.trialsPerFailure }, (_, i) => join.results[resultKey(ref.id, i + 1)]).filter((r): r is ReplayResult => r !== undefined),
     ),
   );
-  const passed = results.every((r) => r.passed);
-  const { failures, ...rest } = msg;
-  await deps.publish(Messages.replayCompleted, { ...rest, failures, commit: msg.commit, image: msg.image, diff: msg.diff, passed, results });
-  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed, fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(",") });
+  await publishCompleted(msg, results, deps);
+  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed: results.every((r) => r.passed), fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(",") });
+}
+
+/** The candidate's replay, one result per failure: passed when every one passed. */
+function publishCompleted(msg: CandidateReady, results: ReplayResult[], deps: Pick<ReplayerDeps, "publish">): Promise<unknown> {
+  return deps.publish(Messages.replayCompleted, { ...msg, passed: results.every((r) => r.passed), results });
 }
 
 /** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
@@ -124,6 +125,10 @@ function errorResult(failureId: string, reason: string): ReplayResult {
 
 /** The join record's key: one per candidate. */
 const joinKey = (m: { batchId: string; attempt: number }) => `${m.batchId}.${m.attempt}`;
+/** Where a trial's result sits in the join record. */
+const resultKey = (failureId: string, trial: number) => `${failureId}.${trial}`;
+/** A candidate's join record before any trial came back. */
+const emptyJoin = (msg: CandidateReady): ReplayJoin => ({ batchId: msg.batchId, attempt: msg.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} });
 
 /** Candidates by blob, as trials read them: a replica runs many trials of one candidate. */
 const candidates = new Map<string, Promise<CandidateReady>>();
