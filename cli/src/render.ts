@@ -24,6 +24,12 @@ export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } =
       if (r.failed && r.failed.check !== "trial") out.push(`      check ${r.failed.check}${r.failed.path ? ` ${r.failed.path}` : ""}: expected ${trim(r.failed.expected, 100)}, got ${trim(r.failed.actual, 100)}`);
       for (const c of r.calls ?? []) out.push(`      call ${c.method} ${trim(c.url, 100)}  ${CALL_OUTCOME[c.outcome](c.index)}`);
     }
+    for (const r of a.regressions ?? []) {
+      // A recorded success the candidate was replayed on: UNCHANGED, or each change before → after.
+      const verdict = r.passed ? "UNCHANGED" : r.verdict === "fail" ? "CHANGED" : (r.verdict ?? "fail").toUpperCase();
+      out.push(`  regression ${verdict} ${r.failureId} ${r.input} (${r.route}, ${Math.round(r.durationMs)} ms): ${trim(r.reason, 160)}`);
+      for (const c of r.changes ?? []) out.push(`      ${c.check === "json" ? c.path : c.check}: before ${trim(c.before, 100)}, after ${trim(c.after, 100)}`);
+    }
     if (opts.diff !== false && a.diffText) out.push("  diff:", ...a.diffText.trimEnd().split("\n").map((l) => `    ${l}`));
   }
   if (t.deadLetters?.length) {

@@ -11,6 +11,7 @@ import { describeInput,
   Consumers,
   deadLetterSubject,
   failureSubject,
+  successSubject,
   FailureEvent,
   messageForSubject,
   Messages,
@@ -52,6 +53,7 @@ function covers(outer: string, inner: string): boolean {
 /** Concrete subjects a publisher really uses, one per message. */
 const concrete: Record<MessageName, string> = {
   failure: failureSubject("shop"),
+  success: successSubject("shop"),
   batchReady: Messages.batchReady.subject,
   batchRetry: Messages.batchRetry.subject,
   candidateReady: Messages.candidateReady.subject,
@@ -147,13 +149,14 @@ describe("topology", () => {
     expect(new Set(Object.values(Consumers).map((c) => c.durable)).size).toBe(Object.keys(Consumers).length);
   });
 
-  it("the auditor's consumers see every message there is, but the work queue's (its outcome is replay.completed)", () => {
+  it("the auditor's consumers see every message there is, but the work queue's (its outcome is replay.completed) and the sampled successes (kept in the regression set; what a candidate did to them is in replay.completed)", () => {
     const auditor = [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq];
     // A work-queue stream shares each message with one consumer only: the trials are the replayers' to take.
     const workQueues = new Set(StreamDefs.filter((d) => d.retention === "workqueue").map((d) => d.name));
     expect([...workQueues]).toEqual([Streams.TRIALS]);
+    const unaudited = new Set([...workQueues, Streams.SUCCESSES]);
     for (const m of AllMessages) {
-      if (workQueues.has(m.stream)) {
+      if (unaudited.has(m.stream)) {
         expect(auditor.filter((c) => c.stream === m.stream), m.name).toEqual([]);
         continue;
       }
@@ -230,6 +233,7 @@ const ref = { sha256: sha, size: 1 };
 const base = { batchId: "b-1", agent: "shop", fingerprint: "fp", fingerprintKey: "aaaaaaaaaaaaaaaaaaaa", baseVersion: "0123abc", failures: [{ id: "f-1", event: ref }], count: 1 };
 const samples: Record<string, unknown> = {
   "failure.v1": minimalFailure,
+  "success.v1": { id: "s1", agent: "shop", version: "0123abcd", occurredAt: "2025-01-01T00:00:00.000Z", request: { path: "/v1/chat" }, response: { status: 200, body: "{}" } },
   "batch.ready.v1": base,
   "batch.retry.v1": { ...base, attempt: 2, previous: [{ attempt: 1, verdict: "build-failed", reason: "tsc" }] },
   "candidate.ready.v1": { ...base, attempt: 1, commit: "0123abcd", branch: "moss/b-1/1", image: "moss/shop:0123abcd", diff: ref, filesChanged: ["a.ts"] },

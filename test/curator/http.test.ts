@@ -66,6 +66,22 @@ describe("curator HTTP ingest (buildApp + inject)", () => {
     await app.close();
   });
 
+  it("POST /v1/successes: a recorded success goes out on moss.success.<agent> (202 once durable); a bad one gets every problem", async () => {
+    const sent: Array<{ def: string; ev: unknown }> = [];
+    const { app } = ingest({ publish: async (def, ev) => void sent.push({ def: def.name, ev }) });
+    const good = { id: "s-1", agent: "shop", version: VERSION, occurredAt: "2025-01-01T00:00:00.000Z", route: "chat", request: { path: "/v1/chat", body: "{}" }, response: { status: 200, body: '{"ok":true}' } };
+    const r = await app.inject({ method: "POST", url: "/v1/successes", payload: good });
+    expect(r.statusCode).toBe(202);
+    expect(r.json()).toEqual({ id: "s-1" });
+    expect(sent).toEqual([{ def: "success.v1", ev: expect.objectContaining({ schema: "moss.success.v1", id: "s-1", response: { status: 200, body: '{"ok":true}' } }) }]);
+    const bad = await app.inject({ method: "POST", url: "/v1/successes", payload: { ...good, response: undefined } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ error: "MOSS_E_INVALID_SUCCESS", message: expect.stringContaining("success.v1") });
+    expect(bad.json().problems.map((p: { path: string }) => p.path)).toEqual(["response"]);
+    expect(sent).toHaveLength(1);
+    await app.close();
+  });
+
   it("400 on a body that is not JSON at all names the problem at the root", async () => {
     const { app, published } = ingest();
     const r = await app.inject({ method: "POST", url: "/v1/failures", payload: "[1,2]", headers: { "content-type": "application/json" } });

@@ -71,10 +71,11 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     await waitFor(() => natsLog.some((l) => l.includes("authentication error")), 5_000, "the refusal in the log");
   });
 
-  it("an agent's credential (all its live container gets) reports its own failures and nothing else", async () => {
+  it("an agent's credential (all its live container gets) reports its own failures (and sampled successes) and nothing else", async () => {
     const me = agentIdentity("shop");
     expect(await tryPublish(me, "moss.failure.shop")).toBe("stored");
-    for (const subject of ["moss.failure.other", Messages.replayCompleted.subject, Messages.approval.subject, Messages.candidateReady.subject, `$KV.${Buckets.batches}.b1`, `$KV.${Buckets.deployments}.shop`]) {
+    expect(await tryPublish(me, "moss.success.shop")).toBe("stored");
+    for (const subject of ["moss.failure.other", "moss.success.other", `$KV.${Buckets.regressions}.shop`, Messages.replayCompleted.subject, Messages.approval.subject, Messages.candidateReady.subject, `$KV.${Buckets.batches}.b1`, `$KV.${Buckets.deployments}.shop`]) {
       expect(await tryPublish(me, subject), subject).toMatch(/Permissions Violation for Publish/);
       await waitFor(() => refusedIn(me, subject), 5_000, `nats-server's log naming ${me} for ${subject}`);
     }

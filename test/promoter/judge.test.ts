@@ -670,6 +670,13 @@ describe("promoter with a real KV", () => {
     expect(plateauOf(replay(3, [FAILED_ATTEMPT_1, noChange], bothPassed), evidence(3, bothPassed))).toBeUndefined();
     // The first replayed attempt has nothing to compare with.
     expect(plateauOf(replay(2, [noChange], onePassed), evidence(2, onePassed))).toBeUndefined();
+    // As many failures fixed, but fewer recorded successes broken, is progress; as many broken is not.
+    const broke = (n: number) => Array.from({ length: n }, (_, i) => ({ failureId: `c${i}`, passed: false, verdict: "fail" as const, reason: "changed", durationMs: 1, timedOut: false, route: "calc", input: "POST /v1/chat", recorded: { status: 200 }, changes: [{ check: "status" as const, before: "200", after: "500" }] }));
+    const regressedOnce = { ...evidence(1, bothPassed), regressions: broke(2) };
+    expect(plateauOf(replay(2, [regressedOnce], bothPassed), { ...evidence(2, bothPassed), regressions: broke(1) })).toBeUndefined();
+    expect(plateauOf(replay(2, [regressedOnce], bothPassed), { ...evidence(2, bothPassed), regressions: broke(2) })).toBe(
+      "plateau: attempt 2 fixed 2 of 2 failure(s) and changed 2 recorded success(es), no better than attempt 1 (2, 2 changed); stopping",
+    );
     // A candidate.failed carries no replay results.
     const cf = candidateFailed("p", { attempt: 2, previous: [FAILED_ATTEMPT_1] });
     expect(plateauOf(cf, { attempt: 2, verdict: cf.verdict, reason: cf.reason, results: [] })).toBeUndefined();

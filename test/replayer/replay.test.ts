@@ -1,8 +1,8 @@
-import { batchStore } from "@moss/batch";
+import { batchStore, regressionStore } from "@moss/batch";
 import { kvGet } from "@moss/bus";
 import { knownAgent, parseConfig } from "@moss/config";
 import { ImageNotFoundError, SnapshotRejectedError } from "@moss/runtime";
-import { BatchRecord, CandidateReady, Consumers, FailureEvent, Messages, type FailureRef, type ReplayCompleted, type ReplayTrial } from "@moss/contracts";
+import { BatchRecord, CandidateReady, Consumers, FailureEvent, Messages, replayVerdict, SuccessEvent, type FailureRef, type ReplayCompleted, type ReplayTrial } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { replay, replayTrial, type ReplayerDeps, type TrialPort } from "@moss/replayer";
 import { recordingPublish } from "../helpers/publish";
@@ -26,6 +26,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     "chat-bot": { repo: "/srv/chat-bot", port: 8080, stateDir: "/data", env: { MODEL: "small", SHARED: "agent", MOSS_NATS_URL: "nats://x" }, replay: { envAllow: ["SHARED", "LOCALE"] } },
     "net-bot": { repo: "/srv/net-bot", replay: { network: true } },
     "plain-bot": { repo: "/srv/plain-bot" },
+    "reg-bot": { repo: "/srv/reg-bot", regressions: { replay: 3, paths: ["$.tool"] } },
   };
   const CONFIG = parseConfig({ agents: AGENTS });
 
@@ -59,7 +60,8 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     const published: ReplayCompleted[] = sent.of(Messages.replayCompleted);
     const trials: ReplayTrial[] = sent.of(Messages.replayTrial);
     const replays = await env.bucket("replays");
-    const deps: ReplayerDeps = { agent: (name) => knownAgent(CONFIG, name).entry, blob: env.blob, runtime, batches: batchStore(batches), replays, publish: sent.publish, log: silent };
+    const regressions = regressionStore(await env.bucket("regressions"));
+    const deps: ReplayerDeps = { agent: (name) => knownAgent(CONFIG, name).entry, blob: env.blob, runtime, batches: batchStore(batches), replays, regressions, publish: sent.publish, log: silent };
     const msg = CandidateReady.parse({
       batchId,
       agent: o.agent ?? "chat-bot",
@@ -76,7 +78,7 @@ describe("replay with a fake runtime, real blob store and KV", () => {
       filesChanged: ["src/chat.ts"],
     });
     const state = async () => (await kvGet(batches, batchId, BatchRecord))!.value.state;
-    return { deps, msg, published, trials, state };
+    return { deps, msg, published, trials, state, regressions };
   }
 
   /**
@@ -383,5 +385,72 @@ describe("replay with a fake runtime, real blob store and KV", () => {
     await expect(replay(h.msg, { ...h.deps, publish: sent.publish }, { deliveryCount: 1 })).rejects.toThrow("nats: timeout");
     await replay(h.msg, { ...h.deps, publish: sent.publish }, { deliveryCount: Consumers.replayer.maxDeliver });
     expect(sent.of(Messages.replayCompleted)[0]!.results[0]).toMatchObject({ verdict: "error", reason: "the replay could not complete: nats: timeout" });
+  });
+
+  /** A recorded success of reg-bot, kept in the harness's regression set. */
+  async function recordSuccess(h: Awaited<ReturnType<typeof harness>>, id: string, route: string, message: string, answer: object, at: string) {
+    const ev = SuccessEvent.parse({
+      id,
+      agent: "reg-bot",
+      version: VERSION,
+      occurredAt: at,
+      route,
+      request: { method: "POST", path: "/v1/chat", body: JSON.stringify({ message }) },
+      response: { status: 200, body: JSON.stringify(answer) },
+      cassette: { inline: { failureId: id, calls: [] } },
+    });
+    await h.regressions.admit(ev, await env.blob.put(JSON.stringify(ev), { contentType: "application/json" }), { size: 10 });
+  }
+
+  it("replays K of the agent's recorded successes with every candidate; one whose answer changed at a meaningful path rejects it, before → after", async () => {
+    // The candidate fixes the failure, answers "sum" with the echo tool (a change at $.tool), and "hello" as before.
+    const fake = fakeRuntime((spec) => {
+      const msg = spec.request?.body ?? "";
+      if (msg.includes("2 + 3")) return ok(200, '{"tool":"echo","answer":"you said: 2 + 3"}');
+      if (msg.includes("hello")) return ok(200, '{"tool":"model","answer":"Hi there"}');
+      return ok(200, '{"tool":"currency"}');
+    });
+    const h = await harness([failure({ id: "g1", agent: "reg-bot" })], fake.runtime, { agent: "reg-bot" });
+    await recordSuccess(h, "c-calc", "calculator", "what is 2 + 3", { tool: "calculator", answer: "5" }, "2025-01-02T00:00:00.000Z");
+    await recordSuccess(h, "c-calc-old", "calculator", "what is 1 + 1", { tool: "calculator", answer: "2" }, "2025-01-01T00:00:00.000Z");
+    await recordSuccess(h, "c-calc-older", "calculator", "what is 4 + 4", { tool: "calculator", answer: "8" }, "2024-12-31T00:00:00.000Z");
+    await recordSuccess(h, "c-hello", "model", "hello", { tool: "model", answer: "Hello!" }, "2025-01-01T00:00:00.000Z");
+    await run(h);
+    // K = 3, spread over routes newest first: calculator's newest, model's, then calculator's next.
+    const regressionTrials = fake.specs.filter((s) => s.labels?.["moss.failure"]?.startsWith("c-")).map((s) => s.labels!["moss.failure"]);
+    expect(regressionTrials.sort()).toEqual(["c-calc", "c-calc-old", "c-hello"]);
+    const done = h.published[0]!;
+    expect(done.results).toMatchObject([{ failureId: "g1", passed: true }]);
+    expect(done.passed).toBe(false);
+    const calc = done.regressions.find((r) => r.failureId === "c-calc")!;
+    expect(calc).toMatchObject({ passed: false, verdict: "fail", route: "calculator", recorded: { status: 200 }, status: 200, changes: [{ check: "json", path: "$.tool", before: '"calculator"', after: '"echo"' }] });
+    // $.answer changed too, but only $.tool is named as meaningful; the greeting's answer changed and does not count.
+    expect(done.regressions.find((r) => r.failureId === "c-hello")).toMatchObject({ passed: true, verdict: "pass" });
+    expect(replayVerdict(done)).toEqual({ verdict: "replay-regressed", reason: expect.stringContaining('changes 2 of 3 recorded success(es): POST /v1/chat {"message":"what is 2 + 3"} (calculator): $.tool "calculator" → "echo"') });
+  });
+
+  it("a candidate that keeps every recorded success passes; one that cannot replay a case says so without rejecting the candidate", async () => {
+    const fake = fakeRuntime(() => ok(200, '{"tool":"calculator","answer":"5"}'));
+    const h = await harness([failure({ id: "k1", agent: "reg-bot" })], fake.runtime, { agent: "reg-bot" });
+    await recordSuccess(h, "k-calc", "calculator", "what is 2 + 3", { tool: "calculator", answer: "5" }, "2025-01-02T00:00:00.000Z");
+    // A case whose stored event is not a success.v1: bad evidence, an error verdict, never a rejection.
+    const bad = SuccessEvent.parse({ id: "k-bad", agent: "reg-bot", version: VERSION, occurredAt: "2025-01-03T00:00:00.000Z", route: "other", request: { path: "/v1/x" }, response: { status: 200 } });
+    await h.regressions.admit(bad, await env.blob.put('{"schema":"moss.success.v1","id":"k-bad"}', { contentType: "application/json" }), { size: 10 });
+    await run(h);
+    const done = h.published[0]!;
+    expect(done.passed).toBe(true);
+    expect(done.regressions.map((r) => [r.failureId, r.verdict])).toEqual([
+      ["k-bad", "error"],
+      ["k-calc", "pass"],
+    ]);
+    expect(done.regressions[0]!.reason).toMatch(/^could not be replayed: its stored event does not match success.v1/);
+  });
+
+  it("an agent with no regression set, or K = 0, replays only its failures", async () => {
+    const fake = fakeRuntime();
+    const h = await harness([failure({ id: "n1" })], fake.runtime);
+    await run(h);
+    expect(h.published[0]!.regressions).toEqual([]);
+    expect(fake.specs).toHaveLength(1);
   });
 });

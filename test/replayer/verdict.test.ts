@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseConfig } from "@moss/config";
 import { Expectation, JsonAssertion, type ReplayResult } from "@moss/contracts";
-import { checkJson, combineTrials, judge, jsonPath, resolveExpectation, runGrader, type JudgedTrial } from "@moss/replayer";
+import { checkJson, combineTrials, compareOutcome, judge, jsonPath, resolveExpectation, runGrader, type JudgedTrial } from "@moss/replayer";
 import { describe, expect, it } from "vitest";
 import { failure } from "../helpers/env";
 
@@ -160,5 +160,43 @@ describe("several trials of one failure", () => {
 
   it("a trial that could not run makes the failure's verdict an error, not a flake", () => {
     expect(combineTrials([r(true), r(false, { verdict: "error", reason: "could not be replayed: image gone" })])).toMatchObject({ verdict: "error", passed: false });
+  });
+});
+
+describe("regression replay: a recorded success's outcome, kept or changed", () => {
+  const rec = { status: 200, body: '{"tool":"calculator","answer":"5","at":"12:00"}' };
+  const paths = ["$.tool", "$.answer", "$.missing"];
+
+  it("unchanged: the same status class and the same JSON at the meaningful paths (other fields may differ; absent stays absent)", () => {
+    const r = compareOutcome(rec, ok(201, '{"answer":"5","tool":"calculator","at":"12:01"}'), 1_000, paths, false);
+    expect(r).toMatchObject({ passed: true, verdict: "pass", changes: [] });
+    expect(r.reason).toBe("unchanged: answered 201, the same at $.tool, $.answer, $.missing (recorded 200)");
+  });
+
+  it("a status class that changed, a value that changed or appeared, a body that is no longer JSON: each a change, before → after", () => {
+    expect(compareOutcome(rec, ok(500, '{"tool":"calculator","answer":"5"}'), 1_000, paths, false)).toMatchObject({
+      passed: false, verdict: "fail", changes: [{ check: "status", before: "200", after: "500" }], failed: { check: "status", expected: "200", actual: "500" },
+    });
+    expect(compareOutcome(rec, ok(200, '{"tool":"echo","answer":"5","missing":1}'), 1_000, paths, false).changes).toEqual([
+      { check: "json", path: "$.tool", before: '"calculator"', after: '"echo"' },
+      { check: "json", path: "$.missing", before: "(absent)", after: "1" },
+    ]);
+    expect(compareOutcome(rec, ok(200, "five"), 1_000, paths, false).changes).toEqual([{ check: "answer", before: "a JSON answer", after: 'not JSON: "five"' }]);
+    // Without meaningful paths only the status class counts.
+    expect(compareOutcome(rec, ok(200, "five"), 1_000, [], false).passed).toBe(true);
+  });
+
+  it("no answer in time, a reported failure, a diverged call: never unchanged; a trial that could not start is an error", () => {
+    expect(compareOutcome(rec, { timedOut: true, reportedFailures: [] }, 1_500, paths, false)).toMatchObject({ verdict: "timeout", changes: [{ check: "answer", before: "200", after: "no answer in time" }] });
+    const reported = compareOutcome(rec, { ...ok(200, rec.body), reportedFailures: [{ error: { type: "TypeError", message: "x is undefined" } }] }, 1_000, paths, false);
+    expect(reported.changes).toEqual([{ check: "reported", before: "no failure reported", after: "TypeError: x is undefined" }]);
+    expect(compareOutcome(rec, { ...ok(200, rec.body), diverged: "unrecorded call POST https://api.example/v1" }, 1_000, paths, false)).toMatchObject({ verdict: "diverged", passed: false });
+    expect(compareOutcome(rec, { timedOut: false, reportedFailures: [], notStarted: "exec: no such file" }, 1_000, paths, false)).toMatchObject({ verdict: "error", passed: false });
+  });
+
+  it("a command agent keeps exit 0 (or a non-zero exit) and its stdout's JSON", () => {
+    const cmd = { status: 0, body: '{"n":3}' };
+    expect(compareOutcome(cmd, { timedOut: false, reportedFailures: [], exitCode: 0, stdout: '{"n":3}' }, 1_000, ["$.n"], true).passed).toBe(true);
+    expect(compareOutcome(cmd, { timedOut: false, reportedFailures: [], exitCode: 2, stdout: '{"n":3}' }, 1_000, ["$.n"], true).changes).toEqual([{ check: "status", before: "0", after: "2" }]);
   });
 });

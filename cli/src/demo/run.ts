@@ -20,10 +20,11 @@ export interface DemoOptions {
   /**
    * The coding agent the demo configures: `fix`, a deterministic script (implement only); `bad`, a script whose
    * patch does not fix the bug; `polite`, one that hides the 500 behind a polite 400 (replay must reject it too);
+   * `overreach`, one that fixes the bug and breaks a request that worked (regression replay must reject it);
    * `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
    * implement, code review).
    */
-  patch?: "fix" | "bad" | "polite" | "symbolic";
+  patch?: "fix" | "bad" | "polite" | "overreach" | "symbolic";
   /** Which example agent: `node` (default, examples/agent) or `python` (examples/python-agent, `fix` only). */
   example?: "node" | "python";
   /** Max attempts before giving up. Default 2. */
@@ -64,10 +65,15 @@ export const FIXED_ANSWER = "100 USD = 92.00 EUR";
 interface Example {
   prepare(dir: string): Promise<{ repoDir: string; commit: string }>;
   /** Each coding agent as the script and its arguments (before the evidence file). */
-  patchTools: Partial<Record<"fix" | "bad" | "polite", string[]>>;
+  patchTools: Partial<Record<"fix" | "bad" | "polite" | "overreach", string[]>>;
   rulesDir?: string;
   /** The agent's env besides what Moss gives it (the Python reporter's ingest address, the model's base URL). */
   env(ports: { ingest: number; model: string }): Record<string, string>;
+  /**
+   * The agent records its good answers (env MOSS_SAMPLE_RATE=1 in the demo), and every candidate is replayed on them
+   * too: these JSON paths of an answer must stay the same.
+   */
+  regressionPaths?: string[];
   /** Whether the agent asks a model (the demo then runs the stand-in, and stops it before the replays). */
   model?: boolean;
   /** Messages the agent answers well, then three that fail the same way. */
@@ -84,10 +90,12 @@ const EXAMPLES: Record<"node" | "python", Example> = {
       fix: [resolve(EXAMPLE_AGENT, "moss/fix-routing.mjs")],
       bad: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "reword"],
       polite: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "polite"],
+      overreach: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "overreach"],
     },
+    regressionPaths: ["$.tool", "$.answer"],
     rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
     // The stand-in's key is as secret as a real one would be: the cassette keeps it redacted.
-    env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo" }),
+    env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo", MOSS_SAMPLE_RATE: "1" }),
     model: true,
     warmup: ["set rate USD EUR 0.92", "what is 2 + 3"],
     failing: [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"],
@@ -154,7 +162,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },
     gateway: { port: gatewayPort },
-    agents: { [agent]: { repo: repoDir, livePort, port: 8080, stateDir: "/data", env: example.env({ ingest: ingestPort, model: model?.url ?? "" }) } },
+    agents: {
+      [agent]: {
+        repo: repoDir,
+        livePort,
+        port: 8080,
+        stateDir: "/data",
+        env: example.env({ ingest: ingestPort, model: model?.url ?? "" }),
+        ...(example.regressionPaths ? { regressions: { paths: example.regressionPaths } } : {}),
+      },
+    },
   };
   const configFile = join(dataDir, "moss.config.json");
   writeFileSync(configFile, JSON.stringify(cfgInput, null, 2));
@@ -257,9 +274,12 @@ function describe(def: MessageDef, d: Record<string, unknown>): [string, string]
       return ["rewrite", `attempt ${s(d["attempt"])}: ${s(d["verdict"])}: ${s(d["reason"])}`];
     case Messages.replayCompleted: {
       const r = d["results"] as Array<{ passed: boolean; calls?: { outcome: string }[] }>;
-      const calls = r.flatMap((x) => x.calls ?? []);
+      const g = (d["regressions"] ?? []) as Array<{ passed: boolean; verdict?: string; calls?: { outcome: string }[] }>;
+      const calls = [...r, ...g].flatMap((x) => x.calls ?? []);
       const served = calls.length ? `; ${calls.filter((c) => c.outcome === "matched").length}/${calls.length} model call(s) answered from the cassettes` : "";
-      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay${served} → ${d["passed"] ? "PASS" : "FAIL"}`];
+      const changed = g.filter((x) => !x.passed && x.verdict !== "error").length;
+      const kept = g.length ? `; ${changed ? `${changed} of ${g.length} recorded success(es) CHANGED` : `${g.length} recorded success(es) unchanged`}` : "";
+      return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay${kept}${served} → ${d["passed"] ? "PASS" : "FAIL"}`];
     }
     case Messages.batchVerdict:
       return ["verdict", `${s(d["verdict"])}: ${s(d["reason"])}`];

@@ -61,7 +61,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentDeps
     const decision = await deps.model.decide(message);
     if (decision.kind === "reply") {
       log(`chat session=${session} answered by the model`);
-      send(res, 200, { tool: "model", answer: decision.text });
+      answerWell(res, req, raw, "model", { tool: "model", answer: decision.text }, deps);
       return;
     }
     intent = route(decision.request);
@@ -71,7 +71,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentDeps
     await deps.state.update((s) => {
       s.turns += 1;
     });
-    send(res, 200, { tool: tool.name, answer });
+    answerWell(res, req, raw, intent, { tool: tool.name, answer }, deps);
   } catch (err) {
     if (err instanceof BadRequestError) {
       send(res, 400, { error: err.message });
@@ -100,6 +100,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AgentDeps
     });
     send(res, 500, { ...body, failureId });
   }
+}
+
+/**
+ * A good answer: sent, then offered to Moss as a recorded success (sampled by the reporter's `sampleRate`, env
+ * MOSS_SAMPLE_RATE), so every candidate fix is also replayed on turns like this one and must answer them the same.
+ */
+function answerWell(res: ServerResponse, req: IncomingMessage, raw: string, route: string, body: unknown, deps: AgentDeps): void {
+  const text = send(res, 200, body);
+  void deps.reporter.captureSuccess({ request: { method: req.method ?? "POST", path: req.url ?? "/", headers: req.headers, body: raw }, route, response: { status: 200, body: text } });
 }
 
 function parseChat(raw: string): { session: string; message: string } {
@@ -143,8 +152,9 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(res: ServerResponse, status: number, body: unknown): string {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
   res.end(text);
+  return text;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { FailureEvent, type BlobRef, type ErrorInfo, type FailureEventInput } from "@moss/contracts";
+import { FailureEvent, SuccessEvent, type BlobRef, type ErrorInfo, type FailureEventInput } from "@moss/contracts";
 import { MossSdkError, SdkErrorCodes } from "./errors";
 
 /** Header values as Node's `IncomingHttpHeaders` has them, or plain strings. */
@@ -35,6 +35,18 @@ export interface CaptureInput {
    * 200-299) and checks of the JSON response (`{ path: "$.total", equals: 42 }`, `matches`, `exists`, `absent`).
    */
   expect?: { statusMin?: number; statusMax?: number; json?: Array<{ path: string; equals?: unknown; matches?: string; exists?: true; absent?: true }> };
+}
+
+/** A turn that went well, as `captureSuccess` takes it: what it was asked and what it answered. */
+export interface SuccessInput {
+  /** The HTTP request it served (an HTTP agent); or else `invocation`. */
+  request?: CapturedRequest;
+  invocation?: { args: readonly string[]; stdin?: string | Uint8Array };
+  /** Route / intent it served: the regression set spreads over routes, and the per-route cap counts by it. */
+  route?: string;
+  /** What it answered: the outcome a candidate must keep. */
+  response: { status: number; body?: string };
+  tags?: Record<string, string>;
 }
 
 /** Limits of the `moss.failure.v1` schema that captured data is cut to, so that a big body never loses the whole event. */
@@ -125,12 +137,11 @@ export interface EventContext {
   redactHeaders: ReadonlySet<string>;
 }
 
-/** Build and validate a failure event; throws `MOSS_E_INVALID_EVENT` with every problem listed. */
-export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventContext): FailureEvent {
+/** What a failure and a recorded success both carry: the turn's input, answer, logs, env, state and calls. */
+function turnFields(id: string, input: Omit<SuccessInput, "response"> & { response?: SuccessInput["response"] }, ctx: EventContext) {
   const req = input.request;
   const body = req ? bodyText(req.body) : undefined;
-  const candidate: FailureEventInput = {
-    schema: "moss.failure.v1",
+  return {
     id,
     agent: ctx.agent,
     version: ctx.version,
@@ -153,7 +164,6 @@ export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventCon
           },
         }
       : {}),
-    error: describeError(input.error),
     logs: ctx.logs.slice(-Limits.logLines),
     env: ctx.env,
     tags: input.tags ?? {},
@@ -161,18 +171,37 @@ export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventCon
     ...(input.response !== undefined
       ? { response: { status: input.response.status, ...(input.response.body !== undefined ? { body: cut(input.response.body, Limits.responseBody) } : {}) } }
       : {}),
-    ...(input.fingerprint !== undefined ? { fingerprint: cut(input.fingerprint, Limits.fingerprint) } : {}),
-    ...(input.expect !== undefined ? { expect: input.expect } : {}),
     ...(ctx.timeoutMs !== undefined ? { timeoutMs: ctx.timeoutMs } : {}),
     ...(ctx.snapshot !== undefined ? { snapshot: ctx.snapshot } : {}),
     ...(ctx.turn !== undefined ? { turn: ctx.turn } : {}),
     ...(ctx.cassette !== undefined ? { cassette: ctx.cassette } : {}),
+  };
+}
+
+/** Build and validate a failure event; throws `MOSS_E_INVALID_EVENT` with every problem listed. */
+export function buildFailureEvent(id: string, input: CaptureInput, ctx: EventContext): FailureEvent {
+  const candidate: FailureEventInput = {
+    schema: "moss.failure.v1",
+    ...turnFields(id, input, ctx),
+    error: describeError(input.error),
+    ...(input.fingerprint !== undefined ? { fingerprint: cut(input.fingerprint, Limits.fingerprint) } : {}),
+    ...(input.expect !== undefined ? { expect: input.expect } : {}),
     ...(ctx.afterSnapshot !== undefined ? { afterSnapshot: ctx.afterSnapshot } : {}),
   };
   const parsed = FailureEvent.safeParse(candidate);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(event)"}: ${i.message}`).join("; ");
     throw new MossSdkError(SdkErrorCodes.invalidEvent, `failure event ${id} does not match moss.failure.v1: ${problems}`, { cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+/** Build and validate a recorded success; throws `MOSS_E_INVALID_EVENT` with every problem listed. */
+export function buildSuccessEvent(id: string, input: SuccessInput, ctx: EventContext): SuccessEvent {
+  const parsed = SuccessEvent.safeParse({ schema: "moss.success.v1", ...turnFields(id, input, ctx) });
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(event)"}: ${i.message}`).join("; ");
+    throw new MossSdkError(SdkErrorCodes.invalidEvent, `recorded success ${id} does not match moss.success.v1: ${problems}`, { cause: parsed.error });
   }
   return parsed.data;
 }

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, nkeyAuthenticator, nkeys, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { AgentName, GitSha, agentIdentity, failureSubject, inboxPrefix, type FailureEvent } from "@moss/contracts";
+import { AgentName, GitSha, agentIdentity, failureSubject, inboxPrefix, successSubject, type FailureEvent } from "@moss/contracts";
 import { MossSdkError, SdkErrorCodes } from "./errors";
-import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, newFailureId, type CaptureInput, type SnapshotField } from "./event";
+import { DEFAULT_REDACTED_HEADERS, Limits, buildFailureEvent, buildSuccessEvent, newFailureId, type CaptureInput, type EventContext, type SnapshotField, type SuccessInput } from "./event";
 import { MAX_INLINE_SNAPSHOT_BYTES, MAX_UPLOADED_SNAPSHOT_BYTES, snapshotDirectory } from "./snapshot";
 import { SNAPSHOT_CONTENT_TYPE, type SnapshotUploader } from "./upload";
 import { Spool } from "./spool";
@@ -22,6 +22,8 @@ export const MAX_INLINE_CASSETTE_BYTES = 256 * 1024;
 export const REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE";
 /** Env var read for the NATS URL when `natsUrl` is not given. */
 export const NATS_URL_ENV = "MOSS_NATS_URL";
+/** Env var read for `sampleRate` when it is not given: the share of successful turns recorded, 0 to 1. */
+export const SAMPLE_RATE_ENV = "MOSS_SAMPLE_RATE";
 /** Env var read for the agent's NATS credential (its nkey seed) when `natsSeed` is not given; Moss sets it in live containers. */
 export const NATS_SEED_ENV = "MOSS_NATS_SEED";
 
@@ -75,9 +77,17 @@ export interface MossReporterOptions {
    * send them to Moss's replay proxy. Default true.
    */
   recordCalls?: boolean;
+  /**
+   * The share of successful turns `captureSuccess` records (0 to 1) for Moss's regression replay: each with its
+   * before-turn snapshot, its cassette and its answer, on `moss.success.<agent>`. Default: env `MOSS_SAMPLE_RATE`,
+   * else 0 (none).
+   */
+  sampleRate?: number;
+  /** Most successes recorded per route per minute, however many are sampled. Default 10. */
+  successesPerRoute?: number;
 }
 
-export type { CaptureInput } from "./event";
+export type { CaptureInput, SuccessInput } from "./event";
 
 export interface Reporter {
   /** Remember a log line (ring buffer of the last `logLines`), attached to the next failures. */
@@ -99,6 +109,13 @@ export interface Reporter {
    * Never rejects.
    */
   captureFailure(input: CaptureInput): Promise<string>;
+  /**
+   * A turn that went well, for regression replay: sampled (`sampleRate`, at most `successesPerRoute` a minute per
+   * route) and, inside `turn()`, sent with its before-turn snapshot and its cassette. Resolves with its id once sent,
+   * or undefined when it was not sampled or could not be recorded faithfully (then a warning says why). Never
+   * rejects; never spooled (a sample lost is only a sample); nothing in a trial.
+   */
+  captureSuccess(input: SuccessInput): Promise<string | undefined>;
   /** Wait for in-flight captures, try to send the spool once more, drain the connection. */
   close(): Promise<void>;
 }
@@ -144,6 +161,10 @@ class MossReporter implements Reporter {
   private closed = false;
   /** Something may wait in the spool (unknown at start, so true); saves a directory scan per failure. */
   private spoolMaybePending = true;
+  private readonly sampleRate: number;
+  private readonly successesPerRoute: number;
+  /** When each route's recent successes were recorded (the last minute's). */
+  private readonly recorded = new Map<string, number[]>();
 
   constructor(private readonly opts: MossReporterOptions) {
     const agent = AgentName.safeParse(opts.agent);
@@ -164,6 +185,15 @@ class MossReporter implements Reporter {
     this.agent = agent.data;
     this.version = version.data;
     this.env = opts.env ?? process.env;
+    const rate = opts.sampleRate ?? (this.env[SAMPLE_RATE_ENV] ? Number(this.env[SAMPLE_RATE_ENV]) : 0);
+    if (!(rate >= 0 && rate <= 1)) {
+      throw new MossSdkError(SdkErrorCodes.config, `createReporter: sampleRate (or ${SAMPLE_RATE_ENV}) must be a number from 0 to 1, got ${JSON.stringify(opts.sampleRate ?? this.env[SAMPLE_RATE_ENV])}`);
+    }
+    this.sampleRate = rate;
+    if (opts.successesPerRoute !== undefined && !(Number.isInteger(opts.successesPerRoute) && opts.successesPerRoute >= 0)) {
+      throw new MossSdkError(SdkErrorCodes.config, `createReporter: successesPerRoute must be a non-negative integer, got ${opts.successesPerRoute}`);
+    }
+    this.successesPerRoute = opts.successesPerRoute ?? 10;
     this.servers = (opts.natsUrl ?? this.env[NATS_URL_ENV] ?? DEFAULTS.natsUrl)
       .split(",")
       .map((s) => s.trim())
@@ -227,6 +257,71 @@ class MossReporter implements Reporter {
     return p.then(() => id);
   }
 
+  captureSuccess(input: SuccessInput): Promise<string | undefined> {
+    // A trial reports nothing but failures; a success is only a sample.
+    if (this.replayFile || this.closed || !this.sampled(input.route)) return Promise.resolve(undefined);
+    const id = newFailureId();
+    const logs = [...this.lines];
+    const p = this.recordSuccess(id, input, logs, currentTurn()).then(
+      (sent) => (sent ? id : undefined),
+      (err: unknown) => {
+        this.warn(`success ${id} could not be recorded: ${err instanceof Error ? err.message : String(err)}`);
+        return undefined;
+      },
+    );
+    this.track(p);
+    return p;
+  }
+
+  /** This success is recorded: drawn at `sampleRate`, and under its route's cap for the last minute. */
+  private sampled(route: string | undefined): boolean {
+    if (this.sampleRate <= 0 || Math.random() >= this.sampleRate) return false;
+    const now = Date.now();
+    const key = route ?? "";
+    const recent = (this.recorded.get(key) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= this.successesPerRoute) {
+      this.recorded.set(key, recent);
+      return false;
+    }
+    recent.push(now);
+    this.recorded.delete(key);
+    this.recorded.set(key, recent);
+    // Routes seen long ago go first: the map stays small however many routes an agent has.
+    for (const k of this.recorded.keys()) if (this.recorded.size > 1_000) this.recorded.delete(k);
+    return true;
+  }
+
+  /**
+   * Sends a recorded success; false (with a warning) when its replay could not be faithful: outside a turn with a
+   * state directory (its before-turn state is unknown), a before-snapshot or cassette that could not be kept, or an
+   * event over the server's max payload.
+   */
+  private async recordSuccess(id: string, input: SuccessInput, logs: string[], turn?: TurnState): Promise<boolean> {
+    const extra: Pick<FailureEvent, "turn" | "cassette"> & { snapshot?: SnapshotField } = {};
+    const skip = (why: string) => (this.warn(`success ${id} not recorded: ${why}`), false);
+    if (turn) {
+      await settle(turn);
+      extra.turn = { startedAt: turn.startedAt.toISOString(), seed: turn.seed };
+      if (turn.truncated) return skip("its turn made more outbound calls (or bigger bodies) than a cassette keeps");
+      const c = await this.cassette(id, turn);
+      if (turn.calls.length && !c.cassette) return skip("its cassette could not be kept");
+      Object.assign(extra, c);
+      if (this.stateDir !== undefined) {
+        const before = turn.before && (await this.snapshotField(id, turn.before));
+        if (!before) return skip(`the state of ${this.stateDir} before the turn could not be kept`);
+        extra.snapshot = before;
+      }
+    } else if (this.stateDir !== undefined) {
+      return skip("captureSuccess was called outside reporter.turn(), so the state it started from is unknown");
+    }
+    const event = buildSuccessEvent(id, input, { ...this.eventContext(logs), ...extra });
+    const line = JSON.stringify(event);
+    const max = await this.maxPayload();
+    if (Buffer.byteLength(line) > max) return skip(`it is ${Buffer.byteLength(line)} bytes, over the NATS server's max payload of ${max}; set uploadSnapshot so big evidence goes by reference`);
+    await this.publish(successSubject(this.agent), id, line);
+    return true;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.disarmRetry();
@@ -265,16 +360,7 @@ class MossReporter implements Reporter {
         if (after.snapshot && ("blob" in after.snapshot || turn.before.length + Buffer.byteLength(after.snapshot.inlineBase64, "base64") <= MAX_INLINE_SNAPSHOT_BYTES / 2)) extra.afterSnapshot = after.snapshot;
       }
     }
-    const event = buildFailureEvent(id, input, {
-      agent: this.agent,
-      version: this.version,
-      logs,
-      env: this.capturedEnv(),
-      redactHeaders: this.redact,
-      ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
-      ...(turn?.before ? {} : await this.snapshot(id)),
-      ...extra,
-    });
+    const event = buildFailureEvent(id, input, { ...this.eventContext(logs), ...(turn?.before ? {} : await this.snapshot(id)), ...extra });
     let line = JSON.stringify(event);
     if (this.replayFile) {
       await appendFile(this.replayFile, `${line}\n`);
@@ -288,7 +374,7 @@ class MossReporter implements Reporter {
       return;
     }
     try {
-      await this.publish(event.agent, event.id, line);
+      await this.publish(failureSubject(event.agent), event.id, line);
     } catch (err) {
       await this.spool.append([line]);
       this.spoolMaybePending = true;
@@ -325,6 +411,18 @@ class MossReporter implements Reporter {
     }
     if (Buffer.byteLength(line) > max) this.warn(`failure ${event.id} is ${Buffer.byteLength(line)} bytes, over the NATS server's max payload of ${max}, even without snapshots and cassette; it cannot be delivered (its request body is the rest)`);
     return line;
+  }
+
+  /** What every event of this reporter carries: who, which version, the logs, the allowed env, the budget. */
+  private eventContext(logs: string[]): EventContext {
+    return {
+      agent: this.agent,
+      version: this.version,
+      logs,
+      env: this.capturedEnv(),
+      redactHeaders: this.redact,
+      ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
+    };
   }
 
   private capturedEnv(): Record<string, string> {
@@ -434,9 +532,9 @@ class MossReporter implements Reporter {
     return attempt;
   }
 
-  private async publish(agent: string, id: string, payload: string): Promise<void> {
+  private async publish(subject: string, id: string, payload: string): Promise<void> {
     const { js } = await withTimeout(this.connectLink(), this.publishTimeoutMs, "connect");
-    await withTimeout(js.publish(failureSubject(agent), payload, { msgID: id, timeout: this.publishTimeoutMs }), this.publishTimeoutMs + 500, "publish");
+    await withTimeout(js.publish(subject, payload, { msgID: id, timeout: this.publishTimeoutMs }), this.publishTimeoutMs + 500, "publish");
   }
 
   private flushSpool(): Promise<void> {
@@ -448,7 +546,7 @@ class MossReporter implements Reporter {
         async (line) => {
           // A spool line is an event this SDK validated; its own agent decides the subject.
           const ev = JSON.parse(line) as Pick<FailureEvent, "id" | "agent">;
-          await this.publish(ev.agent, ev.id, line);
+          await this.publish(failureSubject(ev.agent), ev.id, line);
         },
         (why) => this.warn(why),
         )

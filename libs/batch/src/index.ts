@@ -4,3 +4,5 @@ export { BatchNotFoundError, BatchTransitionError, NoCandidateError } from "./er
 export { batchStore, breakerStore, candidateStore, deploymentStore, openStores } from "./stores";
 export type { BatchStore, BreakerStore, CandidateStore, CountedOutcome, DeploymentStore, Stores } from "./stores";
 export { resetBreaker } from "./reset";
+export { admit, caseOf, chooseCases, questionKey, regressionStore, routeOf } from "./regressions";
+export type { Admission, RegressionPolicy, RegressionStore } from "./regressions";

@@ -1,4 +1,4 @@
-import { AgentName, Expectation } from "@moss/contracts";
+import { AgentName, Expectation, JsonPath } from "@moss/contracts";
 import { z } from "zod";
 import { isCredentialVariable, isLoaderVariable } from "./env";
 import { FingerprintConfig } from "./fingerprint";
@@ -75,6 +75,23 @@ export const AgentConfig = z.object({
           .object({ command: z.array(z.string().min(1)).min(1), timeoutMs: z.number().int().min(100).max(300_000).default(10_000) })
           .optional(),
       }).prefault({}),
+    })
+    .prefault({}),
+  /**
+   * Its regression set: successful turns its SDK records (`sampleRate`), kept by the curator and replayed against
+   * every candidate; a candidate that changes one's outcome is rejected.
+   */
+  regressions: z
+    .object({
+      /** Most recorded successes kept (spread over routes, newest kept). Default 50. */
+      size: z.number().int().min(1).max(1_000).default(50),
+      /** How many of them every candidate replays (all pinned ones, then spread over routes, newest first). Default 20. */
+      replay: z.number().int().min(0).max(1_000).default(20),
+      /**
+       * The JSON paths of a response that are its meaning (`$.tool`, `$.answer`): a candidate must answer what the
+       * recorded success answered there. Its status class must always stay the same. Default: none (status class only).
+       */
+      paths: z.array(JsonPath).max(50).default([]),
     })
     .prefault({}),
 });

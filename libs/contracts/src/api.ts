@@ -3,7 +3,7 @@
  * operator API answers. Server and clients (the CLI) import these; nothing redefines them.
  */
 import { z } from "zod";
-import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, Invocation, PromotionOutcome, ReplayResult, StageRecord } from "./schemas";
+import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, Invocation, PromotionOutcome, RegressionResult, ReplayResult, StageRecord } from "./schemas";
 
 /** `POST /v1/flags`: an operator (or the agent itself) marks a turn as bad; it becomes a failure like any other. */
 export const Flag = z.object({
@@ -40,6 +40,8 @@ export const AttemptView = z.object({
   verdict: z.string().optional(),
   reason: z.string().optional(),
   replay: z.array(ReplayResult).optional(),
+  /** The recorded successes the candidate was replayed on, with what changed. */
+  regressions: z.array(RegressionResult).optional(),
   /** The attempt's stages (locate, plan, reviews, implement) with their verdicts. */
   stages: z.array(StageRecord.extend({ outputText: z.string().optional() })).optional(),
   codingAgent: z.string().optional(),

@@ -1,4 +1,4 @@
-import { Buckets, Consumers, failureSubject, Messages, Streams, type ConsumerDef, type MessageDef } from "./topology";
+import { Buckets, Consumers, failureSubject, Messages, Streams, successSubject, type ConsumerDef, type MessageDef } from "./topology";
 
 /**
  * Who may do what on the bus: the one table every NATS permission is derived from (libs/bus turns it into
@@ -33,10 +33,10 @@ export const ADMIN = "admin";
 
 export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   curator: {
-    // `failure`: the HTTP ingest publishes what agents without a NATS client report.
-    publishes: [Messages.failure, Messages.batchReady, Messages.batchVerdict, Messages.regression],
-    consumers: [Consumers.curator],
-    buckets: { [Buckets.curator]: "write", [Buckets.batches]: "write", [Buckets.fingerprints]: "read" },
+    // `failure`, `success`: the HTTP ingest publishes what agents without a NATS client report.
+    publishes: [Messages.failure, Messages.success, Messages.batchReady, Messages.batchVerdict, Messages.regression],
+    consumers: [Consumers.curator, Consumers.curatorSuccesses],
+    buckets: { [Buckets.curator]: "write", [Buckets.batches]: "write", [Buckets.fingerprints]: "read", [Buckets.regressions]: "write" },
   },
   rewriter: {
     publishes: [Messages.candidateReady, Messages.candidateFailed],
@@ -46,7 +46,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   replayer: {
     publishes: [Messages.replayTrial, Messages.replayCompleted],
     consumers: [Consumers.replayer, Consumers.replayerTrials],
-    buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write", [Buckets.regressions]: "read" },
   },
   promoter: {
     publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry],
@@ -62,8 +62,8 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
     publishes: [Messages.approval, Messages.breakerReset],
     consumers: [],
-    // A reset closes the breaker and releases the batches it held.
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read" },
+    // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write" },
   },
 });
 
@@ -80,9 +80,9 @@ export function agentIdentity(agent: string): string {
   return `agent.${agent}`;
 }
 
-/** An agent may publish its own failures, and nothing else. */
+/** An agent may publish its own failures and recorded successes, and nothing else. */
 export function agentGrant(agent: string): Grant {
-  return { publishes: [Messages.failure], publishSubjects: [failureSubject(agent)], consumers: [], buckets: {} };
+  return { publishes: [Messages.failure, Messages.success], publishSubjects: [failureSubject(agent), successSubject(agent)], consumers: [], buckets: {} };
 }
 
 /** The streams every identity may look up (their config, never their messages). */

@@ -52,14 +52,20 @@ export const ErrorInfo = z.object({
 });
 export type ErrorInfo = z.infer<typeof ErrorInfo>;
 
-/** What the replay must observe for the failure to count as fixed. Defaults: a non-5xx answer and no failure reported. */
+/** A path into a JSON value: `$` then `.key`, `[n]` or `["odd key"]` steps. */
+export const JsonPath = z
+  .string()
+  .min(1)
+  .max(500)
+  .regex(/^\$(\.[A-Za-z_$][\w$-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*$/, 'a JSON path: $ then .key, [n] or ["key"] steps');
+
 /**
  * One check of a JSON response: the value at `path` (`$.answer.total`, `$.items[0].id`, `$["odd key"]`) equals a JSON
  * value, matches a regular expression (strings; other values as their JSON text), exists, or is absent.
  */
 export const JsonAssertion = z
   .object({
-    path: z.string().min(1).max(500).regex(/^\$(\.[A-Za-z_$][\w$-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*$/, 'a JSON path: $ then .key, [n] or ["key"] steps'),
+    path: JsonPath,
     equals: z.unknown().optional(),
     matches: z
       .string()
@@ -117,8 +123,9 @@ export const RecordedCall = z.object({
 export type RecordedCall = z.infer<typeof RecordedCall>;
 
 /**
- * The outbound calls of one failing turn, in the order they were made. Stored with the failure (content-addressed in
- * the blob store); `failureId` ties it to its failure, so a cassette of another failure is refused at replay.
+ * The outbound calls of one turn, in the order they were made. Stored with the failure or recorded success
+ * (content-addressed in the blob store); `failureId` (the turn's id, a success's too) ties it to its turn, so a
+ * cassette of another turn is refused at replay.
  */
 export const Cassette = z.object({
   schema: z.literal("moss.cassette.v1").default("moss.cassette.v1"),
@@ -136,33 +143,9 @@ export const TurnInfo = z.object({
 });
 export type TurnInfo = z.infer<typeof TurnInfo>;
 
-/**
- * A failure event, published by an agent on `moss.failure.<agent>`.
- * JSON Schema: `npm run schemas` writes `libs/contracts/schemas/failure.v1.json`.
- */
-export const FailureEvent = z.object({
-  schema: z.literal("moss.failure.v1").default("moss.failure.v1"),
-  /** Unique per failure; also the JetStream dedup id. */
-  id: Id,
-  agent: AgentName,
-  /** Git commit of the agent's source that failed. */
-  version: GitSha,
-  occurredAt: z.string().datetime(),
-  /** Route / intent the agent was serving; part of the fingerprint. */
-  route: z.string().max(200).optional(),
-  /** The HTTP request that failed (an HTTP agent), or else `invocation` (a command agent): exactly one of the two. */
-  request: HttpRequest.optional(),
-  invocation: Invocation.optional(),
-  /** The answer the agent gave, if any: an HTTP status and body, or a command's exit code (`status`) and stdout. */
-  response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }).optional(),
-  error: ErrorInfo,
-  logs: z.array(z.string().max(4_000)).max(200).default([]),
-  /** Allow-listed environment the agent ran with; a replay takes only what `agents.<name>.replay.envAllow` names. */
-  env: z.record(z.string(), z.string()).default({}),
-  /** How long the request was allowed to take; replay timeout is 1.5x this. */
-  timeoutMs: z.number().int().positive().max(600_000).default(10_000),
-  /** State directory snapshot (tar), either by reference to the blob store or inline (base64, at most 1 MiB). */
-  snapshot: z
+/** A state directory snapshot (tar), by reference to the blob store or inline (base64, at most 1 MiB). */
+const SnapshotField = (name: string) =>
+  z
     .object({
       /**
        * The agent's state directory the tar was taken from (evidence only: a replay restores the snapshot into the
@@ -172,11 +155,33 @@ export const FailureEvent = z.object({
       blob: BlobRef.optional(),
       inlineBase64: z.string().max(1_400_000).optional(),
     })
-    .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), "snapshot needs exactly one of `blob` or `inlineBase64`")
-    .optional(),
+    .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), `${name} needs exactly one of \`blob\` or \`inlineBase64\``);
+
+/** What an agent records of one turn, failed or not: what it was asked, how it ran, the state it started from. */
+const TurnFields = {
+  /** Unique per turn; also the JetStream dedup id. */
+  id: Id,
+  agent: AgentName,
+  /** Git commit of the agent's source that ran the turn. */
+  version: GitSha,
+  occurredAt: z.string().datetime(),
+  /** Route / intent the agent was serving; part of a failure's fingerprint, and what a regression set spreads over. */
+  route: z.string().max(200).optional(),
+  /** The HTTP request (an HTTP agent), or else `invocation` (a command agent): exactly one of the two. */
+  request: HttpRequest.optional(),
+  invocation: Invocation.optional(),
+  /** The answer the agent gave, if any: an HTTP status and body, or a command's exit code (`status`) and stdout. */
+  response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }).optional(),
+  logs: z.array(z.string().max(4_000)).max(200).default([]),
+  /** Allow-listed environment the agent ran with; a replay takes only what `agents.<name>.replay.envAllow` names. */
+  env: z.record(z.string(), z.string()).default({}),
+  /** How long the request was allowed to take; replay timeout is 1.5x this. */
+  timeoutMs: z.number().int().positive().max(600_000).default(10_000),
+  /** State directory snapshot (tar), either by reference to the blob store or inline (base64, at most 1 MiB). */
+  snapshot: SnapshotField("snapshot").optional(),
   /**
    * The turn's outbound calls: by reference to the blob store, or inline (the curator moves an inline one to the blob
-   * store before the failure is batched). Absent: the turn made none the SDK could see, or was not recorded.
+   * store before the turn is batched or kept). Absent: the turn made none the SDK could see, or was not recorded.
    */
   cassette: z
     .object({ blob: BlobRef.optional(), inline: Cassette.optional() })
@@ -184,19 +189,29 @@ export const FailureEvent = z.object({
     .optional(),
   /** When the turn started and its seed (replays get them as MOSS_REPLAY_TIME and MOSS_REPLAY_SEED). */
   turn: TurnInfo.optional(),
-  /**
-   * With `turn`, `snapshot` is the state before the turn (what a replay starts from) and this one the state the
-   * failure left behind: evidence only, never restored.
-   */
-  afterSnapshot: z
-    .object({ path: z.string().startsWith("/"), blob: BlobRef.optional(), inlineBase64: z.string().max(1_400_000).optional() })
-    .refine((s) => Boolean(s.blob) !== Boolean(s.inlineBase64), "afterSnapshot needs exactly one of `blob` or `inlineBase64`")
-    .optional(),
-  expect: Expectation.optional(),
-  /** The agent's own fingerprint for this failure wins over Moss's. */
-  fingerprint: z.string().max(200).optional(),
   tags: z.record(z.string(), z.string()).default({}),
-}).refine((e) => Boolean(e.request) !== Boolean(e.invocation), { message: "a failure needs exactly one of `request` (an HTTP agent) or `invocation` (a command agent)", path: ["request"] });
+};
+const oneInput = (what: string) => ({ message: `${what} needs exactly one of \`request\` (an HTTP agent) or \`invocation\` (a command agent)`, path: ["request"] });
+
+/**
+ * A failure event, published by an agent on `moss.failure.<agent>`.
+ * JSON Schema: `npm run schemas` writes `libs/contracts/schemas/failure.v1.json`.
+ */
+export const FailureEvent = z
+  .object({
+    schema: z.literal("moss.failure.v1").default("moss.failure.v1"),
+    ...TurnFields,
+    error: ErrorInfo,
+    /**
+     * With `turn`, `snapshot` is the state before the turn (what a replay starts from) and this one the state the
+     * failure left behind: evidence only, never restored.
+     */
+    afterSnapshot: SnapshotField("afterSnapshot").optional(),
+    expect: Expectation.optional(),
+    /** The agent's own fingerprint for this failure wins over Moss's. */
+    fingerprint: z.string().max(200).optional(),
+  })
+  .refine((e) => Boolean(e.request) !== Boolean(e.invocation), oneInput("a failure"));
 export type FailureEvent = z.infer<typeof FailureEvent>;
 
 /** What a failure was asked, in one line: `POST /v1/chat` for an HTTP agent, `run summarize notes.txt` for a command. */
@@ -205,6 +220,52 @@ export function describeInput(ev: { request?: { method?: string; path: string };
   return `run ${(ev.invocation?.args ?? []).map((a) => (/^[\w./:=@,+-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`.trimEnd();
 }
 export type FailureEventInput = z.input<typeof FailureEvent>;
+
+/**
+ * A turn that went well, sampled by an agent's SDK (`sampleRate`, a cap per route) on `moss.success.<agent>`: its
+ * request, its answer, its before-turn state and its cassette. The curator keeps a bounded, diverse set of them per
+ * agent, and every candidate replays some: one that changes a recorded success's outcome is rejected.
+ */
+export const SuccessEvent = z
+  .object({
+    schema: z.literal("moss.success.v1").default("moss.success.v1"),
+    ...TurnFields,
+    /** What the turn answered: the outcome a candidate must keep. */
+    response: z.object({ status: z.number().int(), body: z.string().max(100_000).optional() }),
+  })
+  .refine((e) => Boolean(e.request) !== Boolean(e.invocation), oneInput("a success"));
+export type SuccessEvent = z.infer<typeof SuccessEvent>;
+export type SuccessEventInput = z.input<typeof SuccessEvent>;
+
+/**
+ * One recorded success in an agent's regression set: where its event is, what it was asked and answered, and whether
+ * an operator pinned it (a pinned case is never evicted and always replayed).
+ */
+export const RegressionCase = z.object({
+  id: Id,
+  /** The route / intent it served (the event's `route`, else its method and path, or its command's first argument). */
+  route: z.string().max(200),
+  /** What it was asked, in one line: `POST /v1/chat {"message":"what is 2 + 3"}` (the body cut short). */
+  input: z.string().max(300),
+  /** Identifies the same question asked again (route and request): a newer recording replaces the older one. */
+  key: z.string().max(64),
+  status: z.number().int(),
+  version: GitSha,
+  occurredAt: z.string().datetime(),
+  event: BlobRef,
+  pinned: z.object({ by: z.string().min(1).max(200), at: z.string().datetime() }).optional(),
+});
+export type RegressionCase = z.infer<typeof RegressionCase>;
+
+/** An agent's regression set, in the `moss_regressions` KV bucket (key: the agent); changed by compare-and-set only. */
+export const RegressionSet = z.object({
+  agent: AgentName,
+  cases: z.array(RegressionCase).max(1_000),
+  /** Recorded successes seen, kept or not. */
+  seen: z.number().int().nonnegative().default(0),
+  updatedAt: z.string().datetime(),
+});
+export type RegressionSet = z.infer<typeof RegressionSet>;
 
 /** A failure as a batch holds it: its id and where its full event is stored. */
 export const FailureRef = z.object({ id: Id, event: BlobRef });
@@ -264,18 +325,60 @@ export const ReplayResult = z.object({
 });
 export type ReplayResult = z.infer<typeof ReplayResult>;
 
+/** What a candidate changed of a recorded success's outcome: its status class, or its answer at a meaningful path. */
+export const RegressionChange = z.object({
+  /** `status` (class), `json` (the value at `path`), `answer` (none, or not JSON where JSON was recorded), `reported` (the agent reported a failure). */
+  check: z.enum(["status", "json", "answer", "reported"]),
+  path: z.string().optional(),
+  before: z.string(),
+  after: z.string(),
+});
+export type RegressionChange = z.infer<typeof RegressionChange>;
+
+/**
+ * A recorded success replayed against a candidate (`failureId` is the success's id): `pass` when its outcome is
+ * unchanged, `fail` with the changes when not; `diverged`, `timeout` and `error` as for failures.
+ */
+export const RegressionResult = ReplayResult.extend({
+  route: z.string(),
+  input: z.string(),
+  /** What the recorded turn answered. */
+  recorded: z.object({ status: z.number().int(), body: z.string().optional() }),
+  changes: z.array(RegressionChange).default([]),
+});
+export type RegressionResult = z.infer<typeof RegressionResult>;
+
+/** Recorded successes whose outcome the candidate changed (an `error` case says nothing about the candidate). */
+export function regressed(regressions: readonly RegressionResult[] | undefined): RegressionResult[] {
+  return (regressions ?? []).filter((r) => !r.passed && r.verdict !== "error");
+}
+
+/** A regression, in one line: `POST /v1/chat (calculator): $.tool "calculator" → "echo"`. */
+export function describeRegression(r: RegressionResult): string {
+  const what = r.changes.length
+    ? r.changes.map((c) => `${c.check === "json" ? c.path : c.check} ${c.before} → ${c.after}`).join(", ")
+    : r.reason;
+  return `${r.input} (${r.route}): ${what}`;
+}
+
 /**
  * A replay that did not pass, in one verdict: `replay-error` when a trial could not run at all (it says nothing about
  * the candidate; the reason says what to do), `replay-flaky` when some trials of a failure passed and some did not,
- * else `replay-failed`.
+ * `replay-regressed` when every failure passes but a recorded success changed, else `replay-failed`.
  */
-export function replayVerdict(msg: { results: readonly ReplayResult[] }): { verdict: string; reason: string } {
+export function replayVerdict(msg: { results: readonly ReplayResult[]; regressions?: readonly RegressionResult[] }): { verdict: string; reason: string } {
   const failed = msg.results.filter((r) => !r.passed);
   const error = failed.find((r) => r.verdict === "error");
   if (error) return { verdict: "replay-error", reason: `the replay could not run for ${failed.filter((r) => r.verdict === "error").length} of ${msg.results.length} failure(s): ${error.reason}` };
   const flaky = failed.filter((r) => r.verdict === "flaky");
   const first = failed[0];
-  if (!first) return { verdict: "replay-passed", reason: `all ${msg.results.length} failure(s) pass in replay` };
+  if (!first) {
+    const changed = regressed(msg.regressions);
+    if (changed.length) {
+      return { verdict: "replay-regressed", reason: `all ${msg.results.length} failure(s) pass, but the candidate changes ${changed.length} of ${msg.regressions!.length} recorded success(es): ${describeRegression(changed[0]!)}` };
+    }
+    return { verdict: "replay-passed", reason: `all ${msg.results.length} failure(s) pass in replay${msg.regressions?.length ? `, and ${msg.regressions.length} recorded success(es) are unchanged` : ""}` };
+  }
   if (flaky.length === failed.length) return { verdict: "replay-flaky", reason: `${flaky.length} of ${msg.results.length} failure(s) are flaky in replay (a fix must pass every trial): ${first.reason}` };
   return { verdict: "replay-failed", reason: `${failed.length} of ${msg.results.length} failure(s) still fail in replay: ${first.reason}` };
 }
@@ -288,6 +391,8 @@ export const AttemptEvidence = z.object({
   verdict: z.string(),
   reason: z.string(),
   results: z.array(ReplayResult).default([]),
+  /** The recorded successes it was replayed on, changed or not (absent: none were, or an older promoter wrote it). */
+  regressions: z.array(RegressionResult).optional(),
 });
 export type AttemptEvidence = z.infer<typeof AttemptEvidence>;
 
@@ -377,8 +482,11 @@ export const ReplayCompleted = z.object({
   commit: GitSha,
   image: z.string(),
   diff: BlobRef,
+  /** Every failure passes and no recorded success changed. */
   passed: z.boolean(),
   results: z.array(ReplayResult).min(1),
+  /** The agent's recorded successes replayed against the candidate (its regression set, or K of it). */
+  regressions: z.array(RegressionResult).default([]),
 });
 export type ReplayCompleted = z.infer<typeof ReplayCompleted>;
 
@@ -392,7 +500,10 @@ export const ReplayTrial = z.object({
   attempt: z.number().int().positive(),
   /** The `candidate.ready` message, as JSON in the blob store. */
   candidate: BlobRef,
+  /** The failure (or, for a `regression` trial, the recorded success) to replay. */
   failureId: Id,
+  /** A failure of the batch, or a recorded success of the agent's regression set (listed in the join record). */
+  kind: z.enum(["failure", "regression"]).default("failure"),
   /** Which trial of this failure (1-based), of how many. */
   trial: z.number().int().min(1),
   of: z.number().int().min(1).max(10),
@@ -405,6 +516,10 @@ export const ReplayJoin = z.object({
   attempt: z.number().int().positive(),
   expected: z.number().int().positive(),
   results: z.record(z.string(), ReplayResult),
+  /** The recorded successes this candidate is replayed on, chosen when its replay was queued. */
+  cases: z.array(RegressionCase).default([]),
+  /** Their results, by case id. */
+  regressions: z.record(z.string(), RegressionResult).default({}),
   /** Set by the replica whose result completed the join: it publishes `replay.completed`. */
   completedAt: z.string().optional(),
 });

@@ -13,6 +13,7 @@ import {
   Regression,
   ReplayCompleted,
   ReplayTrial,
+  SuccessEvent,
 } from "./schemas";
 
 /**
@@ -62,12 +63,18 @@ export const Streams = {
   DLQ: "MOSS_DLQ",
   /** The replayers' work queue: one message per trial, gone once a replica has done it. */
   TRIALS: "MOSS_TRIALS",
+  /** Successful turns the agents' SDKs sampled, for the curator's regression sets. */
+  SUCCESSES: "MOSS_SUCCESSES",
 } as const;
 export type StreamName = (typeof Streams)[keyof typeof Streams];
 
 /** The concrete subject a failure of `agent` is published on. */
 export function failureSubject(agent: string): string {
   return `moss.failure.${agent}`;
+}
+/** The concrete subject a recorded success of `agent` is published on. */
+export function successSubject(agent: string): string {
+  return `moss.success.${agent}`;
 }
 /** The concrete subject a dead letter from `stream`/`consumer` is published on. */
 export function deadLetterSubject(stream: string, consumer: string): string {
@@ -78,13 +85,15 @@ const attemptId = (m: { batchId: string; attempt: number }) => `candidate-${m.ba
 export const Messages = {
   /** `moss.failure.<agent>`; deduplicated by the failure's own id. */
   failure: def("failure.v1", "moss.failure.*", Streams.FAILURES, FailureEvent, (m) => m.id, (m) => failureSubject(m.agent)),
+  /** `moss.success.<agent>`: a sampled successful turn; deduplicated by its id. */
+  success: def("success.v1", "moss.success.*", Streams.SUCCESSES, SuccessEvent, (m) => m.id, (m) => successSubject(m.agent)),
   batchReady: def("batch.ready.v1", "moss.batch.ready.v1", Streams.PIPELINE, BatchReady, (m) => `batch-ready-${m.batchId}`),
   batchRetry: def("batch.retry.v1", "moss.batch.retry.v1", Streams.PIPELINE, BatchRetry, (m) => `batch-retry-${m.batchId}-${m.attempt}`),
   /** One id for both outcomes of an attempt (ready or failed): an attempt announces one of them, once. */
   candidateReady: def("candidate.ready.v1", "moss.candidate.ready.v1", Streams.PIPELINE, CandidateReady, (m) => attemptId(m)),
   candidateFailed: def("candidate.failed.v1", "moss.candidate.failed.v1", Streams.PIPELINE, CandidateFailed, (m) => attemptId(m)),
   /** One trial of one failure, for any replayer replica; once per candidate, failure and trial. */
-  replayTrial: def("replay.trial.v1", "moss.trial.replay.v1", Streams.TRIALS, ReplayTrial, (m) => `trial-${m.batchId}-${m.attempt}-${m.failureId}-${m.trial}`),
+  replayTrial: def("replay.trial.v1", "moss.trial.replay.v1", Streams.TRIALS, ReplayTrial, (m) => `${m.kind === "regression" ? "regression-trial" : "trial"}-${m.batchId}-${m.attempt}-${m.failureId}-${m.trial}`),
   replayCompleted: def("replay.completed.v1", "moss.replay.completed.v1", Streams.PIPELINE, ReplayCompleted, (m) => `replay-${m.batchId}-${m.attempt}`),
   batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict, (m) => `verdict-${m.batchId}-${m.attempt}-${m.verdict}`),
   approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval, (m) => `approval-${m.batchId}-${m.decision}`),
@@ -122,6 +131,8 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   },
   { name: Streams.DLQ, subjects: ["moss.dlq.>"], maxAgeMs: 30 * DAY, duplicateWindowMs: 10 * 60_000 },
   { name: Streams.TRIALS, subjects: ["moss.trial.>"], maxAgeMs: 1 * DAY, duplicateWindowMs: 10 * 60_000, retention: "workqueue" },
+  // A success matters only until the curator has kept it (or not) in the agent's regression set.
+  { name: Streams.SUCCESSES, subjects: ["moss.success.*"], maxAgeMs: 2 * DAY, duplicateWindowMs: 10 * 60_000 },
 ]);
 
 export interface ConsumerDef {
@@ -143,6 +154,8 @@ export const Consumers = {
   // Chunks take milliseconds and heartbeat while they run: a short ack wait lets a crashed curator's
   // in-flight failures come back in seconds, not half a minute.
   curator: consumer("curator", Streams.FAILURES, [Messages.failure], 5_000),
+  /** Recorded successes into the agents' regression sets. */
+  curatorSuccesses: consumer("curator-successes", Streams.SUCCESSES, [Messages.success]),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   /** Shared by every replayer replica: each takes as many trials as it runs at once. */
@@ -178,6 +191,8 @@ export const Buckets = {
   services: "moss_services",
   /** `<batch>.<attempt>` → ReplayJoin: a candidate's trial results as replicas finish them (CAS only). */
   replays: "moss_replays",
+  /** agent → RegressionSet: the recorded successes every candidate of the agent is replayed on (CAS only). */
+  regressions: "moss_regressions",
 } as const;
 
 /** Headers Moss sets on messages. */

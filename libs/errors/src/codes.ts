@@ -93,6 +93,7 @@ export const Codes = {
   UNAVAILABLE: code("MOSS_E_UNAVAILABLE", "@moss/curator", 503, true, "The event could not be stored in JetStream. Retry with the same id (it is deduplicated)."),
   INVALID_FAILURE: code("MOSS_E_INVALID_FAILURE", "@moss/curator", 400, false, "A posted failure event does not match failure.v1; the answer lists every problem."),
   INVALID_FLAG: code("MOSS_E_INVALID_FLAG", "@moss/curator", 400, false, "A posted flag does not match its schema; the answer lists every problem."),
+  INVALID_SUCCESS: code("MOSS_E_INVALID_SUCCESS", "@moss/curator", 400, false, "A posted recorded success does not match success.v1; the answer lists every problem."),
 
   // @moss/replayer
   UNREPLAYABLE: code("MOSS_E_UNREPLAYABLE", "@moss/replayer", 422, false, "A failure cannot be replayed as recorded (its stored event is invalid, or it has a state snapshot and agents.<name>.stateDir is not set). That failure's replay fails with the reason."),
@@ -114,6 +115,7 @@ export const Codes = {
   OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/gateway", 500, false, "gateway.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),
   NOT_AWAITING_APPROVAL: code("MOSS_E_NOT_AWAITING_APPROVAL", "@moss/gateway", 409, false, "Only a batch whose candidate passed replay (awaiting-approval) can be approved; the message says which state it is in."),
   NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/gateway", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
+  NO_REGRESSION_CASE: code("MOSS_E_NO_REGRESSION_CASE", "@moss/gateway", 404, false, "The agent's regression set has no case with this id: nothing was changed. List the set with `moss regressions AGENT`."),
 } as const satisfies Record<string, ErrorCode>;
 
 /** Every code, in registry order. */

@@ -1,5 +1,5 @@
 /** The auditor's read model: a batch's whole story, and the list of batches, from the audit log alone. */
-import { describeInput, replayVerdict, type AttemptView, type BatchReady, type BatchSummary, type BatchTimeline, type BatchVerdict, type BreakerReset, type CandidateFailed, type CandidateReady, type DeadLetter, type FailureEvent, type PromotionOutcome, type ReplayCompleted, type TimelineEntry } from "@moss/contracts";
+import { describeInput, regressed, replayVerdict, type AttemptView, type BatchReady, type BatchSummary, type BatchTimeline, type BatchVerdict, type BreakerReset, type CandidateFailed, type CandidateReady, type DeadLetter, type FailureEvent, type PromotionOutcome, type ReplayCompleted, type TimelineEntry } from "@moss/contracts";
 import type { AuditLog, AuditRecord } from "./audit-log";
 
 /**
@@ -55,9 +55,12 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
       case "replay.completed.v1": {
         const c = d as unknown as ReplayCompleted;
         const fixed = c.results.filter((x) => x.passed).length;
-        Object.assign(at(c.attempt), { replay: c.results, verdict: c.passed ? "replay-passed" : replayVerdict(c).verdict });
+        const regressions = c.regressions ?? [];
+        Object.assign(at(c.attempt), { replay: c.results, ...(regressions.length ? { regressions } : {}), verdict: c.passed ? "replay-passed" : replayVerdict(c).verdict });
         const named = c.results.filter((x) => x.verdict && x.verdict !== "pass" && x.verdict !== "fail").map((x) => `${x.failureId} ${x.verdict}${x.trials ? ` (${x.trials.passed} of ${x.trials.of} trials passed)` : ""}`);
-        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)${named.length ? `; ${named.join(", ")}` : ""}` });
+        const changed = regressed(regressions).length;
+        const kept = regressions.length ? `; ${changed ? `${changed} of ${regressions.length} recorded success(es) changed` : `${regressions.length} recorded success(es) unchanged`}` : "";
+        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)${kept}${named.length ? `; ${named.join(", ")}` : ""}` });
         break;
       }
       case "batch.verdict.v1": {

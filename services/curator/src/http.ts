@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import { FailureEvent, Flag, Messages, compiled, type Publish } from "@moss/contracts";
+import { FailureEvent, Flag, Messages, SuccessEvent, compiled, type Publish } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -33,7 +33,7 @@ export function flagToFailure(f: Flag, now = new Date()): FailureEvent {
 
 /**
  * HTTP ingest for agents with no NATS client: `POST /v1/failures` (a failure event, JSON Schema
- * `failure.v1.json`) and `POST /v1/flags`. 202 with the id once the event is in JetStream; 400 with every schema
+ * `failure.v1.json`), `POST /v1/successes` (a recorded success, `success.v1.json`) and `POST /v1/flags`. 202 with the id once the event is in JetStream; 400 with every schema
  * problem; 401 without the bearer token; 413 over the size limit.
  */
 export function buildApp(deps: IngestDeps): FastifyInstance {
@@ -59,6 +59,12 @@ export function buildApp(deps: IngestDeps): FastifyInstance {
     const parsed = compiled(FailureEvent).safeParse(req.body);
     if (!parsed.success) return replyError(reply, Codes.INVALID_FAILURE, "the failure event does not match failure.v1 (see libs/contracts/schemas/failure.v1.json)", { problems: problems(parsed.error) });
     await deps.publish(Messages.failure, parsed.data);
+    return reply.code(202).send({ id: parsed.data.id });
+  });
+  app.post("/v1/successes", async (req, reply) => {
+    const parsed = compiled(SuccessEvent).safeParse(req.body);
+    if (!parsed.success) return replyError(reply, Codes.INVALID_SUCCESS, "the recorded success does not match success.v1 (see libs/contracts/schemas/success.v1.json)", { problems: problems(parsed.error) });
+    await deps.publish(Messages.success, parsed.data);
     return reply.code(202).send({ id: parsed.data.id });
   });
   app.post("/v1/flags", async (req, reply) => {

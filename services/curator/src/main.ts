@@ -1,10 +1,12 @@
 // Curator: failure events in, batches out. Wiring only; the decisions live in handlers/, state/, outbox.ts and timer.ts.
-import { batchStore, breakerStore } from "@moss/batch";
+import { batchStore, breakerStore, regressionStore } from "@moss/batch";
 import { resolveAgent } from "@moss/config";
+import { route } from "@moss/bus";
 import { Buckets, Consumers, Messages, Streams } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { createFingerprinter } from "./fingerprint";
 import { ingestChunk } from "./handlers/failures";
+import { ingestSuccess } from "./handlers/successes";
 import { buildApp } from "./http";
 import type { CuratorDeps } from "./deps";
 import { tickAll } from "./timer";
@@ -32,6 +34,10 @@ await runService({
       publish: bus.publish,
     };
     const failures = await bus.consumeChunks(Consumers.curator, Messages.failure, (items) => ingestChunk(items, deps), { maxChunk: config.curator.maxChunk });
+    const regressions = regressionStore(await bus.kv(Buckets.regressions));
+    const successes = await bus.consume(Consumers.curatorSuccesses, [
+      route(Messages.success, (ev) => ingestSuccess(ev, { blob, regressions, log, policyFor: (agent) => config.agents[agent]?.regressions })),
+    ]);
 
     // Windows close, queues drain and the outbox empties on a timer, from every replica (CAS makes that safe).
     let ticking = false;
@@ -57,6 +63,6 @@ await runService({
           port: config.curator.http.port,
         }
       : undefined;
-    return { consumers: [failures], http, onStop: async () => clearInterval(timer) };
+    return { consumers: [failures, successes], http, onStop: async () => clearInterval(timer) };
   },
 });

@@ -1,4 +1,4 @@
-import { breakerKey, canMove, parseBreakerKey, resetBreaker, type Stores } from "@moss/batch";
+import { breakerKey, canMove, parseBreakerKey, resetBreaker, type RegressionStore, type Stores } from "@moss/batch";
 import { Messages, type Publish } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
@@ -13,12 +13,15 @@ export interface GatewayHttpDeps {
   publish: Publish;
   /** The operators file, read at every request: a token added or revoked counts at once. */
   operatorsFile: string;
+  /** The agents' regression sets, whose cases an operator pins and drops. */
+  regressions?: Pick<RegressionStore, "pin" | "drop">;
   /** Where refusals and decisions are said (who, what, from where). */
   log?: Logger;
 }
 
 const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
 const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
+const Pin = z.object({ unpin: z.boolean().optional() }).strict();
 
 /**
  * The operator API: the one way to approve, reject or reset. Every request carries an operator's bearer token; the
@@ -99,5 +102,20 @@ export function buildApp(deps: GatewayHttpDeps): FastifyInstance {
     await deps.publish(Messages.breakerReset, done);
     return done;
   });
+  // Pin (never evicted, replayed by every candidate), unpin, or drop a recorded success of an agent's regression set.
+  for (const action of ["pin", "drop"] as const) {
+    app.post<{ Params: { agent: string; id: string } }>(`/v1/agents/:agent/regressions/:id/${action}`, async (req, reply) => {
+      const b = body(Pin, req);
+      if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `${action} ${req.params.id}: ${b.message}`);
+      if (!deps.regressions) return replyError(reply, Codes.INTERNAL, "this gateway has no regression store");
+      const { agent, id } = req.params;
+      const unpin = action === "pin" && b.value.unpin === true;
+      const c = action === "drop" ? await deps.regressions.drop(agent, id) : await deps.regressions.pin(agent, id, unpin ? undefined : who(req));
+      if (!c) return replyError(reply, Codes.NO_REGRESSION_CASE, `agent ${agent}'s regression set has no case ${id}; list it with \`moss regressions ${agent}\``);
+      const did = action === "drop" ? "dropped" : unpin ? "unpinned" : "pinned";
+      deps.log?.info(`regression case ${did}`, { agent, case: id, by: who(req), from: req.ip });
+      return { agent, id, action: did, by: who(req), case: c };
+    });
+  }
   return app;
 }

@@ -1,5 +1,6 @@
 // Gateway: the operator API (approve, reject, reset), the only identity on the bus that may publish them. Wiring only.
-import { openStores } from "@moss/batch";
+import { openStores, regressionStore } from "@moss/batch";
+import { Buckets } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { buildApp } from "./http";
 import { readOperators } from "./operators";
@@ -14,7 +15,7 @@ await runService({
     const stores = await openStores(bus);
     return {
       consumers: [],
-      http: { app: buildApp({ stores, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.gateway.host, port: config.gateway.port },
+      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.gateway.host, port: config.gateway.port },
     };
   },
 });

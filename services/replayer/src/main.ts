@@ -1,5 +1,5 @@
 // Replayer: candidate → every failure of its batch replayed in an ephemeral, isolated container. Wiring only.
-import { batchStore } from "@moss/batch";
+import { batchStore, regressionStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
@@ -29,6 +29,7 @@ await runService({
       runtime,
       batches: batchStore(await bus.kv(Buckets.batches)),
       replays: await bus.kv(Buckets.replays),
+      regressions: regressionStore(await bus.kv(Buckets.regressions)),
       publish: bus.publish,
       log,
     };

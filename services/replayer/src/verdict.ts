@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import type { AgentConfig } from "@moss/config";
-import type { FailedCheck, FailureEvent, JsonAssertion, ReplayResult, ReplayVerdict } from "@moss/contracts";
+import type { FailedCheck, FailureEvent, JsonAssertion, RegressionChange, ReplayResult, ReplayVerdict } from "@moss/contracts";
 import type { TrialResult } from "@moss/runtime";
 
 /** An expectation with every fallback applied: failure → agent config → default. */
@@ -222,4 +222,59 @@ export function combineTrials(runs: readonly ReplayResult[]): ReplayResult {
   const bad = runs.find((r) => !r.passed)!;
   if (passed === 0) return { ...bad, trials, reason: `${runs.length} of ${runs.length} trials failed; ${bad.reason}` };
   return { ...bad, passed: false, verdict: "flaky", trials, reason: `flaky: ${passed} of ${runs.length} trials passed; a failing one: ${bad.reason}` };
+}
+
+/** A recorded success's replay against a candidate: unchanged, or what changed, before → after. */
+export interface Comparison extends Verdict {
+  changes: RegressionChange[];
+}
+
+/**
+ * Whether a candidate keeps a recorded success's outcome: the same status class (an HTTP agent: 2xx stays 2xx; a
+ * command: exit 0 stays 0), the same JSON at each of the config's meaningful `paths` (present or absent alike), and no
+ * failure reported. A trial that diverged from the recorded calls cannot be compared: that is a `diverged` verdict,
+ * never a pass; one that could not start is an `error` (it says nothing about the candidate).
+ */
+export function compareOutcome(recorded: { status: number; body?: string | undefined }, trial: JudgedTrial, timeoutMs: number, paths: readonly string[], command: boolean): Comparison {
+  const changed = (verdict: ReplayVerdict, reason: string, changes: RegressionChange[]): Comparison => {
+    const c = changes[0]!;
+    return { verdict, passed: false, reason, changes, failed: { check: c.check, ...(c.path ? { path: c.path } : {}), expected: c.before, actual: c.after } };
+  };
+  if (trial.diverged) {
+    return { ...fail("diverged", `diverged: the candidate made a call the recorded success did not (${trial.diverged}), so its outcome cannot be shown unchanged`, { check: "diverged", expected: "only the calls the recorded success made", actual: trial.diverged }), changes: [] };
+  }
+  if (trial.notStarted) return { ...fail("error", `the trial could not start the agent: ${trial.notStarted}`, { check: "trial", expected: "the agent to start", actual: trial.notStarted }), changes: [] };
+  const before = String(recorded.status);
+  if (trial.timedOut) return changed("timeout", `no answer within ${timeoutMs} ms; it answered ${before} when recorded`, [{ check: "answer", before, after: "no answer in time" }]);
+  const answer = command ? (trial.exitCode === undefined ? undefined : { status: trial.exitCode, body: trial.stdout ?? "" }) : trial.response;
+  if (!answer) return changed("fail", `no answer (${trial.error ?? "the agent did not respond"}); it answered ${before} when recorded`, [{ check: "answer", before, after: `none: ${trial.error ?? "no response"}` }]);
+  const cls = (s: number) => (command ? (s === 0 ? "exit 0" : "a non-zero exit") : `${Math.floor(s / 100)}xx`);
+  const changes: RegressionChange[] = [];
+  if (cls(answer.status) !== cls(recorded.status)) changes.push({ check: "status", before, after: String(answer.status) });
+  if (paths.length && recorded.body !== undefined) {
+    const was = parseJson(recorded.body);
+    if (was.ok) {
+      const now = parseJson(answer.body);
+      if (!now.ok) changes.push({ check: "answer", before: "a JSON answer", after: `not JSON: ${show(answer.body.slice(0, 200))}` });
+      else {
+        for (const p of paths) {
+          const a = jsonPath(was.value, p);
+          const b = jsonPath(now.value, p);
+          if (a.found !== b.found || (a.found && !jsonEqual(a.value, b.value))) changes.push({ check: "json", path: p, before: show(a.value), after: show(b.value) });
+        }
+      }
+    }
+  }
+  if (trial.reportedFailures.length) changes.push({ check: "reported", before: "no failure reported", after: firstReported(trial.reportedFailures) });
+  const said = command ? `exited ${answer.status}` : `answered ${answer.status}`;
+  if (changes.length) return changed("fail", `changed: ${changes.map((c) => `${c.check === "json" ? c.path : c.check} ${c.before} → ${c.after}`).join(", ")}`, changes);
+  return { verdict: "pass", passed: true, reason: `unchanged: ${said}${paths.length ? `, the same at ${paths.join(", ")}` : ""} (recorded ${before})`, changes: [] };
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false };
+  }
 }

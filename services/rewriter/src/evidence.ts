@@ -1,7 +1,7 @@
 /** The evidence file a coding agent receives for an attempt, and the attempt's base prompt. */
 import type { BlobStore } from "@moss/blob";
 import type { CandidateStore } from "@moss/batch";
-import { describeInput, FailureEvent, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type RejectedCandidate } from "@moss/contracts";
+import { describeInput, describeRegression, FailureEvent, regressed, type AttemptEvidence, type BatchReady, type BatchRetry, type BlobRef, type RejectedCandidate } from "@moss/contracts";
 import type { Logger } from "@moss/telemetry";
 
 /** The evidence file handed to the coding agent. */
@@ -64,7 +64,8 @@ function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previ
     "The full evidence (requests, errors, stacks, logs, env) is in the JSON file next to this prompt.",
     "Change the source in the current directory so that every one of these requests succeeds.",
     "Fix the root cause; do not hide the error, do not edit tests or replay fixtures.",
-    "Every failing request will be replayed against your change in a fresh container before anything ships.",
+    "Every failing request will be replayed against your change in a fresh container before anything ships,",
+    "and so will recorded requests that work today: your change must keep their answers.",
   ];
   for (const p of previous) {
     lines.push("", `## Attempt ${p.attempt} did not work (${p.verdict}): ${p.reason}`);
@@ -72,6 +73,8 @@ function promptFor(msg: BatchReady | BatchRetry, failures: FailureEvent[], previ
       const check = r.failed && r.failed.check !== "trial" ? ` [${r.failed.check}${r.failed.path ? ` ${r.failed.path}` : ""}: expected ${r.failed.expected}, got ${r.failed.actual}]` : "";
       lines.push(`- failure ${r.failureId}${r.verdict ? ` (${r.verdict})` : ""}: ${r.reason}${check}`);
     }
+    // What it broke: recorded successes whose outcome it changed, before → after; the next attempt must keep them.
+    for (const r of regressed(p.regressions)) lines.push(`- it broke a request that used to work: ${describeRegression(r)} (was: ${r.recorded.status} ${(r.recorded.body ?? "").slice(0, 200)})`);
   }
   if (rejected.length) {
     lines.push("", "## Fixes of this root cause tried before and not promoted");

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { CurationPolicy } from "@moss/config";
-import { describeInput, type BatchState, type BlobRef, type FailureEvent } from "@moss/contracts";
+import { describeInput, type BatchState, type BlobRef, type FailureEvent, type SuccessEvent } from "@moss/contracts";
 import type { Fingerprint } from "../fingerprint";
 import { isFinal } from "@moss/batch";
 import { addSeq, hasSeq } from "@moss/bus";
@@ -28,8 +28,8 @@ export interface PreparedFailure {
   stored(): StoredFailure;
 }
 
-export interface StoredFailure {
-  event: FailureEvent;
+export interface StoredFailure<E extends FailureEvent | SuccessEvent = FailureEvent> {
+  event: E;
   eventJson: string;
   eventRef: BlobRef;
   /** The parts that were inline in the event (snapshots, cassette), each to be stored as a blob of its own. */
@@ -222,8 +222,8 @@ export function requestSig(ev: FailureEvent): string {
 }
 
 /** The event as the blob store keeps it: inline snapshots and an inline cassette become blobs of their own. */
-export function storeForm(ev: FailureEvent): StoredFailure {
-  let event = ev;
+export function storeForm<E extends FailureEvent | SuccessEvent>(ev: E): StoredFailure<E> {
+  let event: E = ev;
   const blobs: StoredFailure["blobs"] = [];
   const blobOf = (bytes: Buffer, contentType: string): BlobRef => {
     const ref: BlobRef = { sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length, contentType };
@@ -231,7 +231,7 @@ export function storeForm(ev: FailureEvent): StoredFailure {
     return ref;
   };
   if (ev.snapshot?.inlineBase64) event = { ...event, snapshot: { path: ev.snapshot.path, blob: blobOf(Buffer.from(ev.snapshot.inlineBase64, "base64"), "application/x-tar") } };
-  if (ev.afterSnapshot?.inlineBase64) event = { ...event, afterSnapshot: { path: ev.afterSnapshot.path, blob: blobOf(Buffer.from(ev.afterSnapshot.inlineBase64, "base64"), "application/x-tar") } };
+  if ("afterSnapshot" in ev && ev.afterSnapshot?.inlineBase64) event = { ...event, afterSnapshot: { path: ev.afterSnapshot.path, blob: blobOf(Buffer.from(ev.afterSnapshot.inlineBase64, "base64"), "application/x-tar") } };
   if (ev.cassette?.inline) event = { ...event, cassette: { blob: blobOf(Buffer.from(JSON.stringify(ev.cassette.inline)), "application/json") } };
   const eventJson = JSON.stringify(event);
   const buf = Buffer.from(eventJson);

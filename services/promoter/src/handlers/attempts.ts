@@ -6,7 +6,7 @@
  * breaker, in the same step as the decision that depends on the count.
  */
 import { branchName, isFinal } from "@moss/batch";
-import { Messages, replayVerdict, type AttemptEvidence, type BatchRecord, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
+import { Messages, regressed, replayVerdict, type AttemptEvidence, type BatchRecord, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { PromoterDeps } from "../deps";
 import { promote } from "../promotion/promote";
 
@@ -75,7 +75,7 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: PromoterDeps
   }
   if (!msg.passed) {
     const { verdict, reason } = replayVerdict(msg);
-    return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict, reason, results: msg.results }, deps);
+    return iterate(msg, { attempt: msg.attempt, commit: msg.commit, diff: msg.diff, verdict, reason, results: msg.results, regressions: msg.regressions }, deps);
   }
   const candidate = { attempt: built.attempt, commit: built.commit, image: built.image, imageId: built.imageId, diff: built.diff };
   // Only signed commits that verify against the allowed signers may ever ship: every one from the base to the candidate.
@@ -149,8 +149,9 @@ async function iterate(msg: AttemptResult, evidence: AttemptEvidence, deps: Prom
 }
 
 /**
- * Plateau guard: an attempt whose replay fixes no more failures than the attempt before it (the last one that got
- * as far as replay) ends the batch; iterating further would only spend more on the same place.
+ * Plateau guard: an attempt whose replay is no better than the attempt before it (the last one that got as far as
+ * replay) ends the batch; iterating further would only spend more on the same place. Better: more failures fixed, or
+ * as many with fewer recorded successes changed.
  */
 export function plateauOf(msg: AttemptResult, evidence: AttemptEvidence): string | undefined {
   if (!evidence.results.length) return undefined;
@@ -160,7 +161,10 @@ export function plateauOf(msg: AttemptResult, evidence: AttemptEvidence): string
   const now = fixed(evidence.results);
   const then = fixed(before.results);
   if (now > then) return undefined;
-  return `plateau: attempt ${msg.attempt} fixed ${now} of ${evidence.results.length} failure(s), no better than attempt ${before.attempt} (${then}); stopping`;
+  const broke = (e: Pick<AttemptEvidence, "regressions">) => regressed(e.regressions).length;
+  if (now === then && broke(evidence) < broke(before)) return undefined;
+  const changes = broke(evidence) ? ` and changed ${broke(evidence)} recorded success(es)` : "";
+  return `plateau: attempt ${msg.attempt} fixed ${now} of ${evidence.results.length} failure(s)${changes}, no better than attempt ${before.attempt} (${then}${broke(before) ? `, ${broke(before)} changed` : ""}); stopping`;
 }
 
 /** Keeps a candidate that was not promoted (its branch stays in the agent repo) where later batches can learn from it. */

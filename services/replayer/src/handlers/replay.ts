@@ -1,20 +1,20 @@
 /** The replayer's message handler: every failure of a candidate's batch, replayed in its own ephemeral trial. */
-import type { BatchStore } from "@moss/batch";
+import { chooseCases, type BatchStore, type RegressionStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
 import { kvGet, kvUpdate, type HandlerContext, type KV } from "@moss/bus";
-import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, ReplayJoin, type BlobRef, type Publish, type ReplayResult, type ReplayTrial } from "@moss/contracts";
+import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, ReplayJoin, SuccessEvent, type BlobRef, type Publish, type RegressionCase, type RegressionResult, type ReplayResult, type ReplayTrial } from "@moss/contracts";
 import { Codes, errorCode, isTerminal } from "@moss/errors";
-import type { Runtime } from "@moss/runtime";
+import type { Runtime, TrialResult } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import { UnreplayableError } from "../errors";
-import { combineTrials, judge, resolveExpectation, type Grade } from "../verdict";
+import { combineTrials, compareOutcome, judge, resolveExpectation, type Grade, type Verdict } from "../verdict";
 
 /** What the replayer runs trials with: the runtime's trial. */
 export type TrialPort = Pick<Runtime, "runTrial">;
 
 /** What the replayer needs of an agent: the port it listens on, its env, its state directory, and how it is replayed. */
-export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay">;
+export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay"> & Partial<Pick<AgentConfig, "regressions">>;
 
 export interface ReplayerDeps {
   /** The agent's trial settings; throws UnknownAgentError for an agent the config does not name. */
@@ -24,6 +24,8 @@ export interface ReplayerDeps {
   batches: BatchStore;
   /** The join records of candidates being replayed (bucket `moss_replays`). */
   replays: KV;
+  /** The agents' regression sets (bucket `moss_regressions`): recorded successes every candidate also replays. */
+  regressions?: Pick<RegressionStore, "get">;
   publish: Publish;
   log: Logger;
   /** Runs a grader command (default: as a process); tests pass their own. */
@@ -34,27 +36,30 @@ export interface ReplayerDeps {
 export const REPLAY_TIMEOUT_FACTOR = 1.5;
 
 /**
- * A candidate to replay: one message per trial of each of its failures on the replayers' work queue (any replica takes
- * each), and the join record their results gather in. The replica whose result completes the join publishes
- * `replay.completed`.
+ * A candidate to replay: one message per trial of each of its failures, and one per recorded success chosen from the
+ * agent's regression set, on the replayers' work queue (any replica takes each), and the join record their results
+ * gather in. The replica whose result completes the join publishes `replay.completed`.
  */
 export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
   // The last delivery (or an error no retry can fix) ends the attempt with an `error` verdict rather than a dead
   // letter: a batch never waits in `replaying` for a replay that will not come.
   const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayer.maxDeliver;
   try {
-    deps.agent(msg.agent);
+    const agent = deps.agent(msg.agent);
     await deps.batches.transition(msg.batchId, "replaying");
     const candidate = await deps.blob.put(JSON.stringify(msg), { contentType: "application/json" });
-    await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => cur ?? emptyJoin(msg), Buckets.replays);
+    // Which recorded successes this candidate must keep is decided once, here: a redelivery reuses the join's choice.
+    const set = agent.regressions && agent.regressions.replay > 0 ? await deps.regressions?.get(msg.agent) : undefined;
+    const chosen = set ? chooseCases(set.cases, agent.regressions!.replay) : [];
+    const join = (await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => cur ?? emptyJoin(msg, chosen), Buckets.replays))!.value;
     // Each failure is replayed trialsPerFailure times (the depth tier's flakiness guard): all must pass.
     const trials = msg.failures.flatMap((ref) => Array.from({ length: msg.trialsPerFailure }, (_, i) => ({ ref, trial: i + 1 })));
-    await Promise.all(
-      trials.map(({ ref, trial }) =>
-        deps.publish(Messages.replayTrial, { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, candidate, failureId: ref.id, trial, of: msg.trialsPerFailure }),
-      ),
-    );
-    deps.log.info("replay queued", { batch: msg.batchId, attempt: msg.attempt, failures: msg.failures.length, trials: trials.length });
+    const base = { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, candidate };
+    await Promise.all([
+      ...trials.map(({ ref, trial }) => deps.publish(Messages.replayTrial, { ...base, failureId: ref.id, trial, of: msg.trialsPerFailure })),
+      ...join.cases.map((c) => deps.publish(Messages.replayTrial, { ...base, kind: "regression", failureId: c.id, trial: 1, of: 1 })),
+    ]);
+    deps.log.info("replay queued", { batch: msg.batchId, attempt: msg.attempt, failures: msg.failures.length, trials: trials.length, regressions: join.cases.length });
   } catch (err) {
     if (!isTerminal(err) && !lastDelivery) throw err;
     const why = `the replay could not complete: ${(err as Error).message}`;
@@ -71,6 +76,7 @@ export async function replay(msg: CandidateReady, deps: ReplayerDeps, ctx?: Pick
 export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
   const lastDelivery = (ctx?.deliveryCount ?? 1) >= Consumers.replayerTrials.maxDeliver;
   const msg = await candidateOf(m.candidate, deps);
+  if (m.kind === "regression") return regressionTrial(m, msg, deps, lastDelivery);
   const key = joinKey(m);
   const slot = resultKey(m.failureId, m.trial);
   // A redelivery of a trial whose result is already joined runs nothing again.
@@ -90,32 +96,60 @@ export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick
     }
   }
   const trialResult = result;
-  const joined = await kvUpdate(
-    deps.replays,
-    key,
-    ReplayJoin,
-    (cur) => {
-      const base = cur ?? emptyJoin(msg);
-      return base.results[slot] ? base : { ...base, results: { ...base.results, [slot]: trialResult } };
-    },
-    Buckets.replays,
-    100,
-  );
-  const join = joined!.value;
-  if (Object.keys(join.results).length < join.expected) return;
-  // Complete: whoever sees it so publishes; the message's dedup id makes a second publish (a redelivery, a race) one.
+  await addToJoin(msg, deps, (j) => (j.results[slot] ? j : { ...j, results: { ...j.results, [slot]: trialResult } }));
+}
+
+/**
+ * One recorded success replayed against the candidate: its outcome (status class, the config's meaningful JSON paths)
+ * compared with what it answered when recorded; joined under its case id.
+ */
+async function regressionTrial(m: ReplayTrial, msg: CandidateReady, deps: ReplayerDeps, lastDelivery: boolean): Promise<void> {
+  const key = joinKey(m);
+  const join = (await kvGet(deps.replays, key, ReplayJoin))?.value;
+  const c = join?.cases.find((x) => x.id === m.failureId);
+  let result = join?.regressions[m.failureId];
+  if (!result) {
+    try {
+      if (!c) throw new UnreplayableError(`recorded success ${m.failureId} is not one this candidate was to be replayed on`);
+      result = await replayCase(c, msg, deps.agent(msg.agent), deps);
+    } catch (err) {
+      if (!isTerminal(err) && !lastDelivery) throw err;
+      deps.log.warn("a recorded success could not be replayed", { batch: m.batchId, case: m.failureId, err: (err as Error).message });
+      const why = `could not be replayed: ${withRemedy(err)}`;
+      result = { ...errorResult(m.failureId, why), route: c?.route ?? "?", input: c?.input ?? "?", recorded: { status: c?.status ?? 0 }, changes: [] };
+    }
+  }
+  const done = result;
+  await addToJoin(msg, deps, (j) => (j.regressions[m.failureId] ? j : { ...j, regressions: { ...j.regressions, [m.failureId]: done } }));
+}
+
+/** A trial's result into the candidate's join record (a slot already filled stays as it is); the replay is published once complete. */
+async function addToJoin(msg: CandidateReady, deps: ReplayerDeps, add: (join: ReplayJoin) => ReplayJoin): Promise<void> {
+  const joined = await kvUpdate(deps.replays, joinKey(msg), ReplayJoin, (cur) => add(cur ?? emptyJoin(msg)), Buckets.replays, 100);
+  await completeIfJoined(joined!.value, msg, deps);
+}
+
+/** Once every trial's result is in: the candidate's replay, published (whoever sees it complete; the dedup id makes a second publish one). */
+async function completeIfJoined(join: ReplayJoin, msg: CandidateReady, deps: ReplayerDeps): Promise<void> {
+  if (Object.keys(join.results).length + Object.keys(join.regressions).length < join.expected) return;
   const results = msg.failures.map((ref) =>
     combineTrials(
       Array.from({ length: msg.trialsPerFailure }, (_, i) => join.results[resultKey(ref.id, i + 1)]).filter((r): r is ReplayResult => r !== undefined),
     ),
   );
-  await publishCompleted(msg, results, deps);
-  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed: results.every((r) => r.passed), fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(",") });
+  const regressions = join.cases.map((c) => join.regressions[c.id]).filter((r): r is RegressionResult => r !== undefined);
+  await publishCompleted(msg, results, deps, regressions);
+  const changed = regressions.filter((r) => !r.passed && r.verdict !== "error").length;
+  deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed: results.every((r) => r.passed) && !changed, fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(","), regressions: regressions.length, changed });
 }
 
-/** The candidate's replay, one result per failure: passed when every one passed. */
-function publishCompleted(msg: CandidateReady, results: ReplayResult[], deps: Pick<ReplayerDeps, "publish">): Promise<unknown> {
-  return deps.publish(Messages.replayCompleted, { ...msg, passed: results.every((r) => r.passed), results });
+/**
+ * The candidate's replay, one result per failure and one per recorded success: passed when every failure passed and
+ * no recorded success changed (one that could not be replayed says nothing about the candidate and does not count).
+ */
+function publishCompleted(msg: CandidateReady, results: ReplayResult[], deps: Pick<ReplayerDeps, "publish">, regressions: RegressionResult[] = []): Promise<unknown> {
+  const kept = regressions.every((r) => r.passed || r.verdict === "error");
+  return deps.publish(Messages.replayCompleted, { ...msg, passed: results.every((r) => r.passed) && kept, results, regressions });
 }
 
 /** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
@@ -128,7 +162,14 @@ const joinKey = (m: { batchId: string; attempt: number }) => `${m.batchId}.${m.a
 /** Where a trial's result sits in the join record. */
 const resultKey = (failureId: string, trial: number) => `${failureId}.${trial}`;
 /** A candidate's join record before any trial came back. */
-const emptyJoin = (msg: CandidateReady): ReplayJoin => ({ batchId: msg.batchId, attempt: msg.attempt, expected: msg.failures.length * msg.trialsPerFailure, results: {} });
+const emptyJoin = (msg: CandidateReady, cases: RegressionCase[] = []): ReplayJoin => ({
+  batchId: msg.batchId,
+  attempt: msg.attempt,
+  expected: msg.failures.length * msg.trialsPerFailure + cases.length,
+  results: {},
+  cases,
+  regressions: {},
+});
 
 /** Candidates by blob, as trials read them: a replica runs many trials of one candidate. */
 const candidates = new Map<string, Promise<CandidateReady>>();
@@ -166,9 +207,62 @@ export function replayEnv(agent: ReplayAgent, name: string, recorded: Record<str
 }
 
 async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
-  const parsed = FailureEvent.safeParse(JSON.parse((await deps.blob.get(eventRef.sha256)).toString("utf8")));
-  if (!parsed.success) throw new UnreplayableError(`its stored event does not match failure.v1: ${parsed.error.issues[0]?.message ?? "invalid"}`);
-  const ev = parsed.data;
+  const ev = await loadEvent(eventRef, FailureEvent, "failure.v1", deps.blob);
+  const { trial, timeoutMs, logs } = await runTurn(ev, msg, agent, deps);
+  return resultOf(ev, await judge(ev, trial, timeoutMs, resolveExpectation(agent.replay.expect, ev), deps.grade), trial, logs);
+}
+
+/** A recorded success of the agent's regression set, replayed against the candidate and compared with its recording. */
+async function replayCase(c: RegressionCase, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<RegressionResult> {
+  const ev = await loadEvent(c.event, SuccessEvent, "success.v1", deps.blob);
+  const { trial, timeoutMs, logs } = await runTurn(ev, msg, agent, deps);
+  const cmp = compareOutcome(ev.response, trial, timeoutMs, agent.regressions?.paths ?? [], Boolean(ev.invocation));
+  return {
+    ...resultOf(ev, cmp, trial, logs),
+    route: c.route,
+    input: c.input,
+    recorded: { status: ev.response.status, ...(ev.response.body !== undefined ? { body: ev.response.body.slice(0, 4_000) } : {}) },
+    changes: cmp.changes,
+  };
+}
+
+/** A trial's result: its verdict, and what it answered. */
+function resultOf(ev: TurnEvent, v: Verdict, trial: TrialResult, logs: BlobRef): ReplayResult {
+  return {
+    failureId: ev.id,
+    passed: v.passed,
+    verdict: v.verdict,
+    reason: v.reason,
+    ...(v.failed ? { failed: v.failed } : {}),
+    logs,
+    status: ev.invocation ? trial.exitCode : trial.response?.status,
+    body: (ev.invocation ? trial.stdout : trial.response?.body)?.slice(0, 4_000),
+    durationMs: trial.durationMs,
+    timedOut: trial.timedOut,
+    ...(trial.diverged ? { diverged: trial.diverged } : {}),
+    calls: trial.calls,
+  };
+}
+
+/** A failure or a recorded success: what a trial replays. */
+type TurnEvent = FailureEvent | SuccessEvent;
+
+/** A stored event, validated: one that does not parse is bad evidence (terminal). */
+async function loadEvent<S extends typeof FailureEvent | typeof SuccessEvent>(ref: BlobRef, schema: S, name: string, blob: BlobStore): Promise<ReturnType<S["parse"]>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse((await blob.get(ref.sha256)).toString("utf8"));
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    throw new UnreplayableError(`its stored event is not JSON (${err.message})`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new UnreplayableError(`its stored event does not match ${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  return parsed.data as ReturnType<S["parse"]>;
+}
+
+/** One turn replayed in its own pod: its request, its before-turn state, its cassette, its clock and seed. */
+async function runTurn(ev: TurnEvent, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<{ trial: TrialResult; timeoutMs: number; logs: BlobRef }> {
   let snapshot: { path: string; tar: Buffer } | undefined;
   if (ev.snapshot) {
     // Restored into the directory the agent's config names; where the event says it came from is not a choice.
@@ -193,28 +287,14 @@ async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAg
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
   });
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
-  const verdict = await judge(ev, trial, timeoutMs, resolveExpectation(agent.replay.expect, ev), deps.grade);
-  return {
-    failureId: ev.id,
-    passed: verdict.passed,
-    verdict: verdict.verdict,
-    reason: verdict.reason,
-    ...(verdict.failed ? { failed: verdict.failed } : {}),
-    status: ev.invocation ? trial.exitCode : trial.response?.status,
-    body: (ev.invocation ? trial.stdout : trial.response?.body)?.slice(0, 4_000),
-    durationMs: trial.durationMs,
-    timedOut: trial.timedOut,
-    ...(trial.diverged ? { diverged: trial.diverged } : {}),
-    calls: trial.calls,
-    logs,
-  };
+  return { trial, timeoutMs, logs };
 }
 
 /** Most bytes of a cassette a replay loads. */
 export const MAX_CASSETTE_BYTES = 32 * 2 ** 20;
 
 /** The failure's cassette, checked: it parses, it is not too big, and it is this failure's. Bad evidence is terminal. */
-async function loadCassette(ev: FailureEvent, blob: BlobStore): Promise<Cassette | undefined> {
+async function loadCassette(ev: TurnEvent, blob: BlobStore): Promise<Cassette | undefined> {
   if (!ev.cassette) return undefined;
   let raw: unknown = ev.cassette.inline;
   if (ev.cassette.blob) {
@@ -238,7 +318,7 @@ async function loadCassette(ev: FailureEvent, blob: BlobStore): Promise<Cassette
 }
 
 /** The turn's clock and seed, for the SDKs' now() and random() in the trial. */
-function turnEnv(ev: FailureEvent): Record<string, string> {
+function turnEnv(ev: TurnEvent): Record<string, string> {
   return ev.turn ? { MOSS_REPLAY_TIME: ev.turn.startedAt, MOSS_REPLAY_SEED: String(ev.turn.seed) } : {};
 }
 
