@@ -28,6 +28,7 @@ const BROKEN_MATH_TS = `export function divide(a: number, b: number {
 
 const serverTs = (version: string): string => `import http from "node:http";
 import net from "node:net";
+import { randomBytes } from "node:crypto";
 import { appendFileSync, readFileSync } from "node:fs";
 import { divide } from "./math";
 
@@ -65,6 +66,14 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, raw: string
       console.error("division failed:", (err as Error).message);
       return send(res, 500, { error: (err as Error).message });
     }
+  }
+  if (url.pathname === "/flaky") {
+    // Fails about half the time, whatever the seed: a coin the replay cannot fix (real randomness, not the turn's).
+    if (randomBytes(1)[0]! < 128) {
+      reportFailure({ kind: "coin_flip" });
+      return send(res, 500, { error: "lost the coin flip" });
+    }
+    return send(res, 200, { ok: true });
   }
   if (url.pathname === "/hang") {
     reportFailure({ kind: "hang_started" });
