@@ -24,8 +24,12 @@ const MARKER = "MOSS_TRIAL_RESULT ";
 const REPLAY_PROXY_PORT = 15001;
 /** Most failure reports read from one trial. */
 const MAX_FAILURES = 1000;
-/** How long the runtime waits after the response for the agent to flush failure reports. */
-const SETTLE_MS = 100;
+/**
+ * How long the runtime waits after the response for the agent to flush failure reports. The SDKs write a report
+ * before the turn answers (captureFailure resolves once it is in the replay file), so this only covers an agent that
+ * reports after answering; every millisecond of it is paid by every trial.
+ */
+const SETTLE_MS = 25;
 
 let driverSource: Promise<Buffer> | undefined;
 /** The driver script, read once from disk next to this file (src/driver/driver.mjs). */
@@ -131,6 +135,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   let sidecar: Docker.Container | undefined;
   let agent: Docker.Container | undefined;
   let stage: Docker.Container | undefined;
+  let stageRemoved: Promise<unknown> | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
   const volumes: string[] = [];
   let driverSettled: Promise<unknown> = Promise.resolve(undefined);
@@ -193,10 +198,12 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     const outVolume = `${cfg.namePrefix}-trial-${id}-out`;
     const stateVolume = stateDir ? `${cfg.namePrefix}-trial-${id}-state` : undefined;
     try {
-      for (const name of [outVolume, ...(stateVolume ? [stateVolume] : [])]) {
-        await docker.createVolume({ Name: name, Labels: roleLabels });
-        volumes.push(name);
-      }
+      await Promise.all(
+        [outVolume, ...(stateVolume ? [stateVolume] : [])].map(async (name) => {
+          await docker.createVolume({ Name: name, Labels: roleLabels });
+          volumes.push(name);
+        }),
+      );
     } catch (err) {
       throw wrap("trial volume create", err);
     }
@@ -227,67 +234,77 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
       throw wrap("trial staging create", err);
     }
-    let owner: { uid: number; gid: number };
-    try {
-      owner = await numericOwner(stage, user);
-    } catch (err) {
-      throw new TrialError(spec.image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
-    }
-    // One upload (each costs the engine a mount of the container): Moss's out directory, world-writable and sticky
-    // (the agent appends failure reports there), and the state directory owned by the agent's user, with the snapshot.
-    const outDir = { type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner };
-    const under = stateDir?.slice(1);
-    const tarball =
-      under && spec.snapshot
-        ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: [outDir] })
-        : await packTar([outDir, ...(under ? [{ type: "directory" as const, name: under, mode: 0o755, ...owner }] : [])].map((d) => ({ ...d, name: `${d.name}/` })));
-    try {
-      await stage.putArchive(tarball, { path: "/" });
-    } catch (err) {
-      // A corrupt snapshot is a bad input, not a flaky engine.
-      if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
-        throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
+    // Staging (the agent's user, then one upload) and creating the agent's container go at once: the container only
+    // names the volumes, and it is started only once they are filled.
+    const stager = stage;
+    const staged = (async () => {
+      let owner: { uid: number; gid: number };
+      try {
+        owner = await numericOwner(stager, user);
+      } catch (err) {
+        throw new TrialError(spec.image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
       }
-      throw wrap(spec.snapshot ? "snapshot upload" : "trial directories upload", err);
-    }
-    await stage.remove({ force: true }).catch(() => undefined);
+      // One upload (each costs the engine a mount of the container): Moss's out directory, world-writable and sticky
+      // (the agent appends failure reports there), and the state directory owned by the agent's user, with the snapshot.
+      const outDir = { type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner };
+      const under = stateDir?.slice(1);
+      const tarball =
+        under && spec.snapshot
+          ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: [outDir] })
+          : await packTar([outDir, ...(under ? [{ type: "directory" as const, name: under, mode: 0o755, ...owner }] : [])].map((d) => ({ ...d, name: `${d.name}/` })));
+      try {
+        await stager.putArchive(tarball, { path: "/" });
+      } catch (err) {
+        // A corrupt snapshot is a bad input, not a flaky engine.
+        if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
+          throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
+        }
+        throw wrap(spec.snapshot ? "snapshot upload" : "trial directories upload", err);
+      }
+    })();
+    const created = (async () => {
+      try {
+        agent = await docker.createContainer({
+          name: `${cfg.namePrefix}-trial-${id}`,
+          // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
+          Image: imageInfo.Id,
+          // The image's user, never root.
+          User: user,
+          Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
+          Labels: { ...spec.labels, ...roleLabels },
+          Tty: false,
+          // A command agent: its recorded arguments after the image's ENTRYPOINT, and its stdin.
+          ...(spec.invocation ? { Cmd: [...spec.invocation.args], OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
+          HostConfig: {
+            // The sidecar's network: a loopback they share (and the trial bridge, if the agent's config says so).
+            NetworkMode: `container:${sidecarId}`,
+            Memory: cfg.trialMemoryBytes,
+            MemorySwap: cfg.trialMemoryBytes,
+            PidsLimit: cfg.trialPidsLimit,
+            NanoCpus: Math.round(cfg.trialCpus * 1e9),
+            CapDrop: ["ALL"],
+            SecurityOpt: ["no-new-privileges"],
+            ReadonlyRootfs: true,
+            // Counted against the memory limit, like any tmpfs.
+            Tmpfs: { "/tmp": `rw,nosuid,nodev,size=${Math.max(1, Math.floor(cfg.trialMemoryBytes / 4 / 2 ** 20))}m,mode=1777` },
+            Binds: [],
+            Mounts: mounts(false),
+            Privileged: false,
+            RestartPolicy: { Name: "no" },
+          },
+        });
+      } catch (err) {
+        if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+        throw wrap("container create", err);
+      }
+    })();
+    const [st, cr] = await Promise.allSettled([staged, created]);
+    // The stage is done with; it goes while the agent starts (the finally waits for it).
+    stageRemoved = stager.remove({ force: true }).catch(() => undefined);
     stage = undefined;
-
-    try {
-      agent = await docker.createContainer({
-        name: `${cfg.namePrefix}-trial-${id}`,
-        // The image id, not the tag: the tag may move while the trial runs. Its own entrypoint and command.
-        Image: imageInfo.Id,
-        // The image's user, never root.
-        User: user,
-        Env: Object.entries({ ...spec.env, ...proxyEnv, PORT: String(spec.port), MOSS_REPLAY: "1", MOSS_REPLAY_FAILURE_FILE: FAILURE_FILE }).map(([k, v]) => `${k}=${v}`),
-        Labels: { ...spec.labels, ...roleLabels },
-        Tty: false,
-        // A command agent: its recorded arguments after the image's ENTRYPOINT, and its stdin.
-        ...(spec.invocation ? { Cmd: [...spec.invocation.args], OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
-        HostConfig: {
-          // The sidecar's network: a loopback they share (and the trial bridge, if the agent's config says so).
-          NetworkMode: `container:${sidecarId}`,
-          Memory: cfg.trialMemoryBytes,
-          MemorySwap: cfg.trialMemoryBytes,
-          PidsLimit: cfg.trialPidsLimit,
-          NanoCpus: Math.round(cfg.trialCpus * 1e9),
-          CapDrop: ["ALL"],
-          SecurityOpt: ["no-new-privileges"],
-          ReadonlyRootfs: true,
-          // Counted against the memory limit, like any tmpfs.
-          Tmpfs: { "/tmp": `rw,nosuid,nodev,size=${Math.max(1, Math.floor(cfg.trialMemoryBytes / 4 / 2 ** 20))}m,mode=1777` },
-          Binds: [],
-          Mounts: mounts(false),
-          Privileged: false,
-          RestartPolicy: { Name: "no" },
-        },
-      });
-    } catch (err) {
-      if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
-      throw wrap("container create", err);
-    }
-    const pod = agent;
+    if (st.status === "rejected") throw st.reason;
+    if (cr.status === "rejected") throw cr.reason;
+    const pod = agent!;
     const driverFailed = await driverSettled;
     if (driverFailed) throw driverFailed;
 
@@ -332,11 +349,14 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       if (late !== "running") agentCode = late;
     }
     await driver.kill().catch(() => undefined);
-    const driverLogs = await logLines(driver);
-    const agentLogs = await logLines(pod);
+    // What the trial left, read at once: the driver's and the agent's logs, the failures it reported, an OOM kill.
+    const [driverLogs, agentLogs, reportedFailures, oom] = await Promise.all([
+      logLines(driver),
+      logLines(pod),
+      readFailuresFromContainer(pod),
+      agentCode !== undefined && pod.inspect().then((i) => i.State.OOMKilled === true, () => false),
+    ]);
     const { marker } = extractResult(driverLogs.filter((l) => l.stream === "stdout").map((l) => l.text).join("\n"), nonce);
-    const reportedFailures = await readFailuresFromContainer(pod);
-    const oom = agentCode !== undefined && (await pod.inspect().then((i) => i.State.OOMKilled).catch(() => false));
     const logs = [...agentLogs, ...driverLogs.filter((l) => l.stream === "stderr")]
       .map((l, i) => ({ ...l, i }))
       .sort((a, b) => a.at - b.at || a.i - b.i)
@@ -376,6 +396,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     return result;
   } finally {
     await driverSettled;
+    await stageRemoved;
     await Promise.all(
       [agent, stage, sidecar, egress?.container].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)),
     );
