@@ -1,7 +1,7 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createBus } from "@moss/bus";
-import { ADMIN, AllMessages, Messages, type BatchTimeline, type MessageDef } from "@moss/contracts";
+import { ADMIN, AllMessages, Messages, regressed, type BatchTimeline, type MessageDef, type RegressionResult } from "@moss/contracts";
 import { parseConfig, type LoadedConfig, type MossConfigInput } from "@moss/config";
 import { ensureSigningKey } from "@moss/git";
 import { busCredential } from "@moss/lifecycle";
@@ -274,10 +274,10 @@ function describe(def: MessageDef, d: Record<string, unknown>): [string, string]
       return ["rewrite", `attempt ${s(d["attempt"])}: ${s(d["verdict"])}: ${s(d["reason"])}`];
     case Messages.replayCompleted: {
       const r = d["results"] as Array<{ passed: boolean; calls?: { outcome: string }[] }>;
-      const g = (d["regressions"] ?? []) as Array<{ passed: boolean; verdict?: string; calls?: { outcome: string }[] }>;
+      const g = (d["regressions"] ?? []) as RegressionResult[];
       const calls = [...r, ...g].flatMap((x) => x.calls ?? []);
       const served = calls.length ? `; ${calls.filter((c) => c.outcome === "matched").length}/${calls.length} model call(s) answered from the cassettes` : "";
-      const changed = g.filter((x) => !x.passed && x.verdict !== "error").length;
+      const changed = regressed(g).length;
       const kept = g.length ? `; ${changed ? `${changed} of ${g.length} recorded success(es) CHANGED` : `${g.length} recorded success(es) unchanged`}` : "";
       return ["replay", `attempt ${s(d["attempt"])}: ${r.filter((x) => x.passed).length}/${r.length} failures fixed in isolated replay${kept}${served} → ${d["passed"] ? "PASS" : "FAIL"}`];
     }

@@ -69,12 +69,9 @@ const show = (v: unknown, max = 200): string => {
 /** The first JSON assertion the body does not meet, as a failed check; undefined when all hold. */
 export function checkJson(body: string, assertions: readonly JsonAssertion[]): FailedCheck | undefined {
   if (!assertions.length) return undefined;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(body);
-  } catch {
-    return { check: "json", expected: "a JSON response", actual: `not JSON: ${show(body.slice(0, 200))}` };
-  }
+  const parsed = parseJson(body);
+  if (!parsed.ok) return { check: "json", expected: "a JSON response", actual: `not JSON: ${show(body.slice(0, 200))}` };
+  const doc = parsed.value;
   for (const a of assertions) {
     const { found, value } = jsonPath(doc, a.path);
     if (a.absent) {

@@ -3,7 +3,7 @@ import { chooseCases, type BatchStore, type RegressionStore } from "@moss/batch"
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
 import { kvGet, kvUpdate, type HandlerContext, type KV } from "@moss/bus";
-import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, ReplayJoin, SuccessEvent, type BlobRef, type Publish, type RegressionCase, type RegressionResult, type ReplayResult, type ReplayTrial } from "@moss/contracts";
+import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, regressed, ReplayJoin, SuccessEvent, type BlobRef, type Publish, type RegressionCase, type RegressionResult, type ReplayResult, type ReplayTrial } from "@moss/contracts";
 import { Codes, errorCode, isTerminal } from "@moss/errors";
 import type { Runtime, TrialResult } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
@@ -139,7 +139,7 @@ async function completeIfJoined(join: ReplayJoin, msg: CandidateReady, deps: Rep
   );
   const regressions = join.cases.map((c) => join.regressions[c.id]).filter((r): r is RegressionResult => r !== undefined);
   await publishCompleted(msg, results, deps, regressions);
-  const changed = regressions.filter((r) => !r.passed && r.verdict !== "error").length;
+  const changed = regressed(regressions).length;
   deps.log.info("replay finished", { batch: msg.batchId, attempt: msg.attempt, passed: results.every((r) => r.passed) && !changed, fixed: results.filter((r) => r.passed).length, of: results.length, verdicts: results.map((r) => r.verdict).join(","), regressions: regressions.length, changed });
 }
 
@@ -148,8 +148,7 @@ async function completeIfJoined(join: ReplayJoin, msg: CandidateReady, deps: Rep
  * no recorded success changed (one that could not be replayed says nothing about the candidate and does not count).
  */
 function publishCompleted(msg: CandidateReady, results: ReplayResult[], deps: Pick<ReplayerDeps, "publish">, regressions: RegressionResult[] = []): Promise<unknown> {
-  const kept = regressions.every((r) => r.passed || r.verdict === "error");
-  return deps.publish(Messages.replayCompleted, { ...msg, passed: results.every((r) => r.passed) && kept, results, regressions });
+  return deps.publish(Messages.replayCompleted, { ...msg, passed: results.every((r) => r.passed) && regressed(regressions).length === 0, results, regressions });
 }
 
 /** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
