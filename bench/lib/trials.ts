@@ -11,7 +11,7 @@ import { createBus, route, type Bus } from "@moss/bus";
 import { knownAgent, parseConfig } from "@moss/config";
 import { Buckets, CandidateReady, Consumers, Messages, type FailureRef, type Publish } from "@moss/contracts";
 import { replay, replayTrial, type ReplayerDeps } from "@moss/replayer";
-import { createRuntime, type Runtime } from "@moss/runtime";
+import { createRuntime, type Runtime, type TrialSpec } from "@moss/runtime";
 import Docker from "dockerode";
 import { batchRecord, CANDIDATE, failure, seed, silent, VERSION } from "../../test/helpers/env";
 import { startNats } from "../../test/helpers/nats";
@@ -74,9 +74,10 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
       }
       return performance.now() - t0;
     };
+    const spec: TrialSpec = { image: tag, port: 8080, env: {}, timeoutMs: 10_000, stateDir: "/data", request: { method: "GET", path: "/", headers: {} } };
     const trial = async (rt: Runtime = runtime): Promise<number> => {
       const t0 = performance.now();
-      const r = await rt.runTrial({ image: tag, port: 8080, env: {}, timeoutMs: 10_000, stateDir: "/data", request: { method: "GET", path: "/", headers: {} } });
+      const r = await rt.runTrial(spec);
       if (r.response?.status !== 200) throw new Error(`bench trial did not answer 200: ${r.error ?? r.response?.status}`);
       return performance.now() - t0;
     };
@@ -93,12 +94,14 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
     const baseline = median(bares);
     const one = median(trials);
     log(`bare run ${secs(baseline)} s, one trial end to end ${secs(one)} s (ratio ${(one / baseline).toFixed(2)}); medians of 7 after 2 warm-ups`);
-    // The same trial, its sidecar taken from the warm pool (refilled between trials, as it is between a replica's).
+    // The same trial, its pod taken from the warm pool (made while the trial before ran, as in a replica), its
+    // removal behind its result; the pool refilled and the last pod removed between trials, so each is measured alone.
     const warm = createRuntime({ namePrefix: prefix, trialPoolSize: 1 });
     const pooled: number[] = [];
     try {
       for (let i = 0; i < 9; i++) {
-        if ((await warm.warmTrials()) < 1) throw new Error("the warm pool made no sidecar");
+        if ((await warm.warmTrials(spec)) < 1) throw new Error("the warm pool made no pod");
+        await warm.idle();
         const t = await trial(warm);
         if (i >= 2) pooled.push(t);
       }
@@ -106,7 +109,7 @@ export async function trialFigures(log: (line: string) => void): Promise<TrialFi
       await warm.close();
     }
     const pool = median(pooled);
-    log(`one trial with its sidecar from the warm pool ${secs(pool)} s (ratio ${(pool / baseline).toFixed(2)})`);
+    log(`one trial with its pod from the warm pool ${secs(pool)} s (ratio ${(pool / baseline).toFixed(2)})`);
 
     // A 16-failure batch through the work queue: one replica at concurrency 1, 2, 4; two replicas at concurrency 1.
     const blobDir = mkdtempSync(join(tmpdir(), "moss-bench-blob-"));

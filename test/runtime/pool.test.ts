@@ -17,7 +17,10 @@ let repo: string;
 
 beforeAll(async () => {
   repo = mkdtempSync(join(tmpdir(), "moss-pool-"));
-  writeFileSync(join(repo, "app.mjs"), `import http from "node:http";\nhttp.createServer((q, s) => s.end(String(process.getuid()))).listen(Number(process.env.PORT), "127.0.0.1");\n`);
+  writeFileSync(
+    join(repo, "app.mjs"),
+    `import http from "node:http";\nimport fs from "node:fs";\nhttp.createServer((q, s) => {\n  if (q.url === "/state") { fs.writeFileSync("/data/touched", "1"); return s.end(fs.readFileSync("/data/note.txt", "utf8").trim() + " " + fs.statSync("/data").uid); }\n  s.end(String(process.getuid()));\n}).listen(Number(process.env.PORT), "127.0.0.1");\n`,
+  );
   writeFileSync(join(repo, "Dockerfile"), `FROM moss/node-base\nCOPY app.mjs /app/app.mjs\nCMD ["/usr/bin/node", "/app/app.mjs"]\n`);
   const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...a], { cwd: repo });
   git("init", "-q");
@@ -33,6 +36,11 @@ afterAll(async () => {
   if (repo) rmSync(repo, { recursive: true, force: true });
 }, 60_000);
 
+const mkSnapshot = () => {
+  const dir = mkdtempSync(join(tmpdir(), "moss-pool-snap-"));
+  writeFileSync(join(dir, "note.txt"), "restored\n");
+  return dir;
+};
 const pooled = async () => (await docker.listContainers({ filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"], status: ["running"] } })).map((c) => c.Id);
 const spec = (over: Partial<TrialSpec> = {}): TrialSpec => ({ image: tag, port: 8080, env: {}, timeoutMs: 5000, request: { method: "GET", path: "/", headers: {} }, ...over });
 
@@ -48,6 +56,8 @@ describe("the warm pool of trial sidecars", { timeout: 60_000 }, () => {
     const after = await pooled();
     expect(after.filter((id) => before.includes(id))).toHaveLength(1);
     expect(after).toHaveLength(2);
+    // With a pool, the trial's pod goes behind its result.
+    await runtime.idle();
     expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial"] } })).toEqual([]);
   });
 
@@ -64,8 +74,42 @@ describe("the warm pool of trial sidecars", { timeout: 60_000 }, () => {
     expect(await pooled()).toEqual(before);
   });
 
+  it("warm pods for a trial's shape: staged ahead, taken by a trial like it, refilled, the state directory the agent's", async () => {
+    const like = spec({ stateDir: "/data" });
+    expect(await runtime.warmTrials(like)).toBe(2);
+    const volumes = async () => (await docker.listVolumes({ filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"] } })).Volumes ?? [];
+    const before = (await volumes()).map((v) => v.Name);
+    // Two pods, an out and a state volume each.
+    expect(before).toHaveLength(4);
+    const r = await runtime.runTrial(like);
+    expect(r.response).toMatchObject({ status: 200, body: "65534" });
+    // It used one of the warm pods: two of its volumes are gone with it, and the pool made another pod.
+    await runtime.idle();
+    expect(await runtime.warmTrials(like)).toBe(2);
+    const after = (await volumes()).map((v) => v.Name);
+    expect(after.filter((n) => before.includes(n))).toHaveLength(2);
+    expect(after).toHaveLength(4);
+    // A trial of another shape takes none (and leaves them); asking for another shape replaces them.
+    expect((await runtime.runTrial(spec({ stateDir: "/other" }))).response?.status).toBe(200);
+    await runtime.idle();
+    expect((await volumes()).map((v) => v.Name).sort()).toEqual([...after].sort());
+    expect(await runtime.warmTrials(spec({ stateDir: "/other" }))).toBe(2);
+    expect((await volumes()).map((v) => v.Name).filter((n) => after.includes(n))).toEqual([]);
+    // Online trials take no pod.
+    expect(await runtime.warmTrials(spec({ network: true }))).toBe(2);
+  });
+
+  it("a warm pod restores the trial's snapshot into the staged state directory", async () => {
+    const snap = execFileSync("tar", ["-c", "-C", mkSnapshot(), "."]);
+    const like = spec({ stateDir: "/data", snapshot: { path: "/data", tar: snap }, request: { method: "GET", path: "/state", headers: {} } });
+    expect(await runtime.warmTrials(like)).toBe(2);
+    const r = await runtime.runTrial(like);
+    expect(r.response).toMatchObject({ status: 200, body: "restored 65534" });
+  });
+
   it("close() removes the pool", async () => {
     await runtime.close();
     expect(await docker.listContainers({ all: true, filters: { label: [`moss.prefix=${prefix}`, "moss.role=trial-pool"] } })).toEqual([]);
+    expect((await docker.listVolumes({ filters: { label: [`moss.prefix=${prefix}`] } })).Volumes ?? []).toEqual([]);
   });
 });

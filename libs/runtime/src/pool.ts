@@ -62,9 +62,23 @@ export async function createSidecar(docker: Docker, options: Docker.ContainerCre
   }
 }
 
+/**
+ * Starts making items while `more()` says so, each tracked in `making` until it is made and handed to `keep` (a failed
+ * make is dropped: the pool asks again on its next take); resolves once all being made are done.
+ */
+async function topUp<T>(making: Set<Promise<void>>, more: () => boolean, make: () => Promise<T>, keep: (item: T) => Promise<void>): Promise<void> {
+  while (more()) {
+    const p: Promise<void> = make()
+      .then(keep)
+      .catch(() => undefined)
+      .finally(() => making.delete(p));
+    making.add(p);
+  }
+  await Promise.all(making);
+}
+
 export class SidecarPool {
   private readonly ready: Sidecar[] = [];
-  private filling = 0;
   private closed = false;
 
   constructor(
@@ -82,27 +96,21 @@ export class SidecarPool {
     return c;
   }
 
+  /** A started sidecar waiting for its trial: a ready one, or one made now. */
+  async takeOrMake(): Promise<Sidecar> {
+    return this.take() ?? (await this.make());
+  }
+
   /**
    * Starts making sidecars until `trialPoolSize` are ready or on their way; resolves, once those being made are done,
    * with how many are ready.
    */
   async fill(): Promise<number> {
-    while (!this.closed && this.ready.length + this.filling < this.cfg.trialPoolSize) {
-      this.filling++;
-      const p: Promise<void> = this.make()
-        .then((c) => {
-          if (this.closed) return void c.container.remove({ force: true }).catch(() => undefined);
-          this.ready.push(c);
-        })
-        // An engine that cannot make one now: the next take makes a sidecar for itself, and asks again.
-        .catch(() => undefined)
-        .finally(() => {
-          this.filling--;
-          this.making.delete(p);
-        });
-      this.making.add(p);
-    }
-    await Promise.all(this.making);
+    // An engine that cannot make one now: the next take makes a sidecar for itself, and asks again.
+    await topUp(this.making, () => !this.closed && this.ready.length + this.making.size < this.cfg.trialPoolSize, () => this.make(), async (c) => {
+      if (this.closed) await c.container.remove({ force: true }).catch(() => undefined);
+      else this.ready.push(c);
+    });
     return this.ready.length;
   }
 
@@ -114,6 +122,7 @@ export class SidecarPool {
   }
 
   private async make(): Promise<Sidecar> {
+    if (this.closed) throw new Error("the trial pool is closed");
     const id = randomBytes(6).toString("hex");
     const labels = { "moss.role": POOLED_ROLE, "moss.prefix": this.cfg.namePrefix, "moss.trial": id, "moss.owner": TRIAL_OWNER, "moss.trial.pooled": "1" };
     const sidecar = await createSidecar(this.docker, sidecarConfig(this.cfg, id, (await this.driver()).toString("utf8"), "none", [], labels));
@@ -127,5 +136,76 @@ export class SidecarPool {
       await c.remove({ force: true }).catch(() => undefined);
       throw err;
     }
+  }
+}
+
+/**
+ * A pod made ahead for trials of one candidate image: a started sidecar waiting for its trial, and the agent's out and
+ * state volumes, created and staged (owned by the image's user) — all a trial needs but its agent container, which
+ * carries the trial's own environment and so is created with it. With a snapshot to come, the staging container stays
+ * (the snapshot goes in through it). Everything carries the pool's role and its owner, like a pooled sidecar.
+ */
+export interface WarmPod {
+  /** What the pod fits: image id, the agent's user, the state directory, whether a snapshot is to come. */
+  key: string;
+  id: string;
+  sidecar: Sidecar;
+  outVolume: string;
+  stateVolume?: string;
+  /** Kept while a snapshot is still to come. */
+  stage?: Docker.Container;
+}
+
+/**
+ * Warm pods for the shape of trial a replica is running now (a candidate's image): when a trial of that shape takes
+ * one, another is made behind it, so the next trial finds its pod ready. Asking for a new shape discards the old
+ * shape's pods (a new candidate supersedes the last). At most `trialPoolSize` pods.
+ */
+export class PodPool {
+  private ready: WarmPod[] = [];
+  private closed = false;
+  private wanted?: { key: string; make: () => Promise<WarmPod> };
+  private readonly making = new Set<Promise<void>>();
+
+  constructor(
+    private readonly cfg: ResolvedRuntimeConfig,
+    private readonly discard: (pod: WarmPod) => Promise<void>,
+  ) {}
+
+  /** Pods of this shape from now on (the others go); resolves, once those being made are done, with how many are ready. */
+  async want(key: string, make: () => Promise<WarmPod>): Promise<number> {
+    if (this.wanted?.key !== key) {
+      this.wanted = { key, make };
+      const old = this.ready.filter((p) => p.key !== key);
+      this.ready = this.ready.filter((p) => p.key === key);
+      await Promise.all(old.map((p) => this.discard(p)));
+    }
+    return this.fill();
+  }
+
+  /** A ready pod of this shape, if there is one (another is made behind it). */
+  take(key: string): WarmPod | undefined {
+    const i = this.ready.findIndex((p) => p.key === key);
+    const pod = i < 0 ? undefined : this.ready.splice(i, 1)[0];
+    if (pod) void this.fill();
+    return pod;
+  }
+
+  private async fill(): Promise<number> {
+    const wanted = this.wanted;
+    // An engine that cannot make one now: the next trial makes its own pod, and asks again.
+    if (wanted) {
+      await topUp(this.making, () => !this.closed && this.ready.length + this.making.size < this.cfg.trialPoolSize, wanted.make, async (pod) => {
+        if (this.closed || this.wanted?.key !== pod.key) await this.discard(pod);
+        else this.ready.push(pod);
+      });
+    }
+    return this.ready.filter((p) => p.key === wanted?.key).length;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.making);
+    await Promise.all(this.ready.splice(0).map((p) => this.discard(p)));
   }
 }

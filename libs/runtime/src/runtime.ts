@@ -2,11 +2,11 @@ import type Docker from "dockerode";
 import { buildImage } from "./build";
 import { resolveConfig } from "./config";
 import { createDockerClient, isNotFound, statusCodeOf, toRuntimeError } from "./docker";
-import { ownerIsGone } from "./isolation";
+import { ownerIsGone, trialUser } from "./isolation";
 import { BaseImageMissingError, DockerUnavailableError } from "./errors";
 import { LiveContainers } from "./live";
-import { POOLED_ROLE, SidecarPool } from "./pool";
-import { loadDriver, runTrial } from "./trial";
+import { PodPool, POOLED_ROLE, SidecarPool } from "./pool";
+import { discardWarmPod, loadDriver, makeWarmPod, podEligible, podKey, runTrial, type TrialPools } from "./trial";
 import { BASE_IMAGE, type Runtime, type RuntimeConfig } from "./types";
 
 /**
@@ -17,7 +17,25 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
   const config = resolveConfig(cfg);
   const docker: Docker = createDockerClient(config.socketPath);
   const live = new LiveContainers(docker, config);
-  const pool = new SidecarPool(docker, config, loadDriver);
+  const sidecars = new SidecarPool(docker, config, loadDriver);
+  const pods = new PodPool(config, (pod) => discardWarmPod(docker, pod));
+  // With a pool, trials hand back their result first and their pods go behind them; close() waits for those.
+  const teardowns = new Set<Promise<void>>();
+  const pools: TrialPools = {
+    sidecars,
+    pods,
+    ...(config.trialPoolSize > 0
+      ? {
+          defer: (t: Promise<void>) => {
+            const p = t.catch(() => undefined).finally(() => teardowns.delete(p));
+            teardowns.add(p);
+          },
+        }
+      : {}),
+  };
+  const idle = async () => {
+    while (teardowns.size) await Promise.all(teardowns);
+  };
 
   return {
     async ping(opts = {}) {
@@ -44,9 +62,25 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
         throw toRuntimeError(err, "image inspect", config.socketPath);
       }
     },
-    runTrial: (spec) => runTrial(docker, config, spec, pool),
-    warmTrials: () => pool.fill(),
-    close: () => pool.close(),
+    runTrial: (spec) => runTrial(docker, config, spec, pools),
+    async warmTrials(like) {
+      if (!like || !podEligible(like) || config.trialPoolSize === 0) return sidecars.fill();
+      let key: string;
+      try {
+        const info = await docker.getImage(like.image).inspect();
+        key = podKey(info.Id, trialUser(info.Config.User), (like.stateDir ?? like.snapshot?.path)?.replace(/(.)\/+$/, "$1"), Boolean(like.snapshot));
+      } catch {
+        // No such image (yet): the trial itself says so.
+        return 0;
+      }
+      return pods.want(key, () => makeWarmPod(docker, config, like, sidecars));
+    },
+    idle,
+    async close() {
+      await pods.close();
+      await sidecars.close();
+      await idle();
+    },
     deployLive: (spec) => live.deployLive(spec),
     rollbackLive: (agent) => live.rollbackLive(agent),
     liveStatus: (agent) => live.liveStatus(agent),
@@ -70,9 +104,12 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
           });
       }
       const { Volumes } = await docker.listVolumes({ filters });
-      for (const v of Volumes ?? []) {
+      // A warm pod's volumes, like its sidecar, are stale only when their owner is gone.
+      const { Volumes: pooledVolumes } = await docker.listVolumes({ filters: { label: [`moss.role=${POOLED_ROLE}`, `moss.prefix=${config.namePrefix}`] } });
+      for (const v of [...(Volumes ?? []), ...(pooledVolumes ?? [])]) {
         const created = Math.floor(Date.parse((v as { CreatedAt?: string }).CreatedAt ?? "") / 1000);
-        if (!stale(v.Labels ?? undefined, Number.isNaN(created) ? 0 : created)) continue;
+        const gone = v.Labels?.["moss.role"] === POOLED_ROLE ? ownerIsGone(v.Labels["moss.owner"]) : stale(v.Labels ?? undefined, Number.isNaN(created) ? 0 : created);
+        if (!gone) continue;
         // 409: still in use by a container not yet gone; the next sweep takes it.
         await docker.getVolume(v.Name).remove().catch((err: unknown) => {
           if (!isNotFound(err) && statusCodeOf(err) !== 409) throw toRuntimeError(err, "remove stale trial volume", config.socketPath);

@@ -11,7 +11,7 @@ import { engineMessage, isConnectionError, isNotFound, isRetryableDockerError, s
 import { BaseImageMissingError, DockerUnavailableError, ImageNotFoundError, InvalidSpecError, RuntimeError, TrialError } from "./errors";
 import { egressProxyCode, socketDir, startNodeHelper, watchLines } from "./helper";
 import { numericOwner, TRIAL_OWNER, trialNetwork, trialUser } from "./isolation";
-import { createSidecar, sidecarConfig, type Sidecar, type SidecarPool } from "./pool";
+import { createSidecar, POOLED_ROLE, sidecarConfig, type PodPool, type Sidecar, type SidecarPool, type WarmPod } from "./pool";
 import { cleanSnapshot } from "./snapshot";
 import { packTar } from "./tar";
 import { BASE_IMAGE, type TrialCall, type TrialResponse, type TrialResult, type TrialSpec } from "./types";
@@ -76,6 +76,132 @@ function validate(spec: TrialSpec): void {
   }
 }
 
+/** What a runtime keeps ahead for its trials, and where a trial's teardown goes when it is not awaited. */
+export interface TrialPools {
+  sidecars: SidecarPool;
+  pods: PodPool;
+  /** Given, a trial hands back its result as soon as it has it, and its pod is removed behind it. */
+  defer?: (teardown: Promise<void>) => void;
+}
+
+/** Which warm pods a trial can use: of the same image (by id), run as the same user, with the same state directory. */
+export function podKey(imageId: string, user: string, stateDir: string | undefined, snapshot: boolean): string {
+  return JSON.stringify([imageId, user, stateDir ?? null, snapshot]);
+}
+
+/** Whether a trial could use a warm pod at all: offline, with no egress proxy (those need a sidecar made for them). */
+export function podEligible(spec: TrialSpec): boolean {
+  return !spec.network && !spec.forward?.length;
+}
+
+async function createVolumes(docker: Docker, names: string[], labels: Record<string, string>, made: string[]): Promise<void> {
+  await Promise.all(
+    names.map(async (Name) => {
+      await docker.createVolume({ Name, Labels: labels });
+      made.push(Name);
+    }),
+  );
+}
+
+/** The pod's volumes as mounts: Moss's out directory, and the state directory when the agent has one. */
+function podMounts(outVolume: string, state: { volume: string; dir: string; noCopy: boolean } | undefined, labels: Record<string, string>): Docker.MountSettings[] {
+  const volume = (Source: string, Target: string, NoCopy: boolean): Docker.MountSettings => ({
+    Type: "volume",
+    Source,
+    Target,
+    VolumeOptions: { NoCopy, Labels: labels, DriverConfig: { Name: "local", Options: {} } },
+  });
+  // With a snapshot, the state is the snapshot exactly; without, what the image holds there (copied in once).
+  return [volume(outVolume, `${MOSS_DIR}/out`, true), ...(state ? [volume(state.volume, state.dir, state.noCopy)] : [])];
+}
+
+/**
+ * A container of the candidate image that never runs: the engine lets files into a volume through it (its root is
+ * writable, so a directory's own owner and mode can be set from its parent), and reads the image's users.
+ */
+function createStage(docker: Docker, cfg: ResolvedRuntimeConfig, id: string, imageId: string, mounts: Docker.MountSettings[], labels: Record<string, string>): Promise<Docker.Container> {
+  return docker.createContainer({
+    name: `${cfg.namePrefix}-trial-${id}-stage`,
+    Image: imageId,
+    Entrypoint: ["/moss-stage-never-runs"],
+    Cmd: [],
+    Labels: { ...labels, "moss.trial.stage": "1" },
+    NetworkDisabled: true,
+    HostConfig: { NetworkMode: "none", Mounts: mounts },
+  });
+}
+
+/**
+ * Fills the pod's volumes through its stage, in one upload (each costs the engine a mount of the container): with
+ * `withDirs`, Moss's out directory, world-writable and sticky (the agent appends failure reports there), and the state
+ * directory owned by the agent's user; and the snapshot, if any, as that directory's content.
+ */
+async function fillStage(stager: Docker.Container, cfg: ResolvedRuntimeConfig, image: string, user: string, stateDir: string | undefined, snapshot: Buffer | undefined, opts: { withDirs: boolean }): Promise<void> {
+  let owner: { uid: number; gid: number };
+  try {
+    owner = await numericOwner(stager, user);
+  } catch (err) {
+    throw new TrialError(image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
+  }
+  const outDir = { type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner };
+  const under = stateDir?.slice(1);
+  const tarball =
+    under && snapshot
+      ? await cleanSnapshot(snapshot, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, image, { owner, under, first: opts.withDirs ? [outDir] : [] })
+      : await packTar([outDir, ...(under ? [{ type: "directory" as const, name: under, mode: 0o755, ...owner }] : [])].map((d) => ({ ...d, name: `${d.name}/` })));
+  try {
+    await stager.putArchive(tarball, { path: "/" });
+  } catch (err) {
+    // A corrupt snapshot is a bad input, not a flaky engine.
+    if (snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
+      throw new TrialError(image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
+    }
+    if (isConnectionError(err)) throw new DockerUnavailableError(cfg.socketPath, { cause: err });
+    throw new TrialError(image, snapshot ? "snapshot upload" : "trial directories upload", isRetryableDockerError(err), { cause: err });
+  }
+}
+
+/**
+ * Makes a warm pod for trials like `spec` (see WarmPod): a started sidecar from the sidecar pool, the volumes, and the
+ * staged directories; the stage stays when a snapshot is to come. Whatever fails on the way is removed.
+ */
+export async function makeWarmPod(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec, sidecars: SidecarPool): Promise<WarmPod> {
+  const imageInfo = await docker.getImage(spec.image).inspect();
+  const user = trialUser(imageInfo.Config.User);
+  const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
+  const id = randomBytes(6).toString("hex");
+  const labels = { "moss.role": POOLED_ROLE, "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER, "moss.trial.pooled": "1" };
+  const volumes: string[] = [];
+  let stage: Docker.Container | undefined;
+  let sidecar: Sidecar | undefined;
+  try {
+    const outVolume = `${cfg.namePrefix}-trial-${id}-out`;
+    const stateVolume = stateDir ? `${cfg.namePrefix}-trial-${id}-state` : undefined;
+    const made = sidecars.takeOrMake();
+    await createVolumes(docker, [outVolume, ...(stateVolume ? [stateVolume] : [])], labels, volumes);
+    stage = await createStage(docker, cfg, id, imageInfo.Id, podMounts(outVolume, stateVolume && stateDir ? { volume: stateVolume, dir: stateDir, noCopy: Boolean(spec.snapshot) } : undefined, labels), labels);
+    const [filled, side] = await Promise.allSettled([fillStage(stage, cfg, spec.image, user, stateDir, undefined, { withDirs: true }), made]);
+    if (side.status === "fulfilled") sidecar = side.value;
+    if (filled.status === "rejected") throw filled.reason;
+    if (side.status === "rejected") throw side.reason;
+    if (!spec.snapshot) {
+      await stage.remove({ force: true }).catch(() => undefined);
+      stage = undefined;
+    }
+    return { key: podKey(imageInfo.Id, user, stateDir, Boolean(spec.snapshot)), id, sidecar: sidecar!, outVolume, ...(stateVolume ? { stateVolume } : {}), ...(stage ? { stage } : {}) };
+  } catch (err) {
+    await discardWarmPod(docker, { sidecar, stage, volumes });
+    throw err;
+  }
+}
+
+/** Removes a warm pod no trial will take (or what a failed make left). */
+export async function discardWarmPod(docker: Docker, pod: { sidecar?: Sidecar; stage?: Docker.Container; volumes?: string[]; outVolume?: string; stateVolume?: string }): Promise<void> {
+  await Promise.all([pod.sidecar?.container, pod.stage].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)));
+  const volumes = pod.volumes ?? [pod.outVolume, pod.stateVolume].filter((v): v is string => Boolean(v));
+  await Promise.all(volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
+}
+
 /**
  * One ephemeral, isolated trial, as a pod: the agent's container from the candidate image with its own entrypoint
  * (the image needs nothing from Moss: any language, any base), and the driver in a sidecar container from Moss's node
@@ -85,7 +211,7 @@ function validate(spec: TrialSpec): void {
  * start, ~0.3 s here). The runtime watches the agent itself: a crash or an out-of-memory kill ends the trial at once.
  * Both containers are removed in every case.
  */
-export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec, pool?: SidecarPool): Promise<TrialResult> {
+export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec, pools?: TrialPools): Promise<TrialResult> {
   validate(spec);
   const startedAt = performance.now();
   const wrap = (stage: string, err: unknown): RuntimeError => {
@@ -127,18 +253,28 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         ["no_proxy", ""],
       ])
     : {};
-  const id = randomBytes(6).toString("hex");
-  const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER };
   const user = trialUser(imageInfo.Config.User);
   const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
+  // A pod made ahead for this image, if the runtime keeps some and the trial can use one (offline, no egress).
+  const warm = podEligible(spec) ? pools?.pods.take(podKey(imageInfo.Id, user, stateDir, Boolean(spec.snapshot))) : undefined;
+  const id = warm?.id ?? randomBytes(6).toString("hex");
+  const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER };
 
-  let sidecar: Docker.Container | undefined;
+  let sidecar: Docker.Container | undefined = warm?.sidecar.container;
   let agent: Docker.Container | undefined;
-  let stage: Docker.Container | undefined;
+  let stage: Docker.Container | undefined = warm?.stage;
   let stageRemoved: Promise<unknown> | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
-  const volumes: string[] = [];
+  const volumes: string[] = warm ? [warm.outVolume, ...(warm.stateVolume ? [warm.stateVolume] : [])] : [];
   let driverSettled: Promise<unknown> = Promise.resolve(undefined);
+  // What the trial leaves goes once the trial is over: before its result, or behind it when the runtime says so.
+  const teardown = async () => {
+    await driverSettled;
+    await stageRemoved;
+    await Promise.all([agent, stage, sidecar, egress?.container].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)));
+    if (egress) rmSync(egress.dir, { recursive: true, force: true });
+    await Promise.all(volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
+  };
 
   try {
     if (forward) {
@@ -164,10 +300,11 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     // The sidecar first: it owns the pod's network namespace, and its replay proxy listens before the agent starts,
     // so an agent that calls out while it starts is answered too. An offline trial takes a started one from the warm
     // pool when there is one; it gets ready while the agent's files are staged.
-    const pooled = !spec.network && !egress ? pool?.take() : undefined;
+    const pooled = !warm && !spec.network && !egress ? pools?.sidecars.take() : undefined;
     let driverIn: Sidecar;
     try {
       driverIn =
+        warm?.sidecar ??
         pooled ??
         (await createSidecar(docker, sidecarConfig(cfg, id, (await loadDriver()).toString("utf8"), spec.network ? await trialNetwork(docker, cfg.namePrefix) : "none", egress ? [`${egress.dir}:/egress`] : [], roleLabels)));
     } catch (err) {
@@ -178,7 +315,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     const driverReady = (async (d: Sidecar) => {
       try {
         const { seen } = await watchLines(docker, d.container, (l) => l.includes("[moss-driver]") && l.includes("ready"), { ms: 10_000 });
-        if (!pooled) await d.container.start();
+        if (!pooled && !warm) await d.container.start();
         d.stdin.end(JSON.stringify(trialJson));
         if (!(await seen)) throw new Error("the trial driver did not get ready within 10 s");
       } catch (err) {
@@ -194,74 +331,30 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     const sidecarId = sidecar.id;
 
     // The agent's only writable places, besides a tmpfs /tmp: Moss's out directory and its state directory, as volumes
-    // of this trial's own, filled and owned by the agent's user before the agent exists (its root is read-only).
-    const outVolume = `${cfg.namePrefix}-trial-${id}-out`;
-    const stateVolume = stateDir ? `${cfg.namePrefix}-trial-${id}-state` : undefined;
-    try {
-      await Promise.all(
-        [outVolume, ...(stateVolume ? [stateVolume] : [])].map(async (name) => {
-          await docker.createVolume({ Name: name, Labels: roleLabels });
-          volumes.push(name);
-        }),
-      );
-    } catch (err) {
-      throw wrap("trial volume create", err);
+    // of this trial's own, filled and owned by the agent's user before the agent exists (its root is read-only). A warm
+    // pod has them made and staged already; only its snapshot, if any, is still to go in.
+    const outVolume = warm?.outVolume ?? `${cfg.namePrefix}-trial-${id}-out`;
+    const stateVolume = warm ? warm.stateVolume : stateDir ? `${cfg.namePrefix}-trial-${id}-state` : undefined;
+    if (!warm) {
+      try {
+        await createVolumes(docker, [outVolume, ...(stateVolume ? [stateVolume] : [])], roleLabels, volumes);
+      } catch (err) {
+        throw wrap("trial volume create", err);
+      }
     }
-    const volume = (Source: string, Target: string, NoCopy: boolean): Docker.MountSettings => ({
-      Type: "volume",
-      Source,
-      Target,
-      VolumeOptions: { NoCopy, Labels: roleLabels, DriverConfig: { Name: "local", Options: {} } },
-    });
-    const mounts = (forStage: boolean): Docker.MountSettings[] => [
-      volume(outVolume, `${MOSS_DIR}/out`, true),
-      // With a snapshot, the state is the snapshot exactly; without, what the image holds there (copied in once).
-      ...(stateVolume ? [volume(stateVolume, stateDir!, forStage ? Boolean(spec.snapshot) : true)] : []),
-    ];
-    try {
-      // A container of the candidate image that never runs: the engine lets files into a volume through it (its root
-      // is writable, so a directory's own owner and mode can be set from its parent), and reads the image's users.
-      stage = await docker.createContainer({
-        name: `${cfg.namePrefix}-trial-${id}-stage`,
-        Image: imageInfo.Id,
-        Entrypoint: ["/moss-stage-never-runs"],
-        Cmd: [],
-        Labels: { ...roleLabels, "moss.trial.stage": "1" },
-        NetworkDisabled: true,
-        HostConfig: { NetworkMode: "none", Mounts: mounts(true) },
-      });
-    } catch (err) {
-      if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
-      throw wrap("trial staging create", err);
+    const mounts = (forStage: boolean) => podMounts(outVolume, stateVolume && stateDir ? { volume: stateVolume, dir: stateDir, noCopy: forStage ? Boolean(spec.snapshot) : true } : undefined, roleLabels);
+    if (!warm) {
+      try {
+        stage = await createStage(docker, cfg, id, imageInfo.Id, mounts(true), roleLabels);
+      } catch (err) {
+        if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+        throw wrap("trial staging create", err);
+      }
     }
     // Staging (the agent's user, then one upload) and creating the agent's container go at once: the container only
     // names the volumes, and it is started only once they are filled.
     const stager = stage;
-    const staged = (async () => {
-      let owner: { uid: number; gid: number };
-      try {
-        owner = await numericOwner(stager, user);
-      } catch (err) {
-        throw new TrialError(spec.image, `the agent's user: ${(err as Error).message}; set USER to a uid, or a user the image's /etc/passwd holds`, false, { cause: err });
-      }
-      // One upload (each costs the engine a mount of the container): Moss's out directory, world-writable and sticky
-      // (the agent appends failure reports there), and the state directory owned by the agent's user, with the snapshot.
-      const outDir = { type: "directory" as const, name: "moss/out", mode: 0o1777, ...owner };
-      const under = stateDir?.slice(1);
-      const tarball =
-        under && spec.snapshot
-          ? await cleanSnapshot(spec.snapshot.tar, { maxBytes: cfg.snapshotMaxBytes, maxEntries: cfg.snapshotMaxEntries }, spec.image, { owner, under, first: [outDir] })
-          : await packTar([outDir, ...(under ? [{ type: "directory" as const, name: under, mode: 0o755, ...owner }] : [])].map((d) => ({ ...d, name: `${d.name}/` })));
-      try {
-        await stager.putArchive(tarball, { path: "/" });
-      } catch (err) {
-        // A corrupt snapshot is a bad input, not a flaky engine.
-        if (spec.snapshot && (statusCodeOf(err) === 400 || statusCodeOf(err) === 500)) {
-          throw new TrialError(spec.image, `snapshot upload to ${stateDir}: is the snapshot a valid tar?`, false, { cause: err });
-        }
-        throw wrap(spec.snapshot ? "snapshot upload" : "trial directories upload", err);
-      }
-    })();
+    const staged = stager && (!warm || spec.snapshot) ? fillStage(stager, cfg, spec.image, user, stateDir, spec.snapshot?.tar, { withDirs: !warm }) : Promise.resolve();
     const created = (async () => {
       try {
         agent = await docker.createContainer({
@@ -299,8 +392,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
       }
     })();
     const [st, cr] = await Promise.allSettled([staged, created]);
-    // The stage is done with; it goes while the agent starts (the finally waits for it).
-    stageRemoved = stager.remove({ force: true }).catch(() => undefined);
+    // The stage is done with; it goes while the agent starts (the teardown waits for it).
+    if (stager) stageRemoved = stager.remove({ force: true }).catch(() => undefined);
     stage = undefined;
     if (st.status === "rejected") throw st.reason;
     if (cr.status === "rejected") throw cr.reason;
@@ -395,13 +488,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     result.durationMs = Math.round(performance.now() - startedAt);
     return result;
   } finally {
-    await driverSettled;
-    await stageRemoved;
-    await Promise.all(
-      [agent, stage, sidecar, egress?.container].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)),
-    );
-    if (egress) rmSync(egress.dir, { recursive: true, force: true });
-    await Promise.all(volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
+    if (pools?.defer) pools.defer(teardown());
+    else await teardown();
   }
 }
 

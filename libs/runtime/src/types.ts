@@ -23,8 +23,11 @@ export interface RuntimeConfig {
   /** Max bytes of logs kept in a `TrialResult` (the tail is kept). Default 1 MiB. */
   trialLogLimitBytes?: number;
   /**
-   * Trial sidecars (Moss's driver, image-independent) kept created and started ahead, so an offline trial pays
-   * neither their create nor their start (call `close()` when done). Default 0: no pool.
+   * Size of the warm pool (call `close()` when done). Trial sidecars (Moss's driver, image-independent) kept created
+   * and started ahead, so an offline trial pays neither their create nor their start; and, once `warmTrials(spec)`
+   * names the trials to come, as many warm pods for them (sidecar, volumes, staging: all but the agent's container,
+   * which carries each trial's own environment). With a pool, a trial's pod is removed behind its result (`idle()`
+   * waits). Default 0: no pool, every trial removed before its result.
    */
   trialPoolSize?: number;
   /** Seconds a live container gets to exit after SIGTERM before SIGKILL. Default 5. */
@@ -216,11 +219,16 @@ export interface Runtime {
   /** Ephemeral isolated trial. The container is always removed (success, failure, timeout, crash). */
   runTrial(spec: TrialSpec): Promise<TrialResult>;
   /**
-   * Fills the warm pool of trial sidecars now (it fills itself on the first trial otherwise); resolves with how many
-   * are ready once those being made are done.
+   * Fills the warm pool now (it fills itself on the first trial otherwise); resolves with how many are ready once
+   * those being made are done. Without `like`, trial sidecars (image-independent). With `like`, warm pods for trials
+   * like it — a started sidecar and the agent's volumes created and staged from its image (see `trialPoolSize`) — so
+   * such a trial pays only its agent's create and start, and its request; an online trial, or one with an egress
+   * proxy, takes none (0).
    */
-  warmTrials(): Promise<number>;
-  /** Removes the warm pool's sidecars: call it when the process stops taking trials. */
+  warmTrials(like?: TrialSpec): Promise<number>;
+  /** Resolves once the pods of finished trials are removed (with a pool, they go behind the trials' results). */
+  idle(): Promise<void>;
+  /** Removes the warm pool and waits for the removals behind finished trials: call it when the process stops taking trials. */
   close(): Promise<void>;
   /**
    * Makes `image` the live container `<prefix>-live-<agent>` (host network, no restart). The

@@ -5,13 +5,13 @@ import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/
 import { kvGet, kvUpdate, type HandlerContext, type KV } from "@moss/bus";
 import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, regressed, ReplayJoin, SuccessEvent, type BlobRef, type Publish, type RegressionCase, type RegressionResult, type ReplayResult, type ReplayTrial } from "@moss/contracts";
 import { Codes, errorCode, isTerminal } from "@moss/errors";
-import type { Runtime, TrialResult } from "@moss/runtime";
+import type { Runtime, TrialResult, TrialSpec } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 import { UnreplayableError } from "../errors";
 import { combineTrials, compareOutcome, judge, resolveExpectation, type Grade, type Verdict } from "../verdict";
 
 /** What the replayer runs trials with: the runtime's trial. */
-export type TrialPort = Pick<Runtime, "runTrial">;
+export type TrialPort = Pick<Runtime, "runTrial"> & Partial<Pick<Runtime, "warmTrials">>;
 
 /** What the replayer needs of an agent: the port it listens on, its env, its state directory, and how it is replayed. */
 export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay"> & Partial<Pick<AgentConfig, "regressions">>;
@@ -270,7 +270,7 @@ async function runTurn(ev: TurnEvent, msg: CandidateReady, agent: ReplayAgent, d
   }
   const cassette = await loadCassette(ev, deps.blob);
   const timeoutMs = Math.round(ev.timeoutMs * REPLAY_TIMEOUT_FACTOR);
-  const trial = await deps.runtime.runTrial({
+  const spec: TrialSpec = {
     image: msg.image,
     ...(ev.request
       ? { request: { method: ev.request.method, path: ev.request.path, headers: endToEnd(ev.request.headers), body: ev.request.body } }
@@ -284,7 +284,10 @@ async function runTurn(ev: TurnEvent, msg: CandidateReady, agent: ReplayAgent, d
     ...(cassette ? { cassette: { calls: cassette.calls } } : {}),
     ...(agent.replay.forward.length ? { forward: agent.replay.forward } : {}),
     labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
-  });
+  };
+  // The trials of a batch come one after another to a replica: a pod for the next one is made while this one runs.
+  void deps.runtime.warmTrials?.(spec).catch(() => undefined);
+  const trial = await deps.runtime.runTrial(spec);
   const logs = await deps.blob.put(trial.logs, { contentType: "text/plain" });
   return { trial, timeoutMs, logs };
 }
