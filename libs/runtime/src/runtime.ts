@@ -2,11 +2,11 @@ import type Docker from "dockerode";
 import { buildImage } from "./build";
 import { resolveConfig } from "./config";
 import { createDockerClient, isNotFound, statusCodeOf, toRuntimeError } from "./docker";
-import { ownerIsGone, trialUser } from "./isolation";
+import { ownerIsGone } from "./isolation";
 import { BaseImageMissingError, DockerUnavailableError } from "./errors";
 import { LiveContainers } from "./live";
 import { PodPool, POOLED_ROLE, SidecarPool } from "./pool";
-import { discardWarmPod, loadDriver, makeWarmPod, podEligible, podKey, runTrial, type TrialPools } from "./trial";
+import { discardWarmPod, loadDriver, makeWarmPod, podEligible, podShape, runTrial, type TrialPools } from "./trial";
 import { BASE_IMAGE, type Runtime, type RuntimeConfig } from "./types";
 
 /**
@@ -65,15 +65,15 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
     runTrial: (spec) => runTrial(docker, config, spec, pools),
     async warmTrials(like) {
       if (!like || !podEligible(like) || config.trialPoolSize === 0) return sidecars.fill();
-      let key: string;
+      let info: Docker.ImageInspectInfo;
       try {
-        const info = await docker.getImage(like.image).inspect();
-        key = podKey(info.Id, trialUser(info.Config.User), (like.stateDir ?? like.snapshot?.path)?.replace(/(.)\/+$/, "$1"), Boolean(like.snapshot));
+        info = await docker.getImage(like.image).inspect();
       } catch {
         // No such image (yet): the trial itself says so.
         return 0;
       }
-      return pods.want(key, () => makeWarmPod(docker, config, like, sidecars));
+      // Inspected once: every pod of this shape is of this image (its id is in the key).
+      return pods.want(podShape(info, like).key, () => makeWarmPod(docker, config, info, like, sidecars));
     },
     idle,
     async close() {

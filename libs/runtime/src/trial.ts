@@ -84,9 +84,19 @@ export interface TrialPools {
   defer?: (teardown: Promise<void>) => void;
 }
 
-/** Which warm pods a trial can use: of the same image (by id), run as the same user, with the same state directory. */
-export function podKey(imageId: string, user: string, stateDir: string | undefined, snapshot: boolean): string {
-  return JSON.stringify([imageId, user, stateDir ?? null, snapshot]);
+/**
+ * A trial's pod as its image and spec make it: the agent's user, its state directory, and which warm pods it can use
+ * (`key`: of the same image by id, run as the same user, with the same state directory, a snapshot to come or not).
+ */
+export function podShape(imageInfo: Docker.ImageInspectInfo, spec: TrialSpec): { user: string; stateDir?: string; key: string } {
+  const user = trialUser(imageInfo.Config.User);
+  const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
+  return { user, ...(stateDir ? { stateDir } : {}), key: JSON.stringify([imageInfo.Id, user, stateDir ?? null, Boolean(spec.snapshot)]) };
+}
+
+/** A warm pod's volumes: its out volume, and its state volume when it has one. */
+function podVolumes(pod: Pick<WarmPod, "outVolume" | "stateVolume">): string[] {
+  return [pod.outVolume, ...(pod.stateVolume ? [pod.stateVolume] : [])];
 }
 
 /** Whether a trial could use a warm pod at all: offline, with no egress proxy (those need a sidecar made for them). */
@@ -165,10 +175,8 @@ async function fillStage(stager: Docker.Container, cfg: ResolvedRuntimeConfig, i
  * Makes a warm pod for trials like `spec` (see WarmPod): a started sidecar from the sidecar pool, the volumes, and the
  * staged directories; the stage stays when a snapshot is to come. Whatever fails on the way is removed.
  */
-export async function makeWarmPod(docker: Docker, cfg: ResolvedRuntimeConfig, spec: TrialSpec, sidecars: SidecarPool): Promise<WarmPod> {
-  const imageInfo = await docker.getImage(spec.image).inspect();
-  const user = trialUser(imageInfo.Config.User);
-  const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
+export async function makeWarmPod(docker: Docker, cfg: ResolvedRuntimeConfig, imageInfo: Docker.ImageInspectInfo, spec: TrialSpec, sidecars: SidecarPool): Promise<WarmPod> {
+  const { user, stateDir, key } = podShape(imageInfo, spec);
   const id = randomBytes(6).toString("hex");
   const labels = { "moss.role": POOLED_ROLE, "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER, "moss.trial.pooled": "1" };
   const volumes: string[] = [];
@@ -188,18 +196,22 @@ export async function makeWarmPod(docker: Docker, cfg: ResolvedRuntimeConfig, sp
       await stage.remove({ force: true }).catch(() => undefined);
       stage = undefined;
     }
-    return { key: podKey(imageInfo.Id, user, stateDir, Boolean(spec.snapshot)), id, sidecar: sidecar!, outVolume, ...(stateVolume ? { stateVolume } : {}), ...(stage ? { stage } : {}) };
+    return { key, id, sidecar: sidecar!, outVolume, ...(stateVolume ? { stateVolume } : {}), ...(stage ? { stage } : {}) };
   } catch (err) {
-    await discardWarmPod(docker, { sidecar, stage, volumes });
+    await removePodParts(docker, { sidecar, stage, volumes });
     throw err;
   }
 }
 
-/** Removes a warm pod no trial will take (or what a failed make left). */
-export async function discardWarmPod(docker: Docker, pod: { sidecar?: Sidecar; stage?: Docker.Container; volumes?: string[]; outVolume?: string; stateVolume?: string }): Promise<void> {
-  await Promise.all([pod.sidecar?.container, pod.stage].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)));
-  const volumes = pod.volumes ?? [pod.outVolume, pod.stateVolume].filter((v): v is string => Boolean(v));
-  await Promise.all(volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
+/** Removes a warm pod no trial will take. */
+export function discardWarmPod(docker: Docker, pod: WarmPod): Promise<void> {
+  return removePodParts(docker, { sidecar: pod.sidecar, stage: pod.stage, volumes: podVolumes(pod) });
+}
+
+/** Removes a pod's sidecar, stage and volumes (what a failed make left, or a warm pod no trial took). */
+async function removePodParts(docker: Docker, parts: { sidecar?: Sidecar; stage?: Docker.Container; volumes: string[] }): Promise<void> {
+  await Promise.all([parts.sidecar?.container, parts.stage].map((c) => c?.remove({ force: true, v: true }).catch(() => undefined)));
+  await Promise.all(parts.volumes.map((v) => docker.getVolume(v).remove().catch(() => undefined)));
 }
 
 /**
@@ -253,10 +265,9 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
         ["no_proxy", ""],
       ])
     : {};
-  const user = trialUser(imageInfo.Config.User);
-  const stateDir = (spec.stateDir ?? spec.snapshot?.path)?.replace(/(.)\/+$/, "$1");
+  const { user, stateDir, key } = podShape(imageInfo, spec);
   // A pod made ahead for this image, if the runtime keeps some and the trial can use one (offline, no egress).
-  const warm = podEligible(spec) ? pools?.pods.take(podKey(imageInfo.Id, user, stateDir, Boolean(spec.snapshot))) : undefined;
+  const warm = podEligible(spec) ? pools?.pods.take(key) : undefined;
   const id = warm?.id ?? randomBytes(6).toString("hex");
   const roleLabels = { "moss.role": "trial", "moss.prefix": cfg.namePrefix, "moss.image": spec.image, "moss.trial": id, "moss.owner": TRIAL_OWNER };
 
@@ -265,7 +276,7 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
   let stage: Docker.Container | undefined = warm?.stage;
   let stageRemoved: Promise<unknown> | undefined;
   let egress: { container?: Docker.Container; dir: string } | undefined;
-  const volumes: string[] = warm ? [warm.outVolume, ...(warm.stateVolume ? [warm.stateVolume] : [])] : [];
+  const volumes: string[] = warm ? podVolumes(warm) : [];
   let driverSettled: Promise<unknown> = Promise.resolve(undefined);
   // What the trial leaves goes once the trial is over: before its result, or behind it when the runtime says so.
   const teardown = async () => {
@@ -354,7 +365,8 @@ export async function runTrial(docker: Docker, cfg: ResolvedRuntimeConfig, spec:
     // Staging (the agent's user, then one upload) and creating the agent's container go at once: the container only
     // names the volumes, and it is started only once they are filled.
     const stager = stage;
-    const staged = stager && (!warm || spec.snapshot) ? fillStage(stager, cfg, spec.image, user, stateDir, spec.snapshot?.tar, { withDirs: !warm }) : Promise.resolve();
+    // (A warm pod keeps its stage only when a snapshot is to come: its directories are in already.)
+    const staged = stager ? fillStage(stager, cfg, spec.image, user, stateDir, spec.snapshot?.tar, { withDirs: !warm }) : Promise.resolve();
     const created = (async () => {
       try {
         agent = await docker.createContainer({
