@@ -77,10 +77,10 @@ export function operatorToken(cfg: Readonly<LoadedConfig>): string {
   }
 }
 
-/** POST to the gateway (the operator API) as the operator whose token this is. */
-export function gatewayPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
+/** POST to the operator API as the operator whose token this is. */
+export function operatorPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
   const headers = { authorization: `Bearer ${operatorToken(cfg)}`, "content-type": "application/json" };
-  return callApi("the gateway (the operator API)", `http://${cfg.gateway.host}:${cfg.gateway.port}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+  return callApi("the operator API", `http://${cfg.operatorApi.host}:${cfg.operatorApi.port}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
 }
 
 export function loadCliConfig(file: string | undefined): Readonly<LoadedConfig> {

@@ -6,11 +6,11 @@ import { fileURLToPath } from "node:url";
 import { createBus, ensureCredentials, identities, loadCredential, natsServerConfig, type Bus, type BusCredential } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
 import { ADMIN, Buckets, ServiceStatus } from "@moss/contracts";
-import { ensureOperator } from "@moss/gateway";
+import { ensureOperator } from "@moss/operator-api";
 import { createLogger } from "@moss/telemetry";
 
 /** The services, in start order: the five stages' and the operator API. */
-export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter", "gateway"] as const;
+export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter", "operator-api"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface Stack {
@@ -180,7 +180,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     status = await createBus({ url: cfg.nats.url, name: "moss-up", credential: admin, logger });
     await status.provision();
     const asked = opts.services ?? SERVICES;
-    if (asked.includes("gateway")) {
+    if (asked.includes("operator-api")) {
       const who = opts.operator ?? process.env["USER"] ?? "operator";
       if (ensureOperator(cfg.paths.operators, cfg.paths.operatorToken, who).created) say(`${who} is the first operator (token in ${cfg.paths.operatorToken}; more with \`moss operator add NAME\`)`);
     }

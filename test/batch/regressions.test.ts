@@ -1,11 +1,11 @@
 // An agent's regression set: bounded, spread over routes, newest kept, pins honoured; changed by CAS in KV, and by
-// operators only through the gateway.
+// operators only through the operator API.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { admit, chooseCases, regressionStore, type RegressionStore } from "@moss/batch";
 import { SuccessEvent, type RegressionCase } from "@moss/contracts";
-import { addOperator, buildApp } from "@moss/gateway";
+import { addOperator, buildApp } from "@moss/operator-api";
 import { openStores } from "@moss/batch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VERSION, startEnv, type Env } from "../helpers/env";

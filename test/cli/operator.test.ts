@@ -5,7 +5,7 @@ import { createBlobStore } from "@moss/blob";
 import { createBus, kvGet, type Bus } from "@moss/bus";
 import { BatchRecord, BreakerReset, Buckets, FailureEvent, FingerprintBreaker, Messages } from "@moss/contracts";
 import { openStores } from "@moss/batch";
-import { addOperator, buildApp } from "@moss/gateway";
+import { addOperator, buildApp } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNats, storedMessages, waitFor, type NatsServer } from "../helpers/nats";
@@ -14,12 +14,12 @@ import { runMoss } from "../helpers/moss";
 
 const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args, { env: { USER: "tester", ...env } });
 
-describe("moss reset (a fingerprint's circuit breaker, through the gateway, in a real nats-server)", () => {
+describe("moss reset (a fingerprint's circuit breaker, through the operator API, in a real nats-server)", () => {
   let nats: NatsServer;
   let bus: Bus;
   let dir: string;
   let configFile: string;
-  let gateway: FastifyInstance;
+  let api: FastifyInstance;
   /** The tokens of two operators, as `moss operator add` gives them. */
   const tokens: Record<string, string> = {};
   const AGENT = "shop";
@@ -59,14 +59,14 @@ describe("moss reset (a fingerprint's circuit breaker, through the gateway, in a
     dir = mkdtempSync(join(tmpdir(), "moss-cli-reset-"));
     const operatorsFile = join(dir, "operators.json");
     for (const name of ["ana", "tester"]) tokens[name] = addOperator(operatorsFile, name);
-    gateway = buildApp({ stores: await openStores(bus), publish: (def, msg) => bus.publish(def, msg), operatorsFile });
+    api = buildApp({ stores: await openStores(bus), publish: (def, msg) => bus.publish(def, msg), operatorsFile });
     const port = await freePort();
-    await gateway.listen({ host: "127.0.0.1", port });
+    await api.listen({ host: "127.0.0.1", port });
     configFile = join(dir, "moss.json");
-    writeFileSync(configFile, JSON.stringify({ dataDir: dir, nats: { url: nats.url }, gateway: { port, operatorsFile } }));
+    writeFileSync(configFile, JSON.stringify({ dataDir: dir, nats: { url: nats.url }, operatorApi: { port, operatorsFile } }));
   });
   afterAll(async () => {
-    await gateway?.close();
+    await api?.close();
     await bus?.close();
     await nats?.stop();
     rmSync(dir, { recursive: true, force: true });

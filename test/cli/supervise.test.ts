@@ -32,7 +32,7 @@ describe("moss up supervises its services", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const configFile = async (name: string, natsUrl?: string) => {
-    const input = { dataDir: join(dir, name), nats: { url: natsUrl ?? `nats://127.0.0.1:${await freePort()}` }, auditor: { port: await freePort() }, gateway: { port: await freePort() }, curator: { http: { enabled: false } } };
+    const input = { dataDir: join(dir, name), nats: { url: natsUrl ?? `nats://127.0.0.1:${await freePort()}` }, auditor: { port: await freePort() }, operatorApi: { port: await freePort() }, curator: { http: { enabled: false } } };
     const file = join(dir, `${name}.json`);
     writeFileSync(file, JSON.stringify(input));
     return { file, config: parseConfig(input, { base: dir, source: file }) };

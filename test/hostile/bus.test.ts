@@ -1,7 +1,7 @@
 // Attacks on the bus, against a stack `moss up` started with its generated nats-server config and credentials: an
 // anonymous client, an agent (its own credential is all a live container has), every service beyond its grant, and
 // admin all try to forge verdicts, records and consent. Each attempt is refused and named in nats-server's log;
-// consent goes through the gateway, which records who its token says, never a name from a message.
+// consent goes through the operator API, which records who its token says, never a name from a message.
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,7 +9,7 @@ import { createBus, kvGet, loadCredential, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
 import { parseConfig, type LoadedConfig } from "@moss/config";
 import { ADMIN, agentIdentity, AllMessages, BatchRecord, Buckets, Grants, Messages, ServiceIdentities, Streams, type MessageDef } from "@moss/contracts";
-import { addOperator } from "@moss/gateway";
+import { addOperator } from "@moss/operator-api";
 import { busCredential, liveEnv } from "@moss/lifecycle";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,14 +50,14 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
       dataDir: join(dir, "data"),
       nats: { url: `nats://127.0.0.1:${await freePort()}` },
       auditor: { port: await freePort() },
-      gateway: { port: await freePort() },
+      operatorApi: { port: await freePort() },
       curator: { http: { enabled: false } },
       agents: { shop: { repo: join(dir, "shop") } },
     };
     configFile = join(dir, "moss.json");
     writeFileSync(configFile, JSON.stringify(input));
     config = parseConfig(input, { base: dir, source: configFile });
-    stack = await startStack({ config, configFile, services: ["gateway"], operator: "tester", onLog: (s, l) => s === "nats" && natsLog.push(l) });
+    stack = await startStack({ config, configFile, services: ["operator-api"], operator: "tester", onLog: (s, l) => s === "nats" && natsLog.push(l) });
     admin = await createBus({ url: config.nats.url, name: "hostile-admin", credential: busCredential(config, ADMIN) });
   }, 60_000);
   afterAll(async () => {
@@ -104,8 +104,8 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
         expect(await tryPublish(id, concrete(d)), `${id} publishing ${d.name}`).toMatch(/Permissions Violation for Publish/);
       }
     }
-    // Only the gateway may consent.
-    expect(ServiceIdentities.filter((id) => Grants[id].publishes.includes(Messages.approval))).toEqual(["gateway"]);
+    // Only the operator API may consent.
+    expect(ServiceIdentities.filter((id) => Grants[id].publishes.includes(Messages.approval))).toEqual(["operator-api"]);
     // Buckets outside a grant are closed too: the replayer cannot move a deployment, the auditor cannot touch a batch.
     expect(await tryPublish("replayer", `$KV.${Buckets.deployments}.shop`)).toMatch(/Permissions Violation/);
     expect(await tryPublish("auditor", `$KV.${Buckets.batches}.b1`)).toMatch(/Permissions Violation/);
@@ -119,7 +119,7 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     expect((await admin.jsm.streams.info(Streams.PIPELINE)).config.name).toBe(Streams.PIPELINE);
   });
 
-  it("consent goes through the gateway, which records the operator its token names; `moss approve` needs a token, not a name", async () => {
+  it("consent goes through the operator API, which records the operator its token names; `moss approve` needs a token, not a name", async () => {
     // A batch awaiting approval, as the promoter would have written it.
     const promoter = await createBus({ url: config.nats.url, name: "as-promoter", credential: busCredential(config, "promoter") });
     try {
@@ -139,7 +139,7 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     expect(ok.stderr).toBe("");
     expect(ok.stdout).toContain("approved bwait as alice");
     expect(await storedMessages(admin, Messages.approval, 10)).toEqual([{ batchId: "bwait", decision: "approve", by: "alice", reason: "read the diff" }]);
-    // The record is untouched by the gateway: the promoter (not running here) is the one who acts on consent.
+    // The record is untouched by the operator API: the promoter (not running here) is the one who acts on consent.
     expect((await kvGet(await admin.kv(Buckets.batches), "bwait", BatchRecord))?.value.state).toBe("awaiting-approval");
   }, 60_000);
 

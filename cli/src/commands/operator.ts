@@ -1,12 +1,12 @@
-import { addOperator, readOperators } from "@moss/gateway";
+import { addOperator, readOperators } from "@moss/operator-api";
 import type { Command } from "../shared";
 
-/** `moss operator`: who may approve, reject and reset through the gateway. */
+/** `moss operator`: who may approve, reject and reset through the operator API. */
 export const operator: Command = {
   name: "operator",
   help: [
     "  operator add NAME        make NAME an operator (or give them a new token, revoking the old); prints the token once",
-    "  operator list            the operators the gateway accepts",
+    "  operator list            the operators the operator API accepts",
   ].join("\n"),
   async run({ args, config }) {
     const [verb, name] = args;

@@ -1,6 +1,6 @@
 import { kvGet } from "@moss/bus";
 import { Buckets, RegressionSet } from "@moss/contracts";
-import { gatewayPost, withBus, type Command } from "../shared";
+import { operatorPost, withBus, type Command } from "../shared";
 
 export const regressions: Command = {
   name: "regressions",
@@ -18,9 +18,9 @@ export const regressions: Command = {
     if (actions.length > 1) throw new Error(`moss regressions takes one of --pin, --unpin or --drop at a time, not ${actions.map((a) => `--${a}`).join(" and ")}`);
     const action = actions[0];
     if (action) {
-      // Through the operator API: the gateway records who did it.
+      // Through the operator API: the operator API records who did it.
       const id = encodeURIComponent(values[action] as string);
-      const r = await gatewayPost(config(), `/v1/agents/${encodeURIComponent(agent)}/regressions/${id}/${action === "drop" ? "drop" : "pin"}`, action === "unpin" ? { unpin: true } : {});
+      const r = await operatorPost(config(), `/v1/agents/${encodeURIComponent(agent)}/regressions/${id}/${action === "drop" ? "drop" : "pin"}`, action === "unpin" ? { unpin: true } : {});
       console.log(`${r["action"]} ${values[action]} of agent ${agent}'s regression set as ${r["by"]}`);
       return 0;
     }

@@ -138,7 +138,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   if (model) step("setup", `model stand-in (OpenAI chat completions, deterministic) on ${model.url}; the agent asks it with the openai client`);
 
   const keys = await ensureSigningKey(join(dataDir, "keys"));
-  const [natsPort, auditorPort, livePort, ingestPort, gatewayPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [natsPort, auditorPort, livePort, ingestPort, operatorApiPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const cfgInput: MossConfigInput = {
     dataDir,
     nats: { url: `nats://127.0.0.1:${natsPort}` },
@@ -161,7 +161,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     replayer: { concurrency: 2 },
     promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
     auditor: { port: auditorPort },
-    gateway: { port: gatewayPort },
+    operatorApi: { port: operatorApiPort },
     agents: {
       [agent]: {
         repo: repoDir,

@@ -15,7 +15,7 @@ export interface LoadedConfig extends MossConfig {
     natsCredentials: string;
     /** The nats-server config `moss up` writes and starts the embedded nats-server with. */
     natsConfig: string;
-    /** The gateway's operators and their token hashes. */
+    /** The operator API's operators and their token hashes. */
     operators: string;
     /** Where `moss up` leaves the token of the operator who ran it, for the CLI. */
     operatorToken: string;
@@ -97,7 +97,7 @@ export function parseConfig(input: MossConfigInput | Record<string, unknown>, op
       natsStore: resolve(dataDir, "nats"),
       natsCredentials: resolve(dataDir, cfg.nats.credentialsDir ?? join("credentials", "nats")),
       natsConfig: resolve(dataDir, "nats.conf"),
-      operators: resolve(dataDir, cfg.gateway.operatorsFile ?? join("credentials", "operators.json")),
+      operators: resolve(dataDir, cfg.operatorApi.operatorsFile ?? join("credentials", "operators.json")),
       operatorToken: resolve(dataDir, "credentials", "operator.token"),
     },
     source: opts.source,

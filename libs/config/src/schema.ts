@@ -290,7 +290,7 @@ export const MossConfig = z.object({
       port: z.number().int().min(0).max(65535).default(7420),
     })
     .prefault({}),
-  gateway: z
+  operatorApi: z
     .object({
       /** The operator API: approve, reject, reset. Default 127.0.0.1. */
       host: z.string().default("127.0.0.1"),

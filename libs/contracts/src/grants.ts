@@ -3,8 +3,8 @@ import { Buckets, Consumers, failureSubject, Messages, Streams, successSubject, 
 /**
  * Who may do what on the bus: the one table every NATS permission is derived from (libs/bus turns it into
  * nats-server users). A service may publish only the messages it announces, read only through its own durable
- * consumers, and touch only its KV buckets; an agent may only report its own failures; only the operator API (the
- * gateway) may approve, reject or reset. Anything not granted here is refused by the server, and the refusal is in
+ * consumers, and touch only its KV buckets; an agent may only report its own failures; only the operator API
+ * may approve, reject or reset. Anything not granted here is refused by the server, and the refusal is in
  * nats-server's log.
  */
 export type BucketAccess = "read" | "write";
@@ -21,7 +21,7 @@ export interface Grant {
 }
 
 /** The identities Moss's own processes connect as. Agents connect as `agent.<name>` (see {@link agentIdentity}). */
-export const ServiceIdentities = ["curator", "rewriter", "replayer", "promoter", "auditor", "gateway"] as const;
+export const ServiceIdentities = ["curator", "rewriter", "replayer", "promoter", "auditor", "operator-api"] as const;
 export type ServiceIdentity = (typeof ServiceIdentities)[number];
 
 /**
@@ -58,7 +58,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq],
     buckets: {},
   },
-  gateway: {
+  "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
     publishes: [Messages.approval, Messages.breakerReset],
     consumers: [],

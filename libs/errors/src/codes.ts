@@ -110,12 +110,12 @@ export const Codes = {
   NO_CASSETTE: code("MOSS_E_NO_CASSETTE", "@moss/auditor", 404, false, "The failure was reported without a cassette: its turn made no outbound call the SDK saw, or did not run in `reporter.turn()`."),
   AUDIT_LOG_DAMAGED: code("MOSS_E_AUDIT_LOG_DAMAGED", "@moss/auditor", 500, false, "The audit log has a line that is not a record. The auditor will not append to it: restore it from a backup or move it aside."),
 
-  // @moss/gateway
-  NOT_AN_OPERATOR: code("MOSS_E_NOT_AN_OPERATOR", "@moss/gateway", 401, false, "The operator API was called without a token of a known operator. Send `Authorization: Bearer <token>` (`moss operator add NAME` makes one; the CLI reads MOSS_OPERATOR_TOKEN or the token `moss up` left)."),
-  OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/gateway", 500, false, "gateway.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),
-  NOT_AWAITING_APPROVAL: code("MOSS_E_NOT_AWAITING_APPROVAL", "@moss/gateway", 409, false, "Only a batch whose candidate passed replay (awaiting-approval) can be approved; the message says which state it is in."),
-  NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/gateway", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
-  NO_REGRESSION_CASE: code("MOSS_E_NO_REGRESSION_CASE", "@moss/gateway", 404, false, "The agent's regression set has no case with this id: nothing was changed. List the set with `moss regressions AGENT`."),
+  // @moss/operator-api
+  NOT_AN_OPERATOR: code("MOSS_E_NOT_AN_OPERATOR", "@moss/operator-api", 401, false, "The operator API was called without a token of a known operator. Send `Authorization: Bearer <token>` (`moss operator add NAME` makes one; the CLI reads MOSS_OPERATOR_TOKEN or the token `moss up` left)."),
+  OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/operator-api", 500, false, "operatorApi.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),
+  NOT_AWAITING_APPROVAL: code("MOSS_E_NOT_AWAITING_APPROVAL", "@moss/operator-api", 409, false, "Only a batch whose candidate passed replay (awaiting-approval) can be approved; the message says which state it is in."),
+  NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/operator-api", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
+  NO_REGRESSION_CASE: code("MOSS_E_NO_REGRESSION_CASE", "@moss/operator-api", 404, false, "The agent's regression set has no case with this id: nothing was changed. List the set with `moss regressions AGENT`."),
 } as const satisfies Record<string, ErrorCode>;
 
 /** Every code, in registry order. */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { openStores, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { Approval, BatchRecord, Messages } from "@moss/contracts";
-import { addOperator, authenticate, buildApp, readOperators } from "@moss/gateway";
+import { addOperator, authenticate, buildApp, readOperators } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, storedMessages, type NatsServer } from "../helpers/nats";
@@ -14,7 +14,7 @@ const AT = "2026-01-01T00:00:00.000Z";
 const record = (batchId: string, state: BatchRecord["state"]): BatchRecord =>
   BatchRecord.parse({ batchId, agent: "shop", fingerprint: "fp", baseVersion: "a".repeat(40), state, failures: [], count: 1, openedAt: AT, deadline: AT, updatedAt: AT });
 
-describe("the gateway (operator API) over a real nats-server", () => {
+describe("the operator API over a real nats-server", () => {
   let nats: NatsServer;
   let bus: Bus;
   let stores: Stores;
@@ -30,10 +30,10 @@ describe("the gateway (operator API) over a real nats-server", () => {
 
   beforeAll(async () => {
     nats = await startNats();
-    bus = await createBus({ url: nats.url, name: "gateway-test" });
+    bus = await createBus({ url: nats.url, name: "operator-api-test" });
     await bus.provision();
     stores = await openStores(bus);
-    dir = mkdtempSync(join(tmpdir(), "moss-gateway-"));
+    dir = mkdtempSync(join(tmpdir(), "moss-operator-api-"));
     operatorsFile = join(dir, "operators.json");
     tokens["alice"] = addOperator(operatorsFile, "alice");
     tokens["bob"] = addOperator(operatorsFile, "bob");

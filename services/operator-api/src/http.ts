@@ -7,9 +7,9 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { z } from "zod";
 import { authenticate, readOperators } from "./operators";
 
-export interface GatewayHttpDeps {
+export interface OperatorApiDeps {
   stores: Pick<Stores, "batches" | "breakers">;
-  /** Publishes with the gateway's bus identity: the only one that may approve, reject or reset. */
+  /** Publishes with the operator API's bus identity: the only one that may approve, reject or reset. */
   publish: Publish;
   /** The operators file, read at every request: a token added or revoked counts at once. */
   operatorsFile: string;
@@ -27,7 +27,7 @@ const Pin = z.object({ unpin: z.boolean().optional() }).strict();
  * The operator API: the one way to approve, reject or reset. Every request carries an operator's bearer token; the
  * name it authenticates is what the decision records. Built without listening; tests use `app.inject()`.
  */
-export function buildApp(deps: GatewayHttpDeps): FastifyInstance {
+export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   const operatorOf = (req: FastifyRequest) => {
     const h = req.headers.authorization;
@@ -107,7 +107,7 @@ export function buildApp(deps: GatewayHttpDeps): FastifyInstance {
     app.post<{ Params: { agent: string; id: string } }>(`/v1/agents/:agent/regressions/:id/${action}`, async (req, reply) => {
       const b = body(Pin, req);
       if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `${action} ${req.params.id}: ${b.message}`);
-      if (!deps.regressions) return replyError(reply, Codes.INTERNAL, "this gateway has no regression store");
+      if (!deps.regressions) return replyError(reply, Codes.INTERNAL, "this operator API has no regression store");
       const { agent, id } = req.params;
       const unpin = action === "pin" && b.value.unpin === true;
       const c = action === "drop" ? await deps.regressions.drop(agent, id) : await deps.regressions.pin(agent, id, unpin ? undefined : who(req));

@@ -1,6 +1,6 @@
 /**
  * Who may act through the operator API: named operators, each with a bearer token of which only the sha256 is kept.
- * The gateway records the name a token authenticates — never a name from a request body — as who approved,
+ * The operator API records the name a token authenticates — never a name from a request body — as who approved,
  * rejected or reset.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";

@@ -1,4 +1,4 @@
-// Gateway: the operator API (approve, reject, reset), the only identity on the bus that may publish them. Wiring only.
+// Operator API: approve, reject, reset, regression pins; the only identity on the bus that may publish consent. Wiring only.
 import { openStores, regressionStore } from "@moss/batch";
 import { Buckets } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
@@ -6,7 +6,7 @@ import { buildApp } from "./http";
 import { readOperators } from "./operators";
 
 await runService({
-  name: "gateway",
+  name: "operator-api",
   env: process.env,
   async start({ config, log, bus }) {
     const operatorsFile = config.paths.operators;
@@ -15,7 +15,7 @@ await runService({
     const stores = await openStores(bus);
     return {
       consumers: [],
-      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.gateway.host, port: config.gateway.port },
+      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
     };
   },
 });

@@ -1,4 +1,4 @@
-// The gateway's public face: the operator API and the operators it authenticates.
+// The operator API's public face: its routes and the operators it authenticates.
 export { buildApp } from "./http";
-export type { GatewayHttpDeps } from "./http";
+export type { OperatorApiDeps } from "./http";
 export { addOperator, authenticate, ensureOperator, OperatorsFileError, readOperators } from "./operators";
