@@ -1,4 +1,4 @@
-import { deploymentStore, imageTag } from "@moss/batch";
+import { deploymentStore, imageTag, readGatewayStats, routeStore, waitDrained } from "@moss/batch";
 import { createBus } from "@moss/bus";
 import { knownAgent, type LoadedConfig } from "@moss/config";
 import { ADMIN, Buckets } from "@moss/contracts";
@@ -8,7 +8,8 @@ import { createRuntime, httpProbe } from "@moss/runtime";
 
 /**
  * `moss deploy <agent> [ref]`: builds the agent's image from a commit of its repo and makes it the live
- * version (the first deployment, or a manual one). Promotions after that are the promoter's.
+ * version (the first deployment, or a manual one). Promotions after that are the promoter's. Behind the gateway the
+ * new version starts next to the old one and the route moves once it is healthy: no request fails.
  */
 export async function deployAgent(config: Readonly<LoadedConfig>, agent: string, ref = "HEAD"): Promise<{ image: string; commit: string; container: string }> {
   const a = knownAgent(config, agent).entry;
@@ -18,17 +19,36 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
   await runtime.ping({ baseImage: false });
   const { image } = await runtime.buildImage({ repoDir: a.repo, commit, tag: imageTag(agent, commit), labels: { "moss.agent": agent } });
   const env = liveEnv(config, agent, commit);
-  const { container } = await runtime.deployLive({ agent, image, version: commit, env, stateDir: a.stateDir });
-  await waitHealthy(`http://127.0.0.1:${a.livePort}${a.healthPath}`, 20_000, agent);
   const bus = await createBus({ url: config.nats.url, name: "moss-cli", credential: busCredential(config, ADMIN) });
+  let container: string;
   try {
     await bus.provision();
+    let previous: string | undefined;
+    if (a.serve === "gateway") {
+      // Next to the version the gateway sends traffic to now; it takes traffic only once healthy, by one route write.
+      const routes = routeStore(await bus.kv(Buckets.routes));
+      const before = (await routes.get(agent))?.targets[0];
+      const served = await runtime.serveVersion({ agent, image, version: commit, env, stateDir: a.stateDir, port: a.port });
+      container = served.container;
+      await waitHealthy(`${served.upstream}${a.healthPath}`, 20_000, agent);
+      await routes.point(agent, { version: commit, image, container, upstream: served.upstream }, `moss deploy ${commit.slice(0, 12)}`);
+      if (before && before.container !== container) {
+        // The old version finishes what it has in flight, then stops, kept for a rollback.
+        const stats = await bus.kv(Buckets.gatewayStats);
+        await waitDrained(() => readGatewayStats(stats, agent), before.version, config.promoter.drainMs, config.gateway.statsIntervalMs);
+        await runtime.stopVersion(before.container);
+        previous = before.container;
+      }
+    } else {
+      container = (await runtime.deployLive({ agent, image, version: commit, env, stateDir: a.stateDir })).container;
+      await waitHealthy(`http://127.0.0.1:${a.livePort}${a.healthPath}`, 20_000, agent);
+    }
     await deploymentStore(await bus.kv(Buckets.deployments)).record(agent, (cur) => ({
       agent,
       image,
       version: commit,
       container,
-      previous: cur ? { image: cur.image, version: cur.version, container: cur.container } : undefined,
+      previous: cur ? { image: cur.image, version: cur.version, container: previous ?? cur.container } : undefined,
       updatedAt: new Date().toISOString(),
     }));
   } finally {

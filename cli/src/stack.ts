@@ -6,11 +6,13 @@ import { fileURLToPath } from "node:url";
 import { createBus, ensureCredentials, identities, loadCredential, natsServerConfig, type Bus, type BusCredential } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
 import { ADMIN, Buckets, ServiceStatus } from "@moss/contracts";
+import { relayedPorts, startHostRelay } from "@moss/lifecycle";
 import { ensureOperator } from "@moss/operator-api";
+import { createRuntime } from "@moss/runtime";
 import { createLogger } from "@moss/telemetry";
 
 /** The services, in start order: the five stages' and the operator API. */
-export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter", "operator-api"] as const;
+export const SERVICES = ["auditor", "curator", "rewriter", "replayer", "promoter", "operator-api", "gateway"] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface Stack {
@@ -108,6 +110,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     say(`using the nats-server already at ${cfg.nats.url}${auth ? `; its users must be the ones in ${cfg.paths.natsCredentials} (\`moss credentials\` prints them)` : ""}`);
   }
   let stopping = false;
+  let relay: { close(): Promise<void> } | undefined;
   const timers = new Set<NodeJS.Timeout>();
   /** moss up's own bus (admin): it provisions, then reports the services. Connected before any service starts. */
   let status: Bus | undefined;
@@ -129,6 +132,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       await report(name, { state: "stopped", restarts: 0, since: new Date().toISOString() });
     }));
     await status?.close().catch(() => undefined);
+    await relay?.close();
     if (nats) await terminate(nats, 5_000);
   };
 
@@ -184,8 +188,15 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       const who = opts.operator ?? process.env["USER"] ?? "operator";
       if (ensureOperator(cfg.paths.operators, cfg.paths.operatorToken, who).created) say(`${who} is the first operator (token in ${cfg.paths.operatorToken}; more with \`moss operator add NAME\`)`);
     }
-    // All at once: nothing waits on another service.
-    const names = asked.flatMap((s) => Array.from({ length: opts.replicas ?? 1 }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
+    // Agents behind the gateway run on the live network: the loopback services their env names are relayed to it.
+    const ports = asked.includes("gateway") ? relayedPorts(cfg) : [];
+    if (ports.length) {
+      const net = await createRuntime().liveNetwork();
+      relay = await startHostRelay(net.hostIp, ports);
+      say(`live network ${net.name}: ports ${ports.join(", ")} of this host's loopback relayed to its agents as moss-host (${net.hostIp})`);
+    }
+    // All at once: nothing waits on another service. One gateway per host: it owns the agents' ports.
+    const names = asked.flatMap((s) => Array.from({ length: s === "gateway" ? 1 : (opts.replicas ?? 1) }, (_, i) => ({ s, name: i === 0 ? s : `${s}#${i + 1}` })));
     const started = await Promise.allSettled(names.map(({ s, name }) => run(s, name)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;

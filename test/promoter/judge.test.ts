@@ -1,5 +1,5 @@
 import type { ProbeResult } from "@moss/runtime";
-import { batchStore, breakerStore, candidateStore, deploymentStore } from "@moss/batch";
+import { batchStore, breakerStore, candidateStore, deploymentStore, routeStore } from "@moss/batch";
 import { kvGet, kvKeys, type KV } from "@moss/bus";
 import { parseConfig, resolveAgent, type MossConfigInput } from "@moss/config";
 import { BatchRecord, CandidateFailed, Deployment, Messages, RejectedCandidate, ReplayCompleted, type AttemptEvidence, type BatchRetry, type BatchVerdict, type BlobRef, type PromotionOutcome } from "@moss/contracts";
@@ -22,15 +22,15 @@ const DIFF = ref("d");
 function fakeLive(opts: { noPrevious?: boolean } = {}) {
   const calls = { deploy: [] as Array<Parameters<LivePort["deployLive"]>[0]>, rollback: [] as string[], status: 0 };
   const state = { live: { container: `moss-live-${AGENT}`, image: OLD_IMAGE }, prev: undefined as { container: string; image: string } | undefined };
-  const port: LivePort = {
-    async deployLive(spec) {
+  const port = {
+    async deployLive(spec: Parameters<LivePort["deployLive"]>[0]) {
       calls.deploy.push(spec);
       const previous = opts.noPrevious ? undefined : { container: `moss-prev-${AGENT}`, image: state.live.image };
       state.prev = previous;
       state.live = { container: `moss-live-${AGENT}`, image: spec.image };
       return previous ? { container: state.live.container, previous } : { container: state.live.container };
     },
-    async rollbackLive(agent) {
+    async rollbackLive(agent: string) {
       calls.rollback.push(agent);
       if (!state.prev) throw Object.assign(new Error("no previous version"), { code: "MOSS_E_NO_PREVIOUS_VERSION", retryable: false });
       state.live = { container: `moss-live-${AGENT}`, image: state.prev.image };
@@ -41,7 +41,16 @@ function fakeLive(opts: { noPrevious?: boolean } = {}) {
       calls.status++;
       return { ...state.live, running: true };
     },
-  };
+    // In place (these tests' agent): the versions behind the gateway are never asked for.
+    ...Object.fromEntries(
+      (["serveVersion", "resumeVersion", "stopVersion", "versionStatus", "pruneVersions"] as const).map((m) => [
+        m,
+        async () => {
+          throw new Error(`${m} called for an agent served in place`);
+        },
+      ]),
+    ),
+  } as unknown as LivePort;
   return { port, calls, state };
 }
 
@@ -111,7 +120,13 @@ describe("promoter with a real KV", () => {
       probe: o.probe ?? (async () => ({ healthy: true, detail: "GET /health answered 200" })),
       liveEnv: (agent, version) => ({ PORT: "8080", AGENT_NAME: agent, MOSS_AGENT_VERSION: version }),
       stateDir: (agent) => `/var/lib/moss/${agent}`,
-      bake: { bakeMs: 200, probeIntervalMs: 20, maxFailedProbes: 2, startupMs: 200 },
+      bake: { bakeMs: 200, probeIntervalMs: 20, maxFailedProbes: 2, startupMs: 200, drainMs: 0, keepVersions: 3 },
+      serve: () => ({ mode: "in-place", port: 8080, healthPath: "/health" }),
+      routes: routeStore(await env.bucket("routes")),
+      liveStats: async () => new Map(),
+      statsIntervalMs: 250,
+      probeUrl: async () => ({ healthy: false, detail: "no version behind a gateway here" }),
+      analysis: config.promoter.analysis,
       autoApprove: o.autoApprove ?? true,
       // Parsed as the bus would, then handed to the hook of its kind.
       publish: async (def, m) => {

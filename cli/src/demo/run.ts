@@ -1,7 +1,8 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createBus } from "@moss/bus";
-import { ADMIN, AllMessages, Messages, regressed, type BatchTimeline, type MessageDef, type RegressionResult } from "@moss/contracts";
+import { routeStore } from "@moss/batch";
+import { ADMIN, AllMessages, Buckets, Messages, regressed, type BatchTimeline, type MessageDef, type RegressionResult } from "@moss/contracts";
 import { parseConfig, type LoadedConfig, type MossConfigInput } from "@moss/config";
 import { ensureSigningKey } from "@moss/git";
 import { busCredential } from "@moss/lifecycle";
@@ -198,7 +199,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     );
 
     try {
-      step("deploy", `building ${agent} v1 and starting it live on 127.0.0.1:${livePort}`);
+      step("deploy", `building ${agent} v1 and starting it behind the gateway, whose address for it is 127.0.0.1:${livePort}`);
       const v1 = await deployAgent(config, agent);
       step("deploy", `v1 live: ${v1.image}`);
 
@@ -236,7 +237,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       }
       const after = await chat(example.failing[0], "s9");
       step("verify", `"${example.failing[0]}" now → ${after.status} ${after.body.slice(0, 90)}`);
-      const live = await runtime.liveStatus(agent);
+      const live = (await routeStore(await bus.kv(Buckets.routes)).get(agent))?.targets[0];
 
       // The auditor may be a moment behind the last event.
       await new Promise((r) => setTimeout(r, 500));

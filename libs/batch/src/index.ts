@@ -6,3 +6,7 @@ export type { BatchStore, BreakerStore, CandidateStore, CountedOutcome, Deployme
 export { resetBreaker } from "./reset";
 export { admit, caseOf, chooseCases, questionKey, regressionStore, routeOf } from "./regressions";
 export type { Admission, RegressionPolicy, RegressionStore } from "./regressions";
+export { addWindow, liveWindow, quantileMs, readGatewayStats, waitDrained } from "./live-stats";
+export type { LiveWindow, StatsReading } from "./live-stats";
+export { routeStore } from "./routes";
+export type { RouteStore } from "./routes";

@@ -68,8 +68,8 @@ export function grantPermissions(identity: string, g: Grant): NatsPermissions {
   return { publish: { allow: [...pub] }, subscribe: { allow: [`${inboxPrefix(identity)}.>`] } };
 }
 
-/** Buckets admin writes: `moss up`'s service reports and a first deployment (`moss deploy`). */
-const ADMIN_WRITES: ReadonlySet<string> = new Set([Buckets.services, Buckets.deployments]);
+/** Buckets admin writes: `moss up`'s service reports and a first deployment (`moss deploy`: its record and its route). */
+const ADMIN_WRITES: ReadonlySet<string> = new Set([Buckets.services, Buckets.deployments, Buckets.routes]);
 
 /**
  * admin provisions and watches; it publishes no Moss message (so it can neither forge a verdict nor consent, nor

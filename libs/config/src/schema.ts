@@ -10,8 +10,18 @@ export const AgentConfig = z.object({
   repo: z.string().min(1),
   /** Port the agent listens on inside a trial container (it gets env PORT). Default 8080. */
   port: z.number().int().min(1).max(65535).default(8080),
-  /** Port of the live agent on the host (live containers use host networking). Default 8080. */
+  /**
+   * The agent's public port on the host. With `serve: "gateway"` the gateway listens there and the versions behind it
+   * listen on `port` on the live network; in place, the live container itself takes it (host networking). Default 8080.
+   */
   livePort: z.number().int().min(1).max(65535).default(8080),
+  /**
+   * How the live agent is served. `gateway` (default, for HTTP agents): each version runs on Moss's live network, the
+   * gateway is the agent's address, and a swap or a rollback is one route change — no request fails. `in-place` (for
+   * agents that serve no HTTP): the live container runs on the host network and a new version replaces it (same name,
+   * same volumes), the old one stopped and kept.
+   */
+  serve: z.enum(["gateway", "in-place"]).default("gateway"),
   /** Health probe path of the live agent. Default `/health`. */
   healthPath: z.string().startsWith("/").default("/health"),
   /** The agent's state directory inside its container; the live agent keeps it on a volume across versions. */
@@ -281,6 +291,49 @@ export const MossConfig = z.object({
       maxFailedProbes: z.number().int().min(1).default(2),
       /** Wait this long for the new container to answer its first probe. Default 15 s. */
       startupMs: z.number().int().min(100).default(15_000),
+      /** Behind the gateway: how long requests already on the old version may take to finish after a swap. Default 10 s. */
+      drainMs: z.number().int().min(0).default(10_000),
+      /** Stopped versions kept per agent for a rollback (behind the gateway). Default 3. */
+      keepVersions: z.number().int().min(1).max(50).default(3),
+      /**
+       * Analysis of live traffic during the bake (behind the gateway), on the gateway's numbers. A probe fails when the
+       * candidate's window (since the last probe, at least `minRequests` requests) crosses a threshold; `maxFailedProbes`
+       * failed probes in a row roll back.
+       */
+      analysis: z
+        .object({
+          /** Requests a probe's window must hold before its error rate and latency are judged. Default 3. */
+          minRequests: z.number().int().min(1).default(3),
+          /** Error rate (5xx and connection failures) above which a probe fails, whatever the previous version did. Default 0.05. */
+          maxErrorRate: z.number().min(0).max(1).default(0.05),
+          /**
+           * ... or above this many times the previous version's (its rate before the swap) and above `minErrorRate`. The
+           * absolute limit holds even when the previous version failed more (it may have been failing the very way the
+           * batch fixes). Default 2.
+           */
+          errorRateFactor: z.number().min(1).default(2),
+          /** The relative check ignores rates up to this. Default 0.01. */
+          minErrorRate: z.number().min(0).max(1).default(0.01),
+          /** p95 latency above which a probe fails, ms. Default: none (only the relative check). */
+          maxP95Ms: z.number().int().min(1).optional(),
+          /** ... or above this many times the previous version's p95 plus `p95SlackMs`. Default 2. */
+          p95Factor: z.number().min(1).default(2),
+          /** Default 100 ms: a fast agent's p95 may double without meaning anything. */
+          p95SlackMs: z.number().int().min(0).default(100),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  gateway: z
+    .object({
+      /** Where the gateway listens for the agents' traffic (each agent's `livePort`). Default 127.0.0.1. */
+      host: z.string().default("127.0.0.1"),
+      /** How often each gateway writes its per-version counters for the promoter. Default 250 ms. */
+      statsIntervalMs: z.number().int().min(20).default(250),
+      /** An upstream that has not answered within this long is a failed request (504). Default 120 s. */
+      upstreamTimeoutMs: z.number().int().min(100).default(120_000),
+      /** Largest request body the gateway takes (it holds a body to retry a request a stopped upstream refused). Default 8 MiB. */
+      maxBodyBytes: z.number().int().min(1_024).default(8 * 1024 * 1024),
     })
     .prefault({}),
   auditor: z

@@ -21,7 +21,7 @@ export interface Grant {
 }
 
 /** The identities Moss's own processes connect as. Agents connect as `agent.<name>` (see {@link agentIdentity}). */
-export const ServiceIdentities = ["curator", "rewriter", "replayer", "promoter", "auditor", "operator-api"] as const;
+export const ServiceIdentities = ["curator", "rewriter", "replayer", "promoter", "auditor", "operator-api", "gateway"] as const;
 export type ServiceIdentity = (typeof ServiceIdentities)[number];
 
 /**
@@ -51,7 +51,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   promoter: {
     publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry],
     consumers: [Consumers.promoter],
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write", [Buckets.routes]: "write", [Buckets.gatewayStats]: "read" },
   },
   auditor: {
     publishes: [],
@@ -64,6 +64,12 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
     buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write" },
+  },
+  gateway: {
+    // The agents' public address: it follows the routes and reports what it sees; it decides nothing.
+    publishes: [],
+    consumers: [],
+    buckets: { [Buckets.routes]: "read", [Buckets.gatewayStats]: "write" },
   },
 });
 

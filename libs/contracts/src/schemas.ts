@@ -556,6 +556,15 @@ export const PromotionOutcome = z.object({
   reason: z.string(),
   probes: z.object({ ok: z.number().int(), failed: z.number().int() }),
   approvedBy: z.string(),
+  /** Behind the gateway: the live traffic the decision saw — the candidate's during the bake, the previous version's before the swap. */
+  live: z
+    .object({
+      candidate: z.object({ requests: z.number().int().nonnegative(), errorRate: z.number().min(0).max(1), p95Ms: z.number().nonnegative().optional() }),
+      previous: z.object({ requests: z.number().int().nonnegative(), errorRate: z.number().min(0).max(1), p95Ms: z.number().nonnegative().optional() }).optional(),
+      /** The check that decided a rollback, in words with its numbers. */
+      check: z.string().optional(),
+    })
+    .optional(),
 });
 export type PromotionOutcome = z.infer<typeof PromotionOutcome>;
 
@@ -574,6 +583,8 @@ export const PromotionJournal = z.object({
       /** The live container after the swap, and the kept previous one, for the deployment record. */
       container: z.string(),
       previousContainer: z.string().optional(),
+      /** Behind the gateway: the version the route goes back to on a rollback. */
+      previousVersion: GitSha.optional(),
     })
     .optional(),
 });
@@ -759,3 +770,60 @@ export const Deployment = z.object({
   updatedAt: z.string().datetime(),
 });
 export type Deployment = z.infer<typeof Deployment>;
+
+/** One version the gateway may send an agent's traffic to. */
+export const RouteTarget = z.object({
+  version: GitSha,
+  image: z.string(),
+  /** The container that serves it (on the live network). */
+  container: z.string(),
+  /** Base URL of the container, e.g. `http://172.18.0.5:8080`: reachable from the gateway, not published on the host. */
+  upstream: z.string().url(),
+  /** Share of new sessions, 0–100; the targets' weights sum to 100. */
+  weight: z.number().int().min(0).max(100),
+});
+export type RouteTarget = z.infer<typeof RouteTarget>;
+
+/**
+ * Where the gateway sends an agent's traffic (`moss_routes`, key = agent). A swap or a rollback is one write of this
+ * record; every gateway watches it and sends each new request by the record it holds when the request arrives.
+ */
+export const Route = z.object({
+  agent: AgentName,
+  targets: z.array(RouteTarget).min(1).max(2),
+  /** A request with this header goes to the version its value hashes to, so one conversation stays on one version. */
+  stickyHeader: z.string().min(1).optional(),
+  /** Why the route changed (a swap, a rollback, a canary step), for whoever reads the KV history. */
+  reason: z.string(),
+  updatedAt: z.string().datetime(),
+}).refine((r) => r.targets.reduce((n, t) => n + t.weight, 0) === 100, { message: "the targets' weights must sum to 100" });
+export type Route = z.infer<typeof Route>;
+
+/** Upper bounds (ms) of the gateway's latency histogram buckets; one more bucket counts everything slower. */
+export const LATENCY_BOUNDS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 30_000] as const;
+
+/** One version's counters at one gateway, cumulative since that gateway started. */
+export const VersionStats = z.object({
+  requests: z.number().int().nonnegative(),
+  /** Answers of 5xx. */
+  errors5xx: z.number().int().nonnegative(),
+  /** Requests the upstream never answered (refused, reset, timed out). */
+  connErrors: z.number().int().nonnegative(),
+  /** Requests on their way now. */
+  inflight: z.number().int().nonnegative(),
+  /** Counts per latency bucket (LATENCY_BOUNDS_MS, then one for slower). */
+  latency: z.array(z.number().int().nonnegative()).length(LATENCY_BOUNDS_MS.length + 1),
+});
+export type VersionStats = z.infer<typeof VersionStats>;
+
+/** A gateway's live counters for one agent (`moss_gateway_stats`, key `<agent>.<gateway id>`). */
+export const GatewayStats = z.object({
+  agent: AgentName,
+  gateway: z.string().min(1),
+  /** When the gateway wrote it; a promoter ignores a gateway whose record is older than a few intervals. */
+  at: z.string().datetime(),
+  /** Since when the counters count (the gateway's start): counters of a restarted gateway start again at zero. */
+  since: z.string().datetime(),
+  versions: z.record(z.string(), VersionStats),
+});
+export type GatewayStats = z.infer<typeof GatewayStats>;

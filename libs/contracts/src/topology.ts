@@ -193,6 +193,10 @@ export const Buckets = {
   replays: "moss_replays",
   /** agent → RegressionSet: the recorded successes every candidate of the agent is replayed on (CAS only). */
   regressions: "moss_regressions",
+  /** agent → Route: where the gateway sends the agent's traffic (written by the promoter and `moss deploy`; watched by every gateway). */
+  routes: "moss_routes",
+  /** `<agent>.<gateway id>` → GatewayStats: each gateway's live counters per version, rewritten every `gateway.statsIntervalMs`. */
+  gatewayStats: "moss_gateway_stats",
 } as const;
 
 /** Headers Moss sets on messages. */

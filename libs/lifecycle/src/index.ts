@@ -1,3 +1,4 @@
 export { busCredential, liveEnv, runService } from "./run";
 export type { ServiceDeps, ServiceParts, RunServiceOptions } from "./run";
 export { replyError } from "./http";
+export { MOSS_HOST, onLiveNetwork, relayedPorts, startHostRelay } from "./live-net";

@@ -4,6 +4,7 @@ import { agentIdentity, Grants, type ServiceIdentity } from "@moss/contracts";
 import { knownAgent, loadConfig, type LoadedConfig } from "@moss/config";
 import { createLogger, startTelemetry, type Logger, type LogLevel } from "@moss/telemetry";
 import type { FastifyInstance } from "fastify";
+import { onLiveNetwork } from "./live-net";
 
 /** What every service gets, wired in the same order everywhere. */
 export interface ServiceDeps {
@@ -112,11 +113,13 @@ export function busCredential(config: Readonly<LoadedConfig>, name: string): Bus
 
 /**
  * The env of an agent's live container: its configured env, its port and name, and the bus with the agent's own
- * credential — which may publish its failures and nothing else. No Moss service credential ever goes in.
+ * credential — which may publish its failures and nothing else. No Moss service credential ever goes in. Behind the
+ * gateway, loopback URLs say `moss-host` instead (see live-net.ts).
  */
 export function liveEnv(config: Readonly<LoadedConfig>, agent: string, version: string): Record<string, string> {
   const a = knownAgent(config, agent).entry;
   const env: Record<string, string> = { ...a.env, PORT: String(a.livePort), AGENT_NAME: agent, MOSS_NATS_URL: config.nats.url, MOSS_AGENT_VERSION: version };
   if (config.nats.auth === "nkey") env["MOSS_NATS_SEED"] = new TextDecoder().decode(loadCredential(config.paths.natsCredentials, agentIdentity(agent)).seed);
-  return env;
+  // Behind the gateway the version runs on the live network: the host's loopback is `moss-host` there (relayed by moss up).
+  return a.serve === "gateway" ? onLiveNetwork(env).env : env;
 }

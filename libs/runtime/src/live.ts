@@ -1,8 +1,8 @@
 import type Docker from "dockerode";
 import { checkNamePart, type ResolvedRuntimeConfig } from "./config";
 import { isNotFound, isRetryableDockerError, statusCodeOf, toRuntimeError } from "./docker";
-import { ImageMismatchError, ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
-import type { DeployLiveResult, LiveSpec, LiveStatus } from "./types";
+import { DockerError, ImageMismatchError, ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
+import type { DeployLiveResult, LiveNetwork, LiveSpec, LiveStatus, ServedVersion } from "./types";
 
 /**
  * The live containers of agents. Per agent there are at most:
@@ -34,18 +34,7 @@ export class LiveContainers {
     const n = this.names(spec.agent);
     if (!spec.image) throw new InvalidSpecError("LiveSpec.image", "must not be empty");
     return this.locked(spec.agent, async () => {
-      let image: Docker.ImageInspectInfo;
-      try {
-        image = await this.docker.getImage(spec.image).inspect();
-      } catch (err) {
-        if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
-        throw this.engineError(err, "image inspect");
-      }
-      if (spec.imageId !== undefined) {
-        if (image.Id !== spec.imageId) throw new ImageMismatchError(spec.image, `its id is ${image.Id}, the build made ${spec.imageId}`);
-        const labelled = image.Config?.Labels?.["moss.commit"];
-        if (labelled !== spec.version) throw new ImageMismatchError(spec.image, `its moss.commit label is ${labelled ?? "missing"}, not ${spec.version}`);
-      }
+      const image = await this.checkedImage(spec);
       const fail = (outcome: PreviousVersionOutcome, err: unknown): LiveDeployError =>
         new LiveDeployError(spec.agent, spec.image, outcome, retryable(err), { cause: err });
 
@@ -142,7 +131,8 @@ export class LiveContainers {
   async removeAgent(agent: string, opts: { state?: boolean } = {}): Promise<void> {
     const n = this.names(agent);
     return this.locked(agent, async () => {
-      for (const name of [n.next, n.live, n.prev]) {
+      const servedList = await this.servedVersions(agent).catch(() => []);
+      for (const name of [n.next, n.live, n.prev, ...servedList.map((v) => v.container)]) {
         try {
           await this.removeIfExists(name);
         } catch (err) {
@@ -158,6 +148,153 @@ export class LiveContainers {
           });
       }
     });
+  }
+
+  /** The image a live spec names, refused unless it is the one the spec says was built (ImageMismatchError). */
+  private async checkedImage(spec: LiveSpec): Promise<Docker.ImageInspectInfo> {
+    let image: Docker.ImageInspectInfo;
+    try {
+      image = await this.docker.getImage(spec.image).inspect();
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageNotFoundError(spec.image, { cause: err });
+      throw this.engineError(err, "image inspect");
+    }
+    if (spec.imageId !== undefined) {
+      if (image.Id !== spec.imageId) throw new ImageMismatchError(spec.image, `its id is ${image.Id}, the build made ${spec.imageId}`);
+      const labelled = image.Config?.Labels?.["moss.commit"];
+      if (labelled !== spec.version) throw new ImageMismatchError(spec.image, `its moss.commit label is ${labelled ?? "missing"}, not ${spec.version}`);
+    }
+    return image;
+  }
+
+  /** The live network, created (a plain bridge, labelled) when missing. Serialized: two creates would make two. */
+  liveNetwork(): Promise<LiveNetwork> {
+    return this.locked("\0network", async () => {
+      const name = `${this.cfg.namePrefix}-live`;
+      let info: Docker.NetworkInspectInfo | undefined;
+      try {
+        info = (await this.docker.getNetwork(name).inspect()) as Docker.NetworkInspectInfo;
+      } catch (err) {
+        if (!isNotFound(err)) throw this.engineError(err, `inspect network ${name}`);
+      }
+      if (!info) {
+        try {
+          await this.docker.createNetwork({ Name: name, Driver: "bridge", CheckDuplicate: true, Labels: { "moss.role": "live-network", "moss.prefix": this.cfg.namePrefix } });
+        } catch (err) {
+          if (statusCodeOf(err) !== 409) throw this.engineError(err, `create network ${name}`);
+        }
+        info = (await this.docker.getNetwork(name).inspect()) as Docker.NetworkInspectInfo;
+      }
+      const hostIp = info.IPAM?.Config?.find((c) => c.Gateway)?.Gateway ?? "";
+      if (!hostIp) throw new DockerError(`inspect network ${name}`, 500, { cause: new Error(`the network has no gateway address; remove it (docker network rm ${name}) and Moss makes it again`) });
+      return { name, hostIp };
+    });
+  }
+
+  async serveVersion(spec: LiveSpec & { port: number }): Promise<ServedVersion> {
+    if (!spec.image) throw new InvalidSpecError("LiveSpec.image", "must not be empty");
+    const name = this.servedName(spec.agent, spec.version);
+    return this.locked(spec.agent, async () => {
+      const image = await this.checkedImage(spec);
+      const net = await this.liveNetwork();
+      try {
+        const kept = await this.inspectIfExists(name);
+        if (kept && kept.Image === image.Id) {
+          if (!kept.State.Running) await this.docker.getContainer(name).start();
+        } else {
+          if (kept) await this.removeIfExists(name);
+          const c = await this.docker.createContainer({
+            name,
+            Image: image.Id,
+            Env: Object.entries({ ...spec.env, PORT: String(spec.port) }).map(([k, v]) => `${k}=${v}`),
+            Labels: { "moss.agent": spec.agent, "moss.role": "serve", "moss.version": spec.version, "moss.image": spec.image, "moss.prefix": this.cfg.namePrefix, "moss.port": String(spec.port) },
+            Tty: false,
+            HostConfig: {
+              NetworkMode: net.name,
+              RestartPolicy: { Name: "no" },
+              // The host's Moss services (the bus, the ingest) are reached through what `moss up` relays at this address.
+              ExtraHosts: [`moss-host:${net.hostIp}`],
+              ...(spec.stateDir ? { Binds: [`${this.stateVolume(spec.agent)}:${spec.stateDir}`] } : {}),
+              Init: true,
+            },
+          });
+          await c.start();
+        }
+      } catch (err) {
+        throw new LiveDeployError(spec.agent, spec.image, "untouched", retryable(err), { cause: err });
+      }
+      const served = await this.versionStatus(name);
+      if (!served?.running) throw new LiveDeployError(spec.agent, spec.image, "untouched", false, { cause: new Error(`${name} exited as soon as it started; see docker logs ${name}`) });
+      return served;
+    });
+  }
+
+  async resumeVersion(container: string): Promise<ServedVersion> {
+    try {
+      await this.docker.getContainer(container).start();
+    } catch (err) {
+      // 304: it runs already.
+      if (statusCodeOf(err) !== 304) throw this.engineError(err, `start ${container}`);
+    }
+    const v = await this.versionStatus(container);
+    if (!v?.running) throw this.engineError(new Error(`${container} exited as soon as it started; see docker logs ${container}`), `start ${container}`);
+    return v;
+  }
+
+  async stopVersion(container: string): Promise<void> {
+    try {
+      await this.stopIfRunning(container);
+    } catch (err) {
+      throw this.engineError(err, `stop ${container}`);
+    }
+  }
+
+  async versionStatus(container: string): Promise<ServedVersion | undefined> {
+    let info: Docker.ContainerInspectInfo | undefined;
+    try {
+      info = await this.inspectIfExists(container);
+    } catch (err) {
+      throw this.engineError(err, `inspect ${container}`);
+    }
+    return info ? served(info) : undefined;
+  }
+
+  async servedVersions(agent: string): Promise<ServedVersion[]> {
+    checkNamePart("agent", agent);
+    try {
+      const list = await this.docker.listContainers({ all: true, filters: { label: [`moss.role=serve`, `moss.agent=${agent}`, `moss.prefix=${this.cfg.namePrefix}`] } });
+      const out: ServedVersion[] = [];
+      for (const c of list) {
+        const info = await this.inspectIfExists(c.Id);
+        if (info) out.push(served(info));
+      }
+      return out.sort((a, b) => b.created.localeCompare(a.created));
+    } catch (err) {
+      throw this.engineError(err, `list the served versions of ${agent}`);
+    }
+  }
+
+  async pruneVersions(agent: string, keep: number, spare: readonly string[]): Promise<string[]> {
+    const removed: string[] = [];
+    let kept = 0;
+    for (const v of await this.servedVersions(agent)) {
+      if (spare.includes(v.container) || v.running) continue;
+      if (kept++ < keep) continue;
+      try {
+        await this.removeIfExists(v.container);
+      } catch (err) {
+        throw this.engineError(err, `remove ${v.container}`);
+      }
+      removed.push(v.container);
+    }
+    return removed;
+  }
+
+  /** Name of a version's container behind the gateway. */
+  private servedName(agent: string, version: string): string {
+    checkNamePart("agent", agent);
+    checkNamePart("version", version);
+    return `${this.cfg.namePrefix}-serve-${agent}-${version.slice(0, 12)}`;
   }
 
   /** Name of the volume holding an agent's live state. */
@@ -223,6 +360,22 @@ export class LiveContainers {
 
 function retryable(err: unknown): boolean {
   return err instanceof RuntimeError ? err.retryable : isRetryableDockerError(err);
+}
+
+/** What a served version's container says of itself. */
+function served(info: Docker.ContainerInspectInfo): ServedVersion {
+  const nets = Object.values(info.NetworkSettings?.Networks ?? {});
+  const ip = info.State.Running ? (nets.find((n) => n.IPAddress)?.IPAddress ?? "") : "";
+  const port = info.Config.Labels?.["moss.port"] ?? "";
+  return {
+    container: info.Name.replace(/^\//, ""),
+    image: imageName(info),
+    version: info.Config.Labels?.["moss.version"] ?? "",
+    running: info.State.Running,
+    ip,
+    upstream: ip && port ? `http://${ip}:${port}` : "",
+    created: info.Created,
+  };
 }
 
 /** The image a container runs, by the name it was deployed under (`moss.image`), else as the engine knows it. */

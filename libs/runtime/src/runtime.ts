@@ -84,6 +84,13 @@ export function createRuntime(cfg: RuntimeConfig = {}): Runtime {
     deployLive: (spec) => live.deployLive(spec),
     rollbackLive: (agent) => live.rollbackLive(agent),
     liveStatus: (agent) => live.liveStatus(agent),
+    liveNetwork: () => live.liveNetwork(),
+    serveVersion: (spec) => live.serveVersion(spec),
+    stopVersion: (container) => live.stopVersion(container),
+    resumeVersion: (container) => live.resumeVersion(container),
+    versionStatus: (container) => live.versionStatus(container),
+    servedVersions: (agent) => live.servedVersions(agent),
+    pruneVersions: (agent, keep, spare) => live.pruneVersions(agent, keep, spare),
     removeAgent: (agent, opts) => live.removeAgent(agent, opts),
     async removeStaleTrials(olderThanMs) {
       const cutoff = Math.floor((Date.now() - olderThanMs) / 1000);

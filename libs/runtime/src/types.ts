@@ -96,6 +96,27 @@ export interface DeployLiveResult {
   previous?: { container: string; image: string };
 }
 
+/** A version served behind the gateway: its container on the live network and where the gateway reaches it. */
+export interface ServedVersion {
+  container: string;
+  image: string;
+  version: string;
+  running: boolean;
+  /** The container's address on the live network (empty when it is stopped). */
+  ip: string;
+  /** `http://<ip>:<port>` (empty when it is stopped). */
+  upstream: string;
+  /** When the container was created. */
+  created: string;
+}
+
+/** The Docker network live versions served behind the gateway run on: no port of theirs is published on the host. */
+export interface LiveNetwork {
+  name: string;
+  /** The host's address on that network: what `moss-host` resolves to inside a live container. */
+  hostIp: string;
+}
+
 export interface LiveStatus {
   container: string;
   image: string;
@@ -239,7 +260,25 @@ export interface Runtime {
   /** Removes the live container and puts the previous one back live. NoPreviousVersionError if there is none. */
   rollbackLive(agent: string): Promise<{ container: string; image: string }>;
   liveStatus(agent: string): Promise<LiveStatus | undefined>;
-  /** Removes the live and previous containers of an agent. */
+  /** The live network (`<prefix>-live`), created when missing. */
+  liveNetwork(): Promise<LiveNetwork>;
+  /**
+   * Starts a version of the agent on the live network, for the gateway to send traffic to: container
+   * `<prefix>-serve-<agent>-<version12>`, listening on `port`, the agent's state volume mounted. A kept (stopped)
+   * container of the same image is started again rather than made anew; one of another image under that name is
+   * replaced. Other versions keep running.
+   */
+  serveVersion(spec: LiveSpec & { port: number }): Promise<ServedVersion>;
+  /** Starts a kept served version again (a rollback to it); resolves with where it now listens. */
+  resumeVersion(container: string): Promise<ServedVersion>;
+  /** Stops a served version's container and keeps it, to start again on a rollback. */
+  stopVersion(container: string): Promise<void>;
+  /** A served version's container, or undefined when there is none. */
+  versionStatus(container: string): Promise<ServedVersion | undefined>;
+  /** The agent's served versions, newest first. */
+  servedVersions(agent: string): Promise<ServedVersion[]>;
+  /** Removes the agent's stopped served versions beyond the newest `keep`, never one named in `spare`. */
+  pruneVersions(agent: string, keep: number, spare: readonly string[]): Promise<string[]>;
   /** Removes the agent's containers; with `state: true` also its state volume. */
   removeAgent(agent: string, opts?: { state?: boolean }): Promise<void>;
   /**

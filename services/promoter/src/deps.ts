@@ -1,12 +1,12 @@
 import type { ProbeResult } from "@moss/runtime";
-import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore } from "@moss/batch";
+import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore, RouteStore, StatsReading } from "@moss/batch";
 import type { ResolvedAgent } from "@moss/config";
 import type { Publish } from "@moss/contracts";
 import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 
 /** What the promoter swaps, watches and rolls back with: the runtime's live containers. */
-export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus">;
+export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus" | "serveVersion" | "resumeVersion" | "stopVersion" | "versionStatus" | "pruneVersions">;
 
 /** What the promotion procedure works with (swap, bake, rollback); main.ts wires it. */
 export interface PromotionDeps {
@@ -23,7 +23,19 @@ export interface PromotionDeps {
   liveEnv: (agent: string, version: string) => Record<string, string>;
   /** The agent's state directory, kept on a volume across versions. */
   stateDir: (agent: string) => string | undefined;
-  bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number };
+  bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number; drainMs: number; keepVersions: number };
+  /** How the agent is served: behind the gateway (its versions listen on `port`, probed at `healthPath`), or in place. */
+  serve: (agent: string) => { mode: "gateway" | "in-place"; port: number; healthPath: string };
+  /** The gateway's routes: a swap and a rollback are a write here. */
+  routes: RouteStore;
+  /** One reading of every gateway's counters for the agent. */
+  liveStats: (agent: string) => Promise<StatsReading>;
+  /** How often the gateways write their counters (a reading is that late). */
+  statsIntervalMs: number;
+  /** A readiness probe of a version's own address (behind the gateway). */
+  probeUrl: (url: string) => Promise<ProbeResult>;
+  /** Thresholds of the live-traffic analysis (config `promoter.analysis`). */
+  analysis: { minRequests: number; maxErrorRate: number; errorRateFactor: number; minErrorRate: number; maxP95Ms?: number; p95Factor: number; p95SlackMs: number };
   /**
    * Whether a candidate commit may be promoted: it and every commit from the batch's base to it signed, each signature
    * good for an allowed signer (config `rewriter.signing`). Checked when replay passes and again before the swap.

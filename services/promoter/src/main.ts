@@ -1,8 +1,8 @@
 // Promoter: the judge of every attempt, consent, swap, bake, rollback. Wiring only.
-import { openStores } from "@moss/batch";
+import { openStores, readGatewayStats, routeStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent, resolveAgent } from "@moss/config";
-import { Consumers, Messages } from "@moss/contracts";
+import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { requireGoodSignatures } from "@moss/git";
 import { liveEnv, runService } from "@moss/lifecycle";
 import { createRuntime, httpProbe } from "@moss/runtime";
@@ -15,6 +15,7 @@ await runService({
   env: process.env,
   async start({ config, log, bus }) {
     const live = (agent: string) => knownAgent(config, agent).entry;
+    const stats = bus.kv(Buckets.gatewayStats);
     const signing = config.rewriter.signing;
     const deps: PromoterDeps = {
       ...(await openStores(bus)),
@@ -36,6 +37,15 @@ await runService({
         const a = live(agent);
         return httpProbe(`http://127.0.0.1:${a.livePort}${a.healthPath}`, config.promoter.probeTimeoutMs, agent)();
       },
+      serve: (agent) => {
+        const a = live(agent);
+        return { mode: a.serve, port: a.serve === "gateway" ? a.port : a.livePort, healthPath: a.healthPath };
+      },
+      routes: routeStore(await bus.kv(Buckets.routes)),
+      liveStats: async (agent) => readGatewayStats(await stats, agent, Math.max(5_000, config.gateway.statsIntervalMs * 20)),
+      statsIntervalMs: config.gateway.statsIntervalMs,
+      probeUrl: (url) => httpProbe(url, config.promoter.probeTimeoutMs)(),
+      analysis: config.promoter.analysis,
       liveEnv: (agent, version) => liveEnv(config, agent, version),
       stateDir: (agent) => live(agent).stateDir,
       bake: config.promoter,

@@ -9,6 +9,7 @@ import { NoCandidateError, Transitions } from "@moss/batch";
 import { Messages, type BatchRecord, type BatchState, type PromotionJournal } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import type { PromotionDeps } from "../deps";
+import { retirePrevious, rollBackViaGateway, swapAndBakeViaGateway } from "./gateway";
 
 type Decision = NonNullable<PromotionJournal["decision"]>;
 
@@ -52,6 +53,11 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
   // Who approved is the first approval's, also when a later delivery resumes it.
   const by = record.promotion?.approvedBy ?? approvedBy;
 
+  if (deps.serve(batch.agent).mode === "gateway") {
+    const d = await swapAndBakeViaGateway(record, by, deps, log);
+    if ("refused" in d) return refuse(record, d.refused, deps);
+    return decide(batch, d, by, deps);
+  }
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   // A crash after the swap must not swap again: that would replace the kept previous version with the candidate.
   const live = resumed ? await deps.runtime.liveStatus(batch.agent) : undefined;
@@ -130,8 +136,13 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
     container: swap.container,
     previousContainer: swap.previous?.container,
   };
+  return decide(batch, decision, by, deps);
+}
+
+/** Journals the decision on the batch record before anything acts on it, then acts on it. */
+async function decide(batch: BatchRecord, decision: Decision, by: string, deps: PromotionDeps): Promise<void> {
   const verb = decision.outcome.outcome === "promoted" ? "promoting" : "rolling back";
-  const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${reason}`, promotion: { approvedBy: by, decision } });
+  const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${decision.outcome.reason}`, promotion: { approvedBy: by, decision } });
   return finish(decided, decision, false, deps);
 }
 
@@ -162,7 +173,7 @@ async function finish(batch: BatchRecord, d: Decision, resumed: boolean, deps: P
   };
   if (d.outcome.outcome === "rolled-back") {
     log.warn("rolling back", { reason: d.outcome.reason });
-    const restored = await rollBack(batch.agent, c.image, resumed, deps);
+    const restored = deps.serve(batch.agent).mode === "gateway" ? await rollBackViaGateway(batch, d, deps) : await rollBack(batch.agent, c.image, resumed, deps);
     const reason = `${restored}: ${d.outcome.reason}`;
     await count(true);
     await deps.publish(Messages.promotion, { ...d.outcome, reason });
@@ -183,6 +194,7 @@ async function finish(batch: BatchRecord, d: Decision, resumed: boolean, deps: P
       updatedAt: now,
     };
   });
+  if (deps.serve(batch.agent).mode === "gateway") await retirePrevious(batch, d, deps);
   await count(false);
   await deps.publish(Messages.promotion, d.outcome);
   await deps.batches.transition(batch.batchId, "promoted", { reason: d.outcome.reason });

@@ -2,6 +2,7 @@
 import { chooseCases, type BatchStore, type RegressionStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
+import { onLiveNetwork } from "@moss/lifecycle";
 import { kvGet, kvUpdate, type HandlerContext, type KV } from "@moss/bus";
 import { Buckets, CandidateReady, Cassette, Consumers, FailureEvent, Messages, regressed, ReplayJoin, SuccessEvent, type BlobRef, type Publish, type RegressionCase, type RegressionResult, type ReplayResult, type ReplayTrial } from "@moss/contracts";
 import { Codes, errorCode, isTerminal } from "@moss/errors";
@@ -14,7 +15,7 @@ import { combineTrials, compareOutcome, judge, resolveExpectation, type Grade, t
 export type TrialPort = Pick<Runtime, "runTrial"> & Partial<Pick<Runtime, "warmTrials">>;
 
 /** What the replayer needs of an agent: the port it listens on, its env, its state directory, and how it is replayed. */
-export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay"> & Partial<Pick<AgentConfig, "regressions">>;
+export type ReplayAgent = Pick<AgentConfig, "port" | "env" | "stateDir" | "replay"> & Partial<Pick<AgentConfig, "regressions" | "serve">>;
 
 export interface ReplayerDeps {
   /** The agent's trial settings; throws UnknownAgentError for an agent the config does not name. */
@@ -194,10 +195,11 @@ function withRemedy(err: unknown): string {
 /**
  * The env of a replay: the agent's own, plus what the failure recorded of the variables its config allows (never a
  * loader variable), and the identity the live container gets (AGENT_NAME, MOSS_AGENT_VERSION) — never its bus
- * credential or address: a trial reports to a file.
+ * credential or address: a trial reports to a file. Behind the gateway the live agent's loopback URLs say `moss-host`,
+ * and so do its trial's: a recorded call is asked for again at the address it was recorded at.
  */
 export function replayEnv(agent: ReplayAgent, name: string, recorded: Record<string, string>, version: string): Record<string, string> {
-  const env: Record<string, string> = { ...agent.env };
+  const env: Record<string, string> = agent.serve === "gateway" ? onLiveNetwork(agent.env).env : { ...agent.env };
   for (const name of agent.replay.envAllow) {
     const v = recorded[name];
     if (v !== undefined && !isLoaderVariable(name) && !isCredentialVariable(name)) env[name] = v;

@@ -1,0 +1,227 @@
+/**
+ * Promotion behind the gateway: the candidate starts next to the live version on the live network, takes traffic only
+ * once its readiness probe passes (one route write), and is judged on what it answers — its readiness, its container,
+ * its live error rate and p95 latency against the previous version's — while the previous version keeps running. A
+ * rollback is one route write back to that version: no request fails for a swap or a rollback.
+ */
+import { addWindow, liveWindow, quantileMs, waitDrained, type LiveWindow, type StatsReading } from "@moss/batch";
+import type { BatchRecord, PromotionJournal, RouteTarget } from "@moss/contracts";
+import { Codes } from "@moss/errors";
+import type { ServedVersion } from "@moss/runtime";
+import type { Logger } from "@moss/telemetry";
+import type { PromotionDeps } from "../deps";
+
+type Decision = NonNullable<PromotionJournal["decision"]>;
+
+/** The version a route sends all traffic to, as a route target. */
+function targetOf(v: ServedVersion): Omit<RouteTarget, "weight"> {
+  return { version: v.version, image: v.image, container: v.container, upstream: v.upstream };
+}
+
+function summary(w: LiveWindow): { requests: number; errorRate: number; p95Ms?: number } {
+  const p95 = quantileMs(w.latency, 0.95);
+  return { requests: w.requests, errorRate: Number(w.errorRate.toFixed(4)), ...(p95 !== undefined ? { p95Ms: p95 } : {}) };
+}
+
+const pct = (r: number) => `${(r * 100).toFixed(1)} %`;
+
+/**
+ * What the live window says against the previous version's numbers, in words when a threshold is crossed. A window
+ * in which fewer than `minRequests` requests ended says nothing (undefined) and is carried into the next: a slow
+ * version's requests count when they end, not when they start.
+ */
+export function judgeWindow(w: LiveWindow, baseline: LiveWindow | undefined, a: PromotionDeps["analysis"]): { bad?: string } | undefined {
+  if (w.completed < a.minRequests) return undefined;
+  const baseRate = baseline && baseline.requests > 0 ? baseline.errorRate : 0;
+  const of = `${w.errors} of ${w.completed} requests`;
+  if (w.errorRate > a.maxErrorRate) return { bad: `error rate ${pct(w.errorRate)} (${of}) is over the limit of ${pct(a.maxErrorRate)}` };
+  if (w.errorRate > a.minErrorRate && w.errorRate > baseRate * a.errorRateFactor)
+    return { bad: `error rate ${pct(w.errorRate)} (${of}) is over ${a.errorRateFactor} × the previous version's ${pct(baseRate)}` };
+  const p95 = quantileMs(w.latency, 0.95);
+  const baseP95 = baseline ? quantileMs(baseline.latency, 0.95) : undefined;
+  if (p95 !== undefined) {
+    if (a.maxP95Ms !== undefined && p95 > a.maxP95Ms) return { bad: `p95 latency ≥ ${p95} ms is over the limit of ${a.maxP95Ms} ms` };
+    if (baseP95 !== undefined) {
+      const limit = baseP95 * a.p95Factor + a.p95SlackMs;
+      if (p95 > limit) return { bad: `p95 latency ≥ ${p95} ms is over ${limit} ms (the previous version's ${baseP95} ms × ${a.p95Factor} + ${a.p95SlackMs} ms)` };
+    }
+  }
+  return {};
+}
+
+/**
+ * Starts the candidate behind the gateway, routes to it once ready, bakes it on live traffic, and returns the decision
+ * (not yet acted on: the caller journals it first). A delivery after a crash finds the route on the candidate
+ * already and bakes it again, without a second swap.
+ */
+export async function swapAndBakeViaGateway(record: BatchRecord, by: string, deps: PromotionDeps, log: Logger): Promise<Decision | { refused: string }> {
+  const c = record.candidate!;
+  const agent = record.agent;
+  const serve = deps.serve(agent);
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const route = await deps.routes.get(agent);
+  const onCandidate = route?.targets.length === 1 && route.targets[0]!.version === c.commit && route.targets[0]!.image === c.image;
+  // The version the traffic goes back to on trouble: what the route named before the swap.
+  let previous: Omit<RouteTarget, "weight"> | undefined;
+  if (onCandidate) {
+    // A delivery before a crash swapped already: the deployment record still names the version it replaced.
+    const dep = await deps.deployments.get(agent);
+    if (dep && dep.image !== c.image) previous = { version: dep.version, image: dep.image, container: dep.container, upstream: "http://unknown" };
+  } else if (route) previous = route.targets[0];
+
+  const outcome = (o: "promoted" | "rolled-back", reason: string, probes: { ok: number; failed: number }, live?: Decision["outcome"]["live"]) => ({
+    batchId: record.batchId,
+    agent,
+    attempt: c.attempt,
+    commit: c.commit,
+    image: c.image,
+    ...(previous ? { previousImage: previous.image } : {}),
+    outcome: o,
+    reason,
+    probes,
+    approvedBy: by,
+    ...(live ? { live } : {}),
+  });
+
+  let served: ServedVersion;
+  if (onCandidate) {
+    const s = await deps.runtime.versionStatus(route!.targets[0]!.container);
+    served = s?.running ? s : await deps.runtime.resumeVersion(route!.targets[0]!.container);
+  } else {
+    // The last check before anything changes: the signatures again, and (in the runtime) that the image is the one built
+    // from this commit. A candidate that fails it is rejected, and nothing is deployed.
+    const sig = deps.verifySignature ? await deps.verifySignature(agent, c.commit, record.baseVersion) : { ok: true, reason: "" };
+    if (!sig.ok) return { refused: `the commit cannot be promoted: ${sig.reason}` };
+    try {
+      served = await deps.runtime.serveVersion({
+        agent,
+        image: c.image,
+        ...(c.imageId ? { imageId: c.imageId } : {}),
+        version: c.commit,
+        env: deps.liveEnv(agent, c.commit),
+        stateDir: deps.stateDir(agent),
+        port: serve.port,
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === Codes.IMAGE_MISMATCH.code) return { refused: (err as Error).message };
+      throw err;
+    }
+    log.info("candidate started behind the gateway; no traffic until it is ready", { container: served.container, upstream: served.upstream });
+    // Readiness: no traffic reaches it before its probe passes.
+    const end = Date.now() + deps.bake.startupMs;
+    let last = "";
+    let ready = false;
+    while (Date.now() < end) {
+      const r = await deps.probeUrl(`${served.upstream}${serve.healthPath}`);
+      if (r.healthy) {
+        ready = true;
+        break;
+      }
+      last = r.detail;
+      await sleep(Math.min(deps.bake.probeIntervalMs, 200));
+    }
+    if (!ready) {
+      await deps.runtime.stopVersion(served.container);
+      return {
+        outcome: outcome("rolled-back", `the new version never passed its readiness probe within ${deps.bake.startupMs} ms (last: ${last || "no probe ran"}); it took no traffic`, { ok: 0, failed: 1 }),
+        container: served.container,
+        ...(previous ? { previousContainer: previous.container, previousVersion: previous.version } : {}),
+      };
+    }
+  }
+
+  // The previous version's numbers so far: what the candidate is held against.
+  const before: StatsReading = await deps.liveStats(agent);
+  const baseline = previous ? liveWindow(undefined, before, previous.version) : undefined;
+  if (!onCandidate) {
+    await deps.routes.point(agent, targetOf(served), `promote ${c.commit.slice(0, 12)} (batch ${record.batchId}, attempt ${c.attempt})`);
+    log.info("route switched to the candidate; the previous version stays up for the bake", { previous: previous?.version });
+  }
+
+  // The bake: every probe interval, readiness, the container, and the live window.
+  const a = deps.analysis;
+  const total = liveWindow(before, before, c.commit);
+  let pending = liveWindow(before, before, c.commit);
+  let last = before;
+  let ok = 0;
+  let failed = 0;
+  // Two streaks: the probes of the version itself (readiness, container), and the judged windows of its traffic. A
+  // window too small to judge leaves the traffic streak as it is.
+  let probeRow = 0;
+  let trafficRow = 0;
+  let inRow = 0;
+  let check = "";
+  const bakeEnd = Date.now() + deps.bake.bakeMs;
+  while (Date.now() < bakeEnd) {
+    await sleep(deps.bake.probeIntervalMs);
+    const reasons: string[] = [];
+    const [probe, status, reading] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent)]);
+    if (!status?.running) reasons.push(`its container ${served.container} is not running`);
+    else if (!probe.healthy) reasons.push(`readiness: ${probe.detail}`);
+    probeRow = reasons.length ? probeRow + 1 : 0;
+    const w = liveWindow(last, reading, c.commit);
+    last = reading;
+    addWindow(total, w);
+    addWindow(pending, w);
+    const judged = judgeWindow(pending, baseline, a);
+    if (judged) {
+      if (judged.bad) reasons.push(`live traffic: ${judged.bad}`);
+      trafficRow = judged.bad ? trafficRow + 1 : 0;
+      pending = liveWindow(reading, reading, c.commit);
+    }
+    inRow = Math.max(probeRow, trafficRow);
+    if (reasons.length) {
+      failed++;
+      check = reasons.join("; ");
+      log.warn("bake probe failed", { check, probeRow, trafficRow });
+      if (inRow >= deps.bake.maxFailedProbes) break;
+    } else ok++;
+  }
+  const live = { candidate: summary(total), ...(baseline ? { previous: summary(baseline) } : {}), ...(inRow >= deps.bake.maxFailedProbes ? { check } : {}) };
+  const failedOut = inRow >= deps.bake.maxFailedProbes;
+  const numbers = `${live.candidate.requests} live requests, ${pct(live.candidate.errorRate)} errors, p95 ${live.candidate.p95Ms ?? "-"} ms` + (live.previous ? ` (previous version: ${pct(live.previous.errorRate)}, p95 ${live.previous.p95Ms ?? "-"} ms)` : "");
+  const reason = failedOut ? `${inRow} failed probes in a row during the bake: ${check}` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes; ${numbers})`;
+  return {
+    outcome: outcome(failedOut ? "rolled-back" : "promoted", reason, { ok, failed }, live),
+    container: served.container,
+    ...(previous ? { previousContainer: previous.container, previousVersion: previous.version } : {}),
+  };
+}
+
+/** Waits until `version` has nothing in flight at any gateway, or the drain time passed. */
+function drained(deps: PromotionDeps, agent: string, version: string, ms: number): Promise<boolean> {
+  return waitDrained(() => deps.liveStats(agent), version, ms, deps.statsIntervalMs, deps.sleep);
+}
+
+/** Puts the route back on the previous version (started again if it was stopped), then stops the candidate, kept. */
+export async function rollBackViaGateway(batch: BatchRecord, d: Decision, deps: PromotionDeps): Promise<string> {
+  const agent = batch.agent;
+  const prev = d.previousContainer;
+  let restored = "no previous version to roll back to";
+  if (prev) {
+    const route = await deps.routes.get(agent);
+    const v = await deps.runtime.versionStatus(prev);
+    if (!v) restored = `the previous version's container ${prev} is gone: nothing to roll back to`;
+    else {
+      const up = v.running ? v : await deps.runtime.resumeVersion(prev);
+      if (!(route?.targets.length === 1 && route.targets[0]!.container === up.container && route.targets[0]!.upstream === up.upstream))
+        await deps.routes.point(agent, targetOf(up), `roll back from ${batch.candidate!.commit.slice(0, 12)} (batch ${batch.batchId})`);
+      restored = `rolled back to ${up.image}`;
+    }
+  }
+  // Requests already on the candidate finish before it stops.
+  if (restored.startsWith("rolled back")) await drained(deps, agent, batch.candidate!.commit, deps.bake.drainMs);
+  await deps.runtime.stopVersion(d.container);
+  return restored;
+}
+
+/** After a promotion: the previous version drains and stops (kept for a rollback); versions beyond the kept ones go. */
+export async function retirePrevious(batch: BatchRecord, d: Decision, deps: PromotionDeps): Promise<void> {
+  if (d.previousContainer && d.previousContainer !== d.container) {
+    if (d.previousVersion) await drained(deps, batch.agent, d.previousVersion, deps.bake.drainMs);
+    await deps.runtime.stopVersion(d.previousContainer);
+  }
+  const spare = [d.container, ...(d.previousContainer ? [d.previousContainer] : [])];
+  const removed = await deps.runtime.pruneVersions(batch.agent, deps.bake.keepVersions, spare);
+  if (removed.length) deps.log.info("removed old versions beyond promoter.keepVersions", { agent: batch.agent, removed });
+}
