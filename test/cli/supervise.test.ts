@@ -82,8 +82,8 @@ describe("moss up supervises its services", () => {
     try {
       pids = (await waitFor(async () => {
         const all = await kvValues(await bus.kv(Buckets.services), ServiceStatus);
-        return all.length === 6 ? all : undefined;
-      }, 10_000, "the six services")).map((e) => e.value.pid!);
+        return all.length === 7 ? all : undefined;
+      }, 10_000, "the seven services")).map((e) => e.value.pid!);
     } finally {
       await bus.close();
     }

@@ -57,6 +57,11 @@ export interface DemoResult {
   after?: { status: number; body: string };
   timeline?: BatchTimeline;
   traceId?: string;
+  /**
+   * The steady traffic sent through the gateway from the moment a candidate passed replay until the end: answers by
+   * version, and requests that failed (the gateway's own errors, or no answer at all) — 0 during a swap or a rollback.
+   */
+  liveTraffic?: { requests: number; failed: string[]; byVersion: Record<string, number> };
 }
 
 export const FAILING_REQUEST = { session: "s1", message: "convert 100 USD to EUR" };
@@ -79,6 +84,8 @@ interface Example {
   model?: boolean;
   /** Messages the agent answers well, then three that fail the same way. */
   warmup: string[];
+  /** What users keep asking during the swap and the bake: messages that change no state. */
+  steady: string[];
   failing: [string, ...string[]];
   /** What the first failing message gets once the fix is live. */
   fixedAnswer: string;
@@ -99,6 +106,7 @@ const EXAMPLES: Record<"node" | "python", Example> = {
     env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo", MOSS_SAMPLE_RATE: "1" }),
     model: true,
     warmup: ["set rate USD EUR 0.92", "what is 2 + 3"],
+    steady: ["what is 2 + 3", "what is 7 * 6"],
     failing: [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"],
     fixedAnswer: FIXED_ANSWER,
   },
@@ -108,6 +116,7 @@ const EXAMPLES: Record<"node" | "python", Example> = {
     // It reports over the curator's HTTP ingest (no NATS client in it).
     env: ({ ingest }) => ({ MOSS_INGEST_URL: `http://127.0.0.1:${ingest}` }),
     warmup: ["remember buy milk #shopping", "recall milk"],
+    steady: ["recall milk"],
     failing: ["remember call mom", "remember pay rent", "remember water the plants"],
     fixedAnswer: "noted #2: call mom",
   },
@@ -207,7 +216,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const url = `http://127.0.0.1:${livePort}/v1/chat`;
       const chat = async (message: string, session = "s1") => {
         const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ session, message }), signal: AbortSignal.timeout(10_000) });
-        return { status: res.status, body: await res.text() };
+        return { status: res.status, body: await res.text(), version: res.headers.get("x-moss-version") ?? undefined };
       };
       for (const message of example.warmup) step("traffic", `"${message}" → ${(await chat(message)).status}`);
       const before: DemoResult["before"] = [];
@@ -221,17 +230,43 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         step("model", `stand-in stopped after ${model.requests()} call(s): the replays must answer the agent's model calls from the failures' cassettes`);
       }
 
+      // Every route change the gateway follows: the swap, and a rollback if there is one.
+      const routeWatch = await (await bus.kv(Buckets.routes)).watch({ key: agent, include: "updates" });
+      void (async () => {
+        for await (const e of routeWatch) {
+          if (e.operation !== "PUT") continue;
+          const r = e.json<{ targets: Array<{ version: string; upstream: string }>; reason: string }>();
+          step("gateway", `route → ${r.targets.map((t) => `${t.version.slice(0, 12)} at ${t.upstream}`).join(", ")} (${r.reason})`);
+        }
+      })().catch(() => undefined);
+
       const end = Date.now() + 240_000;
       let final: (typeof events)[number] | undefined;
+      let traffic: ReturnType<typeof steadyTraffic> | undefined;
       while (!final && Date.now() < end) {
         final = events.find((e) => e.data["agent"] === agent && (e.def === Messages.promotion || (e.def === Messages.batchVerdict && e.data["verdict"] !== "awaiting-approval")));
+        // Once a candidate passed replay the model answers again, and users keep chatting through the swap and the bake.
+        if (!traffic && events.some((e) => e.def === Messages.replayCompleted && e.data["agent"] === agent && e.data["passed"])) {
+          if (model) {
+            await model.start();
+            step("model", "stand-in started again for live traffic");
+          }
+          traffic = steadyTraffic(chat, example.steady);
+          step("traffic", `steady chat through the gateway (${example.steady.map((m) => `"${m}"`).join(", ")}, back to back) during the swap and the bake`);
+        }
         if (!final) await new Promise((r) => setTimeout(r, 100));
+      }
+      routeWatch.stop();
+      const liveTraffic = await traffic?.stop();
+      if (liveTraffic) {
+        const by = Object.entries(liveTraffic.byVersion).map(([v, n]) => `${n} by ${v.slice(0, 12)}`).join(", ");
+        step("traffic", `${liveTraffic.requests} requests through the gateway during the swap and the bake: ${by || "none answered"}; ${liveTraffic.failed.length} failed${liveTraffic.failed.length ? ` (${liveTraffic.failed.slice(0, 3).join("; ")})` : ""}`);
       }
       if (!final) throw new Error("no promotion or verdict within 4 minutes; see the service logs (moss demo --verbose)");
       const batchId = String(final.data["batchId"]);
       const outcome = String(final.data["outcome"] ?? final.data["verdict"]);
 
-      if (model) {
+      if (model && !traffic) {
         await model.start();
         step("model", "stand-in started again for live traffic");
       }
@@ -246,9 +281,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       out(renderTimeline(timeline));
       out("");
       const fixed = after.status === 200 && after.body.includes(example.fixedAnswer);
-      const ok = outcome === "promoted" && fixed && live?.image !== v1.image;
+      const ok = outcome === "promoted" && fixed && live?.image !== v1.image && (liveTraffic?.failed.length ?? 0) === 0;
       step("done", ok ? `the fix is live: ${live?.image} answers "${example.fixedAnswer}"` : `no fix went live (outcome ${outcome})`);
-      return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId };
+      return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId, ...(liveTraffic ? { liveTraffic } : {}) };
     } finally {
       for (const sub of subs) sub.unsubscribe();
       await bus.close();
@@ -289,4 +324,30 @@ function describe(def: MessageDef, d: Record<string, unknown>): [string, string]
     default:
       return undefined;
   }
+}
+
+/** Chat requests back to back until stopped, counted by the version that answered; a failure is the gateway's own error or no answer. */
+function steadyTraffic(chat: (message: string, session?: string) => Promise<{ status: number; body: string; version?: string }>, messages: readonly string[]) {
+  let running = true;
+  const seen = { requests: 0, failed: [] as string[], byVersion: {} as Record<string, number> };
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      seen.requests++;
+      try {
+        const r = await chat(messages[i % messages.length]!, `live-${i % 7}`);
+        if (r.body.includes('"code":"MOSS_E_')) seen.failed.push(`${r.status} ${r.body.slice(0, 120)}`);
+        else if (r.version) seen.byVersion[r.version] = (seen.byVersion[r.version] ?? 0) + 1;
+      } catch (err) {
+        seen.failed.push(String((err as Error).cause ?? err));
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return seen;
+    },
+  };
 }

@@ -168,6 +168,8 @@ export class AgentProxy {
       const up = httpRequest({ host: url.hostname, port: url.port, method: req.method, path: url.pathname + url.search, headers, agent: this.upstreams, timeout: this.opts.upstreamTimeoutMs }, (ures) => {
         const out: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(ures.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+        // Which version answered: for the client's own records, and for whoever reads a trace of a canary.
+        out["x-moss-version"] = target.version;
         res.writeHead(ures.statusCode ?? 502, out);
         ures.pipe(res);
         ures.on("end", () => finish({ status: ures.statusCode ?? 502 }));
