@@ -65,6 +65,8 @@ const concrete: Record<MessageName, string> = {
   promotion: Messages.promotion.subject,
   regression: Messages.regression.subject,
   breakerReset: Messages.breakerReset.subject,
+  rollback: Messages.rollback.subject,
+  rollbackDone: Messages.rollbackDone.subject,
   deadLetter: deadLetterSubject(Streams.PIPELINE, "replayer"),
 };
 
@@ -245,6 +247,8 @@ const samples: Record<string, unknown> = {
   "promotion.outcome.v1": { batchId: "b-1", agent: "shop", attempt: 1, commit: "0123abcd", image: "i", outcome: "rolled-back", reason: "2 probes failed", probes: { ok: 1, failed: 2 }, approvedBy: "ana" },
   "regression.v1": { agent: "shop", fingerprint: "fp", batchId: "b-1", version: "0123abcd", failureId: "f-9", at: "2025-06-01T12:00:00.000Z" },
   "breaker.reset.v1": { agent: "shop", fingerprint: "fp", breaker: "shop.aaaaaaaaaaaaaaaaaaaa", batchId: "b-1", by: "ana", was: { consecutiveRejections: 3, needsHuman: true }, at: "2025-06-01T12:00:00.000Z" },
+  "rollback.v1": { id: "rb-1", agent: "shop", to: "0123abcd", by: "ana", reason: "pager", at: "2025-06-01T12:00:00.000Z" },
+  "rollback.done.v1": { requestId: "rb-1", agent: "shop", outcome: "rolled-back", from: { version: "0123abcd", image: "i2" }, to: { version: "89abcdef", image: "i1" }, by: "ana", reason: "rolled back by ana: pager" },
   "dlq.v1": { subject: "moss.batch.ready.v1", stream: "MOSS_PIPELINE", consumer: "rewriter", streamSeq: 3, reason: "bad", code: "MOSS_E_X", payloadBase64: "e30=", at: "2025-06-01T12:00:00Z" },
 };
 

@@ -2,7 +2,9 @@
 // procedure, under constant load: a good candidate goes live with no failed request; one whose /health stays healthy
 // while its answers fail, and one that gets slow, are rolled back on the live numbers, in seconds, with no request
 // failing for the swap or the rollback itself; one that never gets ready never takes traffic.
-import { promote } from "@moss/promoter";
+import { LeaseHeldError, leaseStore } from "@moss/batch";
+import { onRollbackRequest, promote } from "@moss/promoter";
+import type { RollbackDone } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep } from "../helpers/env";
 import { AGENT, load, startPromotionHarness, VERSIONS, type PromotionHarness } from "../helpers/promotion";
@@ -73,5 +75,77 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     expect(seen.byVersion.get(VERSIONS.unready)).toBeUndefined();
     expect(seen.failed).toEqual([]);
     expect(await versions()).toEqual([VERSIONS.good]);
+  });
+
+  it("two promoter replicas given the same batch never swap twice: one holds the agent's lease, the other waits", async () => {
+    const l = load(h.url, 2);
+    let writes = 0;
+    const w = await h.routesKv.watch({ key: AGENT, include: "updates" });
+    void (async () => {
+      for await (const e of w) if (e.operation === "PUT") writes++;
+    })();
+    const batch = await h.batchFor(VERSIONS.good2);
+    const replica = (holder: string) => ({ ...h.deps({ bakeMs: 2_000 }), leases: leaseStore(h.leasesKv, holder), leaseTtlMs: 3_000 });
+    const before = h.outcomes.length;
+    const [a, b] = await Promise.allSettled([promote(batch, "tester", replica("replica-a")), promote(batch, "tester", replica("replica-b"))]);
+    w.stop();
+    const seen = await l.stop();
+    const refused = [a, b].filter((r) => r.status === "rejected");
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toBeInstanceOf(LeaseHeldError);
+    expect(h.outcomes.slice(before).map((o) => o.outcome)).toEqual(["promoted"]);
+    expect(writes).toBe(1);
+    expect(seen.failed).toEqual([]);
+    expect(await versions()).toEqual([VERSIONS.good2]);
+  });
+
+  it("a promoter that died mid-bake is taken over once its lease ran out: the same batch finishes, with no second swap", async () => {
+    const l = load(h.url, 2);
+    // What a promoter leaves when it dies mid-bake: the batch promoting, the candidate started and routed to, its lease
+    // renewed for the last time, the previous version still running.
+    const batch = await h.batchFor(VERSIONS.good3, { state: "promoting", promotion: { approvedBy: "tester" } });
+    const d = h.deps({ bakeMs: 2_000 });
+    const served = await h.runtime.serveVersion({ agent: AGENT, image: h.image, version: VERSIONS.good3, env: d.liveEnv(AGENT, VERSIONS.good3), port: 8080 });
+    await sleep(500);
+    await d.routes.point(AGENT, { version: served.version, image: served.image, container: served.container, upstream: served.upstream }, "promote (the promoter that died)");
+    await h.leasesKv.put(`promoter.${AGENT}`, JSON.stringify({ holder: "dead-replica", work: `batch ${batch.batchId}`, renewedAt: new Date().toISOString(), ttlMs: 1_500 }));
+    const routeRevision = (await h.routesKv.get(AGENT))!.revision;
+    const other = { ...d, leases: leaseStore(h.leasesKv, "replica-b"), leaseTtlMs: 3_000 };
+    // The redelivery comes while the dead replica's lease still counts: it waits (the bus retries it later).
+    await expect(promote(batch, "tester", other)).rejects.toBeInstanceOf(LeaseHeldError);
+    await sleep(1_600);
+    await promote(batch, "tester", other);
+    const seen = await l.stop();
+    expect(h.outcomes.at(-1)).toMatchObject({ batchId: batch.batchId, outcome: "promoted" });
+    expect((await h.routesKv.get(AGENT))!.revision).toBe(routeRevision);
+    expect(seen.failed).toEqual([]);
+    expect(await versions()).toEqual([VERSIONS.good3]);
+    expect((await h.runtime.servedVersions(AGENT)).filter((v) => v.running).map((v) => v.version)).toEqual([VERSIONS.good3]);
+  });
+
+  it("`moss rollback` puts the previous version back with zero failed requests, --to picks a kept one, and a stale or unknown request changes nothing", async () => {
+    const done: RollbackDone[] = [];
+    const d = { ...h.deps(), publish: async (_def: unknown, m: unknown) => void done.push(m as RollbackDone) } as ReturnType<typeof h.deps>;
+    const ask = (over: { to?: string; at?: string } = {}) => onRollbackRequest({ id: `rb${done.length + 1}`, agent: AGENT, by: "alice", reason: "pager", at: new Date().toISOString(), ...over }, d);
+    const l = load(h.url, 3);
+    await sleep(300);
+    const asked = new Date().toISOString();
+    await ask();
+    expect(done.at(-1)).toMatchObject({ outcome: "rolled-back", from: { version: VERSIONS.good3 }, to: { version: VERSIONS.good2 }, by: "alice", reason: "rolled back by alice: pager" });
+    expect(await versions()).toEqual([VERSIONS.good2]);
+    // A request made before that rollback is stale now: it does nothing (no loop back and forth).
+    await ask({ at: asked });
+    expect(done.at(-1)).toMatchObject({ outcome: "refused", reason: expect.stringMatching(/^stale: /) });
+    expect(await versions()).toEqual([VERSIONS.good2]);
+    await ask({ to: "0badc0de" });
+    expect(done.at(-1)).toMatchObject({ outcome: "refused", reason: expect.stringMatching(/no kept version of shop matches 0badc0de \(kept: /) });
+    // Forward again to a kept version, by a prefix of its commit.
+    await ask({ to: VERSIONS.good3.slice(0, 10) });
+    expect(done.at(-1)).toMatchObject({ outcome: "rolled-back", to: { version: VERSIONS.good3 } });
+    const seen = await l.stop();
+    expect(seen.failed).toEqual([]);
+    expect(seen.byStatus.get(500)).toBeUndefined();
+    expect(await versions()).toEqual([VERSIONS.good3]);
+    expect((await h.runtime.servedVersions(AGENT)).filter((v) => v.running).map((v) => v.version)).toEqual([VERSIONS.good3]);
   });
 });

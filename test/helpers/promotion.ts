@@ -40,8 +40,8 @@ http.createServer((req, res) => {
 
 export const AGENT = "shop";
 /** Versions are commit shas; each one's container runs the one image in its MODE. */
-export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20) };
-export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good" };
+export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20) };
+export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good" };
 
 export interface LoadSeen {
   answered: number;
@@ -106,13 +106,16 @@ export interface PromotionHarness {
   url: string;
   routesKv: KV;
   statsKv: KV;
+  leasesKv: KV;
+  batchesKv: KV;
+  image: string;
   deployments: ReturnType<typeof deploymentStore>;
   /** v1, live as `moss deploy` leaves it. */
   v1: ServedVersion;
   outcomes: PromotionOutcome[];
   deps(bake?: Partial<PromotionDeps["bake"]>): PromotionDeps;
-  /** A batch awaiting approval whose candidate is `commit`. */
-  batchFor(commit: string): Promise<BatchRecord>;
+  /** A batch awaiting approval (or in `state`) whose candidate is `commit`. */
+  batchFor(commit: string, over?: Partial<BatchRecord>): Promise<BatchRecord>;
   live(): Promise<RouteTarget[]>;
   close(): Promise<void>;
 }
@@ -133,6 +136,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
   const routesKv = await env.bucket("routes");
   const statsKv = await env.bucket("stats");
   const batchesKv = await env.bucket("batches");
+  const leasesKv = await env.bucket("leases");
   const deployments = deploymentStore(await env.bucket("deployments"));
   const port = await freePort();
   const gw = await startGateway({ agents: [{ name: AGENT, port }], host: "127.0.0.1", statsIntervalMs, upstreamTimeoutMs: 10_000, maxBodyBytes: 1 << 20, routes: routesKv, stats: statsKv, log: silent, id: "gw" });
@@ -150,6 +154,9 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
     url: `http://127.0.0.1:${port}/v1/order`,
     routesKv,
     statsKv,
+    leasesKv,
+    batchesKv,
+    image,
     deployments,
     v1,
     outcomes,
@@ -172,7 +179,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
       publish: async (_def, m) => void outcomes.push(m as PromotionOutcome),
       log: silent,
     }),
-    async batchFor(commit) {
+    async batchFor(commit, over) {
       const rec = batchRecord({
         batchId: `pb${++n}`,
         agent: AGENT,
@@ -180,6 +187,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
         state: "awaiting-approval",
         attempt: 1,
         candidate: { attempt: 1, commit, image, diff: { sha256: "d".repeat(64), size: 1 } },
+        ...over,
       });
       await seed(batchesKv, rec);
       return rec;

@@ -113,4 +113,21 @@ describe("the operator API over a real nats-server", () => {
     expect(r.json().message).toContain("moss operator add NAME");
     await bad.close();
   });
+
+  it("a rollback needs no consent, only an operator: it is published with who asked, and refused for an agent never deployed or a bad version", async () => {
+    const none = await post("/v1/agents/nodeploy/rollback", tokens["bob"], {});
+    expect(none.statusCode).toBe(400);
+    expect(none.json().message).toMatch(/agent nodeploy has no deployment/);
+    await stores.deployments.record("shop", () => ({ agent: "shop", image: "moss/shop:2", version: "2222222222222222222222222222222222222222", container: "c2", updatedAt: new Date().toISOString() }));
+    const bad = await post("/v1/agents/shop/rollback", tokens["bob"], { to: "not-a-sha" });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toMatch(/to: a commit sha or a prefix/);
+    const nobody = await post("/v1/agents/shop/rollback", undefined, {});
+    expect(nobody.statusCode).toBe(401);
+    const r = await post("/v1/agents/shop/rollback", tokens["bob"], { to: "1111111", reason: "pager" });
+    expect(r.statusCode).toBe(202);
+    expect(r.json()).toMatchObject({ agent: "shop", to: "1111111", by: "bob", live: "2222222222222222222222222222222222222222" });
+    const sent = await storedMessages(bus, Messages.rollback);
+    expect(sent).toEqual([expect.objectContaining({ id: r.json().id, agent: "shop", to: "1111111", by: "bob", reason: "pager" })]);
+  });
 });

@@ -43,7 +43,7 @@ function fakeLive(opts: { noPrevious?: boolean } = {}) {
     },
     // In place (these tests' agent): the versions behind the gateway are never asked for.
     ...Object.fromEntries(
-      (["serveVersion", "resumeVersion", "stopVersion", "versionStatus", "pruneVersions"] as const).map((m) => [
+      (["serveVersion", "resumeVersion", "stopVersion", "versionStatus", "servedVersions", "pruneVersions"] as const).map((m) => [
         m,
         async () => {
           throw new Error(`${m} called for an agent served in place`);

@@ -12,9 +12,10 @@ import { operator } from "./operator";
 import { provision } from "./provision";
 import { regressions } from "./regressions";
 import { reset } from "./reset";
+import { rollback } from "./rollback";
 import { show } from "./show";
 import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

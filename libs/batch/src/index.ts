@@ -10,3 +10,5 @@ export { addWindow, liveWindow, quantileMs, readGatewayStats, waitDrained } from
 export type { LiveWindow, StatsReading } from "./live-stats";
 export { routeStore } from "./routes";
 export type { RouteStore } from "./routes";
+export { LEASE_HOLDER, LeaseHeldError, LeaseLostError, leaseStore } from "./leases";
+export type { HeldLease, LeaseStore } from "./leases";

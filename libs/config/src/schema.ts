@@ -293,6 +293,11 @@ export const MossConfig = z.object({
       startupMs: z.number().int().min(100).default(15_000),
       /** Behind the gateway: how long requests already on the old version may take to finish after a swap. Default 10 s. */
       drainMs: z.number().int().min(0).default(10_000),
+      /**
+       * A promoter's lease on an agent lasts this long unless renewed (it renews every third of it): a promoter that
+       * died mid-bake is taken over by another replica this long after its last renewal. Default 10 s.
+       */
+      leaseTtlMs: z.number().int().min(1_000).default(10_000),
       /** Stopped versions kept per agent for a rollback (behind the gateway). Default 3. */
       keepVersions: z.number().int().min(1).max(50).default(3),
       /**

@@ -49,9 +49,9 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write", [Buckets.regressions]: "read" },
   },
   promoter: {
-    publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry],
+    publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry, Messages.rollbackDone],
     consumers: [Consumers.promoter],
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write", [Buckets.routes]: "write", [Buckets.gatewayStats]: "read" },
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write", [Buckets.routes]: "write", [Buckets.gatewayStats]: "read", [Buckets.leases]: "write" },
   },
   auditor: {
     publishes: [],
@@ -60,7 +60,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
-    publishes: [Messages.approval, Messages.breakerReset],
+    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback],
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
     buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write" },
@@ -74,7 +74,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
 });
 
 /** Messages only the operator API may publish: no other identity, admin included, is ever granted them. */
-export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset]);
+export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback]);
 
 /** Replies to an identity's requests come back under its own inbox prefix, which only it may subscribe to. */
 export function inboxPrefix(identity: string): string {

@@ -545,6 +545,31 @@ export const Approval = z.object({
 });
 export type Approval = z.infer<typeof Approval>;
 
+/** An operator asks to put an agent back on an earlier version (`moss rollback`); it needs no consent. */
+export const RollbackRequest = z.object({
+  id: Id,
+  agent: AgentName,
+  /** A version (a commit, or a prefix of one) the agent served before; default: the one before the live one. */
+  to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(),
+  by: z.string().min(1).max(200),
+  reason: z.string().max(2_000).default(""),
+  /** When it was asked: a request older than the agent's last deployment is stale and does nothing. */
+  at: z.string().datetime(),
+});
+export type RollbackRequest = z.infer<typeof RollbackRequest>;
+
+/** What the promoter did with a rollback request. */
+export const RollbackDone = z.object({
+  requestId: Id,
+  agent: AgentName,
+  outcome: z.enum(["rolled-back", "refused"]),
+  from: z.object({ version: GitSha, image: z.string() }).optional(),
+  to: z.object({ version: GitSha, image: z.string() }).optional(),
+  by: z.string(),
+  reason: z.string(),
+});
+export type RollbackDone = z.infer<typeof RollbackDone>;
+
 export const PromotionOutcome = z.object({
   batchId: Id,
   agent: AgentName,
@@ -770,6 +795,18 @@ export const Deployment = z.object({
   updatedAt: z.string().datetime(),
 });
 export type Deployment = z.infer<typeof Deployment>;
+
+/** A lease (`moss_leases`): who holds a piece of work until `renewedAt + ttlMs`. */
+export const Lease = z.object({
+  holder: z.string().min(1),
+  /** What the holder is doing, for whoever waits (e.g. `batch b1`). */
+  work: z.string(),
+  renewedAt: z.string().datetime(),
+  ttlMs: z.number().int().positive(),
+  /** The holder it was taken from, when it was taken over after that one stopped renewing it. */
+  takenFrom: z.string().optional(),
+});
+export type Lease = z.infer<typeof Lease>;
 
 /** One version the gateway may send an agent's traffic to. */
 export const RouteTarget = z.object({

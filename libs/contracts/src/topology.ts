@@ -13,6 +13,8 @@ import {
   Regression,
   ReplayCompleted,
   ReplayTrial,
+  RollbackDone,
+  RollbackRequest,
   SuccessEvent,
 } from "./schemas";
 
@@ -98,6 +100,10 @@ export const Messages = {
   batchVerdict: def("batch.verdict.v1", "moss.batch.verdict.v1", Streams.PIPELINE, BatchVerdict, (m) => `verdict-${m.batchId}-${m.attempt}-${m.verdict}`),
   approval: def("approval.v1", "moss.approval.v1", Streams.PIPELINE, Approval, (m) => `approval-${m.batchId}-${m.decision}`),
   promotion: def("promotion.outcome.v1", "moss.promotion.outcome.v1", Streams.PIPELINE, PromotionOutcome, (m) => `promotion-${m.batchId}`),
+  /** An operator's rollback (`moss rollback`), through the operator API; once per request. */
+  rollback: def("rollback.v1", "moss.rollback.request.v1", Streams.PIPELINE, RollbackRequest, (m) => `rollback-${m.id}`),
+  /** What the promoter did with it. */
+  rollbackDone: def("rollback.done.v1", "moss.rollback.done.v1", Streams.PIPELINE, RollbackDone, (m) => `rollback-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
   regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression, (m) => `regression-${m.failureId}`),
   /** An operator reset a fingerprint's circuit breaker (`moss reset`); one record per reset, a retried publish is dropped. */
@@ -125,7 +131,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
   {
     name: Streams.PIPELINE,
-    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>"],
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>", "moss.rollback.>"],
     maxAgeMs: 90 * DAY,
     duplicateWindowMs: 10 * 60_000,
   },
@@ -160,7 +166,8 @@ export const Consumers = {
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   /** Shared by every replayer replica: each takes as many trials as it runs at once. */
   replayerTrials: consumer("replayer-trials", Streams.TRIALS, [Messages.replayTrial]),
-  promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval]),
+  // A promoter that died mid-bake: its message comes back in seconds, to a replica that takes over once its lease ran out.
+  promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval, Messages.rollback], 10_000),
   auditorFailures: Object.freeze({ durable: "auditor-failures", stream: Streams.FAILURES, filterSubjects: ["moss.failure.*"], ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorDlq: Object.freeze({ durable: "auditor-dlq", stream: Streams.DLQ, filterSubjects: ["moss.dlq.>"], ackWaitMs: 30_000, maxDeliver: 10 }),
@@ -197,6 +204,8 @@ export const Buckets = {
   routes: "moss_routes",
   /** `<agent>.<gateway id>` → GatewayStats: each gateway's live counters per version, rewritten every `gateway.statsIntervalMs`. */
   gatewayStats: "moss_gateway_stats",
+  /** `promoter.<agent>` → Lease: the one promoter acting on an agent (CAS only). */
+  leases: "moss_leases",
 } as const;
 
 /** Headers Moss sets on messages. */

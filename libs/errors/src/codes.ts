@@ -117,6 +117,9 @@ export const Codes = {
   NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/operator-api", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
   NO_REGRESSION_CASE: code("MOSS_E_NO_REGRESSION_CASE", "@moss/operator-api", 404, false, "The agent's regression set has no case with this id: nothing was changed. List the set with `moss regressions AGENT`."),
 
+  // @moss/batch (leases)
+  LEASE_HELD: code("MOSS_E_LEASE_HELD", "@moss/batch", 409, true, "Another replica holds the lease on this work (e.g. the promoter of this agent); the message is tried again once that lease is released or runs out."),
+
   // @moss/gateway
   NO_ROUTE: code("MOSS_E_NO_ROUTE", "@moss/gateway", 503, true, "The gateway has no version of this agent to send the request to: none was deployed yet (`moss deploy AGENT`), or its route was removed."),
   UPSTREAM: code("MOSS_E_UPSTREAM", "@moss/gateway", 502, true, "The agent's version behind the gateway did not answer (refused, reset, or no answer within gateway.upstreamTimeoutMs); the message names the version. It counts as a failed request in the promoter's analysis."),

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { breakerKey, canMove, parseBreakerKey, resetBreaker, type RegressionStore, type Stores } from "@moss/batch";
 import { Messages, type Publish } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
@@ -8,7 +9,7 @@ import { z } from "zod";
 import { authenticate, readOperators } from "./operators";
 
 export interface OperatorApiDeps {
-  stores: Pick<Stores, "batches" | "breakers">;
+  stores: Pick<Stores, "batches" | "breakers"> & Partial<Pick<Stores, "deployments">>;
   /** Publishes with the operator API's bus identity: the only one that may approve, reject or reset. */
   publish: Publish;
   /** The operators file, read at every request: a token added or revoked counts at once. */
@@ -22,6 +23,7 @@ export interface OperatorApiDeps {
 const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
 const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
 const Pin = z.object({ unpin: z.boolean().optional() }).strict();
+const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
 /**
  * The operator API: the one way to approve, reject or reset. Every request carries an operator's bearer token; the
@@ -101,6 +103,20 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     // (the record's id is per reset, so a retry after success records a second reset, which is what happened).
     await deps.publish(Messages.breakerReset, done);
     return done;
+  });
+  // A rollback needs no consent: any operator may ask for it at any time; the promoter does it under the agent's lease.
+  app.post<{ Params: { agent: string } }>("/v1/agents/:agent/rollback", async (req, reply) => {
+    const b = body(Rollback, req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `rollback ${req.params.agent}: ${b.message}`);
+    const agent = req.params.agent;
+    if (!deps.stores.deployments) return replyError(reply, Codes.INTERNAL, "this operator API has no deployment store");
+    const dep = await deps.stores.deployments.get(agent);
+    if (!dep) return replyError(reply, Codes.BAD_REQUEST, `agent ${agent} has no deployment (moss deploy ${agent} makes the first); there is nothing to roll back`);
+    const id = randomUUID().replaceAll("-", "");
+    const at = new Date().toISOString();
+    await deps.publish(Messages.rollback, { id, agent, ...(b.value.to ? { to: b.value.to } : {}), by: who(req), reason: b.value.reason ?? "", at });
+    deps.log?.info("rollback requested", { agent, to: b.value.to, by: who(req), from: req.ip });
+    return reply.code(202).send({ id, agent, to: b.value.to ?? null, by: who(req), live: dep.version, at });
   });
   // Pin (never evicted, replayed by every candidate), unpin, or drop a recorded success of an agent's regression set.
   for (const action of ["pin", "drop"] as const) {

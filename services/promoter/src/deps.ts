@@ -1,12 +1,12 @@
 import type { ProbeResult } from "@moss/runtime";
-import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore, RouteStore, StatsReading } from "@moss/batch";
+import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore, HeldLease, LeaseStore, RouteStore, StatsReading } from "@moss/batch";
 import type { ResolvedAgent } from "@moss/config";
 import type { Publish } from "@moss/contracts";
 import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 
 /** What the promoter swaps, watches and rolls back with: the runtime's live containers. */
-export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus" | "serveVersion" | "resumeVersion" | "stopVersion" | "versionStatus" | "pruneVersions">;
+export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus" | "serveVersion" | "resumeVersion" | "stopVersion" | "versionStatus" | "servedVersions" | "pruneVersions">;
 
 /** What the promotion procedure works with (swap, bake, rollback); main.ts wires it. */
 export interface PromotionDeps {
@@ -42,6 +42,12 @@ export interface PromotionDeps {
    * Undefined: no check.
    */
   verifySignature?: (agent: string, commit: string, base: string) => Promise<{ ok: boolean; reason: string }>;
+  /** Leases (`moss_leases`): one promoter per agent at a time. Undefined: no lease (a single promoter, or a test). */
+  leases?: LeaseStore;
+  /** How long a promoter's lease lasts unless renewed (every third of it). Default 10 s. */
+  leaseTtlMs?: number;
+  /** The lease `promote()` holds for the call; every act checks it is still held. */
+  held?: HeldLease;
   publish: Publish;
   log: Logger;
   sleep?: (ms: number) => Promise<void>;

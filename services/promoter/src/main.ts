@@ -1,5 +1,5 @@
 // Promoter: the judge of every attempt, consent, swap, bake, rollback. Wiring only.
-import { openStores, readGatewayStats, routeStore } from "@moss/batch";
+import { leaseStore, openStores, readGatewayStats, routeStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent, resolveAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
@@ -9,6 +9,7 @@ import { createRuntime, httpProbe } from "@moss/runtime";
 import type { PromoterDeps } from "./deps";
 import { onApproval } from "./handlers/approvals";
 import { onCandidateFailed, onReplayCompleted } from "./handlers/attempts";
+import { onRollbackRequest } from "./handlers/rollback";
 
 await runService({
   name: "promoter",
@@ -42,6 +43,8 @@ await runService({
         return { mode: a.serve, port: a.serve === "gateway" ? a.port : a.livePort, healthPath: a.healthPath };
       },
       routes: routeStore(await bus.kv(Buckets.routes)),
+      leases: leaseStore(await bus.kv(Buckets.leases)),
+      leaseTtlMs: config.promoter.leaseTtlMs,
       liveStats: async (agent) => readGatewayStats(await stats, agent, Math.max(5_000, config.gateway.statsIntervalMs * 20)),
       statsIntervalMs: config.gateway.statsIntervalMs,
       probeUrl: (url) => httpProbe(url, config.promoter.probeTimeoutMs)(),
@@ -57,6 +60,7 @@ await runService({
       route(Messages.replayCompleted, (m) => onReplayCompleted(m, deps)),
       route(Messages.candidateFailed, (m) => onCandidateFailed(m, deps)),
       route(Messages.approval, (m) => onApproval(m, deps)),
+      route(Messages.rollback, (m) => onRollbackRequest(m, deps)),
     ]);
     return { consumers: [consumer] };
   },

@@ -66,7 +66,7 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
   if (onCandidate) {
     // A delivery before a crash swapped already: the deployment record still names the version it replaced.
     const dep = await deps.deployments.get(agent);
-    if (dep && dep.image !== c.image) previous = { version: dep.version, image: dep.image, container: dep.container, upstream: "http://unknown" };
+    if (dep && dep.version !== c.commit) previous = { version: dep.version, image: dep.image, container: dep.container, upstream: "http://unknown" };
   } else if (route) previous = route.targets[0];
 
   const outcome = (o: "promoted" | "rolled-back", reason: string, probes: { ok: number; failed: number }, live?: Decision["outcome"]["live"]) => ({
@@ -134,6 +134,7 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
   const before: StatsReading = await deps.liveStats(agent);
   const baseline = previous ? liveWindow(undefined, before, previous.version) : undefined;
   if (!onCandidate) {
+    deps.held?.check();
     await deps.routes.point(agent, targetOf(served), `promote ${c.commit.slice(0, 12)} (batch ${record.batchId}, attempt ${c.attempt})`);
     log.info("route switched to the candidate; the previous version stays up for the bake", { previous: previous?.version });
   }
@@ -154,6 +155,7 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
   const bakeEnd = Date.now() + deps.bake.bakeMs;
   while (Date.now() < bakeEnd) {
     await sleep(deps.bake.probeIntervalMs);
+    deps.held?.check();
     const reasons: string[] = [];
     const [probe, status, reading] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent)]);
     if (!status?.running) reasons.push(`its container ${served.container} is not running`);
@@ -204,6 +206,7 @@ export async function rollBackViaGateway(batch: BatchRecord, d: Decision, deps: 
     if (!v) restored = `the previous version's container ${prev} is gone: nothing to roll back to`;
     else {
       const up = v.running ? v : await deps.runtime.resumeVersion(prev);
+      deps.held?.check();
       if (!(route?.targets.length === 1 && route.targets[0]!.container === up.container && route.targets[0]!.upstream === up.upstream))
         await deps.routes.point(agent, targetOf(up), `roll back from ${batch.candidate!.commit.slice(0, 12)} (batch ${batch.batchId})`);
       restored = `rolled back to ${up.image}`;

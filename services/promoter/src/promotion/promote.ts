@@ -38,6 +38,17 @@ async function enterPromoting(deps: PromotionDeps, batchId: string, approvedBy: 
  * passed replay gets here.
  */
 export async function promote(batch: BatchRecord, approvedBy: string, deps: PromotionDeps): Promise<void> {
+  // One promoter acts on an agent at a time: a second batch of the agent (or a replica given a redelivery while the
+  // first still bakes) waits for the lease; a promoter that died mid-bake is taken over once its lease ran out.
+  const held = deps.leases ? await deps.leases.acquire(`promoter.${batch.agent}`, `batch ${batch.batchId}`, deps.leaseTtlMs ?? 10_000) : undefined;
+  try {
+    await promoteHeld(batch, approvedBy, held ? { ...deps, held } : deps);
+  } finally {
+    await held?.release();
+  }
+}
+
+async function promoteHeld(batch: BatchRecord, approvedBy: string, deps: PromotionDeps): Promise<void> {
   const { record, resumed } = await enterPromoting(deps, batch.batchId, approvedBy);
   // Another delivery got there first; it published the outcome before the final transition.
   if (PROMOTION_ENDS.includes(record.state)) return;
@@ -141,6 +152,7 @@ export async function promote(batch: BatchRecord, approvedBy: string, deps: Prom
 
 /** Journals the decision on the batch record before anything acts on it, then acts on it. */
 async function decide(batch: BatchRecord, decision: Decision, by: string, deps: PromotionDeps): Promise<void> {
+  deps.held?.check();
   const verb = decision.outcome.outcome === "promoted" ? "promoting" : "rolling back";
   const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${decision.outcome.reason}`, promotion: { approvedBy: by, decision } });
   return finish(decided, decision, false, deps);
