@@ -322,4 +322,18 @@ describe("curator filing engine with a real KV", () => {
     expect(h.regressions).toEqual([expect.objectContaining({ batchId: id, version: CANDIDATE, failureId: "p3" })]);
     expect(await h.all()).toHaveLength(2); // the fix did not hold: a new batch
   });
+
+  it("while the candidate bakes: the same failure on the candidate's version is attached and signalled, so the promoter rolls back", async () => {
+    const h = await harness({ batchSize: 1 });
+    await ingestChunk(h.chunk([ev("q1")]), h.deps);
+    const id = h.ready[0]!.batchId;
+    const rec = await h.record(id);
+    await h.batches.put(id, JSON.stringify({ ...rec, state: "promoting", promotion: { approvedBy: "ana" }, candidate: { attempt: 1, commit: CANDIDATE, image: "moss/demo:x", diff: rec.failures[0]!.event } }));
+    await ingestChunk(h.chunk([ev("q2", { version: VERSION })]), h.deps);
+    expect(h.regressions).toHaveLength(0);
+    await ingestChunk(h.chunk([ev("q3", { version: CANDIDATE })]), h.deps);
+    expect(h.regressions).toEqual([expect.objectContaining({ batchId: id, version: CANDIDATE, failureId: "q3" })]);
+    // Still one batch: the failures are its evidence while it is in the pipeline.
+    expect(await h.all()).toHaveLength(1);
+  });
 });

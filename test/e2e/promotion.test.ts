@@ -3,7 +3,7 @@
 // while its answers fail, and one that gets slow, are rolled back on the live numbers, in seconds, with no request
 // failing for the swap or the rollback itself; one that never gets ready never takes traffic.
 import { LeaseHeldError, leaseStore } from "@moss/batch";
-import { onRollbackRequest, promote } from "@moss/promoter";
+import { onRegression, onRollbackRequest, promote, type PromoterDeps } from "@moss/promoter";
 import type { RollbackDone } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep } from "../helpers/env";
@@ -147,5 +147,36 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     expect(seen.byStatus.get(500)).toBeUndefined();
     expect(await versions()).toEqual([VERSIONS.good3]);
     expect((await h.runtime.servedVersions(AGENT)).filter((v) => v.running).map((v) => v.version)).toEqual([VERSIONS.good3]);
+  });
+
+  it("a recurrence of the fixed fingerprint on the candidate during its bake rolls back at once; after the bake, within the window, too; a late or repeated one does nothing", async () => {
+    const l = load(h.url, 2);
+    const done: RollbackDone[] = [];
+    const deps = (): PromoterDeps => ({ ...h.deps({ bakeMs: 3_000 }), autoApprove: false, rollbackOnRecurrenceMs: 60_000, publish: async (def, m) => void (def.name === "rollback.done.v1" ? done.push(m as RollbackDone) : h.outcomes.push(m as never)) });
+    // During the bake: the curator's signal arrives while the candidate serves.
+    const baking = await h.batchFor(VERSIONS.good4);
+    const signal = { agent: AGENT, fingerprint: "fp", batchId: baking.batchId, version: VERSIONS.good4, failureId: "f-again", at: new Date().toISOString() };
+    const promoting = promote(baking, "tester", deps());
+    await sleep(1_200);
+    await onRegression({ ...signal, at: new Date().toISOString() }, deps());
+    await promoting;
+    expect(h.outcomes.at(-1)).toMatchObject({ batchId: baking.batchId, outcome: "rolled-back", live: { check: expect.stringContaining("recurrence: the batch's fingerprint failed again on the candidate (failure f-again)") } });
+    expect(await versions()).toEqual([VERSIONS.good3]);
+
+    // After the bake: promoted, then the fingerprint fails again on it within the window.
+    const fixed = await h.batchFor(VERSIONS.good5);
+    await promote(fixed, "tester", deps());
+    expect(h.outcomes.at(-1)).toMatchObject({ batchId: fixed.batchId, outcome: "promoted" });
+    const again = { agent: AGENT, fingerprint: "fp", batchId: fixed.batchId, version: VERSIONS.good5, failureId: "f-later", at: new Date().toISOString() };
+    await onRegression(again, deps());
+    expect(done.at(-1)).toMatchObject({ outcome: "rolled-back", by: "policy:rollbackOnRecurrence", from: { version: VERSIONS.good5 }, to: { version: VERSIONS.good3 } });
+    expect(await versions()).toEqual([VERSIONS.good3]);
+    // The same signal again, or another on the version no longer live: nothing.
+    await onRegression(again, deps());
+    await onRegression({ ...again, failureId: "f-later-2", at: new Date().toISOString() }, deps());
+    expect(done).toHaveLength(1);
+    expect(await versions()).toEqual([VERSIONS.good3]);
+    const seen = await l.stop();
+    expect(seen.failed).toEqual([]);
   });
 });

@@ -298,6 +298,11 @@ export const MossConfig = z.object({
        * died mid-bake is taken over by another replica this long after its last renewal. Default 10 s.
        */
       leaseTtlMs: z.number().int().min(1_000).default(10_000),
+      /**
+       * A recurrence of a promoted batch's fingerprint on its version (the curator's `moss.regression.v1`) rolls the
+       * agent back when it comes within this long of the promotion; 0: never. During the bake it always does. Default 1 h.
+       */
+      rollbackOnRecurrenceMs: z.number().int().min(0).default(3_600_000),
       /** Stopped versions kept per agent for a rollback (behind the gateway). Default 3. */
       keepVersions: z.number().int().min(1).max(50).default(3),
       /**

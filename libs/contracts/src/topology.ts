@@ -167,7 +167,7 @@ export const Consumers = {
   /** Shared by every replayer replica: each takes as many trials as it runs at once. */
   replayerTrials: consumer("replayer-trials", Streams.TRIALS, [Messages.replayTrial]),
   // A promoter that died mid-bake: its message comes back in seconds, to a replica that takes over once its lease ran out.
-  promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval, Messages.rollback], 10_000),
+  promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval, Messages.rollback, Messages.regression], 10_000),
   auditorFailures: Object.freeze({ durable: "auditor-failures", stream: Streams.FAILURES, filterSubjects: ["moss.failure.*"], ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorDlq: Object.freeze({ durable: "auditor-dlq", stream: Streams.DLQ, filterSubjects: ["moss.dlq.>"], ackWaitMs: 30_000, maxDeliver: 10 }),

@@ -59,4 +59,6 @@ export interface PromoterDeps extends PromotionDeps {
   candidates?: CandidateStore;
   /** Promote a candidate that passed replay without waiting for an operator's approval. */
   autoApprove: boolean;
+  /** A recurrence within this long of a promotion rolls back (0: never). */
+  rollbackOnRecurrenceMs?: number;
 }

@@ -9,6 +9,7 @@ import { createRuntime, httpProbe } from "@moss/runtime";
 import type { PromoterDeps } from "./deps";
 import { onApproval } from "./handlers/approvals";
 import { onCandidateFailed, onReplayCompleted } from "./handlers/attempts";
+import { onRegression } from "./handlers/regression";
 import { onRollbackRequest } from "./handlers/rollback";
 
 await runService({
@@ -53,6 +54,7 @@ await runService({
       stateDir: (agent) => live(agent).stateDir,
       bake: config.promoter,
       autoApprove: config.promoter.autoApprove,
+      rollbackOnRecurrenceMs: config.promoter.rollbackOnRecurrenceMs,
       publish: bus.publish,
       log,
     };
@@ -61,6 +63,7 @@ await runService({
       route(Messages.candidateFailed, (m) => onCandidateFailed(m, deps)),
       route(Messages.approval, (m) => onApproval(m, deps)),
       route(Messages.rollback, (m) => onRollbackRequest(m, deps)),
+      route(Messages.regression, (m) => onRegression(m, deps)),
     ]);
     return { consumers: [consumer] };
   },

@@ -59,7 +59,7 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
         .filter(([k, a]) => keys.has(k) && !lookups.has(a.batchId))
         .map(async ([, a]) => {
           const rec = await deps.batches.get(a.batchId);
-          lookups.set(a.batchId, rec ? { state: rec.state, promotedCommit: rec.state === "promoted" ? rec.candidate?.commit : undefined } : undefined);
+          lookups.set(a.batchId, rec ? { state: rec.state, promotedCommit: rec.state === "promoted" || rec.state === "promoting" ? rec.candidate?.commit : undefined } : undefined);
         }),
     );
     const res = applyFailures(state, items, policy, now(), (id) => lookups.get(id), (item) => openBatchSpan(agent, item));

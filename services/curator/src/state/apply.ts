@@ -40,6 +40,7 @@ export interface StoredFailure<E extends FailureEvent | SuccessEvent = FailureEv
 export interface BatchLookup {
   state: BatchState;
   /** The promoted commit, for a promoted batch. */
+  /** The candidate's commit, once it is promoted or promoting (baking). */
   promotedCommit?: string;
 }
 
@@ -80,6 +81,8 @@ export function applyFailures(
     if (!active) return false;
     const b = lookup(active.batchId);
     if (!b || !isFinal(b.state)) {
+      // The candidate fails the same way while it bakes: evidence for the batch, and the promoter's signal to roll back.
+      if (b?.state === "promoting" && b.promotedCommit && item.ev.version === b.promotedCommit) regressions.push({ batchId: active.batchId, fingerprint, ev: item.ev });
       active.attached++;
       return true;
     }

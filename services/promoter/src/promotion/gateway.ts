@@ -157,10 +157,16 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
     await sleep(deps.bake.probeIntervalMs);
     deps.held?.check();
     const reasons: string[] = [];
-    const [probe, status, reading] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent)]);
+    const [probe, status, reading, now] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent), deps.batches.get(record.batchId)]);
     if (!status?.running) reasons.push(`its container ${served.container} is not running`);
     else if (!probe.healthy) reasons.push(`readiness: ${probe.detail}`);
     probeRow = reasons.length ? probeRow + 1 : 0;
+    // The very failure the batch fixed, on the candidate: no need for a second probe to say so.
+    const recurred = now?.promotion?.recurrence;
+    if (recurred) {
+      reasons.push(`recurrence: the batch's fingerprint failed again on the candidate (failure ${recurred.failureId})`);
+      probeRow = deps.bake.maxFailedProbes;
+    }
     const w = liveWindow(last, reading, c.commit);
     last = reading;
     addWindow(total, w);
