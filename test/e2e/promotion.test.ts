@@ -179,4 +179,54 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     const seen = await l.stop();
     expect(seen.failed).toEqual([]);
   });
+
+  it("never promotes an unsigned commit or a rejected batch: nothing starts, the route stays", async () => {
+    const revision = (await h.routesKv.get(AGENT))!.revision;
+    const before = (await h.runtime.servedVersions(AGENT)).length;
+    const unsigned = await h.batchFor("dd".repeat(20));
+    const d = { ...h.deps(), verifySignature: async () => ({ ok: false, reason: "commit dddddddd has no signature" }) };
+    const verdicts: unknown[] = [];
+    await promote(unsigned, "tester", { ...d, publish: async (_def, m) => void verdicts.push(m) });
+    expect(verdicts).toEqual([expect.objectContaining({ verdict: "rejected", reason: expect.stringContaining("not deployed: the commit cannot be promoted: commit dddddddd has no signature") })]);
+    expect((await h.deps().batches.get(unsigned.batchId))?.state).toBe("rejected");
+    const rejected = await h.batchFor("ee".repeat(20), { state: "rejected" });
+    // An approval that arrives for a batch already rejected ends where the batch is: nothing is deployed.
+    const outcomes = h.outcomes.length;
+    await promote(rejected, "tester", h.deps());
+    expect(h.outcomes.length).toBe(outcomes);
+    expect((await h.deps().batches.get(rejected.batchId))?.state).toBe("rejected");
+    expect((await h.routesKv.get(AGENT))!.revision).toBe(revision);
+    expect((await h.runtime.servedVersions(AGENT)).length).toBe(before);
+  });
+
+  it("canary steps: a share of sessions at each step, then all; a bad candidate is rolled back at a step, having served only its share", async () => {
+    const canary = () => ({ steps: [20, 50], stepMs: 1_500, stickyHeader: "x-session" });
+    const routes: string[] = [];
+    const w = await h.routesKv.watch({ key: AGENT, include: "updates" });
+    void (async () => {
+      for await (const e of w) if (e.operation === "PUT") routes.push(e.json<{ targets: Array<{ weight: number }> }>().targets.map((t) => t.weight).join("/"));
+    })();
+    // Eight sessions, each always sending its own header (the gateway routes each by its hash: see gateway.test.ts).
+    const l = load(h.url, 8, (i) => ({ "x-session": `session-${i}` }));
+    await promote(await h.batchFor(VERSIONS.canary), "tester", { ...h.deps({ bakeMs: 1_500 }), canary });
+    const seen = await l.stop();
+    expect(h.outcomes.at(-1)).toMatchObject({ outcome: "promoted", reason: expect.stringMatching(/^canary 20 % → 50 % → 100 %, then healthy/) });
+    expect(routes).toEqual(["80/20", "50/50", "100"]);
+    expect(seen.failed).toEqual([]);
+    expect(seen.byVersion.get(VERSIONS.canary)).toBeGreaterThan(0);
+
+    // A bad one: it starts failing 1.5 s after it started, during the canary.
+    routes.length = 0;
+    const l2 = load(h.url, 6, (i) => ({ "x-session": `s-${i}` }));
+    await promote(await h.batchFor(VERSIONS.canaryBad), "tester", { ...h.deps({ bakeMs: 1_500 }), canary: () => ({ steps: [20, 50], stepMs: 2_000 }) });
+    const bad = await l2.stop();
+    w.stop();
+    expect(h.outcomes.at(-1)).toMatchObject({ outcome: "rolled-back", live: { check: expect.stringMatching(/^at the (20|50) % canary step, \d failed probes in a row: live traffic: error rate/) } });
+    expect(routes[0]).toBe("80/20");
+    expect(routes.at(-1)).toBe("100");
+    expect(routes).not.toContain("0/100");
+    expect(bad.failed).toEqual([]);
+    expect(bad.byVersion.get(VERSIONS.canaryBad)!).toBeLessThan(bad.byVersion.get(VERSIONS.canary)!);
+    expect(await versions()).toEqual([VERSIONS.canary]);
+  });
 });

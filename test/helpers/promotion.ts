@@ -40,8 +40,8 @@ http.createServer((req, res) => {
 
 export const AGENT = "shop";
 /** Versions are commit shas; each one's container runs the one image in its MODE. */
-export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20) };
-export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good" };
+export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20) };
+export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later" };
 
 export interface LoadSeen {
   answered: number;
@@ -58,15 +58,15 @@ export interface LoadSeen {
   latencies: number[];
 }
 
-/** Requests back to back from `clients` clients until stopped. */
-export function load(url: string, clients = 3): { seen: LoadSeen; stop(): Promise<LoadSeen> } {
+/** Requests back to back from `clients` clients until stopped; `headers(i)` for client i's requests (a session). */
+export function load(url: string, clients = 3, headers: (client: number) => Record<string, string> = () => ({})): { seen: LoadSeen; stop(): Promise<LoadSeen> } {
   let running = true;
   const seen: LoadSeen = { answered: 0, byStatus: new Map(), byVersion: new Map(), lastAt: new Map(), failed: [], firstError: 0, lastError: 0, latencies: [] };
-  const loops = Array.from({ length: clients }, async () => {
+  const loops = Array.from({ length: clients }, async (_, client) => {
     while (running) {
       const t0 = performance.now();
       try {
-        const res = await fetch(url, { method: "POST", body: "{}", signal: AbortSignal.timeout(10_000) });
+        const res = await fetch(url, { method: "POST", body: "{}", headers: headers(client), signal: AbortSignal.timeout(10_000) });
         const body = (await res.json()) as { version?: string; code?: string; error?: string };
         seen.byStatus.set(res.status, (seen.byStatus.get(res.status) ?? 0) + 1);
         if (body.code?.startsWith("MOSS_E_")) seen.failed.push(`${res.status} ${body.error}`);

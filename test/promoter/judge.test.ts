@@ -219,6 +219,24 @@ describe("promoter with a real KV", () => {
     expect(d).toMatchObject({ agent: AGENT, image: NEW_IMAGE, version: CANDIDATE, batchId: h.batchId, previous: { image: OLD_IMAGE, version: VERSION, container: `moss-prev-${AGENT}` } });
   });
 
+  it("consent by risk: the first approval rule that holds promotes and is named; none holding waits, saying why each did not", async () => {
+    const diff = ["diff --git a/src/tools/calc.ts b/src/tools/calc.ts", "--- a/src/tools/calc.ts", "+++ b/src/tools/calc.ts", "@@ -1,2 +1,2 @@", "-a", "+b", " c"].join("\n");
+    const rules = [
+      { name: "tiny-core", maxLines: 1, paths: ["src/core/**"] },
+      { name: "small-tools", maxFiles: 2, maxLines: 10, paths: ["src/tools/**"], denyPaths: ["src/core/**"], minFailuresFixed: 2 },
+    ];
+    const h = await harness({ autoApprove: false });
+    await onReplayCompleted(replayDone(h.batchId), { ...h.deps, approvalRules: rules, diffText: async () => diff });
+    expect(h.out.outcomes).toEqual([expect.objectContaining({ outcome: "promoted", approvedBy: "policy:small-tools" })]);
+    expect(h.live.calls.deploy.map((s) => s.image)).toEqual([NEW_IMAGE]);
+
+    const w = await harness({ autoApprove: false });
+    await onReplayCompleted(replayDone(w.batchId), { ...w.deps, approvalRules: [rules[0]!, { ...rules[1]!, minFailuresFixed: 3 }], diffText: async () => diff });
+    expect(w.live.calls.deploy).toEqual([]);
+    expect(w.out.verdicts).toEqual([expect.objectContaining({ verdict: "awaiting-approval", reason: expect.stringContaining("no approval rule holds (tiny-core: 2 lines changed, over 1; small-tools: 2 failure(s) fixed, fewer than 3)") })]);
+    expect((await w.batch()).state).toBe("awaiting-approval");
+  });
+
   it("without autoApprove: publishes awaiting-approval and deploys nothing until approved", async () => {
     const h = await harness({ autoApprove: false });
     await onReplayCompleted(replayDone(h.batchId), h.deps);

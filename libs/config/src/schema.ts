@@ -22,6 +22,22 @@ export const AgentConfig = z.object({
    * same volumes), the old one stopped and kept.
    */
   serve: z.enum(["gateway", "in-place"]).default("gateway"),
+  /**
+   * Canary steps behind the gateway: the share of new sessions the candidate gets at each step (ascending, 1–99), each
+   * held for `stepMs` with the bake's analysis, before all of the traffic and the bake. With `stickyHeader`, requests
+   * carrying that header go by its value's hash, so one conversation stays on one version. Default: none (straight to
+   * 100 %, then the bake).
+   */
+  canary: z
+    .object({
+      steps: z
+        .array(z.number().int().min(1).max(99))
+        .min(1)
+        .refine((xs) => xs.every((x, i) => i === 0 || x > xs[i - 1]!), "steps must be ascending"),
+      stepMs: z.number().int().min(100).default(10_000),
+      stickyHeader: z.string().regex(/^[A-Za-z0-9-]+$/, "an HTTP header name").optional(),
+    })
+    .optional(),
   /** Health probe path of the live agent. Default `/health`. */
   healthPath: z.string().startsWith("/").default("/health"),
   /** The agent's state directory inside its container; the live agent keeps it on a volume across versions. */
@@ -279,6 +295,36 @@ export const MossConfig = z.object({
     .object({
       /** Promote a candidate that passed replay without waiting for `moss approve`. Default false. */
       autoApprove: z.boolean().default(false),
+      /**
+       * Consent by risk: a candidate that passed replay is promoted without an operator when one of these rules holds
+       * for it (the first that holds is named in the verdict, as `policy:<name>`); otherwise it waits for `moss approve`.
+       * Rollback never needs consent.
+       */
+      approval: z
+        .object({
+          rules: z
+            .array(
+              z
+                .object({
+                  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-'"),
+                  /** At most this many files changed. */
+                  maxFiles: z.number().int().min(1).optional(),
+                  /** At most this many lines added plus removed. */
+                  maxLines: z.number().int().min(1).optional(),
+                  /** Every changed file matches one of these globs (e.g. `src/tools/**`). */
+                  paths: z.array(z.string().min(1)).optional(),
+                  /** No changed file matches any of these (e.g. `src/core/**`). */
+                  denyPaths: z.array(z.string().min(1)).optional(),
+                  /** The replay fixed at least this many failures. */
+                  minFailuresFixed: z.number().int().min(1).optional(),
+                  /** At least this many recorded successes were replayed (and none changed: a changed one never passes replay). */
+                  minRegressionsReplayed: z.number().int().min(0).optional(),
+                })
+                .strict(),
+            )
+            .default([]),
+        })
+        .prefault({}),
       /** Attempts per batch before giving up, for every agent. Default: each agent's depth tier (`agents.<name>.rewrite.depth`, else `rewriter.depth`; `standard`: 3). */
       maxAttempts: z.number().int().min(1).optional(),
       /** Health-probe the new live agent this long before calling it promoted. Default 5 s. */
@@ -348,6 +394,21 @@ export const MossConfig = z.object({
     .prefault({}),
   auditor: z
     .object({
+      /**
+       * Webhooks the auditor calls (POST, JSON, `X-Moss-Signature: sha256=<HMAC of the body with secret>`), retried
+       * with backoff until they answer 2xx: for the events each names (default all of them).
+       */
+      webhooks: z
+        .array(
+          z
+            .object({
+              url: z.string().url(),
+              secret: z.string().min(16).optional(),
+              events: z.array(z.enum(["awaiting-approval", "promoted", "rolled-back", "failed", "breaker-open"])).min(1).default(["awaiting-approval", "promoted", "rolled-back", "failed", "breaker-open"]),
+            })
+            .strict(),
+        )
+        .default([]),
       host: z.string().default("127.0.0.1"),
       /** Operator HTTP API port. Default 7420. */
       port: z.number().int().min(0).max(65535).default(7420),

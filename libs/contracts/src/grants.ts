@@ -55,7 +55,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   },
   auditor: {
     publishes: [],
-    consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq],
+    consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq, Consumers.auditorWebhooks],
     buckets: {},
   },
   "operator-api": {

@@ -170,6 +170,8 @@ export const Consumers = {
   promoter: consumer("promoter", Streams.PIPELINE, [Messages.replayCompleted, Messages.candidateFailed, Messages.approval, Messages.rollback, Messages.regression], 10_000),
   auditorFailures: Object.freeze({ durable: "auditor-failures", stream: Streams.FAILURES, filterSubjects: ["moss.failure.*"], ackWaitMs: 30_000, maxDeliver: 10 }),
   auditorPipeline: Object.freeze({ durable: "auditor-pipeline", stream: Streams.PIPELINE, filterSubjects: StreamDefs[1]!.subjects, ackWaitMs: 30_000, maxDeliver: 10 }),
+  /** The operator's webhooks: verdicts, promotion outcomes and rollbacks, each delivered until its hooks answer. */
+  auditorWebhooks: consumer("auditor-webhooks", Streams.PIPELINE, [Messages.batchVerdict, Messages.promotion, Messages.rollbackDone], 30_000, 12),
   auditorDlq: Object.freeze({ durable: "auditor-dlq", stream: Streams.DLQ, filterSubjects: ["moss.dlq.>"], ackWaitMs: 30_000, maxDeliver: 10 }),
 } satisfies Record<string, ConsumerDef>;
 

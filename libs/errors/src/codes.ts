@@ -110,6 +110,8 @@ export const Codes = {
   NO_CASSETTE: code("MOSS_E_NO_CASSETTE", "@moss/auditor", 404, false, "The failure was reported without a cassette: its turn made no outbound call the SDK saw, or did not run in `reporter.turn()`."),
   AUDIT_LOG_DAMAGED: code("MOSS_E_AUDIT_LOG_DAMAGED", "@moss/auditor", 500, false, "The audit log has a line that is not a record. The auditor will not append to it: restore it from a backup or move it aside."),
 
+  WEBHOOK_FAILED: code("MOSS_E_WEBHOOK_FAILED", "@moss/auditor", 502, true, "A configured webhook did not answer 2xx; the message comes back with backoff until it does (or runs out of deliveries and is dead-lettered with this reason)."),
+
   // @moss/operator-api
   NOT_AN_OPERATOR: code("MOSS_E_NOT_AN_OPERATOR", "@moss/operator-api", 401, false, "The operator API was called without a token of a known operator. Send `Authorization: Bearer <token>` (`moss operator add NAME` makes one; the CLI reads MOSS_OPERATOR_TOKEN or the token `moss up` left)."),
   OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/operator-api", 500, false, "operatorApi.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),

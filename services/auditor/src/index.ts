@@ -2,6 +2,7 @@
 export { AuditLog, hashRecord } from "./audit-log";
 export type { AuditInput, AuditRecord } from "./audit-log";
 export { record } from "./handlers/record";
+export { deliver, eventOf, signature, WEBHOOK_EVENTS, type Webhook, type WebhookEvent } from "./handlers/webhooks";
 export { batchTimeline, listBatches } from "./timeline";
 export { buildApp } from "./http";
 export type { AuditorHttpDeps } from "./http";

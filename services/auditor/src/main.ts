@@ -1,9 +1,10 @@
 // Auditor: every moss.> message into an append-only, hash-chained log; operator API over it. Wiring only.
 import { rawRoute } from "@moss/bus";
-import { AllMessages, Consumers, type ConsumerDef } from "@moss/contracts";
+import { AllMessages, Consumers, Messages, type ConsumerDef } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { AuditLog } from "./audit-log";
 import { record } from "./handlers/record";
+import { deliver } from "./handlers/webhooks";
 import { buildApp } from "./http";
 
 await runService({
@@ -15,6 +16,12 @@ await runService({
     const consumers = await Promise.all(
       [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq].map((c) => bus.consume(c, routesFor(c))),
     );
+    // Webhooks on a consumer of their own: a hook that is down delays nobody's audit record.
+    if (config.auditor.webhooks.length) {
+      const hooks = { hooks: config.auditor.webhooks, delivered: new Set<string>() };
+      const defs = [Messages.batchVerdict, Messages.promotion, Messages.rollbackDone];
+      consumers.push(await bus.consume(Consumers.auditorWebhooks, defs.map((m) => rawRoute(m, (payload, ctx) => deliver(m.name, payload, `${m.name}-${ctx.streamSeq}`, hooks)))));
+    }
     return {
       consumers,
       http: { app: buildApp({ log, blob }), host: config.auditor.host, port: config.auditor.port },

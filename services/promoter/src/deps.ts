@@ -1,7 +1,8 @@
 import type { ProbeResult } from "@moss/runtime";
 import type { BatchStore, BreakerStore, CandidateStore, DeploymentStore, HeldLease, LeaseStore, RouteStore, StatsReading } from "@moss/batch";
 import type { ResolvedAgent } from "@moss/config";
-import type { Publish } from "@moss/contracts";
+import type { BlobRef, Publish } from "@moss/contracts";
+import type { ApprovalRule } from "./policy/consent";
 import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 
@@ -26,6 +27,8 @@ export interface PromotionDeps {
   bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number; drainMs: number; keepVersions: number };
   /** How the agent is served: behind the gateway (its versions listen on `port`, probed at `healthPath`), or in place. */
   serve: (agent: string) => { mode: "gateway" | "in-place"; port: number; healthPath: string };
+  /** The agent's canary steps (`agents.<name>.canary`), if it has any. */
+  canary?: (agent: string) => { steps: number[]; stepMs: number; stickyHeader?: string } | undefined;
   /** The gateway's routes: a swap and a rollback are a write here. */
   routes: RouteStore;
   /** One reading of every gateway's counters for the agent. */
@@ -59,6 +62,10 @@ export interface PromoterDeps extends PromotionDeps {
   candidates?: CandidateStore;
   /** Promote a candidate that passed replay without waiting for an operator's approval. */
   autoApprove: boolean;
+  /** Consent by risk (config `promoter.approval.rules`): the first rule that holds approves, and is named. */
+  approvalRules?: readonly ApprovalRule[];
+  /** The text of a diff blob (for the approval rules). */
+  diffText?: (ref: BlobRef) => Promise<string>;
   /** A recurrence within this long of a promotion rolls back (0: never). */
   rollbackOnRecurrenceMs?: number;
 }

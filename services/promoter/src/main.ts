@@ -15,7 +15,7 @@ import { onRollbackRequest } from "./handlers/rollback";
 await runService({
   name: "promoter",
   env: process.env,
-  async start({ config, log, bus }) {
+  async start({ config, log, bus, blob }) {
     const live = (agent: string) => knownAgent(config, agent).entry;
     const stats = bus.kv(Buckets.gatewayStats);
     const signing = config.rewriter.signing;
@@ -43,6 +43,7 @@ await runService({
         const a = live(agent);
         return { mode: a.serve, port: a.serve === "gateway" ? a.port : a.livePort, healthPath: a.healthPath };
       },
+      canary: (agent) => live(agent).canary,
       routes: routeStore(await bus.kv(Buckets.routes)),
       leases: leaseStore(await bus.kv(Buckets.leases)),
       leaseTtlMs: config.promoter.leaseTtlMs,
@@ -54,6 +55,8 @@ await runService({
       stateDir: (agent) => live(agent).stateDir,
       bake: config.promoter,
       autoApprove: config.promoter.autoApprove,
+      approvalRules: config.promoter.approval.rules,
+      diffText: async (ref) => (await blob.get(ref.sha256)).toString("utf8"),
       rollbackOnRecurrenceMs: config.promoter.rollbackOnRecurrenceMs,
       publish: bus.publish,
       log,

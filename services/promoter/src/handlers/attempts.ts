@@ -8,6 +8,7 @@
 import { branchName, isFinal } from "@moss/batch";
 import { Messages, regressed, replayVerdict, type AttemptEvidence, type BatchRecord, type CandidateFailed, type ReplayCompleted } from "@moss/contracts";
 import type { PromoterDeps } from "../deps";
+import { decideConsent, patchFacts } from "../policy/consent";
 import { promote } from "../promotion/promote";
 
 type AttemptResult = ReplayCompleted | CandidateFailed;
@@ -60,7 +61,8 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: PromoterDeps
   if (cur?.state === "promoting") {
     // Redelivered after the decision was taken; a promotion a crash interrupted is resumed (or, without the
     // autoApprove policy, by the redelivered approval).
-    if (deps.autoApprove) await promote(cur, "policy:autoApprove", deps);
+    const by = cur.promotion?.approvedBy;
+    if (deps.autoApprove || by?.startsWith("policy:")) await promote(cur, by ?? "policy:autoApprove", deps);
     return;
   }
   if (cur && judged(cur)) return announceEnd(cur, msg, deps);
@@ -89,12 +91,22 @@ export async function onReplayCompleted(msg: ReplayCompleted, deps: PromoterDeps
     return;
   }
   const { record } = await deps.batches.transition(msg.batchId, "awaiting-approval", { candidate, reason: "replay passed" });
-  if (deps.autoApprove) {
-    deps.log.info("replay passed; promoting under the autoApprove policy", { batch: msg.batchId });
-    await promote(record, "policy:autoApprove", deps);
+  const consent = await consentFor(msg, deps);
+  if ("approvedBy" in consent) {
+    deps.log.info("replay passed; promoting under an approval policy", { batch: msg.batchId, policy: consent.approvedBy });
+    await promote(record, consent.approvedBy, deps);
     return;
   }
-  await deps.publish(Messages.batchVerdict, { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit, image: msg.image, verdict: "awaiting-approval", reason: `replay passed; run \`moss approve ${msg.batchId}\` to promote` });
+  await deps.publish(Messages.batchVerdict, { batchId: msg.batchId, agent: msg.agent, attempt: msg.attempt, commit: msg.commit, image: msg.image, verdict: "awaiting-approval", reason: `replay passed; ${consent.waiting}: run \`moss approve ${msg.batchId}\` to promote` });
+}
+
+/** Whether a policy approves this candidate (autoApprove, or the first rule of promoter.approval.rules that holds). */
+async function consentFor(msg: ReplayCompleted, deps: PromoterDeps): Promise<{ approvedBy: string } | { waiting: string }> {
+  if (deps.autoApprove) return { approvedBy: "policy:autoApprove" };
+  const rules = deps.approvalRules ?? [];
+  if (!rules.length || !deps.diffText) return { waiting: "no approval rule is configured (promoter.approval.rules)" };
+  const facts = { ...patchFacts(await deps.diffText(msg.diff)), failuresFixed: msg.results.filter((r) => r.passed).length, regressionsReplayed: (msg.regressions ?? []).length };
+  return decideConsent(rules, facts);
 }
 
 /** The rewriter produced no candidate: that attempt counts, and the next one gets the reason. */

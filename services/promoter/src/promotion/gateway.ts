@@ -60,14 +60,16 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
   const serve = deps.serve(agent);
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const route = await deps.routes.get(agent);
-  const onCandidate = route?.targets.length === 1 && route.targets[0]!.version === c.commit && route.targets[0]!.image === c.image;
-  // The version the traffic goes back to on trouble: what the route named before the swap.
-  let previous: Omit<RouteTarget, "weight"> | undefined;
+  const routed = route?.targets.find((t) => t.version === c.commit && t.image === c.image);
+  const onCandidate = routed !== undefined && route!.targets.length === 1;
+  // The version the traffic goes back to on trouble: what the route named before the swap (or beside the candidate,
+  // in a canary step an earlier delivery left).
+  let previous: Omit<RouteTarget, "weight"> | undefined = route?.targets.find((t) => t.version !== c.commit);
   if (onCandidate) {
     // A delivery before a crash swapped already: the deployment record still names the version it replaced.
     const dep = await deps.deployments.get(agent);
     if (dep && dep.version !== c.commit) previous = { version: dep.version, image: dep.image, container: dep.container, upstream: "http://unknown" };
-  } else if (route) previous = route.targets[0];
+  }
 
   const outcome = (o: "promoted" | "rolled-back", reason: string, probes: { ok: number; failed: number }, live?: Decision["outcome"]["live"]) => ({
     batchId: record.batchId,
@@ -84,9 +86,9 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
   });
 
   let served: ServedVersion;
-  if (onCandidate) {
-    const s = await deps.runtime.versionStatus(route!.targets[0]!.container);
-    served = s?.running ? s : await deps.runtime.resumeVersion(route!.targets[0]!.container);
+  if (routed) {
+    const s = await deps.runtime.versionStatus(routed.container);
+    served = s?.running ? s : await deps.runtime.resumeVersion(routed.container);
   } else {
     // The last check before anything changes: the signatures again, and (in the runtime) that the image is the one built
     // from this commit. A candidate that fails it is rejected, and nothing is deployed.
@@ -130,67 +132,96 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
     }
   }
 
-  // The previous version's numbers so far: what the candidate is held against.
+  // The previous version's numbers so far: what the candidate is held against (in a canary step, the previous
+  // version's own numbers over the same step, when it served enough of them).
   const before: StatsReading = await deps.liveStats(agent);
   const baseline = previous ? liveWindow(undefined, before, previous.version) : undefined;
-  if (!onCandidate) {
-    deps.held?.check();
-    await deps.routes.point(agent, targetOf(served), `promote ${c.commit.slice(0, 12)} (batch ${record.batchId}, attempt ${c.attempt})`);
-    log.info("route switched to the candidate; the previous version stays up for the bake", { previous: previous?.version });
-  }
-
-  // The bake: every probe interval, readiness, the container, and the live window.
-  const a = deps.analysis;
   const total = liveWindow(before, before, c.commit);
-  let pending = liveWindow(before, before, c.commit);
-  let last = before;
-  let ok = 0;
-  let failed = 0;
-  // Two streaks: the probes of the version itself (readiness, container), and the judged windows of its traffic. A
-  // window too small to judge leaves the traffic streak as it is.
-  let probeRow = 0;
-  let trafficRow = 0;
-  let inRow = 0;
-  let check = "";
-  const bakeEnd = Date.now() + deps.bake.bakeMs;
-  while (Date.now() < bakeEnd) {
-    await sleep(deps.bake.probeIntervalMs);
+  const probes = { ok: 0, failed: 0 };
+  const a = deps.analysis;
+
+  /** Probes the candidate every interval for `ms`: a reason when it failed `maxFailedProbes` in a row, else undefined. */
+  const watch = async (ms: number): Promise<string | undefined> => {
+    let pending = liveWindow(before, before, c.commit);
+    let prevPending = previous ? liveWindow(before, before, previous.version) : undefined;
+    let last = await deps.liveStats(agent);
+    // Two streaks: the probes of the version itself (readiness, container), and the judged windows of its traffic. A
+    // window too small to judge leaves the traffic streak as it is.
+    let probeRow = 0;
+    let trafficRow = 0;
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      await sleep(deps.bake.probeIntervalMs);
+      deps.held?.check();
+      const reasons: string[] = [];
+      const [probe, status, reading, now] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent), deps.batches.get(record.batchId)]);
+      if (!status?.running) reasons.push(`its container ${served.container} is not running`);
+      else if (!probe.healthy) reasons.push(`readiness: ${probe.detail}`);
+      probeRow = reasons.length ? probeRow + 1 : 0;
+      // The very failure the batch fixed, on the candidate: no need for a second probe to say so.
+      const recurred = now?.promotion?.recurrence;
+      if (recurred) {
+        reasons.push(`recurrence: the batch's fingerprint failed again on the candidate (failure ${recurred.failureId})`);
+        probeRow = deps.bake.maxFailedProbes;
+      }
+      const w = liveWindow(last, reading, c.commit);
+      addWindow(total, w);
+      addWindow(pending, w);
+      if (prevPending && previous) addWindow(prevPending, liveWindow(last, reading, previous.version));
+      last = reading;
+      const against = prevPending && prevPending.completed >= a.minRequests ? prevPending : baseline;
+      const judged = judgeWindow(pending, against, a);
+      if (judged) {
+        if (judged.bad) reasons.push(`live traffic: ${judged.bad}`);
+        trafficRow = judged.bad ? trafficRow + 1 : 0;
+        pending = liveWindow(reading, reading, c.commit);
+        if (previous) prevPending = liveWindow(reading, reading, previous.version);
+      }
+      if (reasons.length) {
+        probes.failed++;
+        log.warn("bake probe failed", { check: reasons.join("; "), probeRow, trafficRow });
+        if (Math.max(probeRow, trafficRow) >= deps.bake.maxFailedProbes) return `${Math.max(probeRow, trafficRow)} failed probes in a row: ${reasons.join("; ")}`;
+      } else probes.ok++;
+    }
+    return undefined;
+  };
+
+  // Canary steps (agents.<name>.canary): a share of new sessions, each step watched like the bake, before all of it.
+  const canary = onCandidate || !previous ? undefined : deps.canary?.(agent);
+  let check: string | undefined;
+  let stepsDone = "";
+  for (const weight of canary?.steps ?? []) {
     deps.held?.check();
-    const reasons: string[] = [];
-    const [probe, status, reading, now] = await Promise.all([deps.probeUrl(`${served.upstream}${serve.healthPath}`), deps.runtime.versionStatus(served.container), deps.liveStats(agent), deps.batches.get(record.batchId)]);
-    if (!status?.running) reasons.push(`its container ${served.container} is not running`);
-    else if (!probe.healthy) reasons.push(`readiness: ${probe.detail}`);
-    probeRow = reasons.length ? probeRow + 1 : 0;
-    // The very failure the batch fixed, on the candidate: no need for a second probe to say so.
-    const recurred = now?.promotion?.recurrence;
-    if (recurred) {
-      reasons.push(`recurrence: the batch's fingerprint failed again on the candidate (failure ${recurred.failureId})`);
-      probeRow = deps.bake.maxFailedProbes;
+    await deps.routes.split(
+      agent,
+      [
+        { ...previous!, weight: 100 - weight },
+        { ...targetOf(served), weight },
+      ],
+      `canary ${weight} % to ${c.commit.slice(0, 12)} (batch ${record.batchId}, attempt ${c.attempt})`,
+      canary!.stickyHeader,
+    );
+    log.info("canary step", { weight, forMs: canary!.stepMs });
+    check = await watch(canary!.stepMs);
+    if (check) {
+      check = `at the ${weight} % canary step, ${check}`;
+      break;
     }
-    const w = liveWindow(last, reading, c.commit);
-    last = reading;
-    addWindow(total, w);
-    addWindow(pending, w);
-    const judged = judgeWindow(pending, baseline, a);
-    if (judged) {
-      if (judged.bad) reasons.push(`live traffic: ${judged.bad}`);
-      trafficRow = judged.bad ? trafficRow + 1 : 0;
-      pending = liveWindow(reading, reading, c.commit);
-    }
-    inRow = Math.max(probeRow, trafficRow);
-    if (reasons.length) {
-      failed++;
-      check = reasons.join("; ");
-      log.warn("bake probe failed", { check, probeRow, trafficRow });
-      if (inRow >= deps.bake.maxFailedProbes) break;
-    } else ok++;
+    stepsDone += `${weight} % → `;
   }
-  const live = { candidate: summary(total), ...(baseline ? { previous: summary(baseline) } : {}), ...(inRow >= deps.bake.maxFailedProbes ? { check } : {}) };
-  const failedOut = inRow >= deps.bake.maxFailedProbes;
+  if (!check) {
+    if (!onCandidate) {
+      deps.held?.check();
+      await deps.routes.point(agent, targetOf(served), `promote ${c.commit.slice(0, 12)} (batch ${record.batchId}, attempt ${c.attempt})`);
+      log.info("route switched to the candidate; the previous version stays up for the bake", { previous: previous?.version });
+    }
+    check = await watch(deps.bake.bakeMs);
+  }
+  const live = { candidate: summary(total), ...(baseline ? { previous: summary(baseline) } : {}), ...(check ? { check } : {}) };
   const numbers = `${live.candidate.requests} live requests, ${pct(live.candidate.errorRate)} errors, p95 ${live.candidate.p95Ms ?? "-"} ms` + (live.previous ? ` (previous version: ${pct(live.previous.errorRate)}, p95 ${live.previous.p95Ms ?? "-"} ms)` : "");
-  const reason = failedOut ? `${inRow} failed probes in a row during the bake: ${check}` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes; ${numbers})`;
+  const reason = check ? `${check}` : `${stepsDone ? `canary ${stepsDone}100 %, then ` : ""}healthy for the ${deps.bake.bakeMs} ms bake window (${probes.ok} probes; ${numbers})`;
   return {
-    outcome: outcome(failedOut ? "rolled-back" : "promoted", reason, { ok, failed }, live),
+    outcome: outcome(check ? "rolled-back" : "promoted", reason, probes, live),
     container: served.container,
     ...(previous ? { previousContainer: previous.container, previousVersion: previous.version } : {}),
   };
