@@ -1,4 +1,4 @@
-import { deploymentStore, imageTag, readGatewayStats, routeStore, waitDrained } from "@moss/batch";
+import { deploymentStore, imageTag, readGatewayStats, routeStore, waitDrained, withLastGood } from "@moss/batch";
 import { createBus } from "@moss/bus";
 import { knownAgent, type LoadedConfig } from "@moss/config";
 import { ADMIN, Buckets } from "@moss/contracts";
@@ -50,6 +50,8 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
       container,
       previous: cur ? { image: cur.image, version: cur.version, container: previous ?? cur.container } : undefined,
       updatedAt: new Date().toISOString(),
+      // An operator's own choice, and it answered its health check: a version to come back to.
+      lastGood: withLastGood(cur?.lastGood, { version: commit, image, container, at: new Date().toISOString() }, config.promoter.keepVersions),
     }));
   } finally {
     await bus.close();

@@ -229,4 +229,14 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     expect(bad.byVersion.get(VERSIONS.canaryBad)!).toBeLessThan(bad.byVersion.get(VERSIONS.canary)!);
     expect(await versions()).toEqual([VERSIONS.canary]);
   });
+
+  it("last-known-good: only versions that baked well, newest first, promoter.keepVersions deep; their containers are never pruned", async () => {
+    const dep = (await h.deployments.get(AGENT))!;
+    const good = dep.lastGood.map((g) => g.version);
+    expect(good[0]).toBe(VERSIONS.canary);
+    expect(good).toHaveLength(3);
+    for (const bad of [VERSIONS.failsLater, VERSIONS.slow, VERSIONS.unready, VERSIONS.canaryBad, VERSIONS.good4, VERSIONS.good5]) expect(good).not.toContain(bad);
+    const containers = (await h.runtime.servedVersions(AGENT)).map((v) => v.container);
+    for (const g of dep.lastGood) expect(containers).toContain(g.container);
+  });
 });

@@ -143,7 +143,8 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
   const v1 = await runtime.serveVersion({ agent: AGENT, image, version: VERSIONS.v1, env: { MODE: "good", MOSS_AGENT_VERSION: VERSIONS.v1 }, port: 8080 });
   for (let i = 0; i < 50 && !(await httpProbe(`${v1.upstream}/health`, 500)()).healthy; i++) await sleep(100);
   await routeStore(routesKv).point(AGENT, { version: v1.version, image: v1.image, container: v1.container, upstream: v1.upstream }, "deploy");
-  await deployments.record(AGENT, () => ({ agent: AGENT, image, version: VERSIONS.v1, container: v1.container, updatedAt: new Date().toISOString() }));
+  const at = new Date().toISOString();
+  await deployments.record(AGENT, () => ({ agent: AGENT, image, version: VERSIONS.v1, container: v1.container, updatedAt: at, lastGood: [{ version: VERSIONS.v1, image, container: v1.container, at }] }));
   const config = parseConfig({ agents: { [AGENT]: { repo: "/nonexistent" } } });
   const outcomes: PromotionOutcome[] = [];
   let n = 0;

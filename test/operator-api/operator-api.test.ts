@@ -118,7 +118,7 @@ describe("the operator API over a real nats-server", () => {
     const none = await post("/v1/agents/nodeploy/rollback", tokens["bob"], {});
     expect(none.statusCode).toBe(400);
     expect(none.json().message).toMatch(/agent nodeploy has no deployment/);
-    await stores.deployments.record("shop", () => ({ agent: "shop", image: "moss/shop:2", version: "2222222222222222222222222222222222222222", container: "c2", updatedAt: new Date().toISOString() }));
+    await stores.deployments.record("shop", () => ({ agent: "shop", image: "moss/shop:2", version: "2222222222222222222222222222222222222222", container: "c2", updatedAt: new Date().toISOString(), lastGood: [] }));
     const bad = await post("/v1/agents/shop/rollback", tokens["bob"], { to: "not-a-sha" });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/to: a commit sha or a prefix/);

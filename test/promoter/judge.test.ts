@@ -96,7 +96,7 @@ describe("promoter with a real KV", () => {
     // What the rewriter built for the batch's current attempt: the only thing a replay of it can promote.
     const built = { attempt: o.record?.attempt ?? 1, commit: CANDIDATE, image: NEW_IMAGE, imageId: NEW_IMAGE_ID, diff: DIFF };
     await seed(batches, batchRecord({ batchId, failures: FAILURES, state: o.state ?? "replaying", attempt: 1, built, ...o.record }));
-    const current: Deployment = { agent: AGENT, image: OLD_IMAGE, version: VERSION, container: `moss-live-${AGENT}`, updatedAt: "2025-01-01T00:00:00.000Z" };
+    const current: Deployment = { agent: AGENT, image: OLD_IMAGE, version: VERSION, container: `moss-live-${AGENT}`, updatedAt: "2025-01-01T00:00:00.000Z", lastGood: [] };
     await deployments.put(AGENT, JSON.stringify(current));
     const live = fakeLive({ noPrevious: o.noPrevious });
     const out = { retries: [] as BatchRetry[], verdicts: [] as BatchVerdict[], outcomes: [] as PromotionOutcome[] };

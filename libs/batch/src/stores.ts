@@ -178,6 +178,11 @@ export interface DeploymentStore {
   list(): Promise<Deployment[]>;
 }
 
+/** The last-known-good list with `entry` first (a version already in it moves up), at most `depth` long. */
+export function withLastGood(list: Deployment["lastGood"] | undefined, entry: Deployment["lastGood"][number], depth: number): Deployment["lastGood"] {
+  return [entry, ...(list ?? []).filter((g) => g.version !== entry.version)].slice(0, Math.max(1, depth));
+}
+
 export function deploymentStore(kv: KV): DeploymentStore {
   return {
     get: async (agent) => (await kvGet(kv, deploymentKey(agent), Deployment))?.value,

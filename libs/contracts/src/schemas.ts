@@ -795,6 +795,11 @@ export const Deployment = z.object({
   previous: z.object({ image: z.string(), version: GitSha, container: z.string() }).optional(),
   batchId: Id.optional(),
   updatedAt: z.string().datetime(),
+  /**
+   * Last-known-good versions, newest first: each written only once its bake succeeded (or an operator deployed it
+   * with `moss deploy`), `promoter.keepVersions` deep. What a rollback goes back to; their containers are never pruned.
+   */
+  lastGood: z.array(z.object({ version: GitSha, image: z.string(), container: z.string(), at: z.string().datetime(), batchId: Id.optional() })).max(50).default([]),
 });
 export type Deployment = z.infer<typeof Deployment>;
 

@@ -27,6 +27,8 @@ export async function onRegression(msg: Regression, deps: PromoterDeps): Promise
   if (!deps.rollbackOnRecurrenceMs || age > deps.rollbackOnRecurrenceMs) {
     return log.warn("the fixed fingerprint failed again on the promoted version, after the rollback window: not rolling back (promoter.rollbackOnRecurrenceMs)", { ageMs: age });
   }
+  // It did not hold: no longer a version to come back to.
+  await deps.deployments.record(msg.agent, (cur) => (cur && cur.lastGood.some((g) => g.version === msg.version) ? { ...cur, lastGood: cur.lastGood.filter((g) => g.version !== msg.version) } : undefined));
   await onRollbackRequest(
     {
       id: `recurrence-${msg.failureId}`.slice(0, 128),

@@ -35,7 +35,7 @@ async function rollBackAgent(msg: RollbackRequest, deps: PromotionDeps): Promise
     if (Date.parse(dep.updatedAt) > Date.parse(msg.at)) return refuse(`stale: ${msg.agent} was deployed again at ${dep.updatedAt}, after this request (${msg.at}); nothing was changed`);
     try {
       const r = await deps.runtime.rollbackLive(msg.agent);
-      await deps.deployments.record(msg.agent, () => ({ agent: msg.agent, image: r.image, version: dep.previous!.version, container: r.container, previous: { image: dep.image, version: dep.version, container: dep.container }, updatedAt: new Date().toISOString() }));
+      await deps.deployments.record(msg.agent, (cur) => ({ agent: msg.agent, lastGood: cur?.lastGood ?? [], image: r.image, version: dep.previous!.version, container: r.container, previous: { image: dep.image, version: dep.version, container: dep.container }, updatedAt: new Date().toISOString() }));
       return { ...base, outcome: "rolled-back", from: { version: dep.version, image: dep.image }, to: { version: dep.previous!.version, image: r.image }, reason: `rolled back by ${msg.by}${why}` };
     } catch (err) {
       if ((err as { code?: string }).code === Codes.NO_PREVIOUS_VERSION.code) return refuse((err as Error).message);
@@ -46,9 +46,11 @@ async function rollBackAgent(msg: RollbackRequest, deps: PromotionDeps): Promise
   const route = await deps.routes.get(msg.agent);
   const current = route?.targets[0];
   const kept = await deps.runtime.servedVersions(msg.agent);
+  // Without --to: the newest last-known-good version that is not the live one (else the version before the live one).
+  const good = dep.lastGood.find((g) => g.version !== current?.version && kept.some((v) => v.container === g.container));
   const target: ServedVersion | undefined = msg.to
     ? kept.find((v) => v.version.startsWith(msg.to!) && v.container !== current?.container)
-    : kept.find((v) => v.container === dep.previous?.container) ?? kept.find((v) => v.version === dep.previous?.version);
+    : (good ? kept.find((v) => v.container === good.container) : undefined) ?? kept.find((v) => v.container === dep.previous?.container) ?? kept.find((v) => v.version === dep.previous?.version);
   // A redelivery of a request already done: the route is on the version it asked for.
   if (current && target && current.container === target.container) return { ...base, outcome: "rolled-back", from: dep.previous ? { version: dep.previous.version, image: dep.previous.image } : undefined, to: { version: target.version, image: target.image }, reason: `already on ${target.version.slice(0, 12)}` };
   if (Date.parse(dep.updatedAt) > Date.parse(msg.at)) return refuse(`stale: ${msg.agent} was deployed again at ${dep.updatedAt}, after this request (${msg.at}); nothing was changed`);
@@ -76,8 +78,9 @@ async function rollBackAgent(msg: RollbackRequest, deps: PromotionDeps): Promise
     await waitDrained(() => deps.liveStats(msg.agent), current.version, deps.bake.drainMs, deps.statsIntervalMs, deps.sleep);
     await deps.runtime.stopVersion(current.container);
   }
-  await deps.deployments.record(msg.agent, () => ({
+  await deps.deployments.record(msg.agent, (cur) => ({
     agent: msg.agent,
+    lastGood: cur?.lastGood ?? [],
     image: up.image,
     version: up.version,
     container: up.container,

@@ -261,7 +261,8 @@ export async function retirePrevious(batch: BatchRecord, d: Decision, deps: Prom
     if (d.previousVersion) await drained(deps, batch.agent, d.previousVersion, deps.bake.drainMs);
     await deps.runtime.stopVersion(d.previousContainer);
   }
-  const spare = [d.container, ...(d.previousContainer ? [d.previousContainer] : [])];
+  const dep = await deps.deployments.get(batch.agent);
+  const spare = [d.container, ...(d.previousContainer ? [d.previousContainer] : []), ...(dep?.lastGood ?? []).map((g) => g.container)];
   const removed = await deps.runtime.pruneVersions(batch.agent, deps.bake.keepVersions, spare);
   if (removed.length) deps.log.info("removed old versions beyond promoter.keepVersions", { agent: batch.agent, removed });
 }

@@ -5,7 +5,7 @@
  * neither swaps again (the live image is already the candidate) nor rolls back twice (the live image is no longer the
  * candidate).
  */
-import { NoCandidateError, Transitions } from "@moss/batch";
+import { NoCandidateError, Transitions, withLastGood } from "@moss/batch";
 import { Messages, type BatchRecord, type BatchState, type PromotionJournal } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import type { PromotionDeps } from "../deps";
@@ -204,6 +204,8 @@ async function finish(batch: BatchRecord, d: Decision, resumed: boolean, deps: P
       previous: cur ? { image: cur.image, version: cur.version, container: d.previousContainer ?? cur.container } : undefined,
       batchId: batch.batchId,
       updatedAt: now,
+      // It baked well: the newest last-known-good version.
+      lastGood: withLastGood(cur?.lastGood, { version: c.commit, image: c.image, container: d.container, at: now, batchId: batch.batchId }, deps.bake.keepVersions),
     };
   });
   if (deps.serve(batch.agent).mode === "gateway") await retirePrevious(batch, d, deps);
