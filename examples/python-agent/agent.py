@@ -165,7 +165,11 @@ def make_handler(agent: str, version: str, notes: Notes, reporter: MossReporter)
                 log(f"chat session={req.get('session', '-')} tool={tool} args={json.dumps(args)[:200]}")
                 answer = TOOLS[tool](args, notes)
                 notes.update(lambda s: s.__setitem__("turns", s.get("turns", 0) + 1))
-                self.send_json(200, {"tool": tool, "answer": answer})
+                out = {"tool": tool, "answer": answer}
+                self.send_json(200, out)
+                # A good turn, for regression replay (sampled at MOSS_SAMPLE_RATE; nothing in a trial).
+                reporter.capture_success(method=self.command, path=self.path, headers=dict(self.headers.items()), body=raw,
+                                         route=tool, response={"status": 200, "body": json.dumps(out)})
             except BadRequest as e:
                 self.send_json(400, {"error": str(e)})
             except Exception as e:  # noqa: BLE001 - anything else is the agent's bug: answer 500, hand it to Moss

@@ -18,6 +18,10 @@ Schema `libs/contracts/schemas/failure.v1.json`; nothing here knows Moss is writ
   cassette. A recorded answer is read whole before the caller gets it (a streamed one arrives at once). In a
   trial (`MOSS_REPLAY_PROXY` set) every such call goes to Moss's replay proxy instead, HTTPS included, and is
   answered from the cassette. `httpx` (sync and async) is covered too when it is installed.
+- Successes: `capture_success(..., response=...)` inside a turn records a turn that went well (`moss.success.v1`,
+  `POST <MOSS_INGEST_URL>/v1/successes`), with its before-turn snapshot, its cassette and its answer, for Moss's
+  regression replay: sampled at `sample_rate` (default env `MOSS_SAMPLE_RATE`, else 0), at most
+  `successes_per_route` (10) a minute per route, sent once (a sample lost is only a sample), never in a trial.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ DEFAULT_REDACTED_HEADERS = ("authorization", "proxy-authorization", "cookie", "s
 AGENT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 GIT_SHA_RE = re.compile(r"^[a-f0-9]{7,64}$")
 REPLAY_FAILURE_FILE_ENV = "MOSS_REPLAY_FAILURE_FILE"
+SAMPLE_RATE_ENV = "MOSS_SAMPLE_RATE"
 REPLAY_PROXY_ENV = "MOSS_REPLAY_PROXY"
 REPLAY_TIME_ENV = "MOSS_REPLAY_TIME"
 REPLAY_SEED_ENV = "MOSS_REPLAY_SEED"
@@ -305,6 +310,8 @@ class MossReporter:
         env: dict[str, str] | None = None,
         warn=None,
         record_calls: bool = True,
+        sample_rate: float | None = None,
+        successes_per_route: int = 10,
     ) -> None:
         if not AGENT_NAME_RE.match(agent or ""):
             raise ReporterConfigError(f"agent name {agent!r}: lowercase letters, digits, '-' or '_' (max 63), starting with a letter or digit")
@@ -319,6 +326,20 @@ class MossReporter:
         if not ingest_url and not self.replay_file:
             raise ReporterConfigError("no MOSS_INGEST_URL: set it to the curator's HTTP ingest, e.g. http://127.0.0.1:7421")
         self.ingest_url = (ingest_url or "").rstrip("/")
+        if sample_rate is None:
+            raw = self.env.get(SAMPLE_RATE_ENV, "")
+            try:
+                sample_rate = float(raw) if raw else 0.0
+            except ValueError:
+                raise ReporterConfigError(f"{SAMPLE_RATE_ENV}={raw!r}: a number from 0 to 1 (the share of good turns recorded)") from None
+        if not (0.0 <= sample_rate <= 1.0):
+            raise ReporterConfigError(f"sample_rate must be from 0 to 1, got {sample_rate}")
+        if successes_per_route < 0:
+            raise ReporterConfigError(f"successes_per_route must be 0 or more, got {successes_per_route}")
+        self.sample_rate = sample_rate
+        self.successes_per_route = successes_per_route
+        self._recorded: "collections.OrderedDict[str, list[float]]" = collections.OrderedDict()
+        self._sample_lock = threading.Lock()
         self.token = token or None
         self.state_dir = os.path.abspath(state_dir) if state_dir else None
         self.env_allow = list(env_allow or [])
@@ -413,25 +434,108 @@ class MossReporter:
                     body=None, route=None, response=None, tags=None, fingerprint=None, invocation=None) -> dict:
         """The failure.v1 event for `error`, raised while serving this request."""
         fid = uuid.uuid4().hex
-        if isinstance(body, (bytes, bytearray)):
-            body = body.decode("utf-8", errors="replace")
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         event: dict = {
             "schema": "moss.failure.v1",
-            "id": fid,
-            "agent": self.agent,
-            "version": self.version,
-            "occurredAt": _now_iso(),
-
             "error": {
                 "type": _cut(type(error).__name__, LIMITS["error_type"]),
                 "message": _cut(str(error), LIMITS["error_message"]),
                 "stack": _cut(stack, LIMITS["stack"]),
             },
-            "logs": list(self._lines)[-LIMITS["log_lines"]:] if self._log_enabled else [],
-            "env": {k: self.env[k] for k in self.env_allow if k in self.env},
             "tags": {str(k): str(v) for k, v in (tags or {}).items()},
         }
+        self._turn_parts(event, fid, method=method, path=path, headers=headers, body=body, route=route, response=response, invocation=invocation)
+        if fingerprint is not None:
+            event["fingerprint"] = _cut(fingerprint, 200)
+        turn = _current_turn.get()
+        if turn is not None and turn.before is not None:
+            event["snapshot"] = {"path": self.state_dir, "inlineBase64": base64.b64encode(turn.before).decode("ascii")}
+            after = self._snapshot(fid)
+            if after is not None and len(turn.before) + len(after["inlineBase64"]) * 3 // 4 <= MAX_INLINE_SNAPSHOT_BYTES // 2:
+                event["afterSnapshot"] = after
+        else:
+            snap = self._snapshot(fid)
+            if snap is not None:
+                event["snapshot"] = snap
+        if turn is not None:
+            self._turn_record(event, fid, turn)
+        return event
+
+    def capture_success(self, *, method: str | None = None, path: str | None = None, headers: dict | None = None,
+                        body: str | bytes | None = None, invocation: dict | None = None, route: str | None = None,
+                        response: dict) -> str | None:
+        """Record a turn that went well, for regression replay: sampled (`sample_rate`, at most `successes_per_route` a
+        minute per route) and, inside `turn()`, sent with its before-turn snapshot, its cassette and its `response`.
+        Returns its id once handed to the sender, or None when it was not sampled or could not be recorded faithfully
+        (a warning says why). Never raises; never retried (a sample lost is only a sample); nothing in a trial."""
+        if self.replay_file or self._closing.is_set() or not self._sampled(route):
+            return None
+        sid = uuid.uuid4().hex
+        try:
+            event = self.build_success(sid, method=method, path=path, headers=headers, body=body, invocation=invocation, route=route, response=response)
+        except Exception as e:  # noqa: BLE001 - reporting must never break the request path
+            self.warn(f"success {sid} not recorded: {e!r}")
+            return None
+        if event is None:
+            return None
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.warn(f"success {sid} dropped: {self._queue.maxsize} events already wait for the curator")
+            return None
+        return sid
+
+    def build_success(self, sid: str, *, response: dict, method=None, path=None, headers=None, body=None, invocation=None, route=None) -> dict | None:
+        """The success.v1 event of this turn; None (with a warning) when its replay could not be faithful."""
+        turn = _current_turn.get()
+        if turn is None and self.state_dir:
+            self.warn(f"success {sid} not recorded: capture_success was called outside reporter.turn(), so the state it started from is unknown")
+            return None
+        if turn is not None and turn.truncated:
+            self.warn(f"success {sid} not recorded: its turn made more outbound calls (or bigger bodies) than a cassette keeps")
+            return None
+        if turn is not None and self.state_dir and turn.before is None:
+            self.warn(f"success {sid} not recorded: the state of {self.state_dir} before the turn could not be kept")
+            return None
+        event: dict = {"schema": "moss.success.v1"}
+        self._turn_parts(event, sid, method=method, path=path, headers=headers, body=body, route=route, response=response, invocation=invocation)
+        if turn is not None:
+            if turn.before is not None:
+                event["snapshot"] = {"path": self.state_dir, "inlineBase64": base64.b64encode(turn.before).decode("ascii")}
+            if not self._turn_record(event, sid, turn) and turn.calls:
+                self.warn(f"success {sid} not recorded: its cassette could not be kept")
+                return None
+        return event
+
+    def _sampled(self, route: str | None) -> bool:
+        if self.sample_rate <= 0 or random.random() >= self.sample_rate:
+            return False
+        now = time.monotonic()
+        key = route or ""
+        with self._sample_lock:
+            recent = [t for t in self._recorded.pop(key, []) if now - t < 60.0]
+            if len(recent) >= self.successes_per_route:
+                self._recorded[key] = recent
+                return False
+            recent.append(now)
+            self._recorded[key] = recent
+            # Routes seen long ago go first: the table stays small however many routes an agent has.
+            while len(self._recorded) > 1_000:
+                self._recorded.popitem(last=False)
+        return True
+
+    def _turn_parts(self, event: dict, eid: str, *, method, path, headers, body, route, response, invocation) -> None:
+        """What a failure and a success share: who, when, what was asked and answered, the logs and env."""
+        if isinstance(body, (bytes, bytearray)):
+            body = body.decode("utf-8", errors="replace")
+        event.update({
+            "id": eid,
+            "agent": self.agent,
+            "version": self.version,
+            "occurredAt": _now_iso(),
+            "logs": list(self._lines)[-LIMITS["log_lines"]:] if self._log_enabled else [],
+            "env": {k: self.env[k] for k in self.env_allow if k in self.env},
+        })
         if invocation is not None:
             event["invocation"] = {"args": [str(a) for a in invocation.get("args", [])]}
             if invocation.get("stdin") is not None:
@@ -453,29 +557,20 @@ class MossReporter:
             if response.get("body") is not None:
                 r["body"] = _cut(response["body"], LIMITS["response_body"])
             event["response"] = r
-        if fingerprint is not None:
-            event["fingerprint"] = _cut(fingerprint, 200)
         if self.timeout_ms is not None:
             event["timeoutMs"] = self.timeout_ms
-        turn = _current_turn.get()
-        if turn is not None and turn.before is not None:
-            event["snapshot"] = {"path": self.state_dir, "inlineBase64": base64.b64encode(turn.before).decode("ascii")}
-            after = self._snapshot(fid)
-            if after is not None and len(turn.before) + len(after["inlineBase64"]) * 3 // 4 <= MAX_INLINE_SNAPSHOT_BYTES // 2:
-                event["afterSnapshot"] = after
-        else:
-            snap = self._snapshot(fid)
-            if snap is not None:
-                event["snapshot"] = snap
-        if turn is not None:
-            event["turn"] = {"startedAt": _iso(turn.started_at.astimezone(_dt.timezone.utc)), "seed": turn.seed}
-            if turn.calls:
-                cassette = {"schema": "moss.cassette.v1", "failureId": fid, "calls": list(turn.calls), "truncated": turn.truncated}
-                if len(json.dumps(cassette)) <= MAX_INLINE_CASSETTE_BYTES:
-                    event["cassette"] = {"inline": cassette}
-                else:
-                    self.warn(f"failure {fid}: no cassette attached: its {len(turn.calls)} calls are over the {MAX_INLINE_CASSETTE_BYTES} bytes carried inline")
-        return event
+
+    def _turn_record(self, event: dict, eid: str, turn: "_Turn") -> bool:
+        """The turn's clock, seed and cassette on the event; False when its calls were too big to carry inline."""
+        event["turn"] = {"startedAt": _iso(turn.started_at.astimezone(_dt.timezone.utc)), "seed": turn.seed}
+        if not turn.calls:
+            return True
+        cassette = {"schema": "moss.cassette.v1", "failureId": eid, "calls": list(turn.calls), "truncated": turn.truncated}
+        if len(json.dumps(cassette)) <= MAX_INLINE_CASSETTE_BYTES:
+            event["cassette"] = {"inline": cassette}
+            return True
+        self.warn(f"{event['schema'].split('.')[1]} {eid}: no cassette attached: its {len(turn.calls)} calls are over the {MAX_INLINE_CASSETTE_BYTES} bytes carried inline")
+        return False
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Give queued events up to `timeout_s` to be delivered (call on shutdown)."""
@@ -517,6 +612,11 @@ class MossReporter:
                 self.warn(f"failure {event.get('id')} not delivered: {e!r}")
 
     def _deliver(self, event: dict) -> None:
+        if event.get("schema") == "moss.success.v1":
+            status, detail = self._post(event, "/v1/successes")
+            if status != 202:
+                self.warn(f"success {event['id']} not recorded: the curator answered {status or 'nothing'} ({detail})")
+            return
         delay = self.backoff_s
         for attempt in range(1, self.max_attempts + 1):
             status, detail = self._post(event)
@@ -541,12 +641,12 @@ class MossReporter:
             delay *= 2
         self.warn(f"failure {event['id']} not delivered after {self.max_attempts} attempts; giving up")
 
-    def _post(self, event: dict) -> tuple[int | None, str]:
+    def _post(self, event: dict, path: str = "/v1/failures") -> tuple[int | None, str]:
         data = json.dumps(event, ensure_ascii=False).encode("utf-8")
         headers = {"content-type": "application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(f"{self.ingest_url}/v1/failures", data=data, headers=headers, method="POST")
+        req = urllib.request.Request(f"{self.ingest_url}{path}", data=data, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.request_timeout_s) as res:
                 return res.status, res.read(2_000).decode("utf-8", errors="replace")
