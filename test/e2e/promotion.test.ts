@@ -240,3 +240,35 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     for (const g of dep.lastGood) expect(containers).toContain(g.container);
   });
 });
+
+describe("rollback with agents.<name>.rollbackState: restore (real containers, a state volume)", { timeout: 120_000 }, () => {
+  let h: PromotionHarness;
+  beforeAll(async () => {
+    h = await startPromotionHarness({ agent: "shopstate", stateDir: "/data" });
+  }, 120_000);
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("a candidate that rewrote the state in a new format and then failed: rolled back, its state put back as it was at the swap, with no failed request", async () => {
+    const first = (await (await fetch(h.url, { method: "POST", body: "{}" })).json()) as { state: unknown };
+    expect(first.state).toEqual({ format: 1 });
+    const l = load(h.url, 2);
+    await promote(await h.batchFor(VERSIONS.migrates), "tester", { ...h.deps(), rollbackState: () => "restore" });
+    const seen = await l.stop();
+    expect(h.outcomes.at(-1)).toMatchObject({ outcome: "rolled-back", reason: expect.stringMatching(/^rolled back to .*, state restored as it was at the swap: /) });
+    expect(seen.failed).toEqual([]);
+    const after = (await (await fetch(h.url, { method: "POST", body: "{}" })).json()) as { version: string; state: unknown };
+    expect(after).toMatchObject({ version: VERSIONS.v1, state: { format: 1 } });
+  });
+
+  it("with keep (the default) the state stays as the candidate left it", async () => {
+    const l = load(h.url, 2);
+    await promote(await h.batchFor(VERSIONS.migrates, { batchId: "keep-1" }), "tester", h.deps());
+    expect((await l.stop()).failed).toEqual([]);
+    expect(h.outcomes.at(-1)).toMatchObject({ outcome: "rolled-back" });
+    expect(h.outcomes.at(-1)!.reason).not.toContain("state restored");
+    const after = (await (await fetch(h.url, { method: "POST", body: "{}" })).json()) as { version: string; state: unknown };
+    expect(after).toMatchObject({ version: VERSIONS.v1, state: { format: 2 } });
+  });
+});

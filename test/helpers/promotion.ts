@@ -25,23 +25,30 @@ import { batchRecord, seed, silent, sleep, startEnv, type Env } from "./env";
  */
 const SERVER = `
 const http = require("node:http");
+const fs = require("node:fs");
 const mode = process.env.MODE || "good";
 const t0 = Date.now();
+// With a state directory: a version in MODE=migrates rewrites the state in a new format when it starts.
+const stateFile = process.env.STATE_DIR ? process.env.STATE_DIR + "/s.json" : "";
+if (stateFile && mode === "migrates") fs.writeFileSync(stateFile, '{"format":2}');
+else if (stateFile && !fs.existsSync(stateFile)) fs.writeFileSync(stateFile, '{"format":1}');
+const state = () => { try { return stateFile ? JSON.parse(fs.readFileSync(stateFile, "utf8")) : undefined; } catch (e) { return "unreadable: " + e.code; } };
 http.createServer((req, res) => {
   if (req.url === "/health") { if (mode === "unready") res.writeHead(503); return res.end(mode); }
   req.resume();
   req.on("end", () => {
-    if (mode === "fails-later" && Date.now() - t0 > 1500) { res.writeHead(500, { "content-type": "application/json" }); return res.end('{"error":"boom"}'); }
-    const answer = () => { res.writeHead(200, { "content-type": "application/json" }); res.end(JSON.stringify({ version: process.env.MOSS_AGENT_VERSION, mode })); };
+    if ((mode === "fails-later" || mode === "migrates") && Date.now() - t0 > 1500) { res.writeHead(500, { "content-type": "application/json" }); return res.end('{"error":"boom"}'); }
+    const answer = () => { res.writeHead(200, { "content-type": "application/json" }); res.end(JSON.stringify({ version: process.env.MOSS_AGENT_VERSION, mode, state: state() })); };
     if (mode === "slow") setTimeout(answer, 1500); else answer();
   });
 }).listen(Number(process.env.PORT));
 `;
 
-export const AGENT = "shop";
+const DEFAULT_AGENT = "shop";
+export const AGENT = DEFAULT_AGENT;
 /** Versions are commit shas; each one's container runs the one image in its MODE. */
-export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20) };
-export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later" };
+export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20), migrates: "f2".repeat(20) };
+export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later", [VERSIONS.migrates]: "migrates" };
 
 export interface LoadSeen {
   answered: number;
@@ -99,6 +106,7 @@ export function load(url: string, clients = 3, headers: (client: number) => Reco
 }
 
 export interface PromotionHarness {
+  agent: string;
   env: Env;
   runtime: Runtime;
   gw: RunningGateway;
@@ -120,7 +128,9 @@ export interface PromotionHarness {
   close(): Promise<void>;
 }
 
-export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}): Promise<PromotionHarness> {
+export async function startPromotionHarness(o: { statsIntervalMs?: number; agent?: string; stateDir?: string } = {}): Promise<PromotionHarness> {
+  const AGENT = o.agent ?? DEFAULT_AGENT;
+  const stateEnv: Record<string, string> = o.stateDir ? { STATE_DIR: o.stateDir } : {};
   const prefix = `mp${randomBytes(3).toString("hex")}`;
   const runtime = createRuntime({ namePrefix: prefix });
   const statsIntervalMs = o.statsIntervalMs ?? 100;
@@ -140,7 +150,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
   const deployments = deploymentStore(await env.bucket("deployments"));
   const port = await freePort();
   const gw = await startGateway({ agents: [{ name: AGENT, port }], host: "127.0.0.1", statsIntervalMs, upstreamTimeoutMs: 10_000, maxBodyBytes: 1 << 20, routes: routesKv, stats: statsKv, log: silent, id: "gw" });
-  const v1 = await runtime.serveVersion({ agent: AGENT, image, version: VERSIONS.v1, env: { MODE: "good", MOSS_AGENT_VERSION: VERSIONS.v1 }, port: 8080 });
+  const v1 = await runtime.serveVersion({ agent: AGENT, image, version: VERSIONS.v1, env: { MODE: "good", MOSS_AGENT_VERSION: VERSIONS.v1, ...stateEnv }, port: 8080, ...(o.stateDir ? { stateDir: o.stateDir } : {}) });
   for (let i = 0; i < 50 && !(await httpProbe(`${v1.upstream}/health`, 500)()).healthy; i++) await sleep(100);
   await routeStore(routesKv).point(AGENT, { version: v1.version, image: v1.image, container: v1.container, upstream: v1.upstream }, "deploy");
   const at = new Date().toISOString();
@@ -149,6 +159,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
   const outcomes: PromotionOutcome[] = [];
   let n = 0;
   return {
+    agent: AGENT,
     env,
     runtime,
     gw,
@@ -168,8 +179,9 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
       runtime,
       agent: (name) => resolveAgent(config, name),
       probe: async () => ({ healthy: false, detail: "behind the gateway the promoter probes each version's own address" }),
-      liveEnv: (_a, version) => ({ MODE: MODE[version] ?? "good", MOSS_AGENT_VERSION: version }),
-      stateDir: () => undefined,
+      liveEnv: (_a, version) => ({ MODE: MODE[version] ?? "good", MOSS_AGENT_VERSION: version, ...stateEnv }),
+      stateDir: () => o.stateDir,
+      stateBlobs: { put: (tar) => env.blob.put(tar), get: (ref) => env.blob.get(ref.sha256) },
       bake: { bakeMs: 4_000, probeIntervalMs: 250, maxFailedProbes: 2, startupMs: 10_000, drainMs: 5_000, keepVersions: 3, ...bake },
       serve: () => ({ mode: "gateway", port: 8080, healthPath: "/health" }),
       routes: routeStore(routesKv),
@@ -196,7 +208,7 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number } = {}
     live: async () => (await routeStore(routesKv).get(AGENT))!.targets,
     async close() {
       await gw.close();
-      await runtime.removeAgent(AGENT).catch(() => undefined);
+      await runtime.removeAgent(AGENT, { state: true }).catch(() => undefined);
       execFileSync("sh", ["-c", `docker network rm ${prefix}-live >/dev/null 2>&1; docker rmi -f $(docker images -q --filter label=moss.test=${prefix}) >/dev/null 2>&1 || true`]);
       await env.stop();
       rmSync(repo, { recursive: true, force: true });

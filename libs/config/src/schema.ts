@@ -23,6 +23,12 @@ export const AgentConfig = z.object({
    */
   serve: z.enum(["gateway", "in-place"]).default("gateway"),
   /**
+   * The state directory on a rollback behind the gateway: `keep` (default) leaves it as the candidate left it; `restore`
+   * puts back what it held at the swap (saved from the previous version's container before the candidate started), for
+   * agents whose new version rewrites state the old one cannot read.
+   */
+  rollbackState: z.enum(["keep", "restore"]).default("keep"),
+  /**
    * Canary steps behind the gateway: the share of new sessions the candidate gets at each step (ascending, 1–99), each
    * held for `stepMs` with the bake's analysis, before all of the traffic and the bake. With `stickyHeader`, requests
    * carrying that header go by its value's hash, so one conversation stays on one version. Default: none (straight to

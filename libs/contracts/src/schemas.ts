@@ -601,6 +601,8 @@ export type PromotionOutcome = z.infer<typeof PromotionOutcome>;
  */
 export const PromotionJournal = z.object({
   approvedBy: z.string().min(1),
+  /** The agent's state directory as it was before the swap (`agents.<name>.rollbackState: "restore"`), put back on a rollback. */
+  stateBefore: BlobRef.optional(),
   /** The batch's fingerprint failed again on the candidate while it baked (the curator's `moss.regression.v1`). */
   recurrence: z.object({ failureId: Id, at: z.string().datetime() }).optional(),
   decision: z

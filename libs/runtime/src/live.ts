@@ -2,7 +2,8 @@ import type Docker from "dockerode";
 import { checkNamePart, type ResolvedRuntimeConfig } from "./config";
 import { isNotFound, isRetryableDockerError, statusCodeOf, toRuntimeError } from "./docker";
 import { DockerError, ImageMismatchError, ImageNotFoundError, InvalidSpecError, LiveDeployError, NoPreviousVersionError, RuntimeError, type PreviousVersionOutcome } from "./errors";
-import type { DeployLiveResult, LiveNetwork, LiveSpec, LiveStatus, ServedVersion } from "./types";
+import { tarNames } from "./tar";
+import { BASE_IMAGE, type DeployLiveResult, type LiveNetwork, type LiveSpec, type LiveStatus, type ServedVersion } from "./types";
 
 /**
  * The live containers of agents. Per agent there are at most:
@@ -288,6 +289,52 @@ export class LiveContainers {
       removed.push(v.container);
     }
     return removed;
+  }
+
+  async saveState(container: string, stateDir: string): Promise<Buffer> {
+    if (!stateDir.startsWith("/") || stateDir === "/") throw new InvalidSpecError("stateDir", `${stateDir} must be an absolute directory other than /`);
+    try {
+      const stream = await this.docker.getContainer(container).getArchive({ path: stateDir });
+      const chunks: Buffer[] = [];
+      for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
+      return Buffer.concat(chunks);
+    } catch (err) {
+      throw this.engineError(err, `archive ${stateDir} of ${container}`);
+    }
+  }
+
+  async restoreState(agent: string, stateDir: string, tar: Buffer): Promise<void> {
+    if (!stateDir.startsWith("/") || stateDir === "/") throw new InvalidSpecError("stateDir", `${stateDir} must be an absolute directory other than /`);
+    // The archive's one top entry is the directory's own name: the volume is mounted under that name in a helper. The
+    // saved files go in first, over what is there (owners and modes kept), then what the snapshot did not hold is
+    // removed (node: the base image has no shell) — a version still running never finds its directory empty.
+    const name = stateDir.split("/").filter(Boolean).at(-1)!;
+    const at = `/moss-restore/${name}`;
+    const keep = tarNames(tar).filter((n) => n === name || n.startsWith(`${name}/`)).map((n) => n.slice(name.length + 1)).filter(Boolean);
+    const prune = [
+      'const fs=require("fs"),path=require("path");',
+      `const root=${JSON.stringify(at)},keep=new Set(JSON.parse(process.env.KEEP));`,
+      "const walk=(rel)=>{for(const e of fs.readdirSync(path.join(root,rel),{withFileTypes:true})){const r=rel?rel+'/'+e.name:e.name;",
+      "if(!keep.has(r)){fs.rmSync(path.join(root,r),{recursive:true,force:true});continue}if(e.isDirectory())walk(r)}};walk('')",
+    ].join("");
+    let helper: Docker.Container | undefined;
+    try {
+      helper = await this.docker.createContainer({
+        Image: BASE_IMAGE,
+        Entrypoint: ["node", "-e", prune],
+        Env: [`KEEP=${JSON.stringify(keep)}`],
+        Labels: { "moss.agent": agent, "moss.role": "state-restore", "moss.prefix": this.cfg.namePrefix },
+        HostConfig: { NetworkMode: "none", Binds: [`${this.stateVolume(agent)}:${at}`] },
+      });
+      await helper.putArchive(tar, { path: "/moss-restore" });
+      await helper.start();
+      const r = (await helper.wait()) as { StatusCode: number };
+      if (r.StatusCode !== 0) throw new Error(`removing what the saved state did not hold exited ${r.StatusCode}`);
+    } catch (err) {
+      throw this.engineError(err, `restore the state of ${agent}`);
+    } finally {
+      await helper?.remove({ force: true }).catch(() => undefined);
+    }
   }
 
   /** Name of a version's container behind the gateway. */

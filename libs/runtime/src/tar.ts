@@ -34,3 +34,35 @@ function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }
     else pack.entry(header, content, cb);
   });
 }
+
+/**
+ * The entry names of a tar (ustar, with PAX `path` records and GNU long names, as Docker's archives write them), in
+ * order, without a trailing slash.
+ */
+export function tarNames(tar: Buffer): string[] {
+  const names: string[] = [];
+  let next: string | undefined;
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const str = (a: number, b: number) => h.subarray(a, b).toString("utf8").replace(/\0.*$/s, "");
+    const size = parseInt(str(124, 136).trim() || "0", 8);
+    const type = String.fromCharCode(h[156]!);
+    const body = tar.subarray(off + 512, off + 512 + size);
+    if (type === "x") {
+      for (const rec of body.toString("utf8").split("\n")) {
+        const m = /^\d+ path=(.*)$/s.exec(rec);
+        if (m) next = m[1];
+      }
+    } else if (type === "L") {
+      next = body.toString("utf8").replace(/\0.*$/s, "");
+    } else if (type !== "g") {
+      const prefix = str(345, 500);
+      const name = next ?? (prefix ? `${prefix}/${str(0, 100)}` : str(0, 100));
+      names.push(name.replace(/\/+$/, ""));
+      next = undefined;
+    }
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}

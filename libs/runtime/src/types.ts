@@ -275,6 +275,10 @@ export interface Runtime {
   stopVersion(container: string): Promise<void>;
   /** A served version's container, or undefined when there is none. */
   versionStatus(container: string): Promise<ServedVersion | undefined>;
+  /** The agent's state directory as a tar, read from one of its containers (running or stopped). */
+  saveState(container: string, stateDir: string): Promise<Buffer>;
+  /** Replaces the content of the agent's state volume with a tar `saveState` made (owners and modes kept). */
+  restoreState(agent: string, stateDir: string, tar: Buffer): Promise<void>;
   /** The agent's served versions, newest first. */
   servedVersions(agent: string): Promise<ServedVersion[]>;
   /** Removes the agent's stopped served versions beyond the newest `keep`, never one named in `spare`. */

@@ -7,7 +7,7 @@ import type { Runtime } from "@moss/runtime";
 import type { Logger } from "@moss/telemetry";
 
 /** What the promoter swaps, watches and rolls back with: the runtime's live containers. */
-export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus" | "serveVersion" | "resumeVersion" | "stopVersion" | "versionStatus" | "servedVersions" | "pruneVersions">;
+export type LivePort = Pick<Runtime, "deployLive" | "rollbackLive" | "liveStatus" | "serveVersion" | "resumeVersion" | "stopVersion" | "versionStatus" | "servedVersions" | "pruneVersions" | "saveState" | "restoreState">;
 
 /** What the promotion procedure works with (swap, bake, rollback); main.ts wires it. */
 export interface PromotionDeps {
@@ -27,6 +27,10 @@ export interface PromotionDeps {
   bake: { bakeMs: number; probeIntervalMs: number; maxFailedProbes: number; startupMs: number; drainMs: number; keepVersions: number };
   /** How the agent is served: behind the gateway (its versions listen on `port`, probed at `healthPath`), or in place. */
   serve: (agent: string) => { mode: "gateway" | "in-place"; port: number; healthPath: string };
+  /** `agents.<name>.rollbackState`: what a rollback does with the state directory. Default keep. */
+  rollbackState?: (agent: string) => "keep" | "restore";
+  /** Where a state directory saved at the swap is kept (the blob store). */
+  stateBlobs?: { put(tar: Buffer): Promise<BlobRef>; get(ref: BlobRef): Promise<Buffer> };
   /** The agent's canary steps (`agents.<name>.canary`), if it has any. */
   canary?: (agent: string) => { steps: number[]; stepMs: number; stickyHeader?: string } | undefined;
   /** The gateway's routes: a swap and a rollback are a write here. */

@@ -44,6 +44,8 @@ await runService({
         return { mode: a.serve, port: a.serve === "gateway" ? a.port : a.livePort, healthPath: a.healthPath };
       },
       canary: (agent) => live(agent).canary,
+      rollbackState: (agent) => live(agent).rollbackState,
+      stateBlobs: { put: (tar) => blob.put(tar, { contentType: "application/x-tar" }), get: (ref) => blob.get(ref.sha256) },
       routes: routeStore(await bus.kv(Buckets.routes)),
       leases: leaseStore(await bus.kv(Buckets.leases)),
       leaseTtlMs: config.promoter.leaseTtlMs,

@@ -94,6 +94,13 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
     // from this commit. A candidate that fails it is rejected, and nothing is deployed.
     const sig = deps.verifySignature ? await deps.verifySignature(agent, c.commit, record.baseVersion) : { ok: true, reason: "" };
     if (!sig.ok) return { refused: `the commit cannot be promoted: ${sig.reason}` };
+    // The state as the previous version leaves it, before the candidate can touch it: what a rollback puts back.
+    const stateDir = deps.stateDir(agent);
+    if (deps.rollbackState?.(agent) === "restore" && stateDir && previous && deps.stateBlobs && !record.promotion?.stateBefore) {
+      const ref = await deps.stateBlobs.put(await deps.runtime.saveState(previous.container, stateDir));
+      await deps.batches.change(record.batchId, (cur) => (cur.promotion ? { ...cur, promotion: { ...cur.promotion, stateBefore: ref } } : undefined));
+      log.info("state saved before the swap, for a rollback", { stateDir, bytes: ref.size });
+    }
     try {
       served = await deps.runtime.serveVersion({
         agent,
@@ -252,6 +259,14 @@ export async function rollBackViaGateway(batch: BatchRecord, d: Decision, deps: 
   // Requests already on the candidate finish before it stops.
   if (restored.startsWith("rolled back")) await drained(deps, agent, batch.candidate!.commit, deps.bake.drainMs);
   await deps.runtime.stopVersion(d.container);
+  const stateDir = deps.stateDir(agent);
+  const saved = (await deps.batches.get(batch.batchId))?.promotion?.stateBefore;
+  if (deps.rollbackState?.(agent) === "restore" && stateDir && saved && deps.stateBlobs) {
+    // The candidate is stopped: nothing writes the state any more but the previous version, which never saw the
+    // candidate's state as its own. Its directory gets back what it held at the swap.
+    await deps.runtime.restoreState(agent, stateDir, await deps.stateBlobs.get(saved));
+    return `${restored}, state restored as it was at the swap`;
+  }
   return restored;
 }
 

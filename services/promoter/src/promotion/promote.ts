@@ -154,7 +154,8 @@ async function promoteHeld(batch: BatchRecord, approvedBy: string, deps: Promoti
 async function decide(batch: BatchRecord, decision: Decision, by: string, deps: PromotionDeps): Promise<void> {
   deps.held?.check();
   const verb = decision.outcome.outcome === "promoted" ? "promoting" : "rolling back";
-  const { record: decided } = await deps.batches.transition(batch.batchId, "promoting", { reason: `${verb}: ${decision.outcome.reason}`, promotion: { approvedBy: by, decision } });
+  // The journal keeps what the bake wrote on it (a recurrence, the state saved at the swap).
+  const { record: decided } = await deps.batches.change(batch.batchId, (cur) => ({ ...cur, state: "promoting", reason: `${verb}: ${decision.outcome.reason}`, promotion: { ...cur.promotion, approvedBy: by, decision } }));
   return finish(decided, decision, false, deps);
 }
 
