@@ -7,4 +7,5 @@ export { startModelStandIn, type ModelStandIn } from "./demo/model";
 export { startStack, freePort, reachable, SERVICES } from "./stack";
 export type { Stack, StackOptions } from "./stack";
 export { deployAgent, waitHealthy } from "./deploy";
+export { requestRollback } from "./commands/rollback";
 export { renderTimeline } from "./render";

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIXED_ANSWER, runDemo, type DemoResult } from "@moss/cli";
+import { FIXED_ANSWER, requestRollback, runDemo, type DemoResult } from "@moss/cli";
 import { agentIdentity, failureSubject } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +16,7 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
   let otlp: Awaited<ReturnType<typeof startOtlpReceiver>>;
   let res: DemoResult;
   let badSeqLogged = 0;
+  let manual: { done: Awaited<ReturnType<typeof requestRollback>>; traffic: { requests: number; failed: string[]; byVersion: Record<string, number> } } | undefined;
 
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
@@ -27,6 +28,15 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
       env: { OTEL_BSP_SCHEDULE_DELAY: "100" },
       out: (l) => progress.push(l),
       serviceLog: (s, l) => serviceLines.push(`[${s}] ${l}`),
+      // After the promotion, an operator rolls the fix back by hand, under steady chat: `moss rollback` through the
+      // operator API, the promoter under the agent's lease, the route back on v1 at the gateway.
+      afterPromotion: async ({ agent, config, steady }) => {
+        const traffic = steady();
+        await new Promise((r) => setTimeout(r, 500));
+        const done = await requestRollback(config, agent, { reason: "e2e: by hand" });
+        await new Promise((r) => setTimeout(r, 500));
+        manual = { done, traffic: await traffic.stop() };
+      },
       beforeTraffic: async ({ agent, config }) => {
         // Bad input from a buggy agent, with its own credential: valid JSON, wrong shape.
         const { nc } = await connectAs(config, agentIdentity(agent));
@@ -51,6 +61,15 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(JSON.parse(res.after!.body).answer).toBe(FIXED_ANSWER);
     expect(res.liveImageAfter).not.toBe(res.v1.image);
     expect(res.ok).toBe(true);
+  });
+
+  it("through the gateway: the swap and the bake lost no request, and `moss rollback` puts v1 back by hand with none lost either", () => {
+    expect(res.liveTraffic?.failed).toEqual([]);
+    expect(Object.keys(res.liveTraffic!.byVersion)).toHaveLength(2);
+    expect(manual?.done).toMatchObject({ outcome: "rolled-back", to: { version: res.v1.commit }, reason: expect.stringContaining("e2e: by hand") });
+    expect(manual!.done.by).not.toBe("");
+    expect(manual!.traffic.failed).toEqual([]);
+    expect(manual!.traffic.byVersion[res.v1.commit]).toBeGreaterThan(0);
   });
 
   it("the batch timeline shows failures, the patch, replay results and the promotion", () => {

@@ -248,8 +248,13 @@ describe("a trial whose process is killed with SIGKILL", { timeout: 90_000 }, ()
     // Driver, agent, the out and state volumes, and the pool it was filling (sidecars, warm pods and their volumes).
     expect(left.filter((l) => l.startsWith("volume ")).length).toBeGreaterThanOrEqual(2);
     expect(left.length).toBeGreaterThanOrEqual(4);
-    // A fresh start of the same owner's kind: its age rule alone would wait 20 minutes; the owner is gone.
-    expect(await createRuntime({ namePrefix: prefix }).removeStaleTrials(20 * 60_000)).toBe(left.filter((l) => !l.startsWith("volume ")).length);
+    // A fresh start of the same owner's kind: its age rule alone would wait 20 minutes; the owner is gone. (A removal
+    // the killed process had already sent may still land in the engine after the listing: at most that one is not
+    // the sweep's.)
+    const swept = await createRuntime({ namePrefix: prefix }).removeStaleTrials(20 * 60_000);
+    const containers = left.filter((l) => !l.startsWith("volume ")).length;
+    expect(swept).toBeGreaterThanOrEqual(containers - 1);
+    expect(swept).toBeLessThanOrEqual(containers);
     expect(await leftovers()).toEqual([]);
   });
 
