@@ -2,6 +2,8 @@
 // procedure, under constant load: a good candidate goes live with no failed request; one whose /health stays healthy
 // while its answers fail, and one that gets slow, are rolled back on the live numbers, in seconds, with no request
 // failing for the swap or the rollback itself; one that never gets ready never takes traffic.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { LeaseHeldError, leaseStore } from "@moss/batch";
 import { onRegression, onRollbackRequest, promote, type PromoterDeps } from "@moss/promoter";
 import type { RollbackDone } from "@moss/contracts";
@@ -239,6 +241,45 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     const containers = (await h.runtime.servedVersions(AGENT)).map((v) => v.container);
     for (const g of dep.lastGood) expect(containers).toContain(g.container);
   });
+  it("a promoter process killed with SIGKILL mid-bake is taken over by another once its lease ran out: the batch is promoted, with no second swap and no failed request", async () => {
+    const batch = await h.batchFor(VERSIONS.killed, { batchId: "killed-1" });
+    const l = load(h.url, 2);
+    const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./promote-child.ts", import.meta.url))], {
+      env: { ...process.env, MOSS_TEST_CHILD: JSON.stringify({ ...h.child, batchId: batch.batchId, bakeMs: 30_000, leaseTtlMs: 2_000 }) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let said = "";
+    child.stdout.on("data", (d) => (said += String(d)));
+    child.stderr.on("data", (d) => (said += String(d)));
+    // Mid-bake: the route is on the candidate, and the child is watching it.
+    for (let i = 0; (await versions())[0] !== VERSIONS.killed; i++) {
+      if (i > 300 || child.exitCode !== null) throw new Error(`the child never swapped: ${said}`);
+      await sleep(100);
+    }
+    await sleep(500);
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    const revision = (await h.routesKv.get(AGENT))!.revision;
+    expect((await h.deps().batches.get(batch.batchId))?.state).toBe("promoting");
+    // The message comes back to another replica: it waits for the dead one's lease, then finishes the batch.
+    const other = { ...h.deps({ bakeMs: 1_500 }), leases: leaseStore(h.leasesKv, "replica-b"), leaseTtlMs: 2_000 };
+    for (let tries = 0; ; tries++) {
+      try {
+        await promote((await other.batches.get(batch.batchId))!, "tester", other);
+        break;
+      } catch (err) {
+        if (!(err instanceof LeaseHeldError) || tries > 20) throw err;
+        await sleep(500);
+      }
+    }
+    const seen = await l.stop();
+    expect(h.outcomes.at(-1)).toMatchObject({ batchId: batch.batchId, outcome: "promoted" });
+    expect((await h.routesKv.get(AGENT))!.revision).toBe(revision);
+    expect(seen.failed).toEqual([]);
+    expect(await versions()).toEqual([VERSIONS.killed]);
+    expect((await h.deps().batches.get(batch.batchId))?.state).toBe("promoted");
+  });
+
 });
 
 describe("rollback with agents.<name>.rollbackState: restore (real containers, a state volume)", { timeout: 120_000 }, () => {

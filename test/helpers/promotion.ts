@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { batchStore, breakerStore, deploymentStore, readGatewayStats, routeStore } from "@moss/batch";
 import type { KV } from "@moss/bus";
 import { parseConfig, resolveAgent } from "@moss/config";
-import { BatchRecord, type PromotionOutcome, type RouteTarget } from "@moss/contracts";
+import { BatchRecord, type BlobRef, type PromotionOutcome, type RouteTarget } from "@moss/contracts";
 import { startGateway, type RunningGateway } from "@moss/gateway";
 import type { PromotionDeps } from "@moss/promoter";
 import { createRuntime, httpProbe, type Runtime, type ServedVersion } from "@moss/runtime";
@@ -47,8 +47,8 @@ http.createServer((req, res) => {
 const DEFAULT_AGENT = "shop";
 export const AGENT = DEFAULT_AGENT;
 /** Versions are commit shas; each one's container runs the one image in its MODE. */
-export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20), migrates: "f2".repeat(20) };
-export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later", [VERSIONS.migrates]: "migrates" };
+export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20), migrates: "f2".repeat(20), killed: "a3".repeat(20) };
+export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later", [VERSIONS.migrates]: "migrates", [VERSIONS.killed]: "good" };
 
 export interface LoadSeen {
   answered: number;
@@ -122,10 +122,58 @@ export interface PromotionHarness {
   v1: ServedVersion;
   outcomes: PromotionOutcome[];
   deps(bake?: Partial<PromotionDeps["bake"]>): PromotionDeps;
+  /** What another process needs to act on this harness's agent (promote-child.ts). */
+  child: ChildSpec;
   /** A batch awaiting approval (or in `state`) whose candidate is `commit`. */
   batchFor(commit: string, over?: Partial<BatchRecord>): Promise<BatchRecord>;
   live(): Promise<RouteTarget[]>;
   close(): Promise<void>;
+}
+
+/** The bake the harness promotes with unless a test says otherwise. */
+export const BAKE: PromotionDeps["bake"] = { bakeMs: 4_000, probeIntervalMs: 250, maxFailedProbes: 2, startupMs: 10_000, drainMs: 5_000, keepVersions: 3 };
+
+export interface ChildSpec {
+  natsUrl: string;
+  prefix: string;
+  agent: string;
+  buckets: { routes: string; stats: string; batches: string; leases: string; deployments: string };
+  statsIntervalMs: number;
+}
+
+
+/** The promoter's deps over real stores and the real runtime, for one agent of the test image. */
+export function promotionDeps(p: {
+  agent: string;
+  runtime: Runtime;
+  stateDir?: string;
+  statsIntervalMs: number;
+  kv: { batches: KV; deployments: ReturnType<typeof deploymentStore>; routes: KV; stats: KV };
+  blob?: { put(b: Uint8Array): Promise<BlobRef>; get(sha: string): Promise<Buffer> };
+  publish: PromotionDeps["publish"];
+}): PromotionDeps {
+  const config = parseConfig({ agents: { [p.agent]: { repo: "/nonexistent" } } });
+  const stateEnv: Record<string, string> = p.stateDir ? { STATE_DIR: p.stateDir } : {};
+  return {
+    batches: batchStore(p.kv.batches),
+    breakers: breakerStore(p.kv.batches),
+    deployments: p.kv.deployments,
+    runtime: p.runtime,
+    agent: (name) => resolveAgent(config, name),
+    probe: async () => ({ healthy: false, detail: "behind the gateway the promoter probes each version's own address" }),
+    liveEnv: (_a, version) => ({ MODE: MODE[version] ?? "good", MOSS_AGENT_VERSION: version, ...stateEnv }),
+    stateDir: () => p.stateDir,
+    ...(p.blob ? { stateBlobs: { put: (tar: Buffer) => p.blob!.put(tar), get: (ref: BlobRef) => p.blob!.get(ref.sha256) } } : {}),
+    bake: BAKE,
+    serve: () => ({ mode: "gateway", port: 8080, healthPath: "/health" }),
+    routes: routeStore(p.kv.routes),
+    liveStats: (agent) => readGatewayStats(p.kv.stats, agent),
+    statsIntervalMs: p.statsIntervalMs,
+    probeUrl: (url) => httpProbe(url, 1_000)(),
+    analysis: config.promoter.analysis,
+    publish: p.publish,
+    log: silent,
+  };
 }
 
 export async function startPromotionHarness(o: { statsIntervalMs?: number; agent?: string; stateDir?: string } = {}): Promise<PromotionHarness> {
@@ -143,11 +191,13 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number; agent
   git("add", ".");
   git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "agent");
   const { image } = await runtime.buildImage({ repoDir: repo, commit: git("rev-parse", "HEAD"), tag: `moss-test/${prefix}:1`, labels: { "moss.test": prefix } });
-  const routesKv = await env.bucket("routes");
-  const statsKv = await env.bucket("stats");
-  const batchesKv = await env.bucket("batches");
-  const leasesKv = await env.bucket("leases");
-  const deployments = deploymentStore(await env.bucket("deployments"));
+  // Named by the prefix, so another process (a promoter to kill: promote-child.ts) opens the same ones.
+  const buckets = { routes: `routes_${prefix}`, stats: `stats_${prefix}`, batches: `batches_${prefix}`, leases: `leases_${prefix}`, deployments: `deployments_${prefix}` };
+  const routesKv = await env.bus.kv(buckets.routes);
+  const statsKv = await env.bus.kv(buckets.stats);
+  const batchesKv = await env.bus.kv(buckets.batches);
+  const leasesKv = await env.bus.kv(buckets.leases);
+  const deployments = deploymentStore(await env.bus.kv(buckets.deployments));
   const port = await freePort();
   const gw = await startGateway({ agents: [{ name: AGENT, port }], host: "127.0.0.1", statsIntervalMs, upstreamTimeoutMs: 10_000, maxBodyBytes: 1 << 20, routes: routesKv, stats: statsKv, log: silent, id: "gw" });
   const v1 = await runtime.serveVersion({ agent: AGENT, image, version: VERSIONS.v1, env: { MODE: "good", MOSS_AGENT_VERSION: VERSIONS.v1, ...stateEnv }, port: 8080, ...(o.stateDir ? { stateDir: o.stateDir } : {}) });
@@ -155,7 +205,6 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number; agent
   await routeStore(routesKv).point(AGENT, { version: v1.version, image: v1.image, container: v1.container, upstream: v1.upstream }, "deploy");
   const at = new Date().toISOString();
   await deployments.record(AGENT, () => ({ agent: AGENT, image, version: VERSIONS.v1, container: v1.container, updatedAt: at, lastGood: [{ version: VERSIONS.v1, image, container: v1.container, at }] }));
-  const config = parseConfig({ agents: { [AGENT]: { repo: "/nonexistent" } } });
   const outcomes: PromotionOutcome[] = [];
   let n = 0;
   return {
@@ -173,25 +222,10 @@ export async function startPromotionHarness(o: { statsIntervalMs?: number; agent
     v1,
     outcomes,
     deps: (bake) => ({
-      batches: batchStore(batchesKv),
-      breakers: breakerStore(batchesKv),
-      deployments,
-      runtime,
-      agent: (name) => resolveAgent(config, name),
-      probe: async () => ({ healthy: false, detail: "behind the gateway the promoter probes each version's own address" }),
-      liveEnv: (_a, version) => ({ MODE: MODE[version] ?? "good", MOSS_AGENT_VERSION: version, ...stateEnv }),
-      stateDir: () => o.stateDir,
-      stateBlobs: { put: (tar) => env.blob.put(tar), get: (ref) => env.blob.get(ref.sha256) },
-      bake: { bakeMs: 4_000, probeIntervalMs: 250, maxFailedProbes: 2, startupMs: 10_000, drainMs: 5_000, keepVersions: 3, ...bake },
-      serve: () => ({ mode: "gateway", port: 8080, healthPath: "/health" }),
-      routes: routeStore(routesKv),
-      liveStats: (agent) => readGatewayStats(statsKv, agent),
-      statsIntervalMs,
-      probeUrl: (url) => httpProbe(url, 1_000)(),
-      analysis: config.promoter.analysis,
-      publish: async (_def, m) => void outcomes.push(m as PromotionOutcome),
-      log: silent,
+      ...promotionDeps({ agent: AGENT, runtime, stateDir: o.stateDir, statsIntervalMs, kv: { batches: batchesKv, deployments, routes: routesKv, stats: statsKv }, blob: env.blob, publish: async (_def, m) => void outcomes.push(m as PromotionOutcome) }),
+      bake: { ...BAKE, ...bake },
     }),
+    child: { natsUrl: env.nats.url, prefix, agent: AGENT, buckets, statsIntervalMs },
     async batchFor(commit, over) {
       const rec = batchRecord({
         batchId: `pb${++n}`,
