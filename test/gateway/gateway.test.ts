@@ -8,7 +8,8 @@ import { pick, startGateway, type RunningGateway } from "@moss/gateway";
 import { Route } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../cli/src/stack";
-import { silent, startEnv, type Env } from "../helpers/env";
+import { silent, sleep, startEnv, type Env } from "../helpers/env";
+import { load } from "../helpers/promotion";
 
 const V1 = "1111111111111111111111111111111111111111";
 const V2 = "2222222222222222222222222222222222222222";
@@ -41,36 +42,6 @@ async function upstream(version: string, o: { status?: number; delayMs?: number 
       }),
   };
 }
-
-/** Sends requests back to back from `n` clients until stopped; counts what did not come back 200. */
-function load(url: string, n = 4) {
-  let running = true;
-  const seen = { ok: 0, failed: [] as string[], versions: new Map<string, number>() };
-  const clients = Array.from({ length: n }, async (_, i) => {
-    while (running) {
-      try {
-        const res = await fetch(url, { method: "POST", body: JSON.stringify({ i }), headers: { "content-type": "application/json" } });
-        const body = (await res.json()) as { version?: string };
-        if (res.status === 200) {
-          seen.ok++;
-          seen.versions.set(body.version!, (seen.versions.get(body.version!) ?? 0) + 1);
-        } else seen.failed.push(`${res.status} ${JSON.stringify(body)}`);
-      } catch (err) {
-        seen.failed.push(String((err as Error).cause ?? err));
-      }
-    }
-  });
-  return {
-    seen,
-    async stop() {
-      running = false;
-      await Promise.all(clients);
-      return seen;
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("the gateway (agents' traffic) over a real nats-server", () => {
   let env: Env;
@@ -121,7 +92,7 @@ describe("the gateway (agents' traffic) over a real nats-server", () => {
     try {
       await routes().point(agent, u1.target(), "v1");
       await waitRoute(V1);
-      const l = load(url());
+      const l = load(url(), 4);
       await sleep(300);
       await routes().point(agent, u2.target(), "swap");
       await sleep(300);
@@ -137,8 +108,11 @@ describe("the gateway (agents' traffic) over a real nats-server", () => {
       const seen = await l.stop();
       await u1b.stop();
       expect(seen.failed).toEqual([]);
-      expect(seen.versions.get(V1)).toBeGreaterThan(5);
-      expect(seen.versions.get(V2)).toBeGreaterThan(5);
+      // Every request came back 200 from an upstream.
+      expect(seen.byStatus.get(200)).toBe(seen.answered);
+      expect([...seen.byStatus.keys()]).toEqual([200]);
+      expect(seen.byVersion.get(V1)).toBeGreaterThan(5);
+      expect(seen.byVersion.get(V2)).toBeGreaterThan(5);
     } finally {
       await u1.stop().catch(() => undefined);
       await u2.stop();

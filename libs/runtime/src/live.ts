@@ -292,7 +292,7 @@ export class LiveContainers {
   }
 
   async saveState(container: string, stateDir: string): Promise<Buffer> {
-    if (!stateDir.startsWith("/") || stateDir === "/") throw new InvalidSpecError("stateDir", `${stateDir} must be an absolute directory other than /`);
+    checkStateDir(stateDir);
     try {
       const stream = await this.docker.getContainer(container).getArchive({ path: stateDir });
       const chunks: Buffer[] = [];
@@ -304,7 +304,7 @@ export class LiveContainers {
   }
 
   async restoreState(agent: string, stateDir: string, tar: Buffer): Promise<void> {
-    if (!stateDir.startsWith("/") || stateDir === "/") throw new InvalidSpecError("stateDir", `${stateDir} must be an absolute directory other than /`);
+    checkStateDir(stateDir);
     // The archive's one top entry is the directory's own name: the volume is mounted under that name in a helper. The
     // saved files go in first, over what is there (owners and modes kept), then what the snapshot did not hold is
     // removed (node: the base image has no shell) — a version still running never finds its directory empty.
@@ -407,6 +407,11 @@ export class LiveContainers {
 
 function retryable(err: unknown): boolean {
   return err instanceof RuntimeError ? err.retryable : isRetryableDockerError(err);
+}
+
+/** A state directory that can be archived and restored whole: absolute, and not the root. */
+function checkStateDir(stateDir: string): void {
+  if (!stateDir.startsWith("/") || stateDir === "/") throw new InvalidSpecError("stateDir", `${stateDir} must be an absolute directory other than /`);
 }
 
 /** What a served version's container says of itself. */

@@ -115,24 +115,23 @@ export class AgentProxy {
     } catch (err) {
       return answer(res, (err as { status?: number }).status ?? 400, (err as Error).message);
     }
+    const attempt = async (t: RouteTarget) => {
+      const counts = this.counter(t.version);
+      counts.inflight++;
+      counts.requests++;
+      this.changes++;
+      const r = await this.forward(req, res, body, t);
+      counts.inflight--;
+      return { s: counts, result: r };
+    };
     let target = pick(route, sticky);
-    let s = this.counter(target.version);
-    s.inflight++;
-    s.requests++;
-    this.changes++;
-    let result = await this.forward(req, res, body, target);
+    let { s, result } = await attempt(target);
     if (result.retry) {
       // Not taken by that version: once more by the route as it is now (a rollback may have moved it meanwhile).
-      s.inflight--;
       s.requests--;
-      const now = this.route ?? route;
-      target = pick(now, sticky);
-      s = this.counter(target.version);
-      s.inflight++;
-      s.requests++;
-      result = await this.forward(req, res, body, target);
+      target = pick(this.route ?? route, sticky);
+      ({ s, result } = await attempt(target));
     }
-    s.inflight--;
     if (result.status === undefined || result.retry) {
       s.connErrors++;
       if (!res.headersSent) answer(res, result.timedOut ? 504 : 502, `agent ${this.agent} version ${target.version.slice(0, 12)} did not answer: ${result.error}`);
@@ -152,8 +151,7 @@ export class AgentProxy {
   private forward(req: IncomingMessage, res: ServerResponse, body: Buffer, target: RouteTarget): Promise<{ status?: number; retry?: boolean; error?: string; timedOut?: boolean }> {
     return new Promise((resolve) => {
       const url = new URL(req.url ?? "/", target.upstream);
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
+      const headers = endToEnd(req.headers);
       headers["content-length"] = String(body.length);
       const fwd = req.socket.remoteAddress;
       if (fwd) headers["x-forwarded-for"] = req.headers["x-forwarded-for"] ? `${headerValue(req.headers["x-forwarded-for"])}, ${fwd}` : fwd;
@@ -166,8 +164,7 @@ export class AgentProxy {
         }
       };
       const up = httpRequest({ host: url.hostname, port: url.port, method: req.method, path: url.pathname + url.search, headers, agent: this.upstreams, timeout: this.opts.upstreamTimeoutMs }, (ures) => {
-        const out: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(ures.headers)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+        const out = endToEnd(ures.headers);
         // Which version answered: for the client's own records, and for whoever reads a trace of a canary.
         out["x-moss-version"] = target.version;
         res.writeHead(ures.statusCode ?? 502, out);
@@ -191,6 +188,13 @@ export class AgentProxy {
       up.end(body);
     });
   }
+}
+
+/** The headers of a message without its hop-by-hop ones. */
+function endToEnd(h: IncomingMessage["headers"]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined && !HOP.has(k)) out[k] = v;
+  return out;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

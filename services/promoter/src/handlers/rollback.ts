@@ -9,6 +9,7 @@ import { Messages, type RollbackDone, type RollbackRequest } from "@moss/contrac
 import { Codes } from "@moss/errors";
 import { waitDrained } from "@moss/batch";
 import type { ServedVersion } from "@moss/runtime";
+import { targetOf, waitReady } from "../promotion/gateway";
 import type { PromotionDeps } from "../deps";
 
 export async function onRollbackRequest(msg: RollbackRequest, deps: PromotionDeps): Promise<void> {
@@ -28,11 +29,12 @@ async function rollBackAgent(msg: RollbackRequest, deps: PromotionDeps): Promise
   const dep = await deps.deployments.get(msg.agent);
   if (!dep) return refuse(`${msg.agent} has no deployment to roll back (moss deploy ${msg.agent} makes the first)`);
   const why = msg.reason ? `: ${msg.reason}` : "";
+  const stale = Date.parse(dep.updatedAt) > Date.parse(msg.at) ? `stale: ${msg.agent} was deployed again at ${dep.updatedAt}, after this request (${msg.at}); nothing was changed` : undefined;
 
   if (deps.serve(msg.agent).mode !== "gateway") {
     // In place there is one kept version: the one before the live one.
     if (msg.to && !dep.previous?.version.startsWith(msg.to)) return refuse(`in place only the previous version (${dep.previous?.version.slice(0, 12) ?? "none"}) is kept; ${msg.to} is not it`);
-    if (Date.parse(dep.updatedAt) > Date.parse(msg.at)) return refuse(`stale: ${msg.agent} was deployed again at ${dep.updatedAt}, after this request (${msg.at}); nothing was changed`);
+    if (stale) return refuse(stale);
     try {
       const r = await deps.runtime.rollbackLive(msg.agent);
       await deps.deployments.record(msg.agent, (cur) => ({ agent: msg.agent, lastGood: cur?.lastGood ?? [], image: r.image, version: dep.previous!.version, container: r.container, previous: { image: dep.image, version: dep.version, container: dep.container }, updatedAt: new Date().toISOString() }));
@@ -53,27 +55,19 @@ async function rollBackAgent(msg: RollbackRequest, deps: PromotionDeps): Promise
     : (good ? kept.find((v) => v.container === good.container) : undefined) ?? kept.find((v) => v.container === dep.previous?.container) ?? kept.find((v) => v.version === dep.previous?.version);
   // A redelivery of a request already done: the route is on the version it asked for.
   if (current && target && current.container === target.container) return { ...base, outcome: "rolled-back", from: dep.previous ? { version: dep.previous.version, image: dep.previous.image } : undefined, to: { version: target.version, image: target.image }, reason: `already on ${target.version.slice(0, 12)}` };
-  if (Date.parse(dep.updatedAt) > Date.parse(msg.at)) return refuse(`stale: ${msg.agent} was deployed again at ${dep.updatedAt}, after this request (${msg.at}); nothing was changed`);
+  if (stale) return refuse(stale);
   if (!target) {
     const list = kept.filter((v) => v.container !== current?.container).map((v) => v.version.slice(0, 12));
     return refuse(msg.to ? `no kept version of ${msg.agent} matches ${msg.to} (kept: ${list.join(", ") || "none"})` : `${msg.agent} has no previous version kept to roll back to`);
   }
   const up = target.running ? target : await deps.runtime.resumeVersion(target.container);
-  const serve = deps.serve(msg.agent);
-  const end = Date.now() + deps.bake.startupMs;
-  let last = "";
-  for (;;) {
-    const p = await deps.probeUrl(`${up.upstream}${serve.healthPath}`);
-    if (p.healthy) break;
-    last = p.detail;
-    if (Date.now() > end) {
-      await deps.runtime.stopVersion(up.container);
-      return refuse(`${up.version.slice(0, 12)} did not pass its readiness probe within ${deps.bake.startupMs} ms (${last}); the route was not changed`);
-    }
-    await (deps.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms))))(200);
+  const notReady = await waitReady(deps, up, deps.serve(msg.agent).healthPath);
+  if (notReady !== undefined) {
+    await deps.runtime.stopVersion(up.container);
+    return refuse(`${up.version.slice(0, 12)} did not pass its readiness probe within ${deps.bake.startupMs} ms (${notReady}); the route was not changed`);
   }
   deps.held?.check();
-  await deps.routes.point(msg.agent, { version: up.version, image: up.image, container: up.container, upstream: up.upstream }, `moss rollback by ${msg.by}${why}`);
+  await deps.routes.point(msg.agent, targetOf(up), `moss rollback by ${msg.by}${why}`);
   if (current) {
     await waitDrained(() => deps.liveStats(msg.agent), current.version, deps.bake.drainMs, deps.statsIntervalMs, deps.sleep);
     await deps.runtime.stopVersion(current.container);

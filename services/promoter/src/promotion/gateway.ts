@@ -14,8 +14,23 @@ import type { PromotionDeps } from "../deps";
 type Decision = NonNullable<PromotionJournal["decision"]>;
 
 /** The version a route sends all traffic to, as a route target. */
-function targetOf(v: ServedVersion): Omit<RouteTarget, "weight"> {
+export function targetOf(v: ServedVersion): Omit<RouteTarget, "weight"> {
   return { version: v.version, image: v.image, container: v.container, upstream: v.upstream };
+}
+
+/**
+ * Probes a version's readiness (its own address, `healthPath`) until it passes or `promoter.startupMs` ran out, at least
+ * once: undefined when it passed, else what the last probe saw.
+ */
+export async function waitReady(deps: PromotionDeps, v: ServedVersion, healthPath: string): Promise<string | undefined> {
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const end = Date.now() + deps.bake.startupMs;
+  for (;;) {
+    const r = await deps.probeUrl(`${v.upstream}${healthPath}`);
+    if (r.healthy) return undefined;
+    if (Date.now() >= end) return r.detail;
+    await sleep(Math.min(deps.bake.probeIntervalMs, 200));
+  }
 }
 
 function summary(w: LiveWindow): { requests: number; errorRate: number; p95Ms?: number } {
@@ -117,22 +132,11 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
     }
     log.info("candidate started behind the gateway; no traffic until it is ready", { container: served.container, upstream: served.upstream });
     // Readiness: no traffic reaches it before its probe passes.
-    const end = Date.now() + deps.bake.startupMs;
-    let last = "";
-    let ready = false;
-    while (Date.now() < end) {
-      const r = await deps.probeUrl(`${served.upstream}${serve.healthPath}`);
-      if (r.healthy) {
-        ready = true;
-        break;
-      }
-      last = r.detail;
-      await sleep(Math.min(deps.bake.probeIntervalMs, 200));
-    }
-    if (!ready) {
+    const notReady = await waitReady(deps, served, serve.healthPath);
+    if (notReady !== undefined) {
       await deps.runtime.stopVersion(served.container);
       return {
-        outcome: outcome("rolled-back", `the new version never passed its readiness probe within ${deps.bake.startupMs} ms (last: ${last || "no probe ran"}); it took no traffic`, { ok: 0, failed: 1 }),
+        outcome: outcome("rolled-back", `the new version never passed its readiness probe within ${deps.bake.startupMs} ms (last: ${notReady}); it took no traffic`, { ok: 0, failed: 1 }),
         container: served.container,
         ...(previous ? { previousContainer: previous.container, previousVersion: previous.version } : {}),
       };
