@@ -336,4 +336,25 @@ describe("curator filing engine with a real KV", () => {
     // Still one batch: the failures are its evidence while it is in the pipeline.
     expect(await h.all()).toHaveLength(1);
   });
+
+  it("a candidate under judgement that fails another way: evidence for its batch, never a batch rewritten on a version no one runs", async () => {
+    const h = await harness({ batchSize: 1 });
+    await ingestChunk(h.chunk([ev("r1")]), h.deps);
+    const id = h.ready[0]!.batchId;
+    const rec = await h.record(id);
+    const other = { type: "Error", message: "session slots exhausted", stack: "Error: session slots exhausted\n    at handle (/app/src/server.ts:61:11)" };
+    await h.batches.put(id, JSON.stringify({ ...rec, state: "promoting", promotion: { approvedBy: "ana" }, candidate: { attempt: 1, commit: CANDIDATE, image: "moss/demo:x", diff: rec.failures[0]!.event } }));
+    await ingestChunk(h.chunk([ev("r2", { version: CANDIDATE, error: other }), ev("r3", { version: CANDIDATE, error: other })]), h.deps);
+    expect(await h.all()).toHaveLength(1);
+    expect(h.regressions).toHaveLength(0); // another fingerprint: not a recurrence (the gateway's live numbers judge it)
+    expect((await h.state()).active[Object.keys((await h.state()).active)[0]!]).toMatchObject({ batchId: id, attached: 2 });
+    // Rolled back: its stragglers, of either fingerprint, still attach to it.
+    await h.batches.put(id, JSON.stringify({ ...(await h.record(id)), state: "rolled-back" }));
+    await ingestChunk(h.chunk([ev("r4", { version: CANDIDATE, error: other }), ev("r5", { version: CANDIDATE })]), h.deps);
+    expect(await h.all()).toHaveLength(1);
+    // The live version failing the other way is a new root cause on a version that runs: a batch of its own.
+    await ingestChunk(h.chunk([ev("r6", { version: VERSION, error: other })]), h.deps);
+    expect(await h.all()).toHaveLength(2);
+    expect(h.ready.at(-1)).toMatchObject({ failures: [expect.objectContaining({ id: "r6" })] });
+  });
 });

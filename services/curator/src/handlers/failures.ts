@@ -52,14 +52,18 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
   for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
     const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
     const state = cur?.value ?? emptyState(agent);
-    // What the pipeline says about batches these failures may attach to.
+    // What the pipeline says about batches these failures may attach to: those of their fingerprints, and — for a
+    // failure on a version no batch was opened on, maybe a candidate being judged — every active one.
     const keys = new Set(items.map((i) => i.fp.key));
+    const known = new Set([...Object.values(state.active), ...Object.values(state.open)].map((b) => b.baseVersion));
+    const all = items.some((i) => !known.has(i.ev.version));
     await Promise.all(
       Object.entries(state.active)
-        .filter(([k, a]) => keys.has(k) && !lookups.has(a.batchId))
+        .filter(([k, a]) => (all || keys.has(k)) && !lookups.has(a.batchId))
         .map(async ([, a]) => {
           const rec = await deps.batches.get(a.batchId);
-          lookups.set(a.batchId, rec ? { state: rec.state, promotedCommit: rec.state === "promoted" || rec.state === "promoting" ? rec.candidate?.commit : undefined } : undefined);
+          const judged = rec?.state === "promoted" || rec?.state === "promoting" || rec?.state === "rolled-back";
+          lookups.set(a.batchId, rec ? { state: rec.state, promotedCommit: judged ? rec.candidate?.commit : undefined } : undefined);
         }),
     );
     const res = applyFailures(state, items, policy, now(), (id) => lookups.get(id), (item) => openBatchSpan(agent, item));
@@ -89,6 +93,7 @@ async function applyAgent(agent: string, items: PreparedFailure[], deps: Curator
       if (isCasConflict(err)) continue;
       throw err;
     }
+    for (const c of res.onCandidate) deps.log.info("a failure on a candidate under judgement: attached to its batch as evidence, no batch of its own", { agent, batch: c.batchId, version: c.ev.version, failure: c.ev.id });
     for (const r of res.regressions) {
       await deps.publish(Messages.regression, { agent, fingerprint: r.fingerprint, batchId: r.batchId, version: r.ev.version, failureId: r.ev.id, at: new Date(now()).toISOString() });
     }

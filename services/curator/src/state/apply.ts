@@ -39,8 +39,7 @@ export interface StoredFailure<E extends FailureEvent | SuccessEvent = FailureEv
 /** What the pipeline says about a batch the curator has sent out. */
 export interface BatchLookup {
   state: BatchState;
-  /** The promoted commit, for a promoted batch. */
-  /** The candidate's commit, once it is promoted or promoting (baking). */
+  /** The candidate's commit, once it is promoted, promoting (baking) or rolled back. */
   promotedCommit?: string;
 }
 
@@ -50,6 +49,11 @@ export interface ApplyResult {
   newSamples: PreparedFailure[];
   /** Failures of a fingerprint fixed by a promoted batch that came back on the promoted version. */
   regressions: Array<{ batchId: string; fingerprint: string; ev: FailureEvent }>;
+  /**
+   * Failures of another fingerprint on a candidate that is baking or was rolled back: evidence against that
+   * candidate, attached to its batch, never a batch of their own (that batch would be rewritten on a version no one runs).
+   */
+  onCandidate: Array<{ batchId: string; ev: FailureEvent }>;
   applied: number;
 }
 
@@ -68,6 +72,7 @@ export function applyFailures(
   const state: CuratorState = structuredClone(prev);
   const newSamples: PreparedFailure[] = [];
   const regressions: ApplyResult["regressions"] = [];
+  const onCandidate: ApplyResult["onCandidate"] = [];
   let applied = 0;
   const at = new Date(now).toISOString();
 
@@ -86,6 +91,11 @@ export function applyFailures(
       active.attached++;
       return true;
     }
+    if (b.state === "rolled-back" && item.ev.version === b.promotedCommit) {
+      // A straggler of the candidate that was rolled back: evidence of why, on a version no one runs any more.
+      active.attached++;
+      return true;
+    }
     if (b.state === "promoted" && item.ev.version !== b.promotedCommit && item.ev.version === active.baseVersion) {
       // Traffic still served by the old version while the fix rolled out: it belongs to the fixed batch.
       active.attached++;
@@ -98,6 +108,15 @@ export function applyFailures(
     return false;
   };
 
+  /** The active batch whose candidate, baking or rolled back, is `version`, if any. */
+  const candidateBatch = (version: string) => {
+    for (const a of Object.values(state.active)) {
+      const b = lookup(a.batchId);
+      if (b?.promotedCommit === version && (b.state === "promoting" || b.state === "rolled-back")) return a;
+    }
+    return undefined;
+  };
+
   const waiting = () => Object.keys(state.open).length + Object.keys(state.closing).length + state.queued.length;
 
   for (const item of items) {
@@ -107,6 +126,12 @@ export function applyFailures(
     let key = item.fp.key;
     let fingerprint = item.fp.fingerprint;
     if (attachOrRetire(key, fingerprint, item)) continue;
+    const judged = state.open[key] ? undefined : candidateBatch(item.ev.version);
+    if (judged) {
+      judged.attached++;
+      onCandidate.push({ batchId: judged.batchId, ev: item.ev });
+      continue;
+    }
     if (!state.open[key] && key !== OVERFLOW_KEY && waiting() >= policy.maxOpenFingerprints) {
       key = OVERFLOW_KEY;
       fingerprint = overflowFingerprint(policy.maxOpenFingerprints);
@@ -135,7 +160,7 @@ export function applyFailures(
     if (sample) newSamples.push(item);
     if (ob.count >= policy.batchSize) close(state, key, at);
   }
-  return { state, newSamples, regressions, applied };
+  return { state, newSamples, regressions, onCandidate, applied };
 }
 
 /** Closes every open batch whose window has passed. Returns how many. */
