@@ -169,6 +169,12 @@ describe("moss show / batches against a running auditor", () => {
   it("an unknown option is an error naming it", async () => {
     await expect(main(["batches", "--frobnicate"])).rejects.toThrow("'--frobnicate'");
   });
+
+  it("demo --patch with a name it does not know says which ones it knows, and starts nothing", async () => {
+    const r = await moss(["demo", "--patch", "rewrite-everything", "--data-dir", join(dir, "demo")]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--patch rewrite-everything is not a coding agent the demo knows; use one of fix, bad, polite, overreach, fails-later, slow, breaks-echo, symbolic");
+  });
 });
 
 describe("renderTimeline", () => {

@@ -13,6 +13,12 @@ import { freePort, startStack, type Stack } from "../stack";
 import { startModelStandIn } from "./model";
 import { EXAMPLE_AGENT, prepareAgentRepo, preparePythonAgentRepo, PYTHON_EXAMPLE_AGENT } from "./prepare";
 
+/** The coding agents the demo can configure (see `DemoOptions.patch`). */
+export const PATCHES = ["fix", "bad", "polite", "overreach", "fails-later", "slow", "breaks-echo", "symbolic"] as const;
+export type PatchName = (typeof PATCHES)[number];
+/** The coding agents whose candidate passes every replay and fails only on live traffic. */
+const HELD_OUT: readonly PatchName[] = ["fails-later", "slow", "breaks-echo"];
+
 export interface DemoOptions {
   /** Everything the demo writes goes here; wiped at start so a second run starts clean. */
   dataDir: string;
@@ -22,14 +28,17 @@ export interface DemoOptions {
    * The coding agent the demo configures: `fix`, a deterministic script (implement only); `bad`, a script whose
    * patch does not fix the bug; `polite`, one that hides the 500 behind a polite 400 (replay must reject it too);
    * `overreach`, one that fixes the bug and breaks a request that worked (regression replay must reject it);
-   * `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review,
-   * implement, code review).
+   * `fails-later`, `slow` and `breaks-echo`, held-out candidates that fix the bug and pass every replay but fail on
+   * live traffic (chat answers 500 after 3 s of serving / 1.5 s slower / the echo tool broken): the bake must roll
+   * each back; `symbolic`, the symbolic patcher with every stage on (locate, plan, plan review, implement, code review).
    */
-  patch?: "fix" | "bad" | "polite" | "overreach" | "symbolic";
+  patch?: PatchName;
   /** Which example agent: `node` (default, examples/agent) or `python` (examples/python-agent, `fix` only). */
   example?: "node" | "python";
   /** Max attempts before giving up. Default 2. */
   maxAttempts?: number;
+  /** The promoter's bake window, ms. Default 3000; 10000 for a held-out candidate, whose defect may take 3 s to show. */
+  bakeMs?: number;
   otlpEndpoint?: string;
   /** Progress lines. */
   out?: (line: string) => void;
@@ -76,7 +85,7 @@ export const FIXED_ANSWER = "100 USD = 92.00 EUR";
 interface Example {
   prepare(dir: string): Promise<{ repoDir: string; commit: string }>;
   /** Each coding agent as the script and its arguments (before the evidence file). */
-  patchTools: Partial<Record<"fix" | "bad" | "polite" | "overreach", string[]>>;
+  patchTools: Partial<Record<Exclude<PatchName, "symbolic">, string[]>>;
   rulesDir?: string;
   /** The agent's env besides what Moss gives it (the Python reporter's ingest address, the model's base URL). */
   env(ports: { ingest: number; model: string }): Record<string, string>;
@@ -104,6 +113,9 @@ const EXAMPLES: Record<"node" | "python", Example> = {
       bad: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "reword"],
       polite: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "polite"],
       overreach: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "overreach"],
+      "fails-later": [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "fails-later"],
+      slow: [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "slow"],
+      "breaks-echo": [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "breaks-echo"],
     },
     regressionPaths: ["$.tool", "$.answer"],
     rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
@@ -111,7 +123,8 @@ const EXAMPLES: Record<"node" | "python", Example> = {
     env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo", MOSS_SAMPLE_RATE: "1" }),
     model: true,
     warmup: ["set rate USD EUR 0.92", "what is 2 + 3"],
-    steady: ["what is 2 + 3", "what is 7 * 6"],
+    // Arithmetic and the echo tool (anything else): two routes the failures and the recorded successes do not all cover.
+    steady: ["what is 2 + 3", "tell me about your day", "what is 7 * 6"],
     failing: [FAILING_REQUEST.message, "convert 250 USD to EUR", "please convert 42 USD to EUR"],
     fixedAnswer: FIXED_ANSWER,
   },
@@ -174,7 +187,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       signing: { key: keys.key, allowedSigners: keys.allowedSigners },
     },
     replayer: { concurrency: 2 },
-    promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: 3_000, probeIntervalMs: 250 },
+    promoter: { autoApprove: true, maxAttempts: opts.maxAttempts ?? 2, bakeMs: opts.bakeMs ?? (HELD_OUT.includes(patch) ? 10_000 : 3_000), probeIntervalMs: 250 },
     auditor: { port: auditorPort },
     operatorApi: { port: operatorApiPort },
     agents: {
