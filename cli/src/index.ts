@@ -8,4 +8,6 @@ export { startStack, freePort, reachable, SERVICES } from "./stack";
 export type { Stack, StackOptions } from "./stack";
 export { deployAgent, waitHealthy } from "./deploy";
 export { requestRollback } from "./commands/rollback";
+export { describeProgress, followReplay, requestReplay } from "./commands/replay";
+export type { ReplaySet } from "./commands/replay";
 export { renderTimeline } from "./render";

@@ -77,6 +77,22 @@ export function operatorToken(cfg: Readonly<LoadedConfig>): string {
   }
 }
 
+/** GET on the operator API as the operator whose token this is. */
+export function operatorGet(cfg: Readonly<LoadedConfig>, path: string): Promise<Record<string, unknown>> {
+  return callApi("the operator API", `http://${cfg.operatorApi.host}:${cfg.operatorApi.port}${path}`, { headers: { authorization: `Bearer ${operatorToken(cfg)}` } });
+}
+
+/** GET of a text resource on the operator API (a trial's logs). */
+export async function operatorText(cfg: Readonly<LoadedConfig>, path: string): Promise<string> {
+  const url = `http://${cfg.operatorApi.host}:${cfg.operatorApi.port}${path}`;
+  const res = await fetch(url, { headers: { authorization: `Bearer ${operatorToken(cfg)}` } }).catch((err: Error) => {
+    throw new Error(`cannot reach the operator API at ${url}: ${err.message}. Is \`moss up\` running with this config?`);
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error((JSON.parse(text || "{}") as { message?: string }).message ?? `the operator API answered ${res.status}`);
+  return text;
+}
+
 /** POST to the operator API as the operator whose token this is. */
 export function operatorPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
   const headers = { authorization: `Bearer ${operatorToken(cfg)}`, "content-type": "application/json" };

@@ -1,11 +1,13 @@
 // The whole loop as a user runs it (`moss demo`): real nats-server with its generated auth, the service processes, real Docker.
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIXED_ANSWER, requestRollback, runDemo, type DemoResult } from "@moss/cli";
-import { agentIdentity, failureSubject } from "@moss/contracts";
+import { FIXED_ANSWER, requestReplay, requestRollback, runDemo, type DemoResult } from "@moss/cli";
+import { agentIdentity, failureSubject, type TimeTravelRecord } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runMoss, type MossRun } from "../helpers/moss";
 import { connectAs } from "../helpers/nats";
 import { startOtlpReceiver } from "../helpers/otlp";
 
@@ -17,6 +19,10 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
   let res: DemoResult;
   let badSeqLogged = 0;
   let manual: { done: Awaited<ReturnType<typeof requestRollback>>; traffic: { requests: number; failed: string[]; byVersion: Record<string, number> } } | undefined;
+  /** Time travel after the rollback: each replay's final record, and the stages it went through. */
+  const travel: Record<string, { rec?: TimeTravelRecord; stages: string[]; error?: string }> = {};
+  let cli: MossRun | undefined;
+  let humanCommit = "";
 
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
@@ -30,12 +36,33 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
       serviceLog: (s, l) => serviceLines.push(`[${s}] ${l}`),
       // After the promotion, an operator rolls the fix back by hand, under steady chat: `moss rollback` through the
       // operator API, the promoter under the agent's lease, the route back on v1 at the gateway.
-      afterPromotion: async ({ agent, config, steady }) => {
+      afterPromotion: async ({ agent, config, configFile, batchId, steady }) => {
         const traffic = steady();
         await new Promise((r) => setTimeout(r, 500));
         const done = await requestRollback(config, agent, { reason: "e2e: by hand" });
         await new Promise((r) => setTimeout(r, 500));
         manual = { done, traffic: await traffic.stop() };
+
+        // Time travel, with v1 live again: the batch's failures against its own fix, the first one against v1 (the CLI,
+        // as an operator runs it), against a human commit no image exists for yet, and against a name that is nothing.
+        const replay = async (name: string, what: Parameters<typeof requestReplay>[1]) => {
+          const t = (travel[name] = { stages: [] as string[] } as (typeof travel)[string]);
+          try {
+            t.rec = await requestReplay(config, what, { timeoutMs: 180_000, progress: (r) => t.stages.push(r.state) });
+          } catch (err) {
+            t.error = (err as Error).message;
+          }
+        };
+        const { failures } = (await (await fetch(`http://127.0.0.1:${config.auditor.port}/v1/batches/${batchId}`)).json()) as { failures: { id: string }[] };
+        await replay("fix", { allFailuresOf: batchId, version: `moss/${batchId}/1` });
+        cli = await runMoss(["replay", "--failure", failures[0]!.id.slice(0, 12), "--version", "live", "--config", configFile]);
+        const repo = config.agents[agent]!.repo;
+        appendFileSync(join(repo, "README.md"), "\nA note from a human.\n");
+        execFileSync("git", ["-C", repo, "add", "-A"]);
+        execFileSync("git", ["-C", repo, "-c", "user.name=Human", "-c", "user.email=h@example.com", "commit", "-qm", "docs: a human's note"]);
+        humanCommit = execFileSync("git", ["-C", repo, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+        await replay("human", { failure: failures[0]!.id, version: humanCommit });
+        await replay("nothing", { failure: failures[0]!.id, version: "no-such-branch" });
       },
       beforeTraffic: async ({ agent, config }) => {
         // Bad input from a buggy agent, with its own credential: valid JSON, wrong shape.
@@ -70,6 +97,28 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(manual!.done.by).not.toBe("");
     expect(manual!.traffic.failed).toEqual([]);
     expect(manual!.traffic.byVersion[res.v1.commit]).toBeGreaterThan(0);
+  });
+
+  it("time travel: the batch's failures pass against its fix, reproduce against v1 and against a later human commit built for it, and a version that is nothing says so", () => {
+    const fix = travel["fix"]!;
+    expect(fix.error).toBeUndefined();
+    expect(fix.rec).toMatchObject({ state: "done", commit: res.timeline!.attempts[0]!.commit, built: false });
+    expect(fix.rec!.results.map((r) => r.passed)).toEqual([true, true, true]);
+    expect(fix.rec!.results[0]!.calls).toEqual([expect.objectContaining({ outcome: "matched" })]);
+    // The operator's command: the first failure against the live version (v1 again, after the rollback) fails as it did.
+    expect(cli?.code).toBe(1);
+    expect(cli!.stdout).toMatch(/^FAIL {2}failure [0-9a-f]{32} \(\d+ ms\): /m);
+    expect(cli!.stdout).toContain("answered 500");
+    expect(cli!.stdout).toContain("calculator: unsupported token 'usd'");
+    expect(cli!.stdout).toMatch(/ {6}logs/);
+    expect(cli!.stderr).toMatch(/version live = [0-9a-f]{12}: image moss\/e2efix:[0-9a-f]{12} reused \(the engine had it\)/);
+    const human = travel["human"]!;
+    expect(human.rec).toMatchObject({ state: "done", commit: humanCommit, built: true, image: `moss/e2efix:${humanCommit.slice(0, 12)}` });
+    expect(human.stages[0]).toBe("requested");
+    expect(human.stages).toContain("building");
+    expect(human.stages.at(-1)).toBe("done");
+    expect(human.rec!.results).toEqual([expect.objectContaining({ passed: false, status: 500 })]);
+    expect(travel["nothing"]!.rec).toMatchObject({ state: "failed", error: expect.stringContaining('"no-such-branch" names no commit of agent e2efix') });
   });
 
   it("the batch timeline shows failures, the patch, replay results and the promotion", () => {

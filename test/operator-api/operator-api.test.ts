@@ -2,9 +2,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openStores, type Stores } from "@moss/batch";
+import { findFailures, openStores, timeTravelStore, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
-import { Approval, BatchRecord, Messages } from "@moss/contracts";
+import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
 import { addOperator, authenticate, buildApp, readOperators } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -38,8 +38,12 @@ describe("the operator API over a real nats-server", () => {
     tokens["alice"] = addOperator(operatorsFile, "alice");
     tokens["bob"] = addOperator(operatorsFile, "bob");
     const log = { info: (msg: string, fields = {}) => logged.push({ msg, fields }), warn: (msg: string, fields = {}) => logged.push({ msg, fields }), error: (msg: string, fields = {}) => logged.push({ msg, fields }), debug: () => undefined };
-    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, log: log as never });
+    const batchesKv = await bus.kv(Buckets.batches);
+    const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
+    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, log: log as never });
     for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"]] as const) await stores.batches.create(record(id, state));
+    const ev = (n: string) => ({ sha256: n.repeat(64), size: 10 });
+    await stores.batches.create({ ...record("bold", "promoted"), failures: [{ id: "f0a1b2c3d4e5f60718293a4b5c6d7e8f", event: ev("1") }, { id: "f0a1b2c3ffffffffffffffffffffffff", event: ev("2") }] });
   });
   afterAll(async () => {
     await app?.close();
@@ -129,5 +133,32 @@ describe("the operator API over a real nats-server", () => {
     expect(r.json()).toMatchObject({ agent: "shop", to: "1111111", by: "bob", live: "2222222222222222222222222222222222222222" });
     const sent = await storedMessages(bus, Messages.rollback);
     expect(sent).toEqual([expect.objectContaining({ id: r.json().id, agent: "shop", to: "1111111", by: "bob", reason: "pager" })]);
+  });
+
+  it("a replay of stored turns against a version: validated, refused with the reason, else recorded and published with who asked", async () => {
+    const replays = () => storedMessages(bus, Messages.timeTravel);
+    expect((await post("/v1/replays", undefined, { failure: "f0a1b2c3d4e5", version: "live" })).statusCode).toBe(401);
+    const both = await post("/v1/replays", tokens["bob"], { failure: "f0a1b2c3d4e5", regressions: "shop", version: "live" });
+    expect(both.statusCode).toBe(400);
+    expect(both.json().message).toContain("name exactly one of failure, allFailuresOf, regressions");
+    const badVersion = await post("/v1/replays", tokens["bob"], { failure: "f0a1b2c3d4e5", version: "--exec=sh" });
+    expect(badVersion.json().message).toContain("version:");
+    const unknown = await post("/v1/replays", tokens["bob"], { failure: "deadbeefdeadbeef", version: "live" });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toMatchObject({ error: "MOSS_E_NO_STORED_FAILURE", message: expect.stringContaining("moss show BATCH") });
+    const ambiguous = await post("/v1/replays", tokens["bob"], { failure: "f0a1b2c3", version: "live" });
+    expect(ambiguous.json().message).toContain("is the start of 2 failures' ids");
+    expect(await replays()).toEqual([]);
+
+    const ok = await post("/v1/replays", tokens["bob"], { failure: "f0a1b2c3d4e5", version: "moss/bold/1" });
+    expect(ok.statusCode).toBe(202);
+    expect(ok.json()).toMatchObject({ agent: "shop", version: "moss/bold/1", state: "requested", by: "bob", cases: [{ kind: "failure", id: "f0a1b2c3d4e5f60718293a4b5c6d7e8f", batchId: "bold" }] });
+    const all = await post("/v1/replays", tokens["bob"], { allFailuresOf: "bold", version: "live" });
+    expect(all.json().cases).toHaveLength(2);
+    expect((await replays()).map((m) => [m.by, m.cases.length])).toEqual([["bob", 1], ["bob", 2]]);
+    const got = await app.inject({ method: "GET", url: `/v1/replays/${ok.json().id}`, headers: { authorization: `Bearer ${tokens["bob"]}` } });
+    expect(got.json()).toMatchObject({ id: ok.json().id, state: "requested" });
+    const none = await app.inject({ method: "GET", url: `/v1/replays/${ok.json().id}/logs/f0a1b2c3d4e5f60718293a4b5c6d7e8f`, headers: { authorization: `Bearer ${tokens["bob"]}` } });
+    expect(none.json()).toMatchObject({ error: "MOSS_E_NO_SUCH_REPLAY", message: expect.stringContaining("it is requested") });
   });
 });

@@ -11,6 +11,7 @@ import { keys } from "./keys";
 import { operator } from "./operator";
 import { provision } from "./provision";
 import { regressions } from "./regressions";
+import { replayCmd } from "./replay";
 import { reset } from "./reset";
 import { rollback } from "./rollback";
 import { show } from "./show";
@@ -18,4 +19,4 @@ import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

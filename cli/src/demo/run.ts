@@ -52,7 +52,7 @@ export interface DemoOptions {
    * Runs at the end, with the stack still up (tests act on the promoted agent here): `chat` sends one message through
    * the gateway, `steady` starts back-to-back chat and returns its stop.
    */
-  afterPromotion?: (ctx: { agent: string; config: Readonly<LoadedConfig>; v1: string; steady: () => { stop(): Promise<{ requests: number; failed: string[]; byVersion: Record<string, number> }> } }) => Promise<void>;
+  afterPromotion?: (ctx: { agent: string; config: Readonly<LoadedConfig>; configFile: string; batchId: string; v1: string; steady: () => { stop(): Promise<{ requests: number; failed: string[]; byVersion: Record<string, number> }> } }) => Promise<void>;
   /** Runs once v1 is live, before the traffic (tests inject bad input here). */
   beforeTraffic?: (ctx: { natsUrl: string; agent: string; config: Readonly<LoadedConfig> }) => Promise<void>;
 }
@@ -301,7 +301,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const fixed = after.status === 200 && after.body.includes(example.fixedAnswer);
       const ok = outcome === "promoted" && fixed && live?.image !== v1.image && (liveTraffic?.failed.length ?? 0) === 0;
       step("done", ok ? `the fix is live: ${live?.image} answers "${example.fixedAnswer}"` : `no fix went live (outcome ${outcome})`);
-      await opts.afterPromotion?.({ agent, config, v1: v1.commit, steady: () => steadyTraffic(chat, example.steady) });
+      await opts.afterPromotion?.({ agent, config, configFile, batchId, v1: v1.commit, steady: () => steadyTraffic(chat, example.steady) });
       return { ok, agent, batchId, outcome, v1: { image: v1.image, commit: v1.commit }, liveImageAfter: live?.image, before, after, timeline, traceId: timeline.traceId, ...(liveTraffic ? { liveTraffic } : {}) };
     } finally {
       for (const sub of subs) sub.unsubscribe();

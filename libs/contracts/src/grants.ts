@@ -39,14 +39,15 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     buckets: { [Buckets.curator]: "write", [Buckets.batches]: "write", [Buckets.fingerprints]: "read", [Buckets.regressions]: "write" },
   },
   rewriter: {
-    publishes: [Messages.candidateReady, Messages.candidateFailed],
-    consumers: [Consumers.rewriter],
-    buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read" },
+    // `timeTravelDone`: a version it cannot find or build ends a `moss replay` with the reason.
+    publishes: [Messages.candidateReady, Messages.candidateFailed, Messages.timeTravelReady, Messages.timeTravelDone],
+    consumers: [Consumers.rewriter, Consumers.rewriterVersions],
+    buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.timeTravel]: "write" },
   },
   replayer: {
-    publishes: [Messages.replayTrial, Messages.replayCompleted],
-    consumers: [Consumers.replayer, Consumers.replayerTrials],
-    buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write", [Buckets.regressions]: "read" },
+    publishes: [Messages.replayTrial, Messages.replayCompleted, Messages.timeTravelDone],
+    consumers: [Consumers.replayer, Consumers.replayerTrials, Consumers.replayerTimeTravel],
+    buckets: { [Buckets.batches]: "write", [Buckets.replays]: "write", [Buckets.regressions]: "read", [Buckets.timeTravel]: "write" },
   },
   promoter: {
     publishes: [Messages.batchVerdict, Messages.promotion, Messages.batchRetry, Messages.rollbackDone],
@@ -60,10 +61,10 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
-    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback],
+    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel],
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write" },
   },
   gateway: {
     // The agents' public address: it follows the routes and reports what it sees; it decides nothing.
@@ -74,7 +75,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
 });
 
 /** Messages only the operator API may publish: no other identity, admin included, is ever granted them. */
-export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback]);
+export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel]);
 
 /** Replies to an identity's requests come back under its own inbox prefix, which only it may subscribe to. */
 export function inboxPrefix(identity: string): string {

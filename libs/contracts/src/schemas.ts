@@ -570,6 +570,83 @@ export const RollbackDone = z.object({
 });
 export type RollbackDone = z.infer<typeof RollbackDone>;
 
+/**
+ * A version of an agent as an operator names it: a commit (or a prefix of one), a tag or a branch of its repository
+ * (`moss/<batch>/<attempt>` is each attempt's), `live`, or `last-good` (the newest last-known-good version).
+ */
+export const VersionRef = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/@^~-]*$/, "a commit, tag or branch (letters, digits, . _ / @ ^ ~ -), `live` or `last-good`");
+
+/** One stored turn to replay against a version: a failure (judged like a candidate's) or a recorded success (compared with its recording). */
+export const TimeTravelCase = z.object({
+  kind: z.enum(["failure", "regression"]),
+  id: Id,
+  event: BlobRef,
+  /** The batch the failure was batched in. */
+  batchId: Id.optional(),
+});
+export type TimeTravelCase = z.infer<typeof TimeTravelCase>;
+
+/** `moss replay`: stored turns to replay against a version of an agent (operator API only). */
+export const TimeTravelRequest = z.object({
+  id: Id,
+  agent: AgentName,
+  version: VersionRef,
+  cases: z.array(TimeTravelCase).min(1).max(200),
+  by: z.string().min(1).max(200),
+  at: z.string().datetime(),
+});
+export type TimeTravelRequest = z.infer<typeof TimeTravelRequest>;
+
+/** The version found and its image ready (the rewriter: built, or reused from the engine's cache). */
+export const TimeTravelReady = TimeTravelRequest.extend({
+  commit: GitSha,
+  image: z.string(),
+  /** false: the image of that commit was on the engine already. */
+  built: z.boolean(),
+  buildMs: z.number().int().nonnegative(),
+});
+export type TimeTravelReady = z.infer<typeof TimeTravelReady>;
+
+/** What a time-travel replay found: every case's result, or why it could not run. */
+export const TimeTravelDone = z.object({
+  requestId: Id,
+  agent: AgentName,
+  version: VersionRef,
+  commit: GitSha.optional(),
+  image: z.string().optional(),
+  built: z.boolean().optional(),
+  /** Why nothing was replayed (an unknown version, a build that failed), with what to do. */
+  error: z.string().max(4_000).optional(),
+  results: z.array(ReplayResult).default([]),
+  regressions: z.array(RegressionResult).default([]),
+  at: z.string().datetime(),
+});
+export type TimeTravelDone = z.infer<typeof TimeTravelDone>;
+
+/** A time-travel replay as the operator API shows it (`moss_time_travel`, key: the request id), written by each stage. */
+export const TimeTravelRecord = z.object({
+  id: Id,
+  agent: AgentName,
+  version: VersionRef,
+  by: z.string(),
+  at: z.string().datetime(),
+  state: z.enum(["requested", "building", "replaying", "done", "failed"]),
+  cases: z.array(TimeTravelCase),
+  commit: GitSha.optional(),
+  image: z.string().optional(),
+  built: z.boolean().optional(),
+  buildMs: z.number().int().nonnegative().optional(),
+  error: z.string().optional(),
+  results: z.array(ReplayResult).default([]),
+  regressions: z.array(RegressionResult).default([]),
+  updatedAt: z.string().datetime(),
+});
+export type TimeTravelRecord = z.infer<typeof TimeTravelRecord>;
+
 export const PromotionOutcome = z.object({
   batchId: Id,
   agent: AgentName,

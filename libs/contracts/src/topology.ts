@@ -16,6 +16,9 @@ import {
   RollbackDone,
   RollbackRequest,
   SuccessEvent,
+  TimeTravelDone,
+  TimeTravelReady,
+  TimeTravelRequest,
 } from "./schemas";
 
 /**
@@ -104,6 +107,12 @@ export const Messages = {
   rollback: def("rollback.v1", "moss.rollback.request.v1", Streams.PIPELINE, RollbackRequest, (m) => `rollback-${m.id}`),
   /** What the promoter did with it. */
   rollbackDone: def("rollback.done.v1", "moss.rollback.done.v1", Streams.PIPELINE, RollbackDone, (m) => `rollback-done-${m.requestId}`),
+  /** `moss replay`: stored turns against a version (operator API only); the rewriter finds the version and its image. */
+  timeTravel: def("time-travel.request.v1", "moss.replay.request.v1", Streams.PIPELINE, TimeTravelRequest, (m) => `time-travel-${m.id}`),
+  /** The version's image is on the engine: the replayer replays the cases against it. */
+  timeTravelReady: def("time-travel.ready.v1", "moss.replay.version.v1", Streams.PIPELINE, TimeTravelReady, (m) => `time-travel-ready-${m.id}`),
+  /** What the replays found, or why none ran. */
+  timeTravelDone: def("time-travel.done.v1", "moss.replay.done.v1", Streams.PIPELINE, TimeTravelDone, (m) => `time-travel-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
   regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression, (m) => `regression-${m.failureId}`),
   /** An operator reset a fingerprint's circuit breaker (`moss reset`); one record per reset, a retried publish is dropped. */
@@ -164,6 +173,10 @@ export const Consumers = {
   curatorSuccesses: consumer("curator-successes", Streams.SUCCESSES, [Messages.success]),
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
+  /** `moss replay`: the rewriter finds the version and makes sure its image is there (a build may take minutes). */
+  rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel], 60_000, 3),
+  /** `moss replay`: the replayer replays the cases against the version's image. */
+  replayerTimeTravel: consumer("replayer-time-travel", Streams.PIPELINE, [Messages.timeTravelReady], 60_000, 3),
   /** Shared by every replayer replica: each takes as many trials as it runs at once. */
   replayerTrials: consumer("replayer-trials", Streams.TRIALS, [Messages.replayTrial]),
   // A promoter that died mid-bake: its message comes back in seconds, to a replica that takes over once its lease ran out.
@@ -208,6 +221,8 @@ export const Buckets = {
   gatewayStats: "moss_gateway_stats",
   /** `promoter.<agent>` → Lease: the one promoter acting on an agent (CAS only). */
   leases: "moss_leases",
+  /** request id → TimeTravelRecord: a `moss replay` as each stage leaves it (CAS only). */
+  timeTravel: "moss_time_travel",
 } as const;
 
 /** Headers Moss sets on messages. */

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { breakerKey, canMove, parseBreakerKey, resetBreaker, type RegressionStore, type Stores } from "@moss/batch";
-import { Messages, type Publish } from "@moss/contracts";
+import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type RegressionStore, type Stores, type TimeTravelStore } from "@moss/batch";
+import { AgentName, Id, Messages, VersionRef, type Publish, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
@@ -14,8 +14,14 @@ export interface OperatorApiDeps {
   publish: Publish;
   /** The operators file, read at every request: a token added or revoked counts at once. */
   operatorsFile: string;
-  /** The agents' regression sets, whose cases an operator pins and drops. */
-  regressions?: Pick<RegressionStore, "pin" | "drop">;
+  /** The agents' regression sets, whose cases an operator pins and drops (and replays against any version). */
+  regressions?: Pick<RegressionStore, "pin" | "drop"> & Partial<Pick<RegressionStore, "get">>;
+  /** Time travel: the requests' records, the stored failures by id (or prefix), and the blobs their logs are in. */
+  timeTravel?: {
+    travels: TimeTravelStore;
+    findFailures(idOrPrefix: string): Promise<Array<TimeTravelCase & { agent: string }>>;
+    blob: { get(sha256: string): Promise<Buffer> };
+  };
   /** Where refusals and decisions are said (who, what, from where). */
   log?: Logger;
 }
@@ -23,6 +29,20 @@ export interface OperatorApiDeps {
 const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
 const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
 const Pin = z.object({ unpin: z.boolean().optional() }).strict();
+/** Most stored turns one `moss replay` replays (its record must fit one KV entry). */
+export const MAX_TIME_TRAVEL_CASES = 50;
+const Replay = z
+  .object({
+    version: VersionRef,
+    /** A failure's id, or a prefix of one (8+ characters) that names one failure. */
+    failure: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, `a failure id, or a prefix of one (${MIN_FAILURE_PREFIX}+ characters)`).optional(),
+    /** Every stored failure of this batch. */
+    allFailuresOf: Id.optional(),
+    /** Every recorded success of this agent's regression set. */
+    regressions: AgentName.optional(),
+  })
+  .strict()
+  .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
 const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
 /**
@@ -117,6 +137,52 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     await deps.publish(Messages.rollback, { id, agent, ...(b.value.to ? { to: b.value.to } : {}), by: who(req), reason: b.value.reason ?? "", at });
     deps.log?.info("rollback requested", { agent, to: b.value.to, by: who(req), from: req.ip });
     return reply.code(202).send({ id, agent, to: b.value.to ?? null, by: who(req), live: dep.version, at });
+  });
+  // Time travel: stored turns against any version. The rewriter finds the version and its image, the replayer replays.
+  app.post("/v1/replays", async (req, reply) => {
+    const b = body(Replay, req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `replay: ${b.message}`);
+    const tt = deps.timeTravel;
+    if (!tt) return replyError(reply, Codes.INTERNAL, "this operator API has no time-travel store");
+    const { version } = b.value;
+    let agent: string;
+    let cases: TimeTravelCase[];
+    if (b.value.failure !== undefined) {
+      const found = await tt.findFailures(b.value.failure);
+      if (found.length === 0) return replyError(reply, Codes.NO_STORED_FAILURE, `no stored failure ${b.value.failure}: only failures kept as a batch's evidence are stored (\`moss show BATCH\` lists them)`);
+      if (found.length > 1) return replyError(reply, Codes.BAD_REQUEST, `${b.value.failure} is the start of ${found.length} failures' ids (${found.slice(0, 5).map((f) => f.id).join(", ")}${found.length > 5 ? ", …" : ""}): give more of it`);
+      agent = found[0]!.agent;
+      cases = [{ kind: "failure", id: found[0]!.id, event: found[0]!.event, ...(found[0]!.batchId ? { batchId: found[0]!.batchId } : {}) }];
+    } else if (b.value.allFailuresOf !== undefined) {
+      const rec = await deps.stores.batches.get(b.value.allFailuresOf);
+      if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${b.value.allFailuresOf}; list them with \`moss batches\``);
+      agent = rec.agent;
+      cases = rec.failures.map((f) => ({ kind: "failure", id: f.id, event: f.event, batchId: rec.batchId }));
+    } else {
+      agent = b.value.regressions!;
+      const set = await deps.regressions?.get?.(agent);
+      if (!set?.cases.length) return replyError(reply, Codes.BAD_REQUEST, `agent ${agent} has no recorded successes to replay (\`moss regressions ${agent}\`): its SDK records them with a sampleRate`);
+      cases = set.cases.map((c) => ({ kind: "regression", id: c.id, event: c.event }));
+    }
+    if (cases.length > MAX_TIME_TRAVEL_CASES) return replyError(reply, Codes.BAD_REQUEST, `that is ${cases.length} stored turns; one replay takes at most ${MAX_TIME_TRAVEL_CASES}: replay them by failure`);
+    const id = randomUUID().replaceAll("-", "");
+    const at = new Date().toISOString();
+    await tt.travels.create({ id, agent, version, by: who(req), at, state: "requested", cases, results: [], regressions: [], updatedAt: at });
+    await deps.publish(Messages.timeTravel, { id, agent, version, cases, by: who(req), at });
+    deps.log?.info("replay requested", { travel: id, agent, version, cases: cases.length, by: who(req), from: req.ip });
+    return reply.code(202).send(await tt.travels.get(id));
+  });
+  app.get<{ Params: { id: string } }>("/v1/replays/:id", async (req, reply) => {
+    const rec = await deps.timeTravel?.travels.get(req.params.id);
+    if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no replay ${req.params.id}`);
+    return rec;
+  });
+  // A case's trial logs (the agent's stdout and stderr, and the driver's lines), as text.
+  app.get<{ Params: { id: string; caseId: string } }>("/v1/replays/:id/logs/:caseId", async (req, reply) => {
+    const rec = await deps.timeTravel?.travels.get(req.params.id);
+    const r = rec && [...rec.results, ...rec.regressions].find((x) => x.failureId === req.params.caseId);
+    if (!r?.logs) return replyError(reply, Codes.NO_SUCH_REPLAY, `replay ${req.params.id} has no logs for ${req.params.caseId}${rec ? ` (it is ${rec.state})` : ""}`);
+    return reply.type("text/plain; charset=utf-8").send(await deps.timeTravel!.blob.get(r.logs.sha256));
   });
   // Pin (never evicted, replayed by every candidate), unpin, or drop a recorded success of an agent's regression set.
   for (const action of ["pin", "drop"] as const) {

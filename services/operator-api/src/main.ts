@@ -1,5 +1,5 @@
 // Operator API: approve, reject, reset, regression pins; the only identity on the bus that may publish consent. Wiring only.
-import { openStores, regressionStore } from "@moss/batch";
+import { findFailures, openStores, regressionStore, timeTravelStore } from "@moss/batch";
 import { Buckets } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { buildApp } from "./http";
@@ -8,14 +8,14 @@ import { readOperators } from "./operators";
 await runService({
   name: "operator-api",
   env: process.env,
-  async start({ config, log, bus }) {
+  async start({ config, log, bus, blob }) {
     const operatorsFile = config.paths.operators;
     const n = readOperators(operatorsFile).operators.length;
     if (n === 0) log.warn("no operators yet: nobody can approve, reject or reset until `moss operator add NAME`", { operatorsFile });
     const stores = await openStores(bus);
     return {
       consumers: [],
-      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
+      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
     };
   },
 });

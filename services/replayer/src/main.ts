@@ -1,11 +1,12 @@
 // Replayer: candidate → every failure of its batch replayed in an ephemeral, isolated container. Wiring only.
-import { batchStore, regressionStore } from "@moss/batch";
+import { batchStore, regressionStore, timeTravelStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import { replay, replayTrial, type ReplayerDeps } from "./handlers/replay";
+import { onTimeTravelReady } from "./handlers/time-travel";
 
 /** Longer than the longest trial (failure timeout max 10 min x 1.5, plus start allowance). */
 const STALE_TRIAL_MS = 20 * 60_000;
@@ -38,8 +39,11 @@ await runService({
     // that joins takes the next trial as soon as it is free.
     const concurrency = config.replayer.concurrency;
     const trials = await bus.consume(Consumers.replayerTrials, [route(Messages.replayTrial, (m, ctx) => replayTrial(m, deps, ctx))], { concurrency, prefetch: concurrency });
+    // `moss replay`: stored turns against any version, one request at a time per replica, its trials `concurrency` at once.
+    const travelDeps = { ...deps, travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), concurrency };
+    const travels = await bus.consume(Consumers.replayerTimeTravel, [route(Messages.timeTravelReady, (m, ctx) => onTimeTravelReady(m, travelDeps, ctx))]);
     // Trial sidecars made ahead, so the first trial does not pay for its own; removed when this replica stops.
     void runtime.warmTrials();
-    return { consumers: [candidates, trials], onStop: () => runtime.close() };
+    return { consumers: [candidates, trials, travels], onStop: () => runtime.close() };
   },
 });

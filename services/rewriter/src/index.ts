@@ -1,6 +1,8 @@
 // The rewriter's public face: the attempt handler, its stages and guardrails, and the coding-agent adapters.
 export { attemptStage, rewrite } from "./handlers/rewrite";
 export type { BuildPort, RewriteAgent, RewriterDeps } from "./handlers/rewrite";
+export { onTimeTravel, resolveVersion, UnknownVersionError } from "./handlers/versions";
+export type { VersionDeps } from "./handlers/versions";
 export type { Evidence } from "./evidence";
 export { runStages } from "./pipeline";
 export type { AttemptContext, PipelineDeps, PipelineResult } from "./pipeline";

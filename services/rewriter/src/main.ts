@@ -1,5 +1,5 @@
 // Rewriter: batch → staged coding agent → guardrails → signed commit → candidate image. Wiring only.
-import { batchStore, candidateStore } from "@moss/batch";
+import { batchStore, candidateStore, deploymentStore, timeTravelStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
@@ -7,6 +7,7 @@ import { runService } from "@moss/lifecycle";
 import { createDockerClient, createRuntime, RUNTIME_DEFAULTS } from "@moss/runtime";
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
+import { onTimeTravel } from "./handlers/versions";
 import { AdapterConfigError } from "./errors";
 import { exposedByMounts, readableByOthers, sandboxed } from "./sandbox";
 
@@ -55,6 +56,16 @@ await runService({
     } else log.warn("rewriter.sandbox.kind is none: the coding agent runs as the rewriter's user and can read the signing key, the NATS credentials and every repository");
     const handle = (m: Parameters<typeof rewrite>[0]) => rewrite(m, deps);
     const consumer = await bus.consume(Consumers.rewriter, [route(Messages.batchReady, handle), route(Messages.batchRetry, handle)]);
-    return { consumers: [consumer] };
+    // `moss replay` of a version: found and built on a consumer of its own, so it never waits behind a coding agent.
+    const versionDeps = {
+      agent: (name: string) => ({ repo: knownAgent(config, name).entry.repo }),
+      runtime: createRuntime({ buildTimeoutMs: r.buildTimeoutMs }),
+      deployments: deploymentStore(await bus.kv(Buckets.deployments)),
+      travels: timeTravelStore(await bus.kv(Buckets.timeTravel)),
+      publish: bus.publish,
+      log,
+    };
+    const versions = await bus.consume(Consumers.rewriterVersions, [route(Messages.timeTravel, (m, ctx) => onTimeTravel(m, versionDeps, ctx))]);
+    return { consumers: [consumer, versions] };
   },
 });

@@ -1,5 +1,5 @@
 /** The replayer's message handler: every failure of a candidate's batch, replayed in its own ephemeral trial. */
-import { chooseCases, type BatchStore, type RegressionStore } from "@moss/batch";
+import { caseOf, chooseCases, type BatchStore, type RegressionStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import { isCredentialVariable, isLoaderVariable, type AgentConfig } from "@moss/config";
 import { onLiveNetwork } from "@moss/lifecycle";
@@ -86,7 +86,7 @@ export async function replayTrial(m: ReplayTrial, deps: ReplayerDeps, ctx?: Pick
     try {
       const ref = msg.failures.find((f) => f.id === m.failureId);
       if (!ref) throw new UnreplayableError(`failure ${m.failureId} is not one of batch ${m.batchId}'s`);
-      result = await replayOne(ref.event, msg, deps.agent(msg.agent), deps);
+      result = await replayOne(ref.event, candidateTarget(msg), deps.agent(msg.agent), deps);
     } catch (err) {
       // A failure that cannot be replayed (its evidence is bad, the image is gone) is an `error` verdict with the
       // reason; it never holds up the batch. An error retrying can fix (the engine or the blob store away) retries
@@ -112,7 +112,7 @@ async function regressionTrial(m: ReplayTrial, msg: CandidateReady, deps: Replay
   if (!result) {
     try {
       if (!c) throw new UnreplayableError(`recorded success ${m.failureId} is not one this candidate was to be replayed on`);
-      result = await replayCase(c, msg, deps.agent(msg.agent), deps);
+      result = await replayCase(c, candidateTarget(msg), deps.agent(msg.agent), deps);
     } catch (err) {
       if (!isTerminal(err) && !lastDelivery) throw err;
       deps.log.warn("a recorded success could not be replayed", { batch: m.batchId, case: m.failureId, err: (err as Error).message });
@@ -207,21 +207,27 @@ export function replayEnv(agent: ReplayAgent, name: string, recorded: Record<str
   return { ...env, AGENT_NAME: name, MOSS_AGENT_VERSION: version };
 }
 
-async function replayOne(eventRef: BlobRef, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<ReplayResult> {
+/** The version a trial runs: the agent, its image and commit, and the labels its pod carries (the batch, or the request). */
+export type Target = Pick<CandidateReady, "agent" | "image" | "commit"> & { labels: Record<string, string> };
+
+/** A candidate as a trial's target. */
+const candidateTarget = (msg: CandidateReady): Target => ({ agent: msg.agent, image: msg.image, commit: msg.commit, labels: { "moss.batch": msg.batchId } });
+
+export async function replayOne(eventRef: BlobRef, msg: Target, agent: ReplayAgent, deps: Pick<ReplayerDeps, "blob" | "runtime" | "grade">): Promise<ReplayResult> {
   const ev = await loadEvent(eventRef, FailureEvent, "failure.v1", deps.blob);
   const { trial, timeoutMs, logs } = await runTurn(ev, msg, agent, deps);
   return resultOf(ev, await judge(ev, trial, timeoutMs, resolveExpectation(agent.replay.expect, ev), deps.grade), trial, logs);
 }
 
 /** A recorded success of the agent's regression set, replayed against the candidate and compared with its recording. */
-async function replayCase(c: RegressionCase, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<RegressionResult> {
+export async function replayCase(c: RegressionCase | { id: string; event: BlobRef; route?: string; input?: string }, msg: Target, agent: ReplayAgent, deps: Pick<ReplayerDeps, "blob" | "runtime">): Promise<RegressionResult> {
   const ev = await loadEvent(c.event, SuccessEvent, "success.v1", deps.blob);
   const { trial, timeoutMs, logs } = await runTurn(ev, msg, agent, deps);
   const cmp = compareOutcome(ev.response, trial, timeoutMs, agent.regressions?.paths ?? [], Boolean(ev.invocation));
   return {
     ...resultOf(ev, cmp, trial, logs),
-    route: c.route,
-    input: c.input,
+    route: c.route ?? caseOf(ev, c.event).route,
+    input: c.input ?? caseOf(ev, c.event).input,
     recorded: { status: ev.response.status, ...(ev.response.body !== undefined ? { body: ev.response.body.slice(0, 4_000) } : {}) },
     changes: cmp.changes,
   };
@@ -263,7 +269,7 @@ async function loadEvent<S extends typeof FailureEvent | typeof SuccessEvent>(re
 }
 
 /** One turn replayed in its own pod: its request, its before-turn state, its cassette, its clock and seed. */
-async function runTurn(ev: TurnEvent, msg: CandidateReady, agent: ReplayAgent, deps: ReplayerDeps): Promise<{ trial: TrialResult; timeoutMs: number; logs: BlobRef }> {
+async function runTurn(ev: TurnEvent, msg: Target, agent: ReplayAgent, deps: Pick<ReplayerDeps, "blob" | "runtime">): Promise<{ trial: TrialResult; timeoutMs: number; logs: BlobRef }> {
   let snapshot: { path: string; tar: Buffer } | undefined;
   if (ev.snapshot) {
     // Restored into the directory the agent's config names; where the event says it came from is not a choice.
@@ -285,7 +291,7 @@ async function runTurn(ev: TurnEvent, msg: CandidateReady, agent: ReplayAgent, d
     network: agent.replay.network,
     ...(cassette ? { cassette: { calls: cassette.calls } } : {}),
     ...(agent.replay.forward.length ? { forward: agent.replay.forward } : {}),
-    labels: { "moss.batch": msg.batchId, "moss.failure": ev.id },
+    labels: { ...msg.labels, "moss.failure": ev.id },
   };
   // The trials of a batch come one after another to a replica: a pod for the next one is made while this one runs.
   void deps.runtime.warmTrials?.(spec).catch(() => undefined);
