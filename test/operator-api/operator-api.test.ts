@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { findFailures, openStores, timeTravelStore, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
-import { addOperator, authenticate, buildApp, readOperators } from "@moss/operator-api";
+import { addOperator, authenticate, buildApp, readOperators, routesOf } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, storedMessages, type NatsServer } from "../helpers/nats";
@@ -37,6 +37,7 @@ describe("the operator API over a real nats-server", () => {
     operatorsFile = join(dir, "operators.json");
     tokens["alice"] = addOperator(operatorsFile, "alice");
     tokens["bob"] = addOperator(operatorsFile, "bob");
+    tokens["rita"] = addOperator(operatorsFile, "rita", "read");
     const log = { info: (msg: string, fields = {}) => logged.push({ msg, fields }), warn: (msg: string, fields = {}) => logged.push({ msg, fields }), error: (msg: string, fields = {}) => logged.push({ msg, fields }), debug: () => undefined };
     const batchesKv = await bus.kv(Buckets.batches);
     const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
@@ -54,10 +55,10 @@ describe("the operator API over a real nats-server", () => {
 
   it("keeps only token hashes, and authenticates a token to its operator's name", () => {
     const ops = readOperators(operatorsFile);
-    expect(ops.operators.map((o) => o.name)).toEqual(["alice", "bob"]);
+    expect(ops.operators.map((o) => [o.name, o.role])).toEqual([["alice", "operate"], ["bob", "operate"], ["rita", "read"]]);
     expect(JSON.stringify(ops)).not.toContain(tokens["alice"]);
-    expect(authenticate(ops, tokens["alice"])).toBe("alice");
-    expect(authenticate(ops, tokens["bob"])).toBe("bob");
+    expect(authenticate(ops, tokens["alice"])).toEqual({ name: "alice", role: "operate" });
+    expect(authenticate(ops, tokens["bob"])).toEqual({ name: "bob", role: "operate" });
     expect(authenticate(ops, "nope")).toBeUndefined();
     expect(authenticate(ops, undefined)).toBeUndefined();
   });
@@ -160,5 +161,24 @@ describe("the operator API over a real nats-server", () => {
     expect(got.json()).toMatchObject({ id: ok.json().id, state: "requested" });
     const none = await app.inject({ method: "GET", url: `/v1/replays/${ok.json().id}/logs/f0a1b2c3d4e5f60718293a4b5c6d7e8f`, headers: { authorization: `Bearer ${tokens["bob"]}` } });
     expect(none.json()).toMatchObject({ error: "MOSS_E_NO_SUCH_REPLAY", message: expect.stringContaining("it is requested") });
+  });
+
+  it("every mutation: 401 without a token, 403 with a read token (nothing published, nothing changed); a read token reads", async () => {
+    const mutations = routesOf(app).filter((r) => r.method !== "GET" && r.method !== "HEAD");
+    expect(mutations.length).toBeGreaterThanOrEqual(7);
+    const before = (await storedMessages(bus, Messages.approval)).length;
+    for (const r of mutations) {
+      const url = r.url.replace(":id", "bwait").replace(":agent", "shop").replace(":caseId", "x");
+      const none = await app.inject({ method: r.method as "POST", url, payload: {} });
+      expect(none.statusCode, `${r.method} ${r.url} without a token`).toBe(401);
+      const read = await app.inject({ method: r.method as "POST", url, payload: {}, headers: { authorization: `Bearer ${tokens["rita"]}` } });
+      expect(read.statusCode, `${r.method} ${r.url} with a read token`).toBe(403);
+      expect(read.json()).toMatchObject({ error: "MOSS_E_READ_ONLY_TOKEN", message: expect.stringContaining("rita's token may only read") });
+    }
+    expect(await storedMessages(bus, Messages.approval)).toHaveLength(before);
+    expect((await stores.batches.get("bwait"))?.state).toBe("awaiting-approval");
+    const me = await app.inject({ method: "GET", url: "/v1/whoami", headers: { authorization: `Bearer ${tokens["rita"]}` } });
+    expect(me.json()).toEqual({ operator: "rita", role: "read" });
+    expect((await app.inject({ method: "GET", url: "/v1/whoami" })).statusCode).toBe(401);
   });
 });

@@ -114,6 +114,7 @@ export const Codes = {
 
   // @moss/operator-api
   NOT_AN_OPERATOR: code("MOSS_E_NOT_AN_OPERATOR", "@moss/operator-api", 401, false, "The operator API was called without a token of a known operator. Send `Authorization: Bearer <token>` (`moss operator add NAME` makes one; the CLI reads MOSS_OPERATOR_TOKEN or the token `moss up` left)."),
+  READ_ONLY_TOKEN: code("MOSS_E_READ_ONLY_TOKEN", "@moss/operator-api", 403, false, "The operator API was asked to change something with a token whose role is `read`: nothing was changed. An operator with the `operate` role can (`moss operator add NAME`)."),
   OPERATORS_FILE: code("MOSS_E_OPERATORS_FILE", "@moss/operator-api", 500, false, "operatorApi.operatorsFile cannot be read or is not `{ operators: [{ name, tokenSha256 }] }`; the message says where. `moss operator add NAME` writes a good one."),
   NOT_AWAITING_APPROVAL: code("MOSS_E_NOT_AWAITING_APPROVAL", "@moss/operator-api", 409, false, "Only a batch whose candidate passed replay (awaiting-approval) can be approved; the message says which state it is in."),
   NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/operator-api", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),

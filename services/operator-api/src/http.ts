@@ -45,12 +45,24 @@ const Replay = z
   .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
 const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
+const registered = new WeakMap<FastifyInstance, ReadonlyArray<{ method: string; url: string }>>();
+/** The routes an app of `buildApp` serves. */
+export function routesOf(app: FastifyInstance): ReadonlyArray<{ method: string; url: string }> {
+  return registered.get(app) ?? [];
+}
+
 /**
  * The operator API: the one way to approve, reject or reset. Every request carries an operator's bearer token; the
  * name it authenticates is what the decision records. Built without listening; tests use `app.inject()`.
  */
 export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  // Every route, as registered: what `routesOf` answers (tests hold every mutation to its token's role).
+  const routes: Array<{ method: string; url: string }> = [];
+  app.addHook("onRoute", (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url });
+  });
+  registered.set(app, routes);
   const operatorOf = (req: FastifyRequest) => {
     const h = req.headers.authorization;
     return authenticate(readOperators(deps.operatorsFile), h?.startsWith("Bearer ") ? h.slice(7).trim() : undefined);
@@ -66,11 +78,15 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   app.addHook("onRequest", async (req, reply) => {
     if (req.url === "/health") return;
     const who = operatorOf(req);
+    if (who && who.role !== "operate" && req.method !== "GET" && req.method !== "HEAD") {
+      deps.log?.warn("operator API request refused: a read-only token", { method: req.method, url: req.url, from: req.ip, operator: who.name });
+      return replyError(reply, Codes.READ_ONLY_TOKEN, `${req.method} ${req.url} changes something, and ${who.name}'s token may only read; an operator with the operate role can (\`moss operator add NAME\` makes one)`);
+    }
     if (!who) {
       deps.log?.warn("operator API request refused: no operator's token", { method: req.method, url: req.url, from: req.ip, token: req.headers.authorization ? "unknown" : "none" });
       return replyError(reply, Codes.NOT_AN_OPERATOR, `${req.method} ${req.url} needs an operator's token (Authorization: Bearer <token>), and this request has ${req.headers.authorization ? "a token no operator has" : "none"}; \`moss operator add NAME\` makes one`);
     }
-    (req as FastifyRequest & { operator: string }).operator = who;
+    (req as FastifyRequest & { operator: string }).operator = who.name;
   });
   const who = (req: FastifyRequest) => (req as FastifyRequest & { operator: string }).operator;
   const body = <S extends z.ZodType>(schema: S, req: FastifyRequest) => {
@@ -79,7 +95,7 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   };
 
   app.get("/health", async () => ({ ok: true }));
-  app.get("/v1/whoami", async (req) => ({ operator: who(req) }));
+  app.get("/v1/whoami", async (req) => ({ operator: who(req), role: operatorOf(req)?.role }));
 
   for (const decision of ["approve", "reject"] as const) {
     app.post<{ Params: { id: string } }>(`/v1/batches/:id/${decision}`, async (req, reply) => {

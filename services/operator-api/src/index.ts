@@ -1,4 +1,4 @@
 // The operator API's public face: its routes and the operators it authenticates.
-export { buildApp } from "./http";
+export { buildApp, MAX_TIME_TRAVEL_CASES, routesOf } from "./http";
 export type { OperatorApiDeps } from "./http";
-export { addOperator, authenticate, ensureOperator, OperatorsFileError, readOperators } from "./operators";
+export { addOperator, authenticate, ensureOperator, OperatorRole, OperatorsFileError, readOperators } from "./operators";
