@@ -10,4 +10,6 @@ export { deployAgent, waitHealthy } from "./deploy";
 export { requestRollback } from "./commands/rollback";
 export { describeProgress, followReplay, requestReplay } from "./commands/replay";
 export type { ReplaySet } from "./commands/replay";
+export { describeBisect, requestBisect } from "./commands/bisect";
+export type { BisectAsk } from "./commands/bisect";
 export { renderTimeline } from "./render";

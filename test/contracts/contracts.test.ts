@@ -70,6 +70,7 @@ const concrete: Record<MessageName, string> = {
   timeTravel: Messages.timeTravel.subject,
   timeTravelReady: Messages.timeTravelReady.subject,
   timeTravelDone: Messages.timeTravelDone.subject,
+  bisect: Messages.bisect.subject,
   deadLetter: deadLetterSubject(Streams.PIPELINE, "replayer"),
 };
 
@@ -254,6 +255,7 @@ const samples: Record<string, unknown> = {
   "rollback.done.v1": { requestId: "rb-1", agent: "shop", outcome: "rolled-back", from: { version: "0123abcd", image: "i2" }, to: { version: "89abcdef", image: "i1" }, by: "ana", reason: "rolled back by ana: pager" },
   "time-travel.request.v1": { id: "tt-1", agent: "shop", version: "moss/b1/2", cases: [{ kind: "failure", id: "f1", event: { sha256: "a".repeat(64), size: 10 }, batchId: "b1" }], by: "ana", at: "2025-06-01T12:00:00.000Z" },
   "time-travel.ready.v1": { id: "tt-1", agent: "shop", version: "live", cases: [{ kind: "regression", id: "s1", event: { sha256: "a".repeat(64), size: 10 } }], by: "ana", at: "2025-06-01T12:00:00.000Z", commit: "0123abcd", image: "moss/shop:0123abcd", built: true, buildMs: 4200 },
+  "bisect.request.v1": { id: "bi-1", agent: "shop", failure: { kind: "failure", id: "f1", event: { sha256: "a".repeat(64), size: 10 }, batchId: "b1" }, good: "v1.0", bad: "live", fixed: true, by: "ana", at: "2025-06-01T12:00:00.000Z" },
   "time-travel.done.v1": { requestId: "tt-1", agent: "shop", version: "live", commit: "0123abcd", image: "moss/shop:0123abcd", built: false, results: [{ failureId: "f1", passed: false, verdict: "fail", reason: "answered 500", durationMs: 40, timedOut: false }], regressions: [], at: "2025-06-01T12:00:01.000Z" },
   "dlq.v1": { subject: "moss.batch.ready.v1", stream: "MOSS_PIPELINE", consumer: "rewriter", streamSeq: 3, reason: "bad", code: "MOSS_E_X", payloadBase64: "e30=", at: "2025-06-01T12:00:00Z" },
 };

@@ -3,8 +3,8 @@ import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIXED_ANSWER, requestReplay, requestRollback, runDemo, type DemoResult } from "@moss/cli";
-import { agentIdentity, failureSubject, type TimeTravelRecord } from "@moss/contracts";
+import { FIXED_ANSWER, requestBisect, requestReplay, requestRollback, runDemo, type DemoResult } from "@moss/cli";
+import { agentIdentity, failureSubject, type BisectRecord, type TimeTravelRecord } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMoss, type MossRun } from "../helpers/moss";
@@ -23,6 +23,8 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
   const travel: Record<string, { rec?: TimeTravelRecord; stages: string[]; error?: string }> = {};
   let cli: MossRun | undefined;
   let humanCommit = "";
+  /** Bisect of a line of 8 human commits, the fix brought in by the 5th: where the failure stops happening. */
+  const bisect: { lines: string[]; rec?: BisectRecord; error?: string; line: string[] } = { lines: [], line: [] };
 
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
@@ -63,6 +65,20 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
         humanCommit = execFileSync("git", ["-C", repo, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
         await replay("human", { failure: failures[0]!.id, version: humanCommit });
         await replay("nothing", { failure: failures[0]!.id, version: "no-such-branch" });
+
+        const git = (...a: string[]) => execFileSync("git", ["-C", repo, "-c", "user.name=Human", "-c", "user.email=h@example.com", ...a], { encoding: "utf8" }).trim();
+        for (let i = 1; i <= 8; i++) {
+          if (i === 5) git("checkout", `moss/${batchId}/1`, "--", "src/router.ts");
+          else appendFileSync(join(repo, "README.md"), `line ${i}\n`);
+          git("add", "-A");
+          git("commit", "-qm", i === 5 ? "routing: currency before calculator" : `docs: line ${i}`);
+          bisect.line.push(git("rev-parse", "HEAD"));
+        }
+        try {
+          bisect.rec = await requestBisect(config, { failure: failures[0]!.id.slice(0, 16), good: humanCommit, bad: "HEAD", fixed: true }, { timeoutMs: 240_000, progress: (l) => bisect.lines.push(l) });
+        } catch (err) {
+          bisect.error = (err as Error).message;
+        }
       },
       beforeTraffic: async ({ agent, config }) => {
         // Bad input from a buggy agent, with its own credential: valid JSON, wrong shape.
@@ -114,11 +130,26 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(cli!.stderr).toMatch(/version live = [0-9a-f]{12}: image moss\/e2efix:[0-9a-f]{12} reused \(the engine had it\)/);
     const human = travel["human"]!;
     expect(human.rec).toMatchObject({ state: "done", commit: humanCommit, built: true, image: `moss/e2efix:${humanCommit.slice(0, 12)}` });
+    // Each stage was seen as it came (building may pass between two looks: the engine's layer cache makes it quick).
     expect(human.stages[0]).toBe("requested");
-    expect(human.stages).toContain("building");
+    expect(human.stages).toContain("replaying");
     expect(human.stages.at(-1)).toBe("done");
+    expect(human.rec!.buildMs).toBeGreaterThan(0);
     expect(human.rec!.results).toEqual([expect.objectContaining({ passed: false, status: 500 })]);
     expect(travel["nothing"]!.rec).toMatchObject({ state: "failed", error: expect.stringContaining('"no-such-branch" names no commit of agent e2efix') });
+  });
+
+  it("bisect: of 8 versions after a failing one, finds the one whose change stops the failure, in 3 replays, printing each step", () => {
+    expect(bisect.error).toBeUndefined();
+    const rec = bisect.rec!;
+    expect(rec).toMatchObject({ state: "done", goodCommit: humanCommit, badCommit: bisect.line[7], commits: bisect.line, first: { commit: bisect.line[4], subject: "routing: currency before calculator", author: "Human <h@example.com>" } });
+    expect(rec.steps.length).toBeLessThanOrEqual(3);
+    // Each step replayed the failure at a version it built: before the fix the failure happens, from it on it does not.
+    for (const st of rec.steps) expect(st.failed).toBe(bisect.line.indexOf(st.commit) < 4);
+    expect(rec.steps.every((st) => st.built === true)).toBe(true);
+    expect(bisect.lines).toContain(`8 version(s) after ${humanCommit} up to HEAD: at most 3 replay(s)`);
+    expect(bisect.lines.filter((l) => /^step \d: [0-9a-f]{12} ".*" → the failure (happens|does not happen)/.test(l))).toHaveLength(rec.steps.length);
+    expect(bisect.lines.at(-1)).toMatch(new RegExp(`^first version where the failure stops happening: ${bisect.line[4]} "routing: currency before calculator" by Human`));
   });
 
   it("the batch timeline shows failures, the patch, replay results and the promotion", () => {

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findFailures, openStores, timeTravelStore, type Stores } from "@moss/batch";
+import { bisectStore, findFailures, openStores, timeTravelStore, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
 import { addOperator, authenticate, buildApp, readOperators, routesOf } from "@moss/operator-api";
@@ -40,7 +40,7 @@ describe("the operator API over a real nats-server", () => {
     tokens["rita"] = addOperator(operatorsFile, "rita", "read");
     const log = { info: (msg: string, fields = {}) => logged.push({ msg, fields }), warn: (msg: string, fields = {}) => logged.push({ msg, fields }), error: (msg: string, fields = {}) => logged.push({ msg, fields }), debug: () => undefined };
     const batchesKv = await bus.kv(Buckets.batches);
-    const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
+    const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
     app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, log: log as never });
     for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"]] as const) await stores.batches.create(record(id, state));
     const ev = (n: string) => ({ sha256: n.repeat(64), size: 10 });
@@ -165,7 +165,7 @@ describe("the operator API over a real nats-server", () => {
 
   it("every mutation: 401 without a token, 403 with a read token (nothing published, nothing changed); a read token reads", async () => {
     const mutations = routesOf(app).filter((r) => r.method !== "GET" && r.method !== "HEAD");
-    expect(mutations.length).toBeGreaterThanOrEqual(7);
+    expect(mutations.length).toBeGreaterThanOrEqual(8);
     const before = (await storedMessages(bus, Messages.approval)).length;
     for (const r of mutations) {
       const url = r.url.replace(":id", "bwait").replace(":agent", "shop").replace(":caseId", "x");
@@ -180,5 +180,18 @@ describe("the operator API over a real nats-server", () => {
     const me = await app.inject({ method: "GET", url: "/v1/whoami", headers: { authorization: `Bearer ${tokens["rita"]}` } });
     expect(me.json()).toEqual({ operator: "rita", role: "read" });
     expect((await app.inject({ method: "GET", url: "/v1/whoami" })).statusCode).toBe(401);
+  });
+
+  it("a bisect is validated, refused with the reason, else recorded and published with who asked", async () => {
+    const missing = await post("/v1/bisects", tokens["bob"], { failure: "f0a1b2c3d4e5", good: "v1" });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().message).toContain("bad:");
+    expect((await post("/v1/bisects", tokens["bob"], { failure: "deadbeefdeadbeef", good: "v1", bad: "live" })).json()).toMatchObject({ error: "MOSS_E_NO_STORED_FAILURE" });
+    const ok = await post("/v1/bisects", tokens["bob"], { failure: "f0a1b2c3d4e5", good: "v1", bad: "live", fixed: true });
+    expect(ok.statusCode).toBe(202);
+    expect(ok.json()).toMatchObject({ agent: "shop", state: "requested", fixed: true, by: "bob", failure: { id: "f0a1b2c3d4e5f60718293a4b5c6d7e8f" } });
+    expect(await storedMessages(bus, Messages.bisect)).toEqual([expect.objectContaining({ id: ok.json().id, good: "v1", bad: "live", fixed: true, by: "bob" })]);
+    const got = await app.inject({ method: "GET", url: `/v1/bisects/${ok.json().id}`, headers: { authorization: `Bearer ${tokens["bob"]}` } });
+    expect(got.json()).toMatchObject({ id: ok.json().id, state: "requested" });
   });
 });

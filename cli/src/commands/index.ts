@@ -1,5 +1,6 @@
 import type { Command } from "../shared";
 import { batches } from "./batches";
+import { bisectCmd } from "./bisect";
 import { candidates } from "./candidates";
 import { cassette } from "./cassette";
 import { credentials } from "./credentials";
@@ -19,4 +20,4 @@ import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

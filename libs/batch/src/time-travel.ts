@@ -5,40 +5,49 @@
  * why) — so an operator watching it always sees where it is.
  */
 import { kvGet, kvKeys, kvUpdate, type KV } from "@moss/bus";
-import { BatchRecord, Buckets, TimeTravelRecord, type TimeTravelCase } from "@moss/contracts";
+import { BatchRecord, BisectRecord, Buckets, TimeTravelRecord, type TimeTravelCase } from "@moss/contracts";
+import type { z } from "zod";
 
-export interface TimeTravelStore {
-  get(id: string): Promise<TimeTravelRecord | undefined>;
+/** A record of work in stages, one writer at a time by compare-and-set; once done or failed it never changes. */
+export interface ProgressStore<R extends { id: string; state: string }> {
+  get(id: string): Promise<R | undefined>;
   /** Writes the first record of a request; false when one exists already. */
-  create(rec: TimeTravelRecord): Promise<boolean>;
-  /** Changes a request's record by compare-and-set; `fn` returns undefined to leave it. A record that is done or failed is never changed. */
-  update(id: string, fn: (cur: TimeTravelRecord) => Partial<TimeTravelRecord> | undefined): Promise<TimeTravelRecord | undefined>;
+  create(rec: R): Promise<boolean>;
+  /** Changes a record by compare-and-set; `fn` returns undefined to leave it. A record that is done or failed is never changed. */
+  update(id: string, fn: (cur: R) => Partial<R> | undefined): Promise<R | undefined>;
 }
 
-export function timeTravelStore(kv: KV): TimeTravelStore {
+function progressStore<S extends typeof TimeTravelRecord | typeof BisectRecord>(kv: KV, schema: S, bucket: string): ProgressStore<z.infer<S>> {
+  type R = z.infer<S>;
   return {
-    get: async (id) => (await kvGet(kv, id, TimeTravelRecord))?.value,
+    get: async (id) => (await kvGet(kv, id, schema))?.value as R | undefined,
     async create(rec) {
       let created = false;
-      await kvUpdate(kv, rec.id, TimeTravelRecord, (cur) => (cur ? undefined : ((created = true), rec)), Buckets.timeTravel);
+      await kvUpdate(kv, rec.id, schema, (cur) => (cur ? undefined : ((created = true), rec)), bucket);
       return created;
     },
     async update(id, fn) {
       const res = await kvUpdate(
         kv,
         id,
-        TimeTravelRecord,
-        (cur) => {
+        schema,
+        (current: unknown) => {
+          const cur = current as R | undefined;
           if (!cur || cur.state === "done" || cur.state === "failed") return undefined;
           const patch = fn(cur);
           return patch ? { ...cur, ...patch, updatedAt: new Date().toISOString() } : undefined;
         },
-        Buckets.timeTravel,
+        bucket,
       );
-      return res?.value;
+      return res?.value as R | undefined;
     },
   };
 }
+
+export type TimeTravelStore = ProgressStore<TimeTravelRecord>;
+export type BisectStore = ProgressStore<BisectRecord>;
+export const timeTravelStore = (kv: KV): TimeTravelStore => progressStore(kv, TimeTravelRecord, Buckets.timeTravel);
+export const bisectStore = (kv: KV): BisectStore => progressStore(kv, BisectRecord, Buckets.bisects);
 
 /** Shortest failure id prefix `findFailures` looks up (ids are 32 hex digits; output shows 12). */
 export const MIN_FAILURE_PREFIX = 8;

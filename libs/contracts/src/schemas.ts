@@ -647,6 +647,56 @@ export const TimeTravelRecord = z.object({
 });
 export type TimeTravelRecord = z.infer<typeof TimeTravelRecord>;
 
+/** `moss bisect`: one stored failure, and the two ends of a line of versions (operator API only). */
+export const BisectRequest = z.object({
+  id: Id,
+  agent: AgentName,
+  failure: TimeTravelCase,
+  /** The older end: the failure does not happen there (with `fixed`: it does). */
+  good: VersionRef,
+  /** The newer end: the failure happens there (with `fixed`: it does not). */
+  bad: VersionRef,
+  /** Find where the failure stops happening instead of where it starts. */
+  fixed: z.boolean().default(false),
+  by: z.string().min(1).max(200),
+  at: z.string().datetime(),
+});
+export type BisectRequest = z.infer<typeof BisectRequest>;
+
+/** One replay of a bisect: a version tried, and what the failure did there. */
+export const BisectStep = z.object({
+  n: z.number().int().positive(),
+  commit: GitSha,
+  subject: z.string().max(500),
+  /** The time-travel request of this step (`moss replay --id`). */
+  replay: Id,
+  /** Whether the failure happened there; absent while the step runs. */
+  failed: z.boolean().optional(),
+  verdict: ReplayVerdict.optional(),
+  reason: z.string().max(2_000).optional(),
+  built: z.boolean().optional(),
+});
+export type BisectStep = z.infer<typeof BisectStep>;
+
+/** A bisect as the operator API shows it (`moss_bisects`, key: its id), written by the rewriter, which runs it. */
+export const BisectRecord = BisectRequest.extend({
+  fixed: z.boolean(),
+  state: z.enum(["requested", "bisecting", "done", "failed"]),
+  goodCommit: GitSha.optional(),
+  badCommit: GitSha.optional(),
+  /** The versions after `good` up to `bad`, oldest first (first-parent line). */
+  commits: z.array(GitSha).max(5_000).default([]),
+  /** Index of the newest version known to behave like `good` (-1: good itself) and of the oldest known to behave like `bad`. */
+  lo: z.number().int().default(-1),
+  hi: z.number().int().default(0),
+  steps: z.array(BisectStep).default([]),
+  /** The answer: the first version that behaves like `bad`. */
+  first: z.object({ commit: GitSha, subject: z.string(), author: z.string(), date: z.string() }).optional(),
+  error: z.string().optional(),
+  updatedAt: z.string().datetime(),
+});
+export type BisectRecord = z.infer<typeof BisectRecord>;
+
 export const PromotionOutcome = z.object({
   batchId: Id,
   agent: AgentName,

@@ -4,6 +4,7 @@ import {
   BatchReady,
   BatchRetry,
   BatchVerdict,
+  BisectRequest,
   BreakerReset,
   CandidateFailed,
   CandidateReady,
@@ -111,6 +112,8 @@ export const Messages = {
   timeTravel: def("time-travel.request.v1", "moss.replay.request.v1", Streams.PIPELINE, TimeTravelRequest, (m) => `time-travel-${m.id}`),
   /** The version's image is on the engine: the replayer replays the cases against it. */
   timeTravelReady: def("time-travel.ready.v1", "moss.replay.version.v1", Streams.PIPELINE, TimeTravelReady, (m) => `time-travel-ready-${m.id}`),
+  /** `moss bisect`: the rewriter walks the versions between two ends, one time-travel replay per step. */
+  bisect: def("bisect.request.v1", "moss.replay.bisect.v1", Streams.PIPELINE, BisectRequest, (m) => `bisect-${m.id}`),
   /** What the replays found, or why none ran. */
   timeTravelDone: def("time-travel.done.v1", "moss.replay.done.v1", Streams.PIPELINE, TimeTravelDone, (m) => `time-travel-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
@@ -174,7 +177,9 @@ export const Consumers = {
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   /** `moss replay`: the rewriter finds the version and makes sure its image is there (a build may take minutes). */
-  rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel], 60_000, 3),
+  rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel, Messages.bisect], 60_000, 3),
+  /** `moss bisect`: each step's replay result, for the rewriter to pick the next version (or the answer). */
+  rewriterBisect: consumer("rewriter-bisect", Streams.PIPELINE, [Messages.timeTravelDone], 60_000, 3),
   /** `moss replay`: the replayer replays the cases against the version's image. */
   replayerTimeTravel: consumer("replayer-time-travel", Streams.PIPELINE, [Messages.timeTravelReady], 60_000, 3),
   /** Shared by every replayer replica: each takes as many trials as it runs at once. */
@@ -223,6 +228,8 @@ export const Buckets = {
   leases: "moss_leases",
   /** request id → TimeTravelRecord: a `moss replay` as each stage leaves it (CAS only). */
   timeTravel: "moss_time_travel",
+  /** bisect id → BisectRecord: a `moss bisect` as the rewriter leaves it after each step (CAS only). */
+  bisects: "moss_bisects",
 } as const;
 
 /** Headers Moss sets on messages. */

@@ -120,7 +120,7 @@ export const Codes = {
   NOTHING_TO_RESET: code("MOSS_E_NOTHING_TO_RESET", "@moss/operator-api", 404, false, "The fingerprint named has no circuit breaker (it never had a rejected candidate): nothing was changed."),
   NO_REGRESSION_CASE: code("MOSS_E_NO_REGRESSION_CASE", "@moss/operator-api", 404, false, "The agent's regression set has no case with this id: nothing was changed. List the set with `moss regressions AGENT`."),
   NO_STORED_FAILURE: code("MOSS_E_NO_STORED_FAILURE", "@moss/operator-api", 404, false, "No stored failure has this id (or starts with it): only failures kept as a batch's evidence are stored. `moss show BATCH` lists them."),
-  NO_SUCH_REPLAY: code("MOSS_E_NO_SUCH_REPLAY", "@moss/operator-api", 404, false, "No `moss replay` request has this id, or it has no result for that case yet."),
+  NO_SUCH_REPLAY: code("MOSS_E_NO_SUCH_REPLAY", "@moss/operator-api", 404, false, "No `moss replay` or `moss bisect` request has this id, or it has no result for that case yet."),
 
   // @moss/batch (leases)
   LEASE_HELD: code("MOSS_E_LEASE_HELD", "@moss/batch", 409, true, "Another replica holds the lease on this work (e.g. the promoter of this agent); the message is tried again once that lease is released or runs out."),

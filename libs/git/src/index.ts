@@ -17,4 +17,4 @@ export { commitSigned } from "./commit";
 export { requireGoodSignature, requireGoodSignatures, resolveCommit, verifyCommit } from "./verify";
 export { commitTrailers } from "./trailers";
 export { ensureSigningKey } from "./keys";
-export { addWorktree, archiveCommit, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";
+export { addWorktree, archiveCommit, commitInfo, commitsBetween, isAncestor, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";

@@ -16,6 +16,30 @@ export async function branchHead(repo: string, branch: string): Promise<string |
   return out.trim() || undefined;
 }
 
+/** Whether `older` is an ancestor of (or is) `newer`. */
+export async function isAncestor(repo: string, older: string, newer: string): Promise<boolean> {
+  return runGit(repo, ["merge-base", "--is-ancestor", older, newer]).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The commits after `older` up to and including `newer`, oldest first, along `newer`'s first-parent line — the
+ * versions that were the branch's tip one after another (check `isAncestor` first).
+ */
+export async function commitsBetween(repo: string, older: string, newer: string): Promise<string[]> {
+  const out = await runGit(repo, ["rev-list", "--first-parent", "--reverse", `${older}..${newer}`]);
+  return out.split("\n").filter(Boolean);
+}
+
+/** A commit's subject line, author and date, as a person recognises it. */
+export async function commitInfo(repo: string, commit: string): Promise<{ subject: string; author: string; date: string }> {
+  const out = await runGit(repo, ["log", "-1", "--format=%s%x00%an <%ae>%x00%aI", commit, "--"]);
+  const [subject = "", author = "", date = ""] = out.trim().split("\0");
+  return { subject, author, date };
+}
+
 /** The paths that differ between two commits. */
 export async function changedFiles(repo: string, base: string, commit: string): Promise<string[]> {
   const out = await runGit(repo, ["diff", ...PLAIN_DIFF, "--name-only", "-z", `${base}..${commit}`]);

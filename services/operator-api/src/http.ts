@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type RegressionStore, type Stores, type TimeTravelStore } from "@moss/batch";
+import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type Stores, type TimeTravelStore } from "@moss/batch";
 import { AgentName, Id, Messages, VersionRef, type Publish, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
-import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
 import { authenticate, readOperators } from "./operators";
 
@@ -19,6 +19,7 @@ export interface OperatorApiDeps {
   /** Time travel: the requests' records, the stored failures by id (or prefix), and the blobs their logs are in. */
   timeTravel?: {
     travels: TimeTravelStore;
+    bisects?: BisectStore;
     findFailures(idOrPrefix: string): Promise<Array<TimeTravelCase & { agent: string }>>;
     blob: { get(sha256: string): Promise<Buffer> };
   };
@@ -29,13 +30,14 @@ export interface OperatorApiDeps {
 const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
 const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
 const Pin = z.object({ unpin: z.boolean().optional() }).strict();
+const FailureRef = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, `a failure id, or a prefix of one (${MIN_FAILURE_PREFIX}+ characters)`);
 /** Most stored turns one `moss replay` replays (its record must fit one KV entry). */
 export const MAX_TIME_TRAVEL_CASES = 50;
 const Replay = z
   .object({
     version: VersionRef,
     /** A failure's id, or a prefix of one (8+ characters) that names one failure. */
-    failure: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, `a failure id, or a prefix of one (${MIN_FAILURE_PREFIX}+ characters)`).optional(),
+    failure: FailureRef.optional(),
     /** Every stored failure of this batch. */
     allFailuresOf: Id.optional(),
     /** Every recorded success of this agent's regression set. */
@@ -43,6 +45,7 @@ const Replay = z
   })
   .strict()
   .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
+const Bisect = z.object({ failure: FailureRef, good: VersionRef, bad: VersionRef, fixed: z.boolean().default(false) }).strict();
 const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
 const registered = new WeakMap<FastifyInstance, ReadonlyArray<{ method: string; url: string }>>();
@@ -154,6 +157,20 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     deps.log?.info("rollback requested", { agent, to: b.value.to, by: who(req), from: req.ip });
     return reply.code(202).send({ id, agent, to: b.value.to ?? null, by: who(req), live: dep.version, at });
   });
+  /** The one stored failure an id or prefix names; else the refusal is sent, and undefined. */
+  const oneFailure = async (idOrPrefix: string, reply: FastifyReply): Promise<{ agent: string; case: TimeTravelCase } | undefined> => {
+    const found = await deps.timeTravel!.findFailures(idOrPrefix);
+    if (found.length === 0) {
+      replyError(reply, Codes.NO_STORED_FAILURE, `no stored failure ${idOrPrefix}: only failures kept as a batch's evidence are stored (\`moss show BATCH\` lists them)`);
+      return undefined;
+    }
+    if (found.length > 1) {
+      replyError(reply, Codes.BAD_REQUEST, `${idOrPrefix} is the start of ${found.length} failures' ids (${found.slice(0, 5).map((f) => f.id).join(", ")}${found.length > 5 ? ", …" : ""}): give more of it`);
+      return undefined;
+    }
+    const f = found[0]!;
+    return { agent: f.agent, case: { kind: "failure", id: f.id, event: f.event, ...(f.batchId ? { batchId: f.batchId } : {}) } };
+  };
   // Time travel: stored turns against any version. The rewriter finds the version and its image, the replayer replays.
   app.post("/v1/replays", async (req, reply) => {
     const b = body(Replay, req);
@@ -164,11 +181,10 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     let agent: string;
     let cases: TimeTravelCase[];
     if (b.value.failure !== undefined) {
-      const found = await tt.findFailures(b.value.failure);
-      if (found.length === 0) return replyError(reply, Codes.NO_STORED_FAILURE, `no stored failure ${b.value.failure}: only failures kept as a batch's evidence are stored (\`moss show BATCH\` lists them)`);
-      if (found.length > 1) return replyError(reply, Codes.BAD_REQUEST, `${b.value.failure} is the start of ${found.length} failures' ids (${found.slice(0, 5).map((f) => f.id).join(", ")}${found.length > 5 ? ", …" : ""}): give more of it`);
-      agent = found[0]!.agent;
-      cases = [{ kind: "failure", id: found[0]!.id, event: found[0]!.event, ...(found[0]!.batchId ? { batchId: found[0]!.batchId } : {}) }];
+      const f = await oneFailure(b.value.failure, reply);
+      if (!f) return reply;
+      ({ agent } = f);
+      cases = [f.case];
     } else if (b.value.allFailuresOf !== undefined) {
       const rec = await deps.stores.batches.get(b.value.allFailuresOf);
       if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${b.value.allFailuresOf}; list them with \`moss batches\``);
@@ -191,6 +207,27 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   app.get<{ Params: { id: string } }>("/v1/replays/:id", async (req, reply) => {
     const rec = await deps.timeTravel?.travels.get(req.params.id);
     if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no replay ${req.params.id}`);
+    return rec;
+  });
+  // Bisect: the first version between two ends at which a stored failure starts (or, with fixed, stops) happening.
+  app.post("/v1/bisects", async (req, reply) => {
+    const b = body(Bisect, req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `bisect: ${b.message}`);
+    const bisects = deps.timeTravel?.bisects;
+    if (!bisects) return replyError(reply, Codes.INTERNAL, "this operator API has no bisect store");
+    const f = await oneFailure(b.value.failure, reply);
+    if (!f) return reply;
+    const id = randomUUID().replaceAll("-", "");
+    const at = new Date().toISOString();
+    const { good, bad, fixed } = b.value;
+    await bisects.create({ id, agent: f.agent, failure: f.case, good, bad, fixed, by: who(req), at, state: "requested", commits: [], lo: -1, hi: 0, steps: [], updatedAt: at });
+    await deps.publish(Messages.bisect, { id, agent: f.agent, failure: f.case, good, bad, fixed, by: who(req), at });
+    deps.log?.info("bisect requested", { bisect: id, agent: f.agent, failure: f.case.id, good, bad, fixed, by: who(req), from: req.ip });
+    return reply.code(202).send(await bisects.get(id));
+  });
+  app.get<{ Params: { id: string } }>("/v1/bisects/:id", async (req, reply) => {
+    const rec = await deps.timeTravel?.bisects?.get(req.params.id);
+    if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no bisect ${req.params.id}`);
     return rec;
   });
   // A case's trial logs (the agent's stdout and stderr, and the driver's lines), as text.

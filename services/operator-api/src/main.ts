@@ -1,5 +1,5 @@
 // Operator API: approve, reject, reset, regression pins; the only identity on the bus that may publish consent. Wiring only.
-import { findFailures, openStores, regressionStore, timeTravelStore } from "@moss/batch";
+import { bisectStore, findFailures, openStores, regressionStore, timeTravelStore } from "@moss/batch";
 import { Buckets } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { buildApp } from "./http";
@@ -15,7 +15,7 @@ await runService({
     const stores = await openStores(bus);
     return {
       consumers: [],
-      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
+      http: { app: buildApp({ stores, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
     };
   },
 });

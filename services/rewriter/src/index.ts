@@ -3,6 +3,8 @@ export { attemptStage, rewrite } from "./handlers/rewrite";
 export type { BuildPort, RewriteAgent, RewriterDeps } from "./handlers/rewrite";
 export { onTimeTravel, resolveVersion, UnknownVersionError } from "./handlers/versions";
 export type { VersionDeps } from "./handlers/versions";
+export { MAX_BISECT_VERSIONS, onBisect, onBisectStepDone } from "./handlers/bisect";
+export type { BisectDeps } from "./handlers/bisect";
 export type { Evidence } from "./evidence";
 export { runStages } from "./pipeline";
 export type { AttemptContext, PipelineDeps, PipelineResult } from "./pipeline";

@@ -1,5 +1,5 @@
 // Rewriter: batch → staged coding agent → guardrails → signed commit → candidate image. Wiring only.
-import { batchStore, candidateStore, deploymentStore, timeTravelStore } from "@moss/batch";
+import { batchStore, bisectStore, candidateStore, deploymentStore, timeTravelStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
@@ -7,6 +7,7 @@ import { runService } from "@moss/lifecycle";
 import { createDockerClient, createRuntime, RUNTIME_DEFAULTS } from "@moss/runtime";
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
+import { onBisect, onBisectStepDone } from "./handlers/bisect";
 import { onTimeTravel } from "./handlers/versions";
 import { AdapterConfigError } from "./errors";
 import { exposedByMounts, readableByOthers, sandboxed } from "./sandbox";
@@ -62,10 +63,12 @@ await runService({
       runtime: createRuntime({ buildTimeoutMs: r.buildTimeoutMs }),
       deployments: deploymentStore(await bus.kv(Buckets.deployments)),
       travels: timeTravelStore(await bus.kv(Buckets.timeTravel)),
+      bisects: bisectStore(await bus.kv(Buckets.bisects)),
       publish: bus.publish,
       log,
     };
-    const versions = await bus.consume(Consumers.rewriterVersions, [route(Messages.timeTravel, (m, ctx) => onTimeTravel(m, versionDeps, ctx))]);
-    return { consumers: [consumer, versions] };
+    const versions = await bus.consume(Consumers.rewriterVersions, [route(Messages.timeTravel, (m, ctx) => onTimeTravel(m, versionDeps, ctx)), route(Messages.bisect, (m) => onBisect(m, versionDeps))]);
+    const bisects = await bus.consume(Consumers.rewriterBisect, [route(Messages.timeTravelDone, (m) => onBisectStepDone(m, versionDeps))]);
+    return { consumers: [consumer, versions, bisects] };
   },
 });

@@ -50,6 +50,16 @@ export async function resolveVersion(agent: string, version: string, repo: strin
   }
 }
 
+/** The image of `commit`: the one the engine has (every candidate and deployment is tagged by its commit), else built from the repository. */
+export async function readyImage(agent: string, commit: string, repo: string, deps: Pick<VersionDeps, "runtime" | "log">): Promise<{ image: string; built: boolean; buildMs: number }> {
+  const image = imageTag(agent, commit);
+  const t0 = Date.now();
+  if (await deps.runtime.imageExists(image)) return { image, built: false, buildMs: 0 };
+  deps.log.info("building a version's image for a replay", { agent, commit, image });
+  await deps.runtime.buildImage({ repoDir: repo, commit, tag: image, labels: { "moss.agent": agent } });
+  return { image, built: true, buildMs: Date.now() - t0 };
+}
+
 export async function onTimeTravel(msg: TimeTravelRequest, deps: VersionDeps, ctx?: Pick<HandlerContext, "deliveryCount">): Promise<void> {
   const log = deps.log.child({ travel: msg.id, agent: msg.agent, version: msg.version });
   const cur = await deps.travels.get(msg.id);
@@ -59,18 +69,11 @@ export async function onTimeTravel(msg: TimeTravelRequest, deps: VersionDeps, ct
   try {
     const { repo } = deps.agent(msg.agent);
     const commit = await resolveVersion(msg.agent, msg.version, repo, deps.deployments);
-    const image = imageTag(msg.agent, commit);
-    const cached = await deps.runtime.imageExists(image);
-    await deps.travels.update(msg.id, () => ({ state: "building", commit, image }));
-    const t0 = Date.now();
-    if (!cached) {
-      log.info("building the version's image for a replay", { commit, image });
-      await deps.runtime.buildImage({ repoDir: repo, commit, tag: image, labels: { "moss.agent": msg.agent } });
-    }
-    const buildMs = Date.now() - t0;
-    await deps.travels.update(msg.id, () => ({ state: "replaying", built: !cached, buildMs }));
-    await deps.publish(Messages.timeTravelReady, { ...msg, commit, image, built: !cached, buildMs });
-    log.info("version ready for a replay", { commit, image, built: !cached, buildMs, cases: msg.cases.length });
+    await deps.travels.update(msg.id, () => ({ state: "building", commit, image: imageTag(msg.agent, commit) }));
+    const { image, built, buildMs } = await readyImage(msg.agent, commit, repo, deps);
+    await deps.travels.update(msg.id, () => ({ state: "replaying", built, buildMs }));
+    await deps.publish(Messages.timeTravelReady, { ...msg, commit, image, built, buildMs });
+    log.info("version ready for a replay", { commit, image, built, buildMs, cases: msg.cases.length });
   } catch (err) {
     if (!isTerminal(err) && !lastDelivery) throw err;
     const error = `version ${msg.version} of ${msg.agent} could not be made ready: ${(err as Error).message}`;
