@@ -145,7 +145,7 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
 
   it("moss up made the user who ran it the first operator; the token, the seeds and the server config are readable by that user only", async () => {
     const r = await runMoss(["operator", "list", "--config", configFile]);
-    expect(r.stdout.split("\n")).toContain("tester");
+    expect(r.stdout.split("\n")).toContain("tester\toperate");
     expect(statSync(config.paths.operatorToken).mode & 0o777).toBe(0o600);
     expect(statSync(config.paths.natsCredentials).mode & 0o777).toBe(0o700);
     expect(statSync(config.paths.natsConfig).mode & 0o777).toBe(0o600);
