@@ -71,6 +71,8 @@ const concrete: Record<MessageName, string> = {
   timeTravelReady: Messages.timeTravelReady.subject,
   timeTravelDone: Messages.timeTravelDone.subject,
   bisect: Messages.bisect.subject,
+  review: Messages.review.subject,
+  reviewDone: Messages.reviewDone.subject,
   deadLetter: deadLetterSubject(Streams.PIPELINE, "replayer"),
 };
 
@@ -256,6 +258,8 @@ const samples: Record<string, unknown> = {
   "time-travel.request.v1": { id: "tt-1", agent: "shop", version: "moss/b1/2", cases: [{ kind: "failure", id: "f1", event: { sha256: "a".repeat(64), size: 10 }, batchId: "b1" }], by: "ana", at: "2025-06-01T12:00:00.000Z" },
   "time-travel.ready.v1": { id: "tt-1", agent: "shop", version: "live", cases: [{ kind: "regression", id: "s1", event: { sha256: "a".repeat(64), size: 10 } }], by: "ana", at: "2025-06-01T12:00:00.000Z", commit: "0123abcd", image: "moss/shop:0123abcd", built: true, buildMs: 4200 },
   "bisect.request.v1": { id: "bi-1", agent: "shop", failure: { kind: "failure", id: "f1", event: { sha256: "a".repeat(64), size: 10 }, batchId: "b1" }, good: "v1.0", bad: "live", fixed: true, by: "ana", at: "2025-06-01T12:00:00.000Z" },
+  "review.request.v1": { id: "rv-1", kind: "mark-reviewed", agent: "shop", version: "0123abcd", by: "ana", at: "2025-06-01T12:00:00.000Z" },
+  "review.done.v1": { requestId: "rv-1", kind: "diff", agent: "shop", version: "live", commit: "0123abcd", by: "ana", summary: "2 Moss commits, 1 file, 1 change in routing", at: "2025-06-01T12:00:00.000Z" },
   "time-travel.done.v1": { requestId: "tt-1", agent: "shop", version: "live", commit: "0123abcd", image: "moss/shop:0123abcd", built: false, results: [{ failureId: "f1", passed: false, verdict: "fail", reason: "answered 500", durationMs: 40, timedOut: false }], regressions: [], at: "2025-06-01T12:00:01.000Z" },
   "dlq.v1": { subject: "moss.batch.ready.v1", stream: "MOSS_PIPELINE", consumer: "rewriter", streamSeq: 3, reason: "bad", code: "MOSS_E_X", payloadBase64: "e30=", at: "2025-06-01T12:00:00Z" },
 };

@@ -3,8 +3,8 @@ import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIXED_ANSWER, requestBisect, requestReplay, requestRollback, runDemo, type DemoResult } from "@moss/cli";
-import { agentIdentity, failureSubject, type BisectRecord, type TimeTravelRecord } from "@moss/contracts";
+import { FIXED_ANSWER, renderDiff, requestBisect, requestReplay, requestReview, requestRollback, runDemo, type DemoResult } from "@moss/cli";
+import { agentIdentity, failureSubject, type BisectRecord, type ReviewRecord, type TimeTravelRecord } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMoss, type MossRun } from "../helpers/moss";
@@ -23,6 +23,8 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
   const travel: Record<string, { rec?: TimeTravelRecord; stages: string[]; error?: string }> = {};
   let cli: MossRun | undefined;
   let humanCommit = "";
+  /** The morning after: v1 marked reviewed, then the live (fixed) version diffed against it. */
+  const review: { marked?: ReviewRecord; diff?: ReviewRecord; text: string[]; tag?: string; error?: string } = { text: [] };
   /** Bisect of a line of 8 human commits, the fix brought in by the 5th: where the failure stops happening. */
   const bisect: { lines: string[]; rec?: BisectRecord; error?: string; line: string[] } = { lines: [], line: [] };
 
@@ -38,7 +40,15 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
       serviceLog: (s, l) => serviceLines.push(`[${s}] ${l}`),
       // After the promotion, an operator rolls the fix back by hand, under steady chat: `moss rollback` through the
       // operator API, the promoter under the agent's lease, the route back on v1 at the gateway.
-      afterPromotion: async ({ agent, config, configFile, batchId, steady }) => {
+      afterPromotion: async ({ agent, config, configFile, batchId, steady, v1 }) => {
+        try {
+          review.marked = await requestReview(config, "mark-reviewed", agent, v1);
+          review.diff = await requestReview(config, "diff", agent, "live");
+          if (review.diff.diff) review.text = renderDiff(agent, review.diff.diff);
+          review.tag = execFileSync("git", ["-C", config.agents[agent]!.repo, "rev-parse", `moss/reviewed/${agent}`], { encoding: "utf8" }).trim();
+        } catch (err) {
+          review.error = (err as Error).message;
+        }
         const traffic = steady();
         await new Promise((r) => setTimeout(r, 500));
         const done = await requestRollback(config, agent, { reason: "e2e: by hand" });
@@ -150,6 +160,19 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     expect(bisect.lines).toContain(`8 version(s) after ${humanCommit} up to HEAD: at most 3 replay(s)`);
     expect(bisect.lines.filter((l) => /^step \d: [0-9a-f]{12} ".*" → the failure (happens|does not happen)/.test(l))).toHaveLength(rec.steps.length);
     expect(bisect.lines.at(-1)).toMatch(new RegExp(`^first version where the failure stops happening: ${bisect.line[4]} "routing: currency before calculator" by Human`));
+  });
+
+  it("the reviewed baseline and the diff against it: the Moss commit with its batch and verdict, the changed rule by name, flagged as routing", () => {
+    expect(review.error).toBeUndefined();
+    expect(review.marked).toMatchObject({ state: "done", reviewed: { commit: res.v1.commit, tag: "moss/reviewed/e2efix" } });
+    expect(review.tag).toBe(res.v1.commit);
+    const d = review.diff!.diff!;
+    expect(d).toMatchObject({ commit: res.timeline!.attempts[0]!.commit, descends: true, baseline: { commit: res.v1.commit } });
+    expect(d.commits).toEqual([expect.objectContaining({ commit: res.timeline!.attempts[0]!.commit, batchId: res.batchId, attempt: 1, verdict: "promoted" })]);
+    expect(d.files).toEqual([{ path: "src/router.ts", status: "changed", areas: ["routing"], symbols: [{ name: "rules", kind: "value", change: "changed", areas: ["routing"] }] }]);
+    expect(d.flagged).toEqual({ routing: 1 });
+    expect(review.text).toContain("  M src/router.ts   [routing]");
+    expect(review.text).toContain("      ~ rules (value, changed)   ⚑ routing");
   });
 
   it("the batch timeline shows failures, the patch, replay results and the promotion", () => {

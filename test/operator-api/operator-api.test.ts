@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bisectStore, findFailures, openStores, timeTravelStore, type Stores } from "@moss/batch";
+import { bisectStore, findFailures, openStores, reviewStore, timeTravelStore, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
 import { addOperator, authenticate, buildApp, readOperators, routesOf } from "@moss/operator-api";
@@ -41,7 +41,8 @@ describe("the operator API over a real nats-server", () => {
     const log = { info: (msg: string, fields = {}) => logged.push({ msg, fields }), warn: (msg: string, fields = {}) => logged.push({ msg, fields }), error: (msg: string, fields = {}) => logged.push({ msg, fields }), debug: () => undefined };
     const batchesKv = await bus.kv(Buckets.batches);
     const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
-    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, log: log as never });
+    const review = { reviews: reviewStore(await bus.kv(Buckets.reviews)), baseline: async () => undefined, known: (a: string) => a === "shop" };
+    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, review, log: log as never });
     for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"]] as const) await stores.batches.create(record(id, state));
     const ev = (n: string) => ({ sha256: n.repeat(64), size: 10 });
     await stores.batches.create({ ...record("bold", "promoted"), failures: [{ id: "f0a1b2c3d4e5f60718293a4b5c6d7e8f", event: ev("1") }, { id: "f0a1b2c3ffffffffffffffffffffffff", event: ev("2") }] });
@@ -165,7 +166,7 @@ describe("the operator API over a real nats-server", () => {
 
   it("every mutation: 401 without a token, 403 with a read token (nothing published, nothing changed); a read token reads", async () => {
     const mutations = routesOf(app).filter((r) => r.method !== "GET" && r.method !== "HEAD");
-    expect(mutations.length).toBeGreaterThanOrEqual(8);
+    expect(mutations.length).toBeGreaterThanOrEqual(9);
     const before = (await storedMessages(bus, Messages.approval)).length;
     for (const r of mutations) {
       const url = r.url.replace(":id", "bwait").replace(":agent", "shop").replace(":caseId", "x");
@@ -193,5 +194,20 @@ describe("the operator API over a real nats-server", () => {
     expect(await storedMessages(bus, Messages.bisect)).toEqual([expect.objectContaining({ id: ok.json().id, good: "v1", bad: "live", fixed: true, by: "bob" })]);
     const got = await app.inject({ method: "GET", url: `/v1/bisects/${ok.json().id}`, headers: { authorization: `Bearer ${tokens["bob"]}` } });
     expect(got.json()).toMatchObject({ id: ok.json().id, state: "requested" });
+  });
+
+  it("mark-reviewed needs an operate token; a diff is a read, which a read token may ask for; an unknown agent is refused", async () => {
+    const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+    expect((await post("/v1/agents/shop/reviewed", tokens["rita"], { version: "v1" })).statusCode).toBe(403);
+    expect((await post("/v1/agents/nope/reviewed", tokens["bob"], { version: "v1" })).json().message).toContain("no agent nope in the config");
+    const marked = await post("/v1/agents/shop/reviewed", tokens["bob"], { version: "v1" });
+    expect(marked.statusCode).toBe(202);
+    expect(marked.json()).toMatchObject({ kind: "mark-reviewed", agent: "shop", version: "v1", by: "bob", state: "requested" });
+    const diff = await app.inject({ method: "GET", url: "/v1/agents/shop/diff", headers: auth(tokens["rita"]!) });
+    expect(diff.statusCode).toBe(202);
+    expect(diff.json()).toMatchObject({ kind: "diff", version: "live", by: "rita" });
+    expect((await storedMessages(bus, Messages.review)).map((m) => [m.kind, m.by])).toEqual([["mark-reviewed", "bob"], ["diff", "rita"]]);
+    const none = await app.inject({ method: "GET", url: "/v1/agents/shop/reviewed", headers: auth(tokens["rita"]!) });
+    expect(none.json().message).toContain("moss mark-reviewed shop COMMIT");
   });
 });

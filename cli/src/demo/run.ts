@@ -94,6 +94,8 @@ interface Example {
    * too: these JSON paths of an answer must stay the same.
    */
   regressionPaths?: string[];
+  /** What `moss diff` flags in this agent (agents.<name>.review.areas). */
+  reviewAreas?: Record<"routing" | "exceptions" | "state" | "prompts", string[]>;
   /** Whether the agent asks a model (the demo then runs the stand-in, and stops it before the replays). */
   model?: boolean;
   /** Messages the agent answers well, then three that fail the same way. */
@@ -118,6 +120,7 @@ const EXAMPLES: Record<"node" | "python", Example> = {
       "breaks-echo": [resolve(EXAMPLE_AGENT, "moss/wrong-patch.mjs"), "breaks-echo"],
     },
     regressionPaths: ["$.tool", "$.answer"],
+    reviewAreas: { routing: ["src/router.ts"], exceptions: ["src/errors.ts", "src/server.ts#handle"], state: ["src/state.ts"], prompts: ["src/model.ts"] },
     rulesDir: resolve(EXAMPLE_AGENT, "moss/rules"),
     // The stand-in's key is as secret as a real one would be: the cassette keeps it redacted.
     env: ({ model }) => ({ MODEL_BASE_URL: model, MODEL_API_KEY: "sk-demo-not-a-real-key", MODEL_NAME: "moss-demo", MOSS_SAMPLE_RATE: "1" }),
@@ -198,6 +201,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         stateDir: "/data",
         env: example.env({ ingest: ingestPort, model: model?.url ?? "" }),
         ...(example.regressionPaths ? { regressions: { paths: example.regressionPaths } } : {}),
+        ...(example.reviewAreas ? { review: { areas: example.reviewAreas } } : {}),
       },
     },
   };

@@ -12,5 +12,5 @@ export { routeStore } from "./routes";
 export type { RouteStore } from "./routes";
 export { LEASE_HOLDER, LeaseHeldError, LeaseLostError, leaseStore } from "./leases";
 export type { HeldLease, LeaseStore } from "./leases";
-export { bisectStore, findFailures, MIN_FAILURE_PREFIX, timeTravelStore } from "./time-travel";
-export type { BisectStore, ProgressStore, TimeTravelStore } from "./time-travel";
+export { bisectStore, findFailures, MIN_FAILURE_PREFIX, reviewStore, timeTravelStore } from "./time-travel";
+export type { BisectStore, ProgressStore, ReviewStore, TimeTravelStore } from "./time-travel";

@@ -5,7 +5,7 @@
  * why) — so an operator watching it always sees where it is.
  */
 import { kvGet, kvKeys, kvUpdate, type KV } from "@moss/bus";
-import { BatchRecord, BisectRecord, Buckets, TimeTravelRecord, type TimeTravelCase } from "@moss/contracts";
+import { BatchRecord, BisectRecord, Buckets, ReviewRecord, TimeTravelRecord, type TimeTravelCase } from "@moss/contracts";
 import type { z } from "zod";
 
 /** A record of work in stages, one writer at a time by compare-and-set; once done or failed it never changes. */
@@ -17,7 +17,7 @@ export interface ProgressStore<R extends { id: string; state: string }> {
   update(id: string, fn: (cur: R) => Partial<R> | undefined): Promise<R | undefined>;
 }
 
-function progressStore<S extends typeof TimeTravelRecord | typeof BisectRecord>(kv: KV, schema: S, bucket: string): ProgressStore<z.infer<S>> {
+function progressStore<S extends typeof TimeTravelRecord | typeof BisectRecord | typeof ReviewRecord>(kv: KV, schema: S, bucket: string): ProgressStore<z.infer<S>> {
   type R = z.infer<S>;
   return {
     get: async (id) => (await kvGet(kv, id, schema))?.value as R | undefined,
@@ -48,6 +48,8 @@ export type TimeTravelStore = ProgressStore<TimeTravelRecord>;
 export type BisectStore = ProgressStore<BisectRecord>;
 export const timeTravelStore = (kv: KV): TimeTravelStore => progressStore(kv, TimeTravelRecord, Buckets.timeTravel);
 export const bisectStore = (kv: KV): BisectStore => progressStore(kv, BisectRecord, Buckets.bisects);
+export type ReviewStore = ProgressStore<ReviewRecord>;
+export const reviewStore = (kv: KV): ReviewStore => progressStore(kv, ReviewRecord, Buckets.reviews);
 
 /** Shortest failure id prefix `findFailures` looks up (ids are 32 hex digits; output shows 12). */
 export const MIN_FAILURE_PREFIX = 8;

@@ -113,6 +113,25 @@ export const AgentConfig = z.object({
    * Its regression set: successful turns its SDK records (`sampleRate`), kept by the curator and replayed against
    * every candidate; a candidate that changes one's outcome is rejected.
    */
+  /**
+   * What `moss diff` flags: per area, the code that is it — a path glob (`src/router.ts`, `prompts/**`) or a
+   * glob and a symbol (`src/server.ts#handle`, a class or object and its members: `src/state.ts#StateStore`). A change
+   * in one is listed under the area's name. Default: none.
+   */
+  review: z
+    .object({
+      areas: z
+        .object({
+          routing: z.array(z.string().min(1)).default([]),
+          exceptions: z.array(z.string().min(1)).default([]),
+          state: z.array(z.string().min(1)).default([]),
+          prompts: z.array(z.string().min(1)).default([]),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({}),
   regressions: z
     .object({
       /** Most recorded successes kept (spread over routes, newest kept). Default 50. */

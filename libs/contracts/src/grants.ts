@@ -40,9 +40,9 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   },
   rewriter: {
     // `timeTravelDone`: a version it cannot find or build ends a `moss replay` with the reason.
-    publishes: [Messages.candidateReady, Messages.candidateFailed, Messages.timeTravelReady, Messages.timeTravelDone],
+    publishes: [Messages.candidateReady, Messages.candidateFailed, Messages.timeTravelReady, Messages.timeTravelDone, Messages.reviewDone],
     consumers: [Consumers.rewriter, Consumers.rewriterVersions, Consumers.rewriterBisect],
-    buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "write", [Buckets.reviews]: "write" },
   },
   replayer: {
     publishes: [Messages.replayTrial, Messages.replayCompleted, Messages.timeTravelDone],
@@ -61,10 +61,10 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
-    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect],
+    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review],
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "read", [Buckets.reviews]: "write" },
   },
   gateway: {
     // The agents' public address: it follows the routes and reports what it sees; it decides nothing.
@@ -75,7 +75,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
 });
 
 /** Messages only the operator API may publish: no other identity, admin included, is ever granted them. */
-export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect]);
+export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review]);
 
 /** Replies to an identity's requests come back under its own inbox prefix, which only it may subscribe to. */
 export function inboxPrefix(identity: string): string {

@@ -697,6 +697,83 @@ export const BisectRecord = BisectRequest.extend({
 });
 export type BisectRecord = z.infer<typeof BisectRecord>;
 
+/** Asks for the repository's view of an agent (operator API only): record a reviewed baseline, or diff a version against it. */
+export const ReviewRequest = z.object({
+  id: Id,
+  kind: z.enum(["mark-reviewed", "diff"]),
+  agent: AgentName,
+  /** mark-reviewed: the version a human reviewed; diff: the version to compare with the baseline (default `live`). */
+  version: VersionRef,
+  by: z.string().min(1).max(200),
+  at: z.string().datetime(),
+});
+export type ReviewRequest = z.infer<typeof ReviewRequest>;
+
+/** The last version of an agent a human reviewed (`moss_reviewed`, key: the agent), tagged `moss/reviewed/<agent>` in its repository. */
+export const ReviewedBaseline = z.object({ agent: AgentName, commit: GitSha, by: z.string(), at: z.string().datetime(), tag: z.string() });
+export type ReviewedBaseline = z.infer<typeof ReviewedBaseline>;
+
+const SymbolChange = z.object({ name: z.string().max(500), kind: z.enum(["function", "class", "method", "value"]), change: z.enum(["added", "removed", "changed"]), areas: z.array(z.string()) });
+
+/** `moss diff`: a version against the reviewed baseline — the commits in between, the files, the units by name, the flagged areas. */
+export const ReviewDiff = z.object({
+  baseline: ReviewedBaseline,
+  version: VersionRef,
+  commit: GitSha,
+  /** Whether the baseline is an ancestor of the version (else the commits are those of the version since their merge base). */
+  descends: z.boolean(),
+  commits: z.array(
+    z.object({
+      commit: GitSha,
+      subject: z.string(),
+      author: z.string(),
+      date: z.string(),
+      /** A Moss commit's batch and attempt (its trailers) and the batch's state now; absent for a human commit. */
+      batchId: Id.optional(),
+      attempt: z.number().int().positive().optional(),
+      verdict: z.string().optional(),
+    }),
+  ),
+  files: z.array(
+    z.object({
+      path: z.string(),
+      status: z.enum(["added", "removed", "changed"]),
+      areas: z.array(z.string()),
+      symbols: z.array(SymbolChange).optional(),
+      note: z.string().optional(),
+    }),
+  ),
+  /** Changes per flagged area (a file in an area counts once, plus each unit in one). */
+  flagged: z.record(z.string(), z.number().int()),
+  /** Files or units left out to keep the answer whole (at most 300 files, 200 units a file). */
+  truncated: z.boolean().default(false),
+});
+export type ReviewDiff = z.infer<typeof ReviewDiff>;
+
+/** A review request as each stage leaves it (`moss_reviews`, key: its id), written by the rewriter, which has the repository. */
+export const ReviewRecord = ReviewRequest.extend({
+  state: z.enum(["requested", "done", "failed"]),
+  reviewed: ReviewedBaseline.optional(),
+  diff: ReviewDiff.optional(),
+  error: z.string().optional(),
+  updatedAt: z.string().datetime(),
+});
+export type ReviewRecord = z.infer<typeof ReviewRecord>;
+
+/** What a review request came to, for the audit trail. */
+export const ReviewDone = z.object({
+  requestId: Id,
+  kind: z.enum(["mark-reviewed", "diff"]),
+  agent: AgentName,
+  version: VersionRef,
+  commit: GitSha.optional(),
+  by: z.string(),
+  error: z.string().optional(),
+  summary: z.string().max(2_000),
+  at: z.string().datetime(),
+});
+export type ReviewDone = z.infer<typeof ReviewDone>;
+
 export const PromotionOutcome = z.object({
   batchId: Id,
   agent: AgentName,

@@ -15,6 +15,8 @@ import {
   ReplayCompleted,
   ReplayTrial,
   RollbackDone,
+  ReviewDone,
+  ReviewRequest,
   RollbackRequest,
   SuccessEvent,
   TimeTravelDone,
@@ -114,6 +116,9 @@ export const Messages = {
   timeTravelReady: def("time-travel.ready.v1", "moss.replay.version.v1", Streams.PIPELINE, TimeTravelReady, (m) => `time-travel-ready-${m.id}`),
   /** `moss bisect`: the rewriter walks the versions between two ends, one time-travel replay per step. */
   bisect: def("bisect.request.v1", "moss.replay.bisect.v1", Streams.PIPELINE, BisectRequest, (m) => `bisect-${m.id}`),
+  /** `moss mark-reviewed` / `moss diff` (operator API only): the rewriter, which has the repository, answers. */
+  review: def("review.request.v1", "moss.review.request.v1", Streams.PIPELINE, ReviewRequest, (m) => `review-${m.id}`),
+  reviewDone: def("review.done.v1", "moss.review.done.v1", Streams.PIPELINE, ReviewDone, (m) => `review-done-${m.requestId}`),
   /** What the replays found, or why none ran. */
   timeTravelDone: def("time-travel.done.v1", "moss.replay.done.v1", Streams.PIPELINE, TimeTravelDone, (m) => `time-travel-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
@@ -143,7 +148,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
   {
     name: Streams.PIPELINE,
-    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>", "moss.rollback.>"],
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>", "moss.rollback.>", "moss.review.>"],
     maxAgeMs: 90 * DAY,
     duplicateWindowMs: 10 * 60_000,
   },
@@ -177,7 +182,7 @@ export const Consumers = {
   rewriter: consumer("rewriter", Streams.PIPELINE, [Messages.batchReady, Messages.batchRetry]),
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   /** `moss replay`: the rewriter finds the version and makes sure its image is there (a build may take minutes). */
-  rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel, Messages.bisect], 60_000, 3),
+  rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel, Messages.bisect, Messages.review], 60_000, 3),
   /** `moss bisect`: each step's replay result, for the rewriter to pick the next version (or the answer). */
   rewriterBisect: consumer("rewriter-bisect", Streams.PIPELINE, [Messages.timeTravelDone], 60_000, 3),
   /** `moss replay`: the replayer replays the cases against the version's image. */
@@ -230,6 +235,10 @@ export const Buckets = {
   timeTravel: "moss_time_travel",
   /** bisect id → BisectRecord: a `moss bisect` as the rewriter leaves it after each step (CAS only). */
   bisects: "moss_bisects",
+  /** agent → ReviewedBaseline: the last version a human reviewed (written by the rewriter on `moss mark-reviewed`). */
+  reviewed: "moss_reviewed",
+  /** request id → ReviewRecord: a `moss mark-reviewed` or `moss diff` and its answer (CAS only). */
+  reviews: "moss_reviews",
 } as const;
 
 /** Headers Moss sets on messages. */

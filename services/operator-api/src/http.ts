@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type Stores, type TimeTravelStore } from "@moss/batch";
-import { AgentName, Id, Messages, VersionRef, type Publish, type TimeTravelCase } from "@moss/contracts";
+import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
+import { AgentName, Id, Messages, VersionRef, type Publish, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
@@ -23,6 +23,8 @@ export interface OperatorApiDeps {
     findFailures(idOrPrefix: string): Promise<Array<TimeTravelCase & { agent: string }>>;
     blob: { get(sha256: string): Promise<Buffer> };
   };
+  /** The reviewed baselines and the review requests (mark-reviewed, diff) the rewriter answers. */
+  review?: { reviews: ReviewStore; baseline(agent: string): Promise<ReviewedBaseline | undefined>; known(agent: string): boolean };
   /** Where refusals and decisions are said (who, what, from where). */
   log?: Logger;
 }
@@ -46,6 +48,7 @@ const Replay = z
   .strict()
   .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
 const Bisect = z.object({ failure: FailureRef, good: VersionRef, bad: VersionRef, fixed: z.boolean().default(false) }).strict();
+const MarkReviewed = z.object({ version: VersionRef }).strict();
 const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
 const registered = new WeakMap<FastifyInstance, ReadonlyArray<{ method: string; url: string }>>();
@@ -228,6 +231,39 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   app.get<{ Params: { id: string } }>("/v1/bisects/:id", async (req, reply) => {
     const rec = await deps.timeTravel?.bisects?.get(req.params.id);
     if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no bisect ${req.params.id}`);
+    return rec;
+  });
+  // The reviewed baseline and the semantic diff against it, answered by the rewriter (it has the repository).
+  const askReview = async (kind: ReviewRequest["kind"], agent: string, version: string, req: FastifyRequest, reply: FastifyReply) => {
+    const rv = deps.review;
+    if (!rv) return replyError(reply, Codes.INTERNAL, "this operator API has no review store");
+    if (!AgentName.safeParse(agent).success || !rv.known(agent)) return replyError(reply, Codes.BAD_REQUEST, `no agent ${agent} in the config (agents.<name>)`);
+    const id = randomUUID().replaceAll("-", "");
+    const at = new Date().toISOString();
+    await rv.reviews.create({ id, kind, agent, version, by: who(req), at, state: "requested", updatedAt: at });
+    await deps.publish(Messages.review, { id, kind, agent, version, by: who(req), at });
+    deps.log?.info(`${kind} requested`, { review: id, agent, version, by: who(req), from: req.ip });
+    return reply.code(202).send(await rv.reviews.get(id));
+  };
+  app.post<{ Params: { agent: string } }>("/v1/agents/:agent/reviewed", async (req, reply) => {
+    const b = body(MarkReviewed, req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `mark-reviewed ${req.params.agent}: ${b.message}`);
+    return askReview("mark-reviewed", req.params.agent, b.value.version, req, reply);
+  });
+  app.get<{ Params: { agent: string } }>("/v1/agents/:agent/reviewed", async (req, reply) => {
+    const got = await deps.review?.baseline(req.params.agent);
+    if (!got) return replyError(reply, Codes.NO_SUCH_REPLAY, `agent ${req.params.agent} has no reviewed baseline: \`moss mark-reviewed ${req.params.agent} COMMIT\` records one`);
+    return got;
+  });
+  // A diff changes nothing: a read token may ask for one (the rewriter computes it; the answer is its record).
+  app.get<{ Params: { agent: string }; Querystring: { version?: string } }>("/v1/agents/:agent/diff", async (req, reply) => {
+    const v = VersionRef.safeParse(req.query.version ?? "live");
+    if (!v.success) return replyError(reply, Codes.BAD_REQUEST, `diff ${req.params.agent}: version: ${v.error.issues[0]?.message}`);
+    return askReview("diff", req.params.agent, v.data, req, reply);
+  });
+  app.get<{ Params: { id: string } }>("/v1/reviews/:id", async (req, reply) => {
+    const rec = await deps.review?.reviews.get(req.params.id);
+    if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no review request ${req.params.id}`);
     return rec;
   });
   // A case's trial logs (the agent's stdout and stderr, and the driver's lines), as text.

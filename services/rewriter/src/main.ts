@@ -1,5 +1,5 @@
 // Rewriter: batch → staged coding agent → guardrails → signed commit → candidate image. Wiring only.
-import { batchStore, bisectStore, candidateStore, deploymentStore, timeTravelStore } from "@moss/batch";
+import { batchStore, bisectStore, candidateStore, deploymentStore, reviewStore, timeTravelStore } from "@moss/batch";
 import { route } from "@moss/bus";
 import { knownAgent } from "@moss/config";
 import { Buckets, Consumers, Messages } from "@moss/contracts";
@@ -8,6 +8,7 @@ import { createDockerClient, createRuntime, RUNTIME_DEFAULTS } from "@moss/runti
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
 import { onBisect, onBisectStepDone } from "./handlers/bisect";
+import { onReview } from "./handlers/review";
 import { onTimeTravel } from "./handlers/versions";
 import { AdapterConfigError } from "./errors";
 import { exposedByMounts, readableByOthers, sandboxed } from "./sandbox";
@@ -67,7 +68,21 @@ await runService({
       publish: bus.publish,
       log,
     };
-    const versions = await bus.consume(Consumers.rewriterVersions, [route(Messages.timeTravel, (m, ctx) => onTimeTravel(m, versionDeps, ctx)), route(Messages.bisect, (m) => onBisect(m, versionDeps))]);
+    const reviewDeps = {
+      ...versionDeps,
+      agent: (name: string) => {
+        const a = knownAgent(config, name).entry;
+        return { repo: a.repo, areas: a.review.areas };
+      },
+      reviewed: await bus.kv(Buckets.reviewed),
+      reviews: reviewStore(await bus.kv(Buckets.reviews)),
+      batches: deps.batches,
+    };
+    const versions = await bus.consume(Consumers.rewriterVersions, [
+      route(Messages.timeTravel, (m, ctx) => onTimeTravel(m, versionDeps, ctx)),
+      route(Messages.bisect, (m) => onBisect(m, versionDeps)),
+      route(Messages.review, (m) => onReview(m, reviewDeps)),
+    ]);
     const bisects = await bus.consume(Consumers.rewriterBisect, [route(Messages.timeTravelDone, (m) => onBisectStepDone(m, versionDeps))]);
     return { consumers: [consumer, versions, bisects] };
   },

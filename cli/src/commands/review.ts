@@ -1,0 +1,81 @@
+import type { LoadedConfig } from "@moss/config";
+import { ReviewRecord, type ReviewDiff } from "@moss/contracts";
+import { operatorGet, operatorPost, type Command } from "../shared";
+
+/**
+ * Asks the operator API to mark a version reviewed, or for the diff of a version against the reviewed baseline, and
+ * follows the request until the rewriter answered it. Throws when the API refuses or nothing ends within `timeoutMs`.
+ */
+export async function requestReview(cfg: Readonly<LoadedConfig>, kind: "mark-reviewed" | "diff", agent: string, version: string, o: { timeoutMs?: number } = {}): Promise<ReviewRecord> {
+  const a = encodeURIComponent(agent);
+  let rec = ReviewRecord.parse(kind === "diff" ? await operatorGet(cfg, `/v1/agents/${a}/diff?version=${encodeURIComponent(version)}`) : await operatorPost(cfg, `/v1/agents/${a}/reviewed`, { version }));
+  const end = Date.now() + (o.timeoutMs ?? 120_000);
+  while (rec.state === "requested") {
+    if (Date.now() > end) throw new Error(`${kind} ${rec.id} was not answered in time: is the rewriter running (moss status)?`);
+    await new Promise((r) => setTimeout(r, 200));
+    rec = ReviewRecord.parse(await operatorGet(cfg, `/v1/reviews/${rec.id}`));
+  }
+  return rec;
+}
+
+const MARK: Record<string, string> = { added: "+", removed: "-", changed: "~" };
+
+/** The diff as an operator reads it: what changed since the reviewed version, by whom, and what is flagged. */
+export function renderDiff(agent: string, d: ReviewDiff): string[] {
+  const b = d.baseline;
+  const out = [`${agent}: ${d.version}${d.version.startsWith(d.commit.slice(0, 7)) ? "" : ` (${d.commit.slice(0, 12)})`} against the reviewed ${b.commit.slice(0, 12)} (marked by ${b.by}, ${b.at})`];
+  if (!d.descends) out.push(`  note: ${d.commit.slice(0, 12)} does not descend from the reviewed version; commits are listed from their merge base`);
+  const moss = d.commits.filter((c) => c.batchId);
+  out.push("", `Commits since (${d.commits.length}: ${moss.length} by Moss, ${d.commits.length - moss.length} by people):`);
+  for (const c of d.commits) {
+    const who = c.batchId ? `moss  batch ${c.batchId} attempt ${c.attempt ?? "?"} ${c.verdict ?? ""}`.trimEnd() : `human ${c.author}`;
+    out.push(`  ${c.commit.slice(0, 12)}  ${who}  "${c.subject}"`);
+  }
+  out.push("", `Files (${d.files.length}):`);
+  for (const f of d.files) {
+    out.push(`  ${f.status === "added" ? "A" : f.status === "removed" ? "D" : "M"} ${f.path}${f.areas.length ? `   [${f.areas.join(", ")}]` : ""}${f.note ? `   (${f.note})` : ""}`);
+    for (const u of f.symbols ?? []) out.push(`      ${MARK[u.change]} ${u.name} (${u.kind}, ${u.change})${u.areas.length ? `   ⚑ ${u.areas.join(", ")}` : ""}`);
+  }
+  const flagged = Object.entries(d.flagged);
+  out.push("", flagged.length ? `Flagged: ${flagged.map(([a, n]) => `${n} change(s) in ${a}`).join(", ")} — review these first` : "Flagged: nothing in the areas agents.<name>.review.areas names");
+  if (d.truncated) out.push("(more files or units than shown: at most 300 files and 200 units a file)");
+  return out;
+}
+
+export const markReviewed: Command = {
+  name: "mark-reviewed",
+  help: "  mark-reviewed AGENT VERSION  record VERSION (a commit, tag, branch, live) as the last one a human reviewed: in KV, audited, tagged moss/reviewed/AGENT",
+  async run({ args, config }) {
+    const [agent, version] = args;
+    if (!agent || !version) throw new Error("usage: moss mark-reviewed AGENT VERSION");
+    const rec = await requestReview(config(), "mark-reviewed", agent, version);
+    if (rec.state === "failed") {
+      console.error(`mark-reviewed failed: ${rec.error}`);
+      return 2;
+    }
+    console.log(`${agent}: ${rec.reviewed!.commit} is the reviewed baseline, marked by ${rec.reviewed!.by} at ${rec.reviewed!.at} (tag ${rec.reviewed!.tag})`);
+    return 0;
+  },
+};
+
+export const diffCmd: Command = {
+  name: "diff",
+  help: [
+    "  diff AGENT [--version V]     the live version (or V) against the reviewed baseline: Moss and human commits, files,",
+    "                               the functions, classes and methods changed, and what falls in review.areas",
+    "      --json                     the answer as JSON",
+  ].join("\n"),
+  options: { version: { type: "string" }, json: { type: "boolean" } },
+  async run({ args, values, config }) {
+    const [agent] = args;
+    if (!agent) throw new Error("usage: moss diff AGENT [--version VERSION]");
+    const rec = await requestReview(config(), "diff", agent, (values["version"] as string | undefined) ?? "live");
+    if (rec.state === "failed") {
+      console.error(`diff failed: ${rec.error}`);
+      return 2;
+    }
+    if (values["json"]) console.log(JSON.stringify(rec.diff, null, 2));
+    else for (const l of renderDiff(agent, rec.diff!)) console.log(l);
+    return 0;
+  },
+};
