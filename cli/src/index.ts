@@ -11,6 +11,6 @@ export { requestRollback } from "./commands/rollback";
 export { describeProgress, followReplay, requestReplay } from "./commands/replay";
 export type { ReplaySet } from "./commands/replay";
 export { describeBisect, requestBisect } from "./commands/bisect";
-export { renderDiff, requestReview } from "./commands/review";
+export { renderDiff, renderReconcile, requestReview } from "./commands/review";
 export type { BisectAsk } from "./commands/bisect";
 export { renderTimeline } from "./render";

@@ -13,7 +13,7 @@ import { operator } from "./operator";
 import { provision } from "./provision";
 import { regressions } from "./regressions";
 import { replayCmd } from "./replay";
-import { diffCmd, markReviewed } from "./review";
+import { diffCmd, markReviewed, reconcileCmd } from "./review";
 import { reset } from "./reset";
 import { rollback } from "./rollback";
 import { show } from "./show";
@@ -21,4 +21,4 @@ import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, reconcileCmd, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

@@ -1,14 +1,15 @@
 import type { LoadedConfig } from "@moss/config";
-import { ReviewRecord, type ReviewDiff } from "@moss/contracts";
+import { ReviewRecord, type ReviewDiff, type ReviewReconcile } from "@moss/contracts";
 import { operatorGet, operatorPost, type Command } from "../shared";
 
 /**
  * Asks the operator API to mark a version reviewed, or for the diff of a version against the reviewed baseline, and
  * follows the request until the rewriter answered it. Throws when the API refuses or nothing ends within `timeoutMs`.
  */
-export async function requestReview(cfg: Readonly<LoadedConfig>, kind: "mark-reviewed" | "diff", agent: string, version: string, o: { timeoutMs?: number } = {}): Promise<ReviewRecord> {
+export async function requestReview(cfg: Readonly<LoadedConfig>, kind: ReviewRecord["kind"], agent: string, version: string, o: { timeoutMs?: number } = {}): Promise<ReviewRecord> {
   const a = encodeURIComponent(agent);
-  let rec = ReviewRecord.parse(kind === "diff" ? await operatorGet(cfg, `/v1/agents/${a}/diff?version=${encodeURIComponent(version)}`) : await operatorPost(cfg, `/v1/agents/${a}/reviewed`, { version }));
+  const asked = kind === "diff" ? operatorGet(cfg, `/v1/agents/${a}/diff?version=${encodeURIComponent(version)}`) : operatorPost(cfg, `/v1/agents/${a}/${kind === "reconcile" ? "reconcile" : "reviewed"}`, { version });
+  let rec = ReviewRecord.parse(await asked);
   const end = Date.now() + (o.timeoutMs ?? 120_000);
   while (rec.state === "requested") {
     if (Date.now() > end) throw new Error(`${kind} ${rec.id} was not answered in time: is the rewriter running (moss status)?`);
@@ -77,5 +78,43 @@ export const diffCmd: Command = {
     if (values["json"]) console.log(JSON.stringify(rec.diff, null, 2));
     else for (const l of renderDiff(agent, rec.diff!)) console.log(l);
     return 0;
+  },
+};
+
+/** A reconcile as an operator reads it: what main lacks, and the branch prepared or the conflicts to look at. */
+export function renderReconcile(agent: string, r: ReviewReconcile): string[] {
+  const out = [`${agent}: live ${r.live.slice(0, 12)} against ${r.main.branch} (${r.main.commit.slice(0, 12)})`];
+  if (!r.commits.length) out.push(`  ${r.main.branch} already has everything that is live`);
+  else {
+    out.push(`  ${r.main.branch} lacks ${r.commits.length} commit(s):`);
+    for (const c of r.commits) out.push(`    ${c.commit.slice(0, 12)}  ${c.batchId ? `moss  batch ${c.batchId} attempt ${c.attempt ?? "?"} ${c.verdict ?? ""}`.trimEnd() : `human ${c.author}`}  "${c.subject}"`);
+  }
+  if (r.commits.length && r.clean) out.push("", `Clean: branch ${r.branch} (${r.branchCommit?.slice(0, 12)}) is ${r.main.branch} with them merged in; merge it when you have read it. Merge request:`, ...(r.mergeRequest ?? "").split("\n").map((l) => `  | ${l}`));
+  if (!r.clean) {
+    out.push("", `CONFLICT: ${r.conflicts.length} file(s) — nothing was changed; resolve by hand:`);
+    for (const c of r.conflicts) out.push(`    ${c.path}   live: ${c.live.map((x) => x.slice(0, 12)).join(", ") || "-"}   ${r.main.branch}: ${c.main.map((x) => x.slice(0, 12)).join(", ") || "-"}`);
+  }
+  if (r.flagged.length) {
+    out.push("", `Flagged: human commits on ${r.main.branch} touching files Moss changed since the reviewed baseline:`);
+    for (const f of r.flagged) out.push(`    ${f.commit.slice(0, 12)}  ${f.author}  "${f.subject}": ${f.files.join(", ")}`);
+  }
+  return out;
+}
+
+export const reconcileCmd: Command = {
+  name: "reconcile",
+  help: "  reconcile AGENT [--version V]  the live Moss line (or V) against the human main branch: a branch prepared off main when it merges cleanly, else the conflicts listed (nothing changed)",
+  options: { version: { type: "string" }, json: { type: "boolean" } },
+  async run({ args, values, config }) {
+    const [agent] = args;
+    if (!agent) throw new Error("usage: moss reconcile AGENT [--version VERSION]");
+    const rec = await requestReview(config(), "reconcile", agent, (values["version"] as string | undefined) ?? "live");
+    if (rec.state === "failed") {
+      console.error(`reconcile failed: ${rec.error}`);
+      return 2;
+    }
+    if (values["json"]) console.log(JSON.stringify(rec.reconcile, null, 2));
+    else for (const l of renderReconcile(agent, rec.reconcile!)) console.log(l);
+    return rec.reconcile!.clean ? 0 : 1;
   },
 };

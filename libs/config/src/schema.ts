@@ -129,6 +129,10 @@ export const AgentConfig = z.object({
         })
         .strict()
         .prefault({}),
+      /** The branch people maintain the agent on, which `moss reconcile` compares the live Moss line with. Default `main`. */
+      mainBranch: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/, "a branch name").default("main"),
+      /** Reconcile on a schedule too, every this many ms (each result is a `moss.review.done.v1` record in the audit trail, by `schedule`). Default: only when asked. */
+      reconcileEveryMs: z.number().int().min(60_000).optional(),
     })
     .strict()
     .prefault({}),

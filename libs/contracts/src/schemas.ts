@@ -698,11 +698,12 @@ export const BisectRecord = BisectRequest.extend({
 export type BisectRecord = z.infer<typeof BisectRecord>;
 
 /** Asks for the repository's view of an agent (operator API only): record a reviewed baseline, or diff a version against it. */
+export const ReviewKind = z.enum(["mark-reviewed", "diff", "reconcile"]);
 export const ReviewRequest = z.object({
   id: Id,
-  kind: z.enum(["mark-reviewed", "diff"]),
+  kind: ReviewKind,
   agent: AgentName,
-  /** mark-reviewed: the version a human reviewed; diff: the version to compare with the baseline (default `live`). */
+  /** mark-reviewed: the version a human reviewed; diff: the version to compare with the baseline (default `live`); reconcile: the Moss line to bring into main (default `live`). */
   version: VersionRef,
   by: z.string().min(1).max(200),
   at: z.string().datetime(),
@@ -715,6 +716,9 @@ export type ReviewedBaseline = z.infer<typeof ReviewedBaseline>;
 
 const SymbolChange = z.object({ name: z.string().max(500), kind: z.enum(["function", "class", "method", "value"]), change: z.enum(["added", "removed", "changed"]), areas: z.array(z.string()) });
 
+/** A commit as a review lists it: a Moss one with its batch, attempt and the batch's state now; a human one without. */
+const CommitRow = z.object({ commit: GitSha, subject: z.string(), author: z.string(), date: z.string(), batchId: Id.optional(), attempt: z.number().int().positive().optional(), verdict: z.string().optional() });
+
 /** `moss diff`: a version against the reviewed baseline — the commits in between, the files, the units by name, the flagged areas. */
 export const ReviewDiff = z.object({
   baseline: ReviewedBaseline,
@@ -722,18 +726,8 @@ export const ReviewDiff = z.object({
   commit: GitSha,
   /** Whether the baseline is an ancestor of the version (else the commits are those of the version since their merge base). */
   descends: z.boolean(),
-  commits: z.array(
-    z.object({
-      commit: GitSha,
-      subject: z.string(),
-      author: z.string(),
-      date: z.string(),
-      /** A Moss commit's batch and attempt (its trailers) and the batch's state now; absent for a human commit. */
-      batchId: Id.optional(),
-      attempt: z.number().int().positive().optional(),
-      verdict: z.string().optional(),
-    }),
-  ),
+  /** A Moss commit has its batch and attempt (its trailers) and the batch's state now; a human one has none. */
+  commits: z.array(CommitRow),
   files: z.array(
     z.object({
       path: z.string(),
@@ -750,11 +744,32 @@ export const ReviewDiff = z.object({
 });
 export type ReviewDiff = z.infer<typeof ReviewDiff>;
 
+/** `moss reconcile`: the agent's live Moss line against its human-maintained main branch. */
+export const ReviewReconcile = z.object({
+  main: z.object({ branch: z.string(), commit: GitSha }),
+  live: GitSha,
+  /** The commits of the live line that main does not have (Moss's have their batch). */
+  commits: z.array(CommitRow),
+  /** Whether main takes them without a conflict (nothing to bring in counts as clean). */
+  clean: z.boolean(),
+  /** Clean: the branch prepared off main that brings them in (a merge of the live line), for a person to merge. */
+  branch: z.string().optional(),
+  branchCommit: GitSha.optional(),
+  /** Clean: the text of the merge request. */
+  mergeRequest: z.string().optional(),
+  /** Not clean: each conflicting file with the live-line and main commits that touch it. Nothing was changed. */
+  conflicts: z.array(z.object({ path: z.string(), live: z.array(GitSha), main: z.array(GitSha) })).default([]),
+  /** Human commits on main since the reviewed baseline that touch a file Moss changed since then. */
+  flagged: z.array(z.object({ commit: GitSha, subject: z.string(), author: z.string(), files: z.array(z.string()) })).default([]),
+});
+export type ReviewReconcile = z.infer<typeof ReviewReconcile>;
+
 /** A review request as each stage leaves it (`moss_reviews`, key: its id), written by the rewriter, which has the repository. */
 export const ReviewRecord = ReviewRequest.extend({
   state: z.enum(["requested", "done", "failed"]),
   reviewed: ReviewedBaseline.optional(),
   diff: ReviewDiff.optional(),
+  reconcile: ReviewReconcile.optional(),
   error: z.string().optional(),
   updatedAt: z.string().datetime(),
 });
@@ -763,7 +778,7 @@ export type ReviewRecord = z.infer<typeof ReviewRecord>;
 /** What a review request came to, for the audit trail. */
 export const ReviewDone = z.object({
   requestId: Id,
-  kind: z.enum(["mark-reviewed", "diff"]),
+  kind: ReviewKind,
   agent: AgentName,
   version: VersionRef,
   commit: GitSha.optional(),

@@ -261,6 +261,12 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     if (!v.success) return replyError(reply, Codes.BAD_REQUEST, `diff ${req.params.agent}: version: ${v.error.issues[0]?.message}`);
     return askReview("diff", req.params.agent, v.data, req, reply);
   });
+  // Reconcile prepares a branch in the repository (never touches main): an operate token.
+  app.post<{ Params: { agent: string } }>("/v1/agents/:agent/reconcile", async (req, reply) => {
+    const b = body(z.object({ version: VersionRef.default("live") }).strict(), req);
+    if (!b.ok) return replyError(reply, Codes.BAD_REQUEST, `reconcile ${req.params.agent}: ${b.message}`);
+    return askReview("reconcile", req.params.agent, b.value.version, req, reply);
+  });
   app.get<{ Params: { id: string } }>("/v1/reviews/:id", async (req, reply) => {
     const rec = await deps.review?.reviews.get(req.params.id);
     if (!rec) return replyError(reply, Codes.NO_SUCH_REPLAY, `no review request ${req.params.id}`);

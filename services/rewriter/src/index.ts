@@ -4,6 +4,8 @@ export type { BuildPort, RewriteAgent, RewriterDeps } from "./handlers/rewrite";
 export { onTimeTravel, resolveVersion, UnknownVersionError } from "./handlers/versions";
 export type { VersionDeps } from "./handlers/versions";
 export { MAX_BISECT_VERSIONS, onBisect, onBisectStepDone } from "./handlers/bisect";
+export { onReview, reconcileBranch, reviewedTag } from "./handlers/review";
+export type { ReviewDeps } from "./handlers/review";
 export type { BisectDeps } from "./handlers/bisect";
 export type { Evidence } from "./evidence";
 export { runStages } from "./pipeline";

@@ -72,7 +72,7 @@ await runService({
       ...versionDeps,
       agent: (name: string) => {
         const a = knownAgent(config, name).entry;
-        return { repo: a.repo, areas: a.review.areas };
+        return { repo: a.repo, areas: a.review.areas, mainBranch: a.review.mainBranch };
       },
       reviewed: await bus.kv(Buckets.reviewed),
       reviews: reviewStore(await bus.kv(Buckets.reviews)),
@@ -83,7 +83,20 @@ await runService({
       route(Messages.bisect, (m) => onBisect(m, versionDeps)),
       route(Messages.review, (m) => onReview(m, reviewDeps)),
     ]);
+    // Reconcile on a schedule where the config asks: one request per agent per period (replicas agree on its id).
+    const timers = Object.entries(config.agents)
+      .filter(([, a]) => a.review.reconcileEveryMs)
+      .map(([agent, a]) =>
+        setInterval(() => {
+          const every = a.review.reconcileEveryMs!;
+          const at = new Date().toISOString();
+          const msg = { id: `sched-${agent}-${Math.floor(Date.now() / every)}`, kind: "reconcile" as const, agent, version: "live", by: "schedule", at };
+          void (async () => {
+            if (await reviewDeps.reviews.create({ ...msg, state: "requested", updatedAt: at })) await onReview(msg, reviewDeps);
+          })().catch((err: Error) => log.warn("scheduled reconcile failed", { agent, err: err.message }));
+        }, a.review.reconcileEveryMs).unref(),
+      );
     const bisects = await bus.consume(Consumers.rewriterBisect, [route(Messages.timeTravelDone, (m) => onBisectStepDone(m, versionDeps))]);
-    return { consumers: [consumer, versions, bisects] };
+    return { consumers: [consumer, versions, bisects], onStop: async () => timers.forEach(clearInterval) };
   },
 });
