@@ -288,7 +288,7 @@ describe("auditor HTTP API over recorded messages", () => {
     await promotedBatch();
     const { status, body } = await getJson<{ ok: boolean; records: number }>("/v1/audit/verify");
     expect(status).toBe(200);
-    expect(body).toEqual({ ok: true, records: 7 });
+    expect(body).toEqual({ ok: true, records: 7, checkpoints: 0, unsigned: 0 });
     expect((await getJson<{ records: number }>("/health")).body).toEqual({ ok: true, records: 7 });
   });
 
@@ -303,7 +303,7 @@ describe("auditor HTTP API over recorded messages", () => {
     expect(status).toBe(200);
     expect(t.attempts.map((a) => a.attempt)).toEqual([1]);
     expect(t.verdict).toBe("promoted");
-    expect((await getJson<{ ok: boolean; records: number }>("/v1/audit/verify")).body).toEqual({ ok: true, records: 8 });
+    expect((await getJson<{ ok: boolean; records: number }>("/v1/audit/verify")).body).toEqual({ ok: true, records: 8, checkpoints: 0, unsigned: 0 });
   });
 
   it("records a payload that is not even JSON", async () => {

@@ -1,4 +1,5 @@
 import type { Command } from "../shared";
+import { audit } from "./audit";
 import { batches } from "./batches";
 import { bisectCmd } from "./bisect";
 import { candidates } from "./candidates";
@@ -21,4 +22,4 @@ import { status } from "./status";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, reconcileCmd, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, reconcileCmd, audit, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

@@ -441,6 +441,8 @@ export const MossConfig = z.object({
       host: z.string().default("127.0.0.1"),
       /** Operator HTTP API port. Default 7420. */
       port: z.number().int().min(0).max(65535).default(7420),
+      /** Records between two checkpoints of the audit log (a signed chain head and the segment since the last, in the blob store). Default 1000. */
+      checkpointEvery: z.number().int().min(1).default(1_000),
     })
     .prefault({}),
   operatorApi: z

@@ -57,7 +57,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   auditor: {
     publishes: [],
     consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq, Consumers.auditorWebhooks],
-    buckets: {},
+    buckets: { [Buckets.audit]: "write" },
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.

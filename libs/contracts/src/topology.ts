@@ -239,6 +239,8 @@ export const Buckets = {
   reviewed: "moss_reviewed",
   /** request id → ReviewRecord: a `moss mark-reviewed` or `moss diff` and its answer (CAS only). */
   reviews: "moss_reviews",
+  /** `checkpoint.<seq>` → a signed checkpoint of the audit log (the auditor's; kept apart from the log's own file). */
+  audit: "moss_audit",
 } as const;
 
 /** Headers Moss sets on messages. */

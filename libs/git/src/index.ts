@@ -18,3 +18,4 @@ export { requireGoodSignature, requireGoodSignatures, resolveCommit, verifyCommi
 export { commitTrailers } from "./trailers";
 export { ensureSigningKey } from "./keys";
 export { addWorktree, archiveCommit, commitInfo, commitsBetween, isAncestor, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";
+export { sshKeygen } from "./ssh";

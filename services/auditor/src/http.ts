@@ -3,12 +3,16 @@ import type { FailureEvent } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
+import type { KV } from "@moss/bus";
 import type { AuditLog } from "./audit-log";
+import { verifyLog } from "./checkpoints";
 import { batchTimeline, listBatches } from "./timeline";
 
 export interface AuditorHttpDeps {
   log: AuditLog;
   blob: BlobStore;
+  /** The log's checkpoints (KV) and the allowed signers they are verified against: `verify` holds the log to them. */
+  checkpoints?: { kv: KV; allowedSigners?: string };
 }
 
 /** Operator API over the audit log. Built without listening; tests use `app.inject()`. */
@@ -48,6 +52,6 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
     const bytes = await deps.blob.get(c.blob!.sha256);
     return reply.type("application/json").send(bytes);
   });
-  app.get("/v1/audit/verify", async () => deps.log.verify());
+  app.get("/v1/audit/verify", async () => (deps.checkpoints ? verifyLog(deps.log, deps.checkpoints.kv, deps.blob, deps.checkpoints.allowedSigners) : { ...deps.log.verify(), checkpoints: 0, unsigned: 0 }));
   return app;
 }

@@ -1,8 +1,9 @@
 // Auditor: every moss.> message into an append-only, hash-chained log; operator API over it. Wiring only.
 import { rawRoute } from "@moss/bus";
-import { AllMessages, Consumers, Messages, type ConsumerDef } from "@moss/contracts";
+import { AllMessages, Buckets, Consumers, Messages, type ConsumerDef } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { AuditLog } from "./audit-log";
+import { Checkpointer } from "./checkpoints";
 import { record } from "./handlers/record";
 import { deliver } from "./handlers/webhooks";
 import { buildApp } from "./http";
@@ -10,9 +11,20 @@ import { buildApp } from "./http";
 await runService({
   name: "auditor",
   env: process.env,
-  async start({ config, bus, blob }) {
+  async start({ config, bus, blob, log: logger }) {
     const log = new AuditLog(config.paths.audit);
-    const routesFor = (c: ConsumerDef) => AllMessages.filter((m) => m.stream === c.stream).map((m) => rawRoute(m, (payload, ctx) => record(log, m.name, c.stream, payload, ctx)));
+    const checkpointsKv = await bus.kv(Buckets.audit);
+    const signing = config.rewriter.signing;
+    const checkpointer = new Checkpointer({ log, blob, kv: checkpointsKv, ...(signing.key ? { signingKey: signing.key } : {}), every: config.auditor.checkpointEvery });
+    const routesFor = (c: ConsumerDef) =>
+      AllMessages.filter((m) => m.stream === c.stream).map((m) =>
+        rawRoute(m, async (payload, ctx) => {
+          await record(log, m.name, c.stream, payload, ctx);
+          // A checkpoint that cannot be written (the key unreadable, the blob store away) never holds up a record: it
+          // is said, and tried again at the next record.
+          await checkpointer.maybe().catch((err: Error) => logger.warn("could not checkpoint the audit log; trying again at the next record", { err: err.message }));
+        }),
+      );
     const consumers = await Promise.all(
       [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq].map((c) => bus.consume(c, routesFor(c))),
     );
@@ -24,8 +36,11 @@ await runService({
     }
     return {
       consumers,
-      http: { app: buildApp({ log, blob }), host: config.auditor.host, port: config.auditor.port },
-      onStop: async () => log.close(),
+      http: { app: buildApp({ log, blob, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } }), host: config.auditor.host, port: config.auditor.port },
+      onStop: async () => {
+        await checkpointer.now().catch(() => undefined);
+        log.close();
+      },
     };
   },
 });

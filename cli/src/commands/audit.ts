@@ -1,0 +1,30 @@
+import { auditorGet, type Command } from "../shared";
+
+/** What the auditor's `/v1/audit/verify` answers. */
+interface VerifyReport {
+  ok: boolean;
+  records: number;
+  checkpoints: number;
+  unsigned: number;
+  brokenAt?: number;
+  why?: string;
+  contradicts?: { seq: number; at: string; why: string };
+}
+
+/** `moss audit verify`: the auditor recomputes the log's chain and holds it to every signed checkpoint and segment. */
+export const audit: Command = {
+  name: "audit",
+  help: "  audit verify             recompute the audit log's chain and check it against its signed checkpoints and exported segments",
+  options: { json: { type: "boolean" } },
+  async run({ args, values, config }) {
+    if (args[0] !== "verify" || args.length !== 1) throw new Error("usage: moss audit verify");
+    const r = (await auditorGet(config(), "/v1/audit/verify")) as VerifyReport;
+    if (values["json"]) console.log(JSON.stringify(r, null, 2));
+    else if (r.ok) console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}`);
+    else {
+      console.log(`audit log BROKEN at record ${r.brokenAt}: ${r.why}`);
+      if (r.contradicts) console.log(`  it contradicts the checkpoint at record ${r.contradicts.seq} (made ${r.contradicts.at}): ${r.contradicts.why}`);
+    }
+    return r.ok ? 0 : 1;
+  },
+};

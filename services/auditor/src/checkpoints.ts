@@ -1,0 +1,183 @@
+/**
+ * Checkpoints of the audit log, so a rewrite of the whole log is detected, not only an edited record: every
+ * `auditor.checkpointEvery` records (and on shutdown) the records since the last checkpoint are exported, in order, as
+ * a JSON Lines segment to the blob store, and the chain head is checkpointed — its sequence and hash, the segment, the
+ * checkpoint before — signed with Moss's SSH key (`ssh-keygen -Y sign`, namespace `moss-audit`), stored in the blob
+ * store and indexed in KV (`moss_audit`), which live apart from the log's file. Verifying recomputes the chain from the
+ * file and holds it to every checkpoint and segment: the first broken link, and the checkpoint it contradicts.
+ */
+import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BlobStore } from "@moss/blob";
+import { kvKeys, type KV } from "@moss/bus";
+import { sshKeygen } from "@moss/git";
+import type { AuditLog } from "./audit-log";
+
+export interface Checkpoint {
+  /** The record the checkpoint is at (the chain head then), and the first record of its segment. */
+  seq: number;
+  from: number;
+  hash: string;
+  at: string;
+  /** The records `from`..`seq`, as the log's lines, in the blob store. */
+  segment: { sha256: string; size: number };
+  /** sha256 of the checkpoint before (its JSON as signed), or none for the first. */
+  prev?: string;
+}
+
+export interface SignedCheckpoint {
+  checkpoint: Checkpoint;
+  /** The SSH signature of `JSON.stringify(checkpoint)`, armored; absent when no signing key is configured. */
+  signature?: string;
+}
+
+export interface CheckpointDeps {
+  log: AuditLog;
+  blob: Pick<BlobStore, "put" | "get">;
+  kv: KV;
+  /** Moss's signing key (rewriter.signing.key); unset: checkpoints are unsigned (verify says so). */
+  signingKey?: string;
+  every: number;
+}
+
+const NAMESPACE = "moss-audit";
+const keyOf = (seq: number) => `checkpoint.${String(seq).padStart(12, "0")}`;
+const sha = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Every checkpoint, oldest first. */
+export async function readCheckpoints(kv: KV): Promise<SignedCheckpoint[]> {
+  const out: SignedCheckpoint[] = [];
+  for (const k of await kvKeys(kv, "checkpoint.>")) {
+    const e = await kv.get(k);
+    if (e?.operation === "PUT") out.push(e.json<SignedCheckpoint>());
+  }
+  return out;
+}
+
+async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "moss-audit-sig-"));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function sign(data: string, key: string): Promise<string> {
+  return withTemp(async (dir) => {
+    const file = join(dir, "checkpoint.json");
+    writeFileSync(file, data);
+    const r = await sshKeygen(["-Y", "sign", "-f", key, "-n", NAMESPACE, file]);
+    if (r.code !== 0) throw new Error(`ssh-keygen could not sign the audit checkpoint with ${key}: ${r.stderr.trim() || r.spawnError?.message}`);
+    return readFileSync(`${file}.sig`, "utf8");
+  });
+}
+
+async function verifySignature(data: string, signature: string, allowedSigners: string): Promise<string | undefined> {
+  return withTemp(async (dir) => {
+    const sig = join(dir, "checkpoint.sig");
+    writeFileSync(sig, signature);
+    // The signer's principal, then the check against the allowed signers.
+    const who = await sshKeygen(["-Y", "find-principals", "-s", sig, "-f", allowedSigners]);
+    const principal = who.stdout.trim().split("\n")[0];
+    if (who.code !== 0 || !principal) return `signed by a key that is not in ${allowedSigners}`;
+    const r = spawnSync("ssh-keygen", ["-Y", "verify", "-f", allowedSigners, "-I", principal, "-n", NAMESPACE, "-s", sig], { input: data, encoding: "utf8" });
+    return r.status === 0 ? undefined : `its signature does not verify: ${(r.stderr || r.stdout).trim()}`;
+  });
+}
+
+/** Writes checkpoints as the log grows: `maybe()` after each record, `now()` on shutdown. One at a time. */
+export class Checkpointer {
+  private last: SignedCheckpoint | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private loaded = false;
+  constructor(private readonly deps: CheckpointDeps) {}
+
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    this.last = (await readCheckpoints(this.deps.kv)).at(-1);
+    this.loaded = true;
+  }
+
+  /** A checkpoint if `every` records came since the last one. */
+  maybe(): Promise<void> {
+    return (this.running = this.running.catch(() => undefined).then(async () => {
+      await this.load();
+      if (this.deps.log.size - (this.last?.checkpoint.seq ?? 0) >= this.deps.every) await this.write();
+    }));
+  }
+
+  /** A checkpoint of whatever came since the last one (shutdown). */
+  now(): Promise<void> {
+    return (this.running = this.running.catch(() => undefined).then(async () => {
+      await this.load();
+      if (this.deps.log.size > (this.last?.checkpoint.seq ?? 0)) await this.write();
+    }));
+  }
+
+  private async write(): Promise<void> {
+    const { log, blob, kv } = this.deps;
+    const seq = log.size;
+    const from = (this.last?.checkpoint.seq ?? 0) + 1;
+    const lines: string[] = [];
+    for (let s = from; s <= seq; s++) lines.push(JSON.stringify(log.get(s)));
+    const ref = await blob.put(lines.join("\n") + "\n", { contentType: "application/jsonl" });
+    const checkpoint: Checkpoint = { seq, from, hash: log.get(seq)!.hash, at: new Date().toISOString(), segment: { sha256: ref.sha256, size: ref.size }, ...(this.last ? { prev: sha(JSON.stringify(this.last.checkpoint)) } : {}) };
+    const data = JSON.stringify(checkpoint);
+    const signed: SignedCheckpoint = { checkpoint, ...(this.deps.signingKey ? { signature: await sign(data, this.deps.signingKey) } : {}) };
+    await blob.put(JSON.stringify(signed), { contentType: "application/json" });
+    await kv.put(keyOf(seq), JSON.stringify(signed));
+    this.last = signed;
+  }
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  records: number;
+  checkpoints: number;
+  /** The first record whose link is broken (in the chain, or against a checkpoint or its segment). */
+  brokenAt?: number;
+  why?: string;
+  /** The checkpoint the log contradicts, when one does. */
+  contradicts?: { seq: number; at: string; why: string };
+  /** Checkpoints without a signature (no signing key was configured): they hold the log only as far as KV is trusted. */
+  unsigned: number;
+}
+
+/** The chain from the log's file, held to every checkpoint and its segment. */
+export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {
+  const chain = log.verify();
+  const cps = await readCheckpoints(kv);
+  const report: VerifyReport = { ok: chain.ok, records: log.size, checkpoints: cps.length, unsigned: cps.filter((c) => !c.signature).length, ...(chain.ok ? {} : { brokenAt: chain.brokenAt!, why: chain.why! }) };
+  const fail = (brokenAt: number, why: string, cp: Checkpoint, cpWhy: string): VerifyReport => {
+    const first = report.brokenAt !== undefined && report.brokenAt <= brokenAt;
+    return { ...report, ok: false, ...(first ? {} : { brokenAt, why }), contradicts: { seq: cp.seq, at: cp.at, why: cpWhy } };
+  };
+  let prev: Checkpoint | undefined;
+  for (const { checkpoint: cp, signature } of cps) {
+    const data = JSON.stringify(cp);
+    if (signature && allowedSigners) {
+      const bad = await verifySignature(data, signature, allowedSigners);
+      if (bad) return fail(cp.from, `checkpoint at record ${cp.seq} cannot be trusted`, cp, bad);
+    }
+    if ((prev ? sha(JSON.stringify(prev)) : undefined) !== cp.prev) return fail(cp.from, `the checkpoints do not chain at record ${cp.seq}`, cp, "its link to the checkpoint before does not match");
+    prev = cp;
+    if (log.size < cp.seq) return fail(log.size + 1, `the log ends at record ${log.size}, but a checkpoint says record ${cp.seq} existed: records were removed`, cp, `it was made at record ${cp.seq}`);
+    let segment: Buffer;
+    try {
+      segment = await blob.get(cp.segment.sha256);
+    } catch (err) {
+      return fail(cp.from, `the segment of records ${cp.from}..${cp.seq} could not be read from the blob store (missing or changed)`, cp, (err as Error).message);
+    }
+    if (sha(segment) !== cp.segment.sha256) return fail(cp.from, `the segment of records ${cp.from}..${cp.seq} in the blob store was changed`, cp, "its segment's content does not match the hash it signed");
+    const lines = segment.toString("utf8").trimEnd().split("\n");
+    for (let s = cp.from; s <= cp.seq; s++) {
+      if (JSON.stringify(log.get(s)) !== lines[s - cp.from]) return fail(s, `record ${s} is not what was exported at the checkpoint`, cp, `record ${s} differs from its segment`);
+    }
+    if (log.get(cp.seq)!.hash !== cp.hash) return fail(cp.seq, `record ${cp.seq}'s hash is not the chain head the checkpoint signed`, cp, "the chain head differs");
+  }
+  return report;
+}

@@ -1,0 +1,101 @@
+// Audit log checkpoints: signed chain heads and exported segments, apart from the log's file (blob store, KV), so that
+// one edited record and a whole rewritten log are each detected, at the right record and against the right checkpoint.
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AuditLog, Checkpointer, readCheckpoints, verifyLog } from "@moss/auditor";
+import type { KV } from "@moss/bus";
+import { ensureSigningKey } from "@moss/git";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEnv, type Env } from "../helpers/env";
+
+describe("audit checkpoints (real KV, fs blob store, ssh-signed)", () => {
+  let env: Env;
+  let kv: KV;
+  let keys: Awaited<ReturnType<typeof ensureSigningKey>>;
+  const dir = mkdtempSync(join(tmpdir(), "moss-audit-cp-"));
+  const file = join(dir, "audit.jsonl");
+  const pristine = join(dir, "pristine.jsonl");
+  const input = (i: number, text = `event ${i}`) => ({ stream: "MOSS_PIPELINE", streamSeq: i, subject: "moss.batch.ready.v1", kind: "batch.ready.v1", batchId: `b${i % 3}`, data: { text } });
+  const verify = async () => {
+    const log = new AuditLog(file);
+    try {
+      return await verifyLog(log, kv, env.blob, keys.allowedSigners);
+    } finally {
+      log.close();
+    }
+  };
+  const restore = () => copyFileSync(pristine, file);
+
+  beforeAll(async () => {
+    env = await startEnv("audit-checkpoints");
+    kv = await env.bucket("audit");
+    keys = await ensureSigningKey(join(dir, "keys"));
+    const log = new AuditLog(file);
+    const cp = new Checkpointer({ log, blob: env.blob, kv, signingKey: keys.key, every: 10 });
+    for (let i = 1; i <= 25; i++) {
+      log.append(input(i));
+      await cp.maybe();
+    }
+    await cp.now(); // shutdown: the last five
+    log.close();
+    copyFileSync(file, pristine);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("checkpoints every N records and at shutdown, signed, chained; an untouched log verifies against them", async () => {
+    const cps = await readCheckpoints(kv);
+    expect(cps.map((c) => [c.checkpoint.from, c.checkpoint.seq])).toEqual([[1, 10], [11, 20], [21, 25]]);
+    expect(cps.every((c) => c.signature?.startsWith("-----BEGIN SSH SIGNATURE-----"))).toBe(true);
+    expect(cps[1]!.checkpoint.prev).toMatch(/^[0-9a-f]{64}$/);
+    expect(await verify()).toEqual({ ok: true, records: 25, checkpoints: 3, unsigned: 0 });
+  });
+
+  it("one record edited in the file: the broken link at that record, and the checkpoint whose segment it contradicts", async () => {
+    const lines = readFileSync(pristine, "utf8").split("\n");
+    lines[13] = lines[13]!.replace('"event 14"', '"event 14, edited"');
+    writeFileSync(file, lines.join("\n"));
+    const r = await verify();
+    expect(r).toMatchObject({ ok: false, brokenAt: 14, why: "record content does not match its hash", contradicts: { seq: 20, why: "record 14 differs from its segment" } });
+    restore();
+  });
+
+  it("the whole log rewritten with a consistent chain: the chain alone passes, the checkpoints catch it at the first changed record", async () => {
+    rmSync(file);
+    const forged = new AuditLog(file);
+    for (let i = 1; i <= 25; i++) forged.append(input(i, i === 17 ? "nothing to see here" : `event ${i}`));
+    expect(forged.verify()).toEqual({ ok: true, records: 25 });
+    forged.close();
+    const r = await verify();
+    expect(r).toMatchObject({ ok: false, brokenAt: 1, contradicts: { seq: 10 } });
+    restore();
+  });
+
+  it("records cut off the end, a changed segment, and a checkpoint signed by another key are each named", async () => {
+    writeFileSync(file, readFileSync(pristine, "utf8").split("\n").slice(0, 22).join("\n") + "\n");
+    expect(await verify()).toMatchObject({ ok: false, brokenAt: 23, why: expect.stringContaining("the log ends at record 22, but a checkpoint says record 25 existed"), contradicts: { seq: 25 } });
+    restore();
+
+    const cps = await readCheckpoints(kv);
+    const seg = join(env.blobDir, cps[0]!.checkpoint.segment.sha256.slice(0, 2), cps[0]!.checkpoint.segment.sha256);
+    const original = readFileSync(seg);
+    writeFileSync(seg, original.toString().replace('"event 3"', '"event 3!"'));
+    expect(await verify()).toMatchObject({ ok: false, brokenAt: 1, contradicts: { seq: 10, why: expect.stringMatching(/is corrupt|does not match the hash it signed/) } });
+    writeFileSync(seg, original);
+
+    const other = await ensureSigningKey(join(dir, "other-keys"), "mallory@localhost");
+    const log = new AuditLog(file);
+    const kv2 = await env.bucket("audit-forged");
+    for (const c of cps) await kv2.put(`checkpoint.${String(c.checkpoint.seq).padStart(12, "0")}`, JSON.stringify(c));
+    const forger = new Checkpointer({ log, blob: env.blob, kv: kv2, signingKey: other.key, every: 1 });
+    log.append(input(26));
+    await forger.maybe();
+    const r = await verifyLog(log, kv2, env.blob, keys.allowedSigners);
+    log.close();
+    expect(r).toMatchObject({ ok: false, contradicts: { seq: 26, why: expect.stringContaining("signed by a key that is not in") } });
+    restore();
+  });
+});
