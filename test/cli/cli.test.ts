@@ -166,6 +166,22 @@ describe("moss show / batches against a running auditor", () => {
     expect(out[0]).toMatch(/^b-cli\s+shop\s+1 failures\s+promoted\s+2025-06-01T12:04:00.000Z$/);
   });
 
+  it("trace BATCH prints the batch's stages as a waterfall from its audit records", async () => {
+    const r = await moss(["trace", "b-cli", "--config", configFor(auditorPort)]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^Batch b-cli .* from the first failure, from the audit records$/);
+    expect(lines.slice(1).map((l) => l.trim().split(/\s{2,}/).slice(0, 2))).toEqual([
+      ["curate", "curator"],
+      ["rewrite", "rewriter"],
+      ["replay", "replayer"],
+      ["promote + bake", "promoter"],
+    ]);
+    expect(lines[2]).toMatch(/rewriter +\+ +2\.0 min +1\.0 min +\| +█+ +\| +attempt 1: commit fedcba987654/);
+    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--config", configFor(auditorPort)])).stdout) as { rows: { stage: string; durationMs: number }[] };
+    expect(json.rows.map((x) => x.durationMs)).toEqual([120_000, 60_000, 60_000, 60_000]);
+  });
+
   it("an unknown option is an error naming it", async () => {
     await expect(main(["batches", "--frobnicate"])).rejects.toThrow("'--frobnicate'");
   });

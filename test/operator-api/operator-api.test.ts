@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { bisectStore, findFailures, openStores, reviewStore, timeTravelStore, type Stores } from "@moss/batch";
 import { createBus, type Bus } from "@moss/bus";
 import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
-import { addOperator, authenticate, buildApp, readOperators, routesOf } from "@moss/operator-api";
+import { addOperator, authenticate, buildApp, readOperators, ROUTE_DOCS, routesOf } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, storedMessages, type NatsServer } from "../helpers/nats";
@@ -209,5 +209,17 @@ describe("the operator API over a real nats-server", () => {
     expect((await storedMessages(bus, Messages.review)).map((m) => [m.kind, m.by])).toEqual([["mark-reviewed", "bob"], ["diff", "rita"]]);
     const none = await app.inject({ method: "GET", url: "/v1/agents/shop/reviewed", headers: auth(tokens["rita"]!) });
     expect(none.json().message).toContain("moss mark-reviewed shop COMMIT");
+  });
+
+  it("serves its OpenAPI document without a token, and the document describes every route the app serves, with its role", async () => {
+    const r = await app.inject({ method: "GET", url: "/docs/json" });
+    expect(r.statusCode).toBe(200);
+    const doc = r.json() as { openapi: string; paths: Record<string, Record<string, { "x-moss-role": string; requestBody?: { content: { "application/json": { schema: { properties?: Record<string, unknown> } } } } }>> };
+    expect(doc.openapi).toBe("3.1.0");
+    const served = routesOf(app).filter((x) => x.method !== "HEAD").map((x) => `${x.method} ${x.url}`).sort();
+    expect(Object.keys(ROUTE_DOCS).sort()).toEqual(served);
+    for (const m of routesOf(app).filter((x) => x.method === "POST")) expect(ROUTE_DOCS[`POST ${m.url}`]!.role, m.url).toBe("operate");
+    expect(doc.paths["/v1/replays"]!["post"]!.requestBody!.content["application/json"].schema.properties).toHaveProperty("version");
+    expect(doc.paths["/v1/bisects/{id}"]!["get"]!["x-moss-role"]).toBe("read");
   });
 });

@@ -19,7 +19,8 @@ import { reset } from "./reset";
 import { rollback } from "./rollback";
 import { show } from "./show";
 import { status } from "./status";
+import { trace } from "./trace";
 import { up } from "./up";
 
 /** Every `moss` command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, reconcileCmd, audit, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];
+export const COMMANDS: readonly Command[] = [up, demo, deploy, batches, show, cassette, approve, reject, rollback, replayCmd, bisectCmd, diffCmd, markReviewed, reconcileCmd, audit, trace, flag, reset, regressions, status, candidates, operator, keys, credentials, provision];

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { breakerKey, canMove, MIN_FAILURE_PREFIX, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
-import { AgentName, Id, Messages, VersionRef, type Publish, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
+import { breakerKey, canMove, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
+import { AgentName, Messages, VersionRef, type Publish, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
+import { Bisect, MarkReviewed, MAX_TIME_TRAVEL_CASES, Pin, Reason, Replay, Reset, Rollback } from "./inputs";
+import { openApi } from "./openapi";
 import { authenticate, readOperators } from "./operators";
 
 export interface OperatorApiDeps {
@@ -29,27 +31,6 @@ export interface OperatorApiDeps {
   log?: Logger;
 }
 
-const Reason = z.object({ reason: z.string().max(2_000).optional() }).strict();
-const Reset = z.object({ target: z.string().min(1).max(300) }).strict();
-const Pin = z.object({ unpin: z.boolean().optional() }).strict();
-const FailureRef = z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, `a failure id, or a prefix of one (${MIN_FAILURE_PREFIX}+ characters)`);
-/** Most stored turns one `moss replay` replays (its record must fit one KV entry). */
-export const MAX_TIME_TRAVEL_CASES = 50;
-const Replay = z
-  .object({
-    version: VersionRef,
-    /** A failure's id, or a prefix of one (8+ characters) that names one failure. */
-    failure: FailureRef.optional(),
-    /** Every stored failure of this batch. */
-    allFailuresOf: Id.optional(),
-    /** Every recorded success of this agent's regression set. */
-    regressions: AgentName.optional(),
-  })
-  .strict()
-  .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
-const Bisect = z.object({ failure: FailureRef, good: VersionRef, bad: VersionRef, fixed: z.boolean().default(false) }).strict();
-const MarkReviewed = z.object({ version: VersionRef }).strict();
-const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
 
 const registered = new WeakMap<FastifyInstance, ReadonlyArray<{ method: string; url: string }>>();
 /** The routes an app of `buildApp` serves. */
@@ -82,7 +63,7 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   });
   app.decorateRequest("operator", "");
   app.addHook("onRequest", async (req, reply) => {
-    if (req.url === "/health") return;
+    if (req.url === "/health" || req.url === "/docs/json") return;
     const who = operatorOf(req);
     if (who && who.role !== "operate" && req.method !== "GET" && req.method !== "HEAD") {
       deps.log?.warn("operator API request refused: a read-only token", { method: req.method, url: req.url, from: req.ip, operator: who.name });
@@ -101,6 +82,8 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   };
 
   app.get("/health", async () => ({ ok: true }));
+  // The API as OpenAPI 3.1: every route, its input's schema (the zod schema that validates it) and its answer's.
+  app.get("/docs/json", async () => openApi());
   app.get("/v1/whoami", async (req) => ({ operator: who(req), role: operatorOf(req)?.role }));
 
   for (const decision of ["approve", "reject"] as const) {
