@@ -116,8 +116,7 @@ async function regressionTrial(m: ReplayTrial, msg: CandidateReady, deps: Replay
     } catch (err) {
       if (!isTerminal(err) && !lastDelivery) throw err;
       deps.log.warn("a recorded success could not be replayed", { batch: m.batchId, case: m.failureId, err: (err as Error).message });
-      const why = `could not be replayed: ${withRemedy(err)}`;
-      result = { ...errorResult(m.failureId, why), route: c?.route ?? "?", input: c?.input ?? "?", recorded: { status: c?.status ?? 0 }, changes: [] };
+      result = regressionErrorResult(m.failureId, `could not be replayed: ${withRemedy(err)}`, c);
     }
   }
   const done = result;
@@ -153,8 +152,13 @@ function publishCompleted(msg: CandidateReady, results: ReplayResult[], deps: Pi
 }
 
 /** A failure whose replay could not run: says nothing about the candidate; the reason says what to do. */
-function errorResult(failureId: string, reason: string): ReplayResult {
+export function errorResult(failureId: string, reason: string): ReplayResult {
   return { failureId, passed: false, verdict: "error", reason, failed: { check: "trial", expected: "a trial that runs", actual: reason }, durationMs: 0, timedOut: false };
+}
+
+/** A recorded success whose replay could not run (its case, when known, says what it was). */
+export function regressionErrorResult(id: string, reason: string, c?: Pick<RegressionCase, "route" | "input" | "status">): RegressionResult {
+  return { ...errorResult(id, reason), route: c?.route ?? "?", input: c?.input ?? "?", recorded: { status: c?.status ?? 0 }, changes: [] };
 }
 
 /** The join record's key: one per candidate. */

@@ -8,7 +8,7 @@ import type { TimeTravelStore } from "@moss/batch";
 import type { HandlerContext } from "@moss/bus";
 import { Consumers, Messages, type RegressionResult, type ReplayResult, type TimeTravelCase, type TimeTravelReady } from "@moss/contracts";
 import { isTerminal } from "@moss/errors";
-import { replayCase, replayOne, type ReplayerDeps, type Target } from "./replay";
+import { errorResult, regressionErrorResult, replayCase, replayOne, type ReplayerDeps, type Target } from "./replay";
 
 export interface TimeTravelDeps extends Pick<ReplayerDeps, "agent" | "blob" | "runtime" | "publish" | "log" | "grade"> {
   travels: TimeTravelStore;
@@ -35,8 +35,7 @@ export async function onTimeTravelReady(msg: TimeTravelReady, deps: TimeTravelDe
       // The engine or the blob store away: the whole request is tried again, up to its last delivery.
       if (!isTerminal(err) && !lastDelivery) throw err;
       const reason = `could not be replayed: ${(err as Error).message}`;
-      const failed: ReplayResult = { failureId: c.id, passed: false, verdict: "error", reason, failed: { check: "trial", expected: "a trial that runs", actual: reason }, durationMs: 0, timedOut: false };
-      return c.kind === "failure" ? failed : { ...failed, route: "?", input: "?", recorded: { status: 0 }, changes: [] };
+      return c.kind === "failure" ? errorResult(c.id, reason) : regressionErrorResult(c.id, reason);
     } finally {
       ctx?.working();
     }
