@@ -18,6 +18,8 @@ await runService({
   env: process.env,
   async start({ config, log, bus, blob }) {
     const r = config.rewriter;
+    // One runtime builds candidates and the versions `moss replay` and `moss bisect` ask for.
+    const runtime = createRuntime({ buildTimeoutMs: r.buildTimeoutMs });
     const adapterCfg = r.adapter ?? (r.command ? { preset: "command" as const, command: [...r.command] } : undefined);
     const deps: RewriterDeps = {
       agent: (name) => {
@@ -32,7 +34,7 @@ await runService({
       guardrails: structuredClone(r.guardrails),
       signing: { key: r.signing.key, allowedSigners: r.signing.allowedSigners },
       blob,
-      runtime: createRuntime({ buildTimeoutMs: r.buildTimeoutMs }),
+      runtime,
       batches: batchStore(await bus.kv(Buckets.batches)),
       candidates: candidateStore(await bus.kv(Buckets.candidates)),
       publish: bus.publish,
@@ -61,7 +63,7 @@ await runService({
     // `moss replay` of a version: found and built on a consumer of its own, so it never waits behind a coding agent.
     const versionDeps = {
       agent: (name: string) => ({ repo: knownAgent(config, name).entry.repo }),
-      runtime: createRuntime({ buildTimeoutMs: r.buildTimeoutMs }),
+      runtime,
       deployments: deploymentStore(await bus.kv(Buckets.deployments)),
       travels: timeTravelStore(await bus.kv(Buckets.timeTravel)),
       bisects: bisectStore(await bus.kv(Buckets.bisects)),

@@ -5,16 +5,13 @@
  * batch, attempt and verdict, the human ones, the files, and the functions, classes and methods changed, each flagged
  * with the review areas of the agent's config it falls in.
  */
-import { type BatchStore } from "@moss/batch";
-import type { KV } from "@moss/bus";
-import { kvGet } from "@moss/bus";
-import { Messages, ReviewedBaseline, type ReviewDiff, type ReviewReconcile, type ReviewRequest } from "@moss/contracts";
-import { isTerminal } from "@moss/errors";
 import { execFile } from "node:child_process";
-import { commitInfo, commitTrailers, GitCommandError, isAncestor, runGit } from "@moss/git";
+import type { BatchStore, ProgressStore } from "@moss/batch";
+import { kvGet, type KV } from "@moss/bus";
+import { Messages, ReviewedBaseline, type ReviewDiff, type ReviewReconcile, type ReviewRecord, type ReviewRequest } from "@moss/contracts";
+import { isTerminal } from "@moss/errors";
+import { commitInfo, commitsBetween, commitTrailers, GitCommandError, isAncestor, runGit } from "@moss/git";
 import { semanticDiff, type ReviewAreas } from "@moss/review";
-import type { ReviewRecord } from "@moss/contracts";
-import type { ProgressStore } from "@moss/batch";
 import { resolveVersion, UnknownVersionError, type VersionDeps } from "./versions";
 
 export interface ReviewDeps extends Omit<VersionDeps, "agent"> {
@@ -37,16 +34,16 @@ export async function onReview(msg: ReviewRequest, deps: ReviewDeps): Promise<vo
   try {
     const { repo, areas, mainBranch } = deps.agent(msg.agent);
     const commit = await resolveVersion(msg.agent, msg.version, repo, deps.deployments);
+    const baseline = msg.kind === "mark-reviewed" ? undefined : (await kvGet(deps.reviewed, msg.agent, ReviewedBaseline))?.value;
     let summary: string;
     if (msg.kind === "mark-reviewed") {
       const tag = reviewedTag(msg.agent);
       await runGit(repo, ["tag", "-f", tag, commit]);
-      const baseline: ReviewedBaseline = { agent: msg.agent, commit, by: msg.by, at: msg.at, tag };
-      await deps.reviewed.put(msg.agent, JSON.stringify(ReviewedBaseline.parse(baseline)));
-      await deps.reviews.update(msg.id, () => ({ state: "done", reviewed: baseline }));
+      const reviewed: ReviewedBaseline = { agent: msg.agent, commit, by: msg.by, at: msg.at, tag };
+      await deps.reviewed.put(msg.agent, JSON.stringify(ReviewedBaseline.parse(reviewed)));
+      await deps.reviews.update(msg.id, () => ({ state: "done", reviewed }));
       summary = `${commit.slice(0, 12)} marked reviewed by ${msg.by} (tag ${tag})`;
     } else if (msg.kind === "reconcile") {
-      const baseline = (await kvGet(deps.reviewed, msg.agent, ReviewedBaseline))?.value;
       const r = await reconcile(repo, msg.agent, mainBranch, commit, baseline, deps);
       await deps.reviews.update(msg.id, () => ({ state: "done", reconcile: r }));
       summary = r.commits.length === 0
@@ -56,7 +53,6 @@ export async function onReview(msg: ReviewRequest, deps: ReviewDeps): Promise<vo
           : `${r.conflicts.length} file(s) conflict between ${mainBranch} and ${commit.slice(0, 12)}: listed for review, nothing changed`;
       if (r.flagged.length) summary += `; ${r.flagged.length} human commit(s) on ${mainBranch} touch files Moss changed since the reviewed baseline`;
     } else {
-      const baseline = (await kvGet(deps.reviewed, msg.agent, ReviewedBaseline))?.value;
       if (!baseline) throw new UnknownVersionError(`agent ${msg.agent} has no reviewed baseline yet: \`moss mark-reviewed ${msg.agent} COMMIT\` records the last version a human reviewed`);
       const diff = await diffAgainst(repo, baseline, msg.version, commit, areas, deps);
       await deps.reviews.update(msg.id, () => ({ state: "done", diff }));
@@ -76,8 +72,7 @@ export async function onReview(msg: ReviewRequest, deps: ReviewDeps): Promise<vo
 async function diffAgainst(repo: string, baseline: ReviewedBaseline, version: string, commit: string, areas: ReviewAreas, deps: ReviewDeps): Promise<ReviewDiff> {
   const descends = await isAncestor(repo, baseline.commit, commit);
   const from = descends ? baseline.commit : (await runGit(repo, ["merge-base", baseline.commit, commit])).trim();
-  const shas = (await runGit(repo, ["rev-list", "--first-parent", "--reverse", `${from}..${commit}`])).split("\n").filter(Boolean);
-  const commits = await commitRows(repo, shas, deps);
+  const commits = await commitRows(repo, await commitsBetween(repo, from, commit), deps);
   const all = await semanticDiff(repo, baseline.commit, commit, areas);
   const truncated = all.length > MAX_FILES || all.some((f) => (f.symbols?.length ?? 0) > MAX_UNITS);
   const files = all.slice(0, MAX_FILES).map((f) => ({ ...f, ...(f.symbols ? { symbols: f.symbols.slice(0, MAX_UNITS) } : {}) }));
@@ -102,6 +97,8 @@ async function commitRows(repo: string, shas: readonly string[], deps: Pick<Revi
   return rows;
 }
 
+/** A commit Moss made: it carries the batch it was made for. */
+const isMossCommit = async (repo: string, sha: string) => Boolean((await commitTrailers(repo, sha))["Moss-Batch"]?.length);
 const revList = async (repo: string, range: string, paths: readonly string[] = []) =>
   (await runGit(repo, ["rev-list", "--reverse", range, ...(paths.length ? ["--", ...paths] : [])])).split("\n").filter(Boolean);
 const filesOf = async (repo: string, sha: string) => (await runGit(repo, ["diff-tree", "--no-commit-id", "--name-only", "-r", "--root", "-m", sha])).split("\n").filter(Boolean);
@@ -120,15 +117,19 @@ async function reconcile(repo: string, agent: string, mainBranch: string, live: 
   });
   const lacking = await revList(repo, `${main}..${live}`);
   const commits = await commitRows(repo, lacking, deps);
-  // What Moss changed since the reviewed baseline (or, without one, since main and the live line parted).
-  const since = baseline?.commit ?? (await runGit(repo, ["merge-base", main, live])).trim();
+  // Where main and the live line parted; what Moss changed since the reviewed baseline (or, without one, since then).
+  const mb = (await runGit(repo, ["merge-base", main, live])).trim();
+  const since = baseline?.commit ?? mb;
   const mossFiles = new Set<string>();
-  for (const c of await commitRows(repo, await revList(repo, `${since}..${live}`), deps)) if (c.batchId) for (const f of await filesOf(repo, c.commit)) mossFiles.add(f);
+  for (const sha of await revList(repo, `${since}..${live}`)) if (await isMossCommit(repo, sha)) for (const f of await filesOf(repo, sha)) mossFiles.add(f);
   const flagged: ReviewReconcile["flagged"] = [];
-  for (const c of await commitRows(repo, await revList(repo, `${since}..${main}`), deps)) {
-    if (c.batchId) continue;
-    const touched = (await filesOf(repo, c.commit)).filter((f) => mossFiles.has(f));
-    if (touched.length) flagged.push({ commit: c.commit, subject: c.subject, author: c.author, files: touched });
+  for (const sha of await revList(repo, `${since}..${main}`)) {
+    if (await isMossCommit(repo, sha)) continue;
+    const touched = (await filesOf(repo, sha)).filter((f) => mossFiles.has(f));
+    if (touched.length) {
+      const { subject, author } = await commitInfo(repo, sha);
+      flagged.push({ commit: sha, subject, author, files: touched });
+    }
   }
   const base = { main: { branch: mainBranch, commit: main }, live, commits, flagged };
   if (lacking.length === 0) return { ...base, clean: true, conflicts: [] };
@@ -136,7 +137,6 @@ async function reconcile(repo: string, agent: string, mainBranch: string, live: 
   if (merged.code === 1) {
     // Exit 1: conflicts. The first line is the tree, then the conflicting paths (NUL-separated with -z).
     const paths = merged.out.split("\0").slice(1).filter(Boolean);
-    const mb = (await runGit(repo, ["merge-base", main, live])).trim();
     const conflicts = [];
     for (const path of paths) conflicts.push({ path, live: await revList(repo, `${mb}..${live}`, [path]), main: await revList(repo, `${mb}..${main}`, [path]) });
     return { ...base, clean: false, conflicts };
