@@ -628,14 +628,8 @@ export const TimeTravelDone = z.object({
 export type TimeTravelDone = z.infer<typeof TimeTravelDone>;
 
 /** A time-travel replay as the operator API shows it (`moss_time_travel`, key: the request id), written by each stage. */
-export const TimeTravelRecord = z.object({
-  id: Id,
-  agent: AgentName,
-  version: VersionRef,
-  by: z.string(),
-  at: z.string().datetime(),
+export const TimeTravelRecord = TimeTravelRequest.extend({
   state: z.enum(["requested", "building", "replaying", "done", "failed"]),
-  cases: z.array(TimeTravelCase),
   commit: GitSha.optional(),
   image: z.string().optional(),
   built: z.boolean().optional(),
