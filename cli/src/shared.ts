@@ -93,6 +93,24 @@ export async function operatorText(cfg: Readonly<LoadedConfig>, path: string): P
   return text;
 }
 
+/**
+ * Follows a record the operator API keeps for a piece of work (a replay, a bisect, a review) until it is done or failed:
+ * `seen` is shown every reading, the first included; `stuck` says what to do when nothing ended within `timeoutMs`.
+ */
+export async function followRecord<R extends { id: string; state: string }>(
+  cfg: Readonly<LoadedConfig>,
+  first: R,
+  o: { path: (id: string) => string; parse: (v: unknown) => R; timeoutMs: number; pollMs?: number; seen?: (rec: R) => void; stuck: (rec: R, seconds: number) => string },
+): Promise<R> {
+  const end = Date.now() + o.timeoutMs;
+  for (let rec = first; ; rec = o.parse(await operatorGet(cfg, o.path(rec.id)))) {
+    o.seen?.(rec);
+    if (rec.state === "done" || rec.state === "failed") return rec;
+    if (Date.now() > end) throw new Error(o.stuck(rec, Math.round(o.timeoutMs / 1000)));
+    await new Promise((r) => setTimeout(r, o.pollMs ?? 300));
+  }
+}
+
 /** POST to the operator API as the operator whose token this is. */
 export function operatorPost(cfg: Readonly<LoadedConfig>, path: string, body: unknown): Promise<Record<string, unknown>> {
   const headers = { authorization: `Bearer ${operatorToken(cfg)}`, "content-type": "application/json" };

@@ -1,6 +1,6 @@
 import type { LoadedConfig } from "@moss/config";
 import { BisectRecord } from "@moss/contracts";
-import { operatorGet, operatorPost, type Command } from "../shared";
+import { followRecord, operatorPost, type Command } from "../shared";
 
 export interface BisectAsk {
   failure: string;
@@ -15,22 +15,22 @@ export interface BisectAsk {
  * ends within `timeoutMs`.
  */
 export async function requestBisect(cfg: Readonly<LoadedConfig>, ask: BisectAsk, o: { timeoutMs?: number; pollMs?: number; progress?: (line: string) => void } = {}): Promise<BisectRecord> {
-  let rec = BisectRecord.parse(await operatorPost(cfg, "/v1/bisects", ask));
   const said = new Set<string>();
-  const say = (line: string) => {
-    if (said.has(line)) return;
-    said.add(line);
-    o.progress?.(line);
-  };
-  const timeoutMs = o.timeoutMs ?? 30 * 60_000;
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    for (const line of describeBisect(rec)) say(line);
-    if (rec.state === "done" || rec.state === "failed") return rec;
-    if (Date.now() > end) throw new Error(`bisect ${rec.id} is still ${rec.state} after ${Math.round(timeoutMs / 1000)} s: are the rewriter and the replayer running (moss status)?`);
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 300));
-    rec = BisectRecord.parse(await operatorGet(cfg, `/v1/bisects/${rec.id}`));
-  }
+  return followRecord(cfg, BisectRecord.parse(await operatorPost(cfg, "/v1/bisects", ask)), {
+    path: (id) => `/v1/bisects/${id}`,
+    parse: (v) => BisectRecord.parse(v),
+    timeoutMs: o.timeoutMs ?? 30 * 60_000,
+    ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+    // Each line once, as the record grows.
+    seen: (rec) => {
+      for (const line of describeBisect(rec)) {
+        if (said.has(line)) continue;
+        said.add(line);
+        o.progress?.(line);
+      }
+    },
+    stuck: (rec, s) => `bisect ${rec.id} is still ${rec.state} after ${s} s: are the rewriter and the replayer running (moss status)?`,
+  });
 }
 
 /** The lines a bisect's record says so far: the range, each step (asked, then its result), the answer. */

@@ -1,6 +1,6 @@
 import type { LoadedConfig } from "@moss/config";
 import { TimeTravelRecord, type RegressionResult, type ReplayResult } from "@moss/contracts";
-import { operatorGet, operatorPost, operatorText, type Command } from "../shared";
+import { followRecord, operatorGet, operatorPost, operatorText, type Command } from "../shared";
 
 /** What to replay: one stored failure, every stored failure of a batch, or an agent's recorded successes. */
 export type ReplaySet = { failure: string } | { allFailuresOf: string } | { regressions: string };
@@ -11,26 +11,23 @@ export type ReplaySet = { failure: string } | { allFailuresOf: string } | { regr
  * done or failed, calling `progress` at each change. Throws when the API refuses or nothing ends within `timeoutMs`.
  */
 export async function requestReplay(cfg: Readonly<LoadedConfig>, what: ReplaySet & { version: string }, o: { timeoutMs?: number; pollMs?: number; progress?: (rec: TimeTravelRecord) => void } = {}): Promise<TimeTravelRecord> {
-  const first = TimeTravelRecord.parse(await operatorPost(cfg, "/v1/replays", what));
-  o.progress?.(first);
-  return followReplay(cfg, first, o);
+  return followReplay(cfg, TimeTravelRecord.parse(await operatorPost(cfg, "/v1/replays", what)), o);
 }
 
-/** Follows a replay's record until it is done or failed (`moss replay --id` looks at one again). */
+/** Follows a replay's record until it is done or failed, `progress` told of each stage (`moss replay --id` looks at one again). */
 export async function followReplay(cfg: Readonly<LoadedConfig>, first: TimeTravelRecord, o: { timeoutMs?: number; pollMs?: number; progress?: (rec: TimeTravelRecord) => void } = {}): Promise<TimeTravelRecord> {
-  const timeoutMs = o.timeoutMs ?? 15 * 60_000;
-  const end = Date.now() + timeoutMs;
-  let last = first;
-  while (last.state !== "done" && last.state !== "failed") {
-    if (Date.now() > end) {
-      throw new Error(`replay ${first.id} is still ${last.state} after ${Math.round(timeoutMs / 1000)} s: are the rewriter and the replayer running (moss status)? \`moss replay --id ${first.id}\` looks again`);
-    }
-    await new Promise((r) => setTimeout(r, o.pollMs ?? 300));
-    const rec = TimeTravelRecord.parse(await operatorGet(cfg, `/v1/replays/${first.id}`));
-    if (rec.state !== last.state) o.progress?.(rec);
-    last = rec;
-  }
-  return last;
+  let stage: string | undefined;
+  return followRecord(cfg, first, {
+    path: (id) => `/v1/replays/${id}`,
+    parse: (v) => TimeTravelRecord.parse(v),
+    timeoutMs: o.timeoutMs ?? 15 * 60_000,
+    ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+    seen: (rec) => {
+      if (rec.state !== stage) o.progress?.(rec);
+      stage = rec.state;
+    },
+    stuck: (rec, s) => `replay ${rec.id} is still ${rec.state} after ${s} s: are the rewriter and the replayer running (moss status)? \`moss replay --id ${rec.id}\` looks again`,
+  });
 }
 
 /** One line per stage, as a replay moves through them. */

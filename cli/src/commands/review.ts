@@ -1,6 +1,6 @@
 import type { LoadedConfig } from "@moss/config";
 import { ReviewRecord, type ReviewDiff, type ReviewReconcile } from "@moss/contracts";
-import { operatorGet, operatorPost, type Command } from "../shared";
+import { followRecord, operatorGet, operatorPost, type Command } from "../shared";
 
 /**
  * Asks the operator API to mark a version reviewed, or for the diff of a version against the reviewed baseline, and
@@ -9,17 +9,37 @@ import { operatorGet, operatorPost, type Command } from "../shared";
 export async function requestReview(cfg: Readonly<LoadedConfig>, kind: ReviewRecord["kind"], agent: string, version: string, o: { timeoutMs?: number } = {}): Promise<ReviewRecord> {
   const a = encodeURIComponent(agent);
   const asked = kind === "diff" ? operatorGet(cfg, `/v1/agents/${a}/diff?version=${encodeURIComponent(version)}`) : operatorPost(cfg, `/v1/agents/${a}/${kind === "reconcile" ? "reconcile" : "reviewed"}`, { version });
-  let rec = ReviewRecord.parse(await asked);
-  const end = Date.now() + (o.timeoutMs ?? 120_000);
-  while (rec.state === "requested") {
-    if (Date.now() > end) throw new Error(`${kind} ${rec.id} was not answered in time: is the rewriter running (moss status)?`);
-    await new Promise((r) => setTimeout(r, 200));
-    rec = ReviewRecord.parse(await operatorGet(cfg, `/v1/reviews/${rec.id}`));
-  }
-  return rec;
+  return followRecord(cfg, ReviewRecord.parse(await asked), {
+    path: (id) => `/v1/reviews/${id}`,
+    parse: (v) => ReviewRecord.parse(v),
+    timeoutMs: o.timeoutMs ?? 120_000,
+    pollMs: 200,
+    stuck: (rec) => `${kind} ${rec.id} was not answered in time: is the rewriter running (moss status)?`,
+  });
 }
 
 const MARK: Record<string, string> = { added: "+", removed: "-", changed: "~" };
+
+/** A commit in a review's list: Moss's with its batch, attempt and verdict; a person's with its author. */
+const commitLine = (c: ReviewDiff["commits"][number]) => `${c.commit.slice(0, 12)}  ${c.batchId ? `moss  batch ${c.batchId} attempt ${c.attempt ?? "?"} ${c.verdict ?? ""}`.trimEnd() : `human ${c.author}`}  "${c.subject}"`;
+
+/**
+ * `moss diff` and `moss reconcile`: the rewriter's answer for AGENT (and --version, default live), as text or `--json`;
+ * a request it could not answer exits 2, else `code` of the answer.
+ */
+async function answerReview<K extends "diff" | "reconcile">(kind: K, { args, values, config }: Parameters<Command["run"]>[0], render: (agent: string, answer: NonNullable<ReviewRecord[K]>) => string[], code: (answer: NonNullable<ReviewRecord[K]>) => number): Promise<number> {
+  const [agent] = args;
+  if (!agent) throw new Error(`usage: moss ${kind} AGENT [--version VERSION]`);
+  const rec = await requestReview(config(), kind, agent, (values["version"] as string | undefined) ?? "live");
+  if (rec.state === "failed") {
+    console.error(`${kind} failed: ${rec.error}`);
+    return 2;
+  }
+  const answer = rec[kind]!;
+  if (values["json"]) console.log(JSON.stringify(answer, null, 2));
+  else for (const l of render(agent, answer)) console.log(l);
+  return code(answer);
+}
 
 /** The diff as an operator reads it: what changed since the reviewed version, by whom, and what is flagged. */
 export function renderDiff(agent: string, d: ReviewDiff): string[] {
@@ -28,10 +48,7 @@ export function renderDiff(agent: string, d: ReviewDiff): string[] {
   if (!d.descends) out.push(`  note: ${d.commit.slice(0, 12)} does not descend from the reviewed version; commits are listed from their merge base`);
   const moss = d.commits.filter((c) => c.batchId);
   out.push("", `Commits since (${d.commits.length}: ${moss.length} by Moss, ${d.commits.length - moss.length} by people):`);
-  for (const c of d.commits) {
-    const who = c.batchId ? `moss  batch ${c.batchId} attempt ${c.attempt ?? "?"} ${c.verdict ?? ""}`.trimEnd() : `human ${c.author}`;
-    out.push(`  ${c.commit.slice(0, 12)}  ${who}  "${c.subject}"`);
-  }
+  for (const c of d.commits) out.push(`  ${commitLine(c)}`);
   out.push("", `Files (${d.files.length}):`);
   for (const f of d.files) {
     out.push(`  ${f.status === "added" ? "A" : f.status === "removed" ? "D" : "M"} ${f.path}${f.areas.length ? `   [${f.areas.join(", ")}]` : ""}${f.note ? `   (${f.note})` : ""}`);
@@ -67,18 +84,7 @@ export const diffCmd: Command = {
     "      --json                     the answer as JSON",
   ].join("\n"),
   options: { version: { type: "string" }, json: { type: "boolean" } },
-  async run({ args, values, config }) {
-    const [agent] = args;
-    if (!agent) throw new Error("usage: moss diff AGENT [--version VERSION]");
-    const rec = await requestReview(config(), "diff", agent, (values["version"] as string | undefined) ?? "live");
-    if (rec.state === "failed") {
-      console.error(`diff failed: ${rec.error}`);
-      return 2;
-    }
-    if (values["json"]) console.log(JSON.stringify(rec.diff, null, 2));
-    else for (const l of renderDiff(agent, rec.diff!)) console.log(l);
-    return 0;
-  },
+  run: (ctx) => answerReview("diff", ctx, renderDiff, () => 0),
 };
 
 /** A reconcile as an operator reads it: what main lacks, and the branch prepared or the conflicts to look at. */
@@ -87,7 +93,7 @@ export function renderReconcile(agent: string, r: ReviewReconcile): string[] {
   if (!r.commits.length) out.push(`  ${r.main.branch} already has everything that is live`);
   else {
     out.push(`  ${r.main.branch} lacks ${r.commits.length} commit(s):`);
-    for (const c of r.commits) out.push(`    ${c.commit.slice(0, 12)}  ${c.batchId ? `moss  batch ${c.batchId} attempt ${c.attempt ?? "?"} ${c.verdict ?? ""}`.trimEnd() : `human ${c.author}`}  "${c.subject}"`);
+    for (const c of r.commits) out.push(`    ${commitLine(c)}`);
   }
   if (r.commits.length && r.clean) out.push("", `Clean: branch ${r.branch} (${r.branchCommit?.slice(0, 12)}) is ${r.main.branch} with them merged in; merge it when you have read it. Merge request:`, ...(r.mergeRequest ?? "").split("\n").map((l) => `  | ${l}`));
   if (!r.clean) {
@@ -105,16 +111,5 @@ export const reconcileCmd: Command = {
   name: "reconcile",
   help: "  reconcile AGENT [--version V]  the live Moss line (or V) against the human main branch: a branch prepared off main when it merges cleanly, else the conflicts listed (nothing changed)",
   options: { version: { type: "string" }, json: { type: "boolean" } },
-  async run({ args, values, config }) {
-    const [agent] = args;
-    if (!agent) throw new Error("usage: moss reconcile AGENT [--version VERSION]");
-    const rec = await requestReview(config(), "reconcile", agent, (values["version"] as string | undefined) ?? "live");
-    if (rec.state === "failed") {
-      console.error(`reconcile failed: ${rec.error}`);
-      return 2;
-    }
-    if (values["json"]) console.log(JSON.stringify(rec.reconcile, null, 2));
-    else for (const l of renderReconcile(agent, rec.reconcile!)) console.log(l);
-    return rec.reconcile!.clean ? 0 : 1;
-  },
+  run: (ctx) => answerReview("reconcile", ctx, renderReconcile, (r) => (r.clean ? 0 : 1)),
 };
