@@ -79,3 +79,18 @@ export const BatchSummary = z.object({
   lastAt: z.string(),
 });
 export type BatchSummary = z.infer<typeof BatchSummary>;
+
+/** `GET /v1/audit/verify`: the audit log's chain recomputed and held to its signed checkpoints and segments. */
+export const AuditVerifyReport = z.object({
+  ok: z.boolean(),
+  records: z.number().int(),
+  checkpoints: z.number().int(),
+  /** The first record whose link is broken (in the chain, or against a checkpoint or its segment). */
+  brokenAt: z.number().int().optional(),
+  why: z.string().optional(),
+  /** The checkpoint the log contradicts, when one does. */
+  contradicts: z.object({ seq: z.number().int(), at: z.string(), why: z.string() }).optional(),
+  /** Checkpoints without a signature (no signing key was configured): they hold the log only as far as KV is trusted. */
+  unsigned: z.number().int(),
+});
+export type AuditVerifyReport = z.infer<typeof AuditVerifyReport>;

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
 import { kvKeys, type KV } from "@moss/bus";
+import type { AuditVerifyReport } from "@moss/contracts";
 import { sshKeygen } from "@moss/git";
 import type { AuditLog } from "./audit-log";
 
@@ -134,18 +135,8 @@ export class Checkpointer {
   }
 }
 
-export interface VerifyReport {
-  ok: boolean;
-  records: number;
-  checkpoints: number;
-  /** The first record whose link is broken (in the chain, or against a checkpoint or its segment). */
-  brokenAt?: number;
-  why?: string;
-  /** The checkpoint the log contradicts, when one does. */
-  contradicts?: { seq: number; at: string; why: string };
-  /** Checkpoints without a signature (no signing key was configured): they hold the log only as far as KV is trusted. */
-  unsigned: number;
-}
+/** What verifying finds (the auditor's `/v1/audit/verify`). */
+export type VerifyReport = AuditVerifyReport;
 
 /** The chain from the log's file, held to every checkpoint and its segment. */
 export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {
