@@ -1,6 +1,7 @@
 // The batch domain: the state machine, the names, and the stores (against a real KV).
-import { BatchTransitionError, FINAL_STATES, Transitions, batchStore, branchName, breakerKey, breakerStore, candidateStore, canMove, imageTag, isFinal, parseBreakerKey, resetBreaker } from "@moss/batch";
+import { BatchEndedError, BatchTransitionError, FINAL_STATES, Transitions, batchStore, branchName, breakerKey, breakerStore, candidateStore, canMove, imageTag, isFinal, parseBreakerKey, resetBreaker } from "@moss/batch";
 import { kvGet } from "@moss/bus";
+import { isMoot } from "@moss/errors";
 import { BatchState, FingerprintBreaker, RejectedCandidate } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CANDIDATE, batchRecord, seed, startEnv, type Env } from "../helpers/env";
@@ -55,8 +56,19 @@ describe("stores", () => {
     expect(err).toBeInstanceOf(BatchTransitionError);
     expect(err).toMatchObject({ code: "MOSS_E_BATCH_TRANSITION", retryable: false, message: "batch b1 is rewriting; it cannot become promoted" });
     await expect(batches.transition("nope", "ready")).rejects.toMatchObject({ code: "MOSS_E_BATCH_NOT_FOUND" });
+    // A stage that comes after the batch ended (an operator rejected it meanwhile) gets a moot error: the bus drops it.
+    await batches.transition("b1", "rejected", { reason: "rejected by ana: wrong fix" });
+    const ended = await batches.transition("b1", "candidate").catch((e: unknown) => e);
+    expect(ended).toBeInstanceOf(BatchEndedError);
+    expect(ended).toMatchObject({ code: "MOSS_E_BATCH_ENDED", moot: true, message: "batch b1 ended (rejected: rejected by ana: wrong fix) before it could become candidate; this work on it is dropped" });
+    expect(isMoot(ended)).toBe(true);
+    expect(isMoot(err)).toBe(false);
     expect(await batches.create(batchRecord({ batchId: "b1", failures: FAILURES, state: "ready" }))).toBe(false);
-    expect((await batches.get("b1"))!.state).toBe("rewriting");
+    expect((await batches.get("b1"))!.state).toBe("rejected");
+  });
+
+  it("an operator can reject a batch in every state that has a record and is not final", () => {
+    for (const s of BatchState.options) if (s !== "collecting" && !isFinal(s)) expect([s, canMove(s, "rejected")]).toEqual([s, true]);
   });
 
   it("the breaker counts consecutive rejections once each, opens at the threshold, and a promotion resets it", async () => {

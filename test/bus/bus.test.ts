@@ -117,6 +117,21 @@ describe("bus against a real nats-server", () => {
     expect(handled).toEqual(["good1"]);
   });
 
+  it("acks a message whose work became moot (its batch ended meanwhile): no retry, no dead letter, said once", async () => {
+    await freshConsumer(testConsumer);
+    await freshConsumer(dlqReader);
+    let calls = 0;
+    const moot = Object.assign(new MossError(Codes.BATCH_ENDED, "batch moot1 ended (rejected) before it could become candidate"), { moot: true });
+    const c = await bus.consume(testConsumer, [route(Messages.approval, async () => { calls++; throw moot; })], { baseBackoffMs: 50 });
+    await bus.publish(Messages.approval, { batchId: "moot1", decision: "approve", by: "op" });
+    await waitFor(() => c.stats.acked === 1, 10_000, "ack of the moot message");
+    await new Promise((res) => setTimeout(res, 1_500));
+    await c.stop();
+    expect({ calls, ...c.stats }).toEqual({ calls: 1, acked: 1, naked: 0, termed: 0 });
+    const info = await bus.jsm.streams.info(Streams.DLQ);
+    expect(info.state.messages).toBe(0);
+  });
+
   it("dead-letters a message that keeps failing after maxDeliver deliveries", async () => {
     await freshConsumer(testConsumer);
     const c = await bus.consume(testConsumer, [route(Messages.approval, async () => { throw new Error("flaky dependency"); })], { baseBackoffMs: 50 });

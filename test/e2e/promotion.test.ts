@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { LeaseHeldError, leaseStore } from "@moss/batch";
-import { onRegression, onRollbackRequest, promote, type PromoterDeps } from "@moss/promoter";
+import { onApproval, onRegression, onRollbackRequest, promote, type PromoterDeps } from "@moss/promoter";
 import type { RollbackDone } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sleep } from "../helpers/env";
@@ -178,6 +178,29 @@ describe("promotion behind the gateway (real containers, real gateway, constant 
     await onRegression({ ...again, failureId: "f-later-2", at: new Date().toISOString() }, deps());
     expect(done).toHaveLength(1);
     expect(await versions()).toEqual([VERSIONS.good3]);
+    const seen = await l.stop();
+    expect(seen.failed).toEqual([]);
+  });
+
+  it("an operator's reject during the bake rolls the candidate back at the next probe, with the operator's reason, and no failed request", async () => {
+    const l = load(h.url, 2);
+    const deps = (): PromoterDeps => ({ ...h.deps({ bakeMs: 5_000 }), autoApprove: false });
+    const before = await versions();
+    const baking = await h.batchFor(VERSIONS.rejected);
+    const promoting = promote(baking, "tester", deps());
+    for (let i = 0; i < 100 && (await h.deps().batches.get(baking.batchId))?.state !== "promoting"; i++) await sleep(100);
+    await sleep(800);
+    const asked = Date.now();
+    await onApproval({ batchId: baking.batchId, decision: "reject", by: "ana", reason: "not this approach" }, deps());
+    await promoting;
+    expect(Date.now() - asked).toBeLessThan(4_000);
+    expect(h.outcomes.at(-1)).toMatchObject({ batchId: baking.batchId, outcome: "rolled-back", reason: expect.stringContaining("rejected by ana during the bake: not this approach") });
+    const rec = await h.deps().batches.get(baking.batchId);
+    expect(rec).toMatchObject({ state: "rolled-back", promotion: { rejected: { by: "ana", reason: "not this approach" } } });
+    expect(await versions()).toEqual(before);
+    // Once it has ended, another reject changes nothing.
+    await onApproval({ batchId: baking.batchId, decision: "reject", by: "bo", reason: "again" }, deps());
+    expect((await h.deps().batches.get(baking.batchId))?.state).toBe("rolled-back");
     const seen = await l.stop();
     expect(seen.failed).toEqual([]);
   });

@@ -47,8 +47,8 @@ http.createServer((req, res) => {
 const DEFAULT_AGENT = "shop";
 export const AGENT = DEFAULT_AGENT;
 /** Versions are commit shas; each one's container runs the one image in its MODE. */
-export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20), migrates: "f2".repeat(20), killed: "a3".repeat(20) };
-export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later", [VERSIONS.migrates]: "migrates", [VERSIONS.killed]: "good" };
+export const VERSIONS = { v1: "a1".repeat(20), good: "b2".repeat(20), failsLater: "c3".repeat(20), slow: "d4".repeat(20), unready: "e5".repeat(20), good2: "f6".repeat(20), good3: "a7".repeat(20), good4: "b8".repeat(20), good5: "c9".repeat(20), canary: "d0".repeat(20), canaryBad: "e1".repeat(20), migrates: "f2".repeat(20), killed: "a3".repeat(20), rejected: "b4".repeat(20) };
+export const MODE: Record<string, string> = { [VERSIONS.v1]: "good", [VERSIONS.good]: "good", [VERSIONS.failsLater]: "fails-later", [VERSIONS.slow]: "slow", [VERSIONS.unready]: "unready", [VERSIONS.good2]: "good", [VERSIONS.good3]: "good", [VERSIONS.good4]: "good", [VERSIONS.good5]: "good", [VERSIONS.canary]: "good", [VERSIONS.canaryBad]: "fails-later", [VERSIONS.migrates]: "migrates", [VERSIONS.killed]: "good", [VERSIONS.rejected]: "good" };
 
 export interface LoadSeen {
   answered: number;

@@ -39,6 +39,9 @@ if (mode === "edit") {
   console.log("thinking...");
   console.error("error: model quota exceeded");
   process.exit(2);
+} else if (mode === "slow-edit") {
+  await new Promise((r) => setTimeout(r, 1500));
+  writeFileSync(join(worktree, "src/app.js"), "export const answer = () => 42;\\n");
 } else if (mode === "hang") {
   setInterval(() => {}, 1000);
 }
@@ -226,6 +229,20 @@ describe.concurrent("rewrite end to end (real git, blob store and KV; fake build
     expect(h.builds).toEqual([]);
     expect(h.failed).toEqual([expect.objectContaining({ verdict: "agent-failed", reason: "implement: command exited 2: error: model quota exceeded" })]);
     expect(await text(h.failed[0]!.agentOutput)).toContain("thinking...");
+    worktreeGone(h, 1);
+  });
+
+  it("a batch rejected while its coding agent works is dropped: no commit, no build, no candidate, nothing dead-lettered", async () => {
+    const h = await harness({ mode: "slow-edit" });
+    const running = rewrite(h.msg, h.deps).catch((e: unknown) => e);
+    for (let i = 0; i < 100 && (await h.record()).state !== "rewriting"; i++) await new Promise((r) => setTimeout(r, 50));
+    await h.batches.transition(h.batchId, "rejected", { reason: "rejected by ana: wrong approach" });
+    const err = await running;
+    expect(err).toMatchObject({ code: "MOSS_E_BATCH_ENDED", moot: true, message: expect.stringContaining("ended (rejected: rejected by ana: wrong approach)") });
+    expect([h.ready, h.failed, h.builds]).toEqual([[], [], []]);
+    // Nothing was committed for it: the attempt's branch is where the attempt started.
+    expect(git(h.repo, "rev-parse", `moss/${h.batchId}/1`)).toBe(h.base);
+    expect((await h.record()).state).toBe("rejected");
     worktreeGone(h, 1);
   });
 

@@ -9,6 +9,18 @@ export class BatchTransitionError extends MossError {
   }
 }
 
+/**
+ * A stage tried to move a batch that has ended (an operator rejected it while the stage worked, or another replica
+ * finished it). Moot: the bus drops the message with a log line; the batch's end stands.
+ */
+export class BatchEndedError extends MossError {
+  override name = "BatchEndedError";
+  readonly moot = true;
+  constructor(batchId: string, from: BatchState, to: BatchState, why?: string) {
+    super(Codes.BATCH_ENDED, `batch ${batchId} ended (${from}${why ? `: ${why}` : ""}) before it could become ${to}; this work on it is dropped`);
+  }
+}
+
 export class BatchNotFoundError extends MossError {
   override name = "BatchNotFoundError";
   constructor(batchId: string) {

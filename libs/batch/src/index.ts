@@ -1,6 +1,6 @@
 export { Transitions, FINAL_STATES, canMove, isFinal } from "./states";
 export { branchName, breakerKey, candidateFilter, candidateKey, deploymentKey, imageTag, newBatchId, parseBreakerKey } from "./names";
-export { BatchNotFoundError, BatchTransitionError, NoCandidateError } from "./errors";
+export { BatchEndedError, BatchNotFoundError, BatchTransitionError, NoCandidateError } from "./errors";
 export { batchStore, breakerStore, candidateStore, deploymentStore, openStores, withLastGood } from "./stores";
 export type { BatchStore, BreakerStore, CandidateStore, CountedOutcome, DeploymentStore, Stores } from "./stores";
 export { resetBreaker } from "./reset";

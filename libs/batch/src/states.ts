@@ -6,17 +6,23 @@ import type { BatchState } from "@moss/contracts";
  *
  * `needs-human` is not final: it waits for an operator, and failures of its fingerprint attach to it meanwhile;
  * `moss reset` ends the wait (`released`).
+ *
+ * An operator may reject a batch in any state that has a record and is not final (`collecting` lives only in the
+ * curator's state until it closes); a stage still working on it then finds it ended and drops its work (BatchEndedError).
  */
 export const Transitions: Readonly<Record<BatchState, readonly BatchState[]>> = Object.freeze({
   collecting: ["ready", "queued", "needs-human"],
-  queued: ["ready", "needs-human"],
-  "needs-human": ["released"],
-  ready: ["rewriting", "exhausted", "needs-human"],
-  rewriting: ["rewriting", "candidate", "exhausted", "needs-human"],
-  candidate: ["replaying", "rewriting", "exhausted", "needs-human"],
+  queued: ["ready", "needs-human", "rejected"],
+  "needs-human": ["released", "rejected"],
+  ready: ["rewriting", "exhausted", "needs-human", "rejected"],
+  rewriting: ["rewriting", "candidate", "exhausted", "needs-human", "rejected"],
+  candidate: ["replaying", "rewriting", "exhausted", "needs-human", "rejected"],
   replaying: ["awaiting-approval", "rewriting", "exhausted", "needs-human", "rejected"],
   "awaiting-approval": ["promoting", "rejected"],
-  /** `rejected`: the candidate failed its last check before the swap (signatures, image); nothing was deployed. */
+  /**
+   * `rejected`: the candidate failed its last check before the swap (signatures, image); nothing was deployed. An
+   * operator's reject of a promoting batch ends its bake in a rollback instead (`rolled-back`).
+   */
   promoting: ["promoted", "rolled-back", "rejected"],
   promoted: [],
   "rolled-back": [],

@@ -5,9 +5,9 @@
  */
 import { kvGet, kvUpdate, kvValues, type KV } from "@moss/bus";
 import { BatchRecord, Buckets, Deployment, FingerprintBreaker, RejectedCandidate, type BatchState } from "@moss/contracts";
-import { BatchNotFoundError, BatchTransitionError } from "./errors";
+import { BatchEndedError, BatchNotFoundError, BatchTransitionError } from "./errors";
 import { breakerKey, candidateFilter, candidateKey, deploymentKey } from "./names";
-import { canMove } from "./states";
+import { canMove, isFinal } from "./states";
 
 export interface BatchStore {
   get(batchId: string): Promise<BatchRecord | undefined>;
@@ -15,7 +15,8 @@ export interface BatchStore {
   create(record: BatchRecord): Promise<boolean>;
   /**
    * Changes a record by compare-and-set: `change` gets the current record and returns the next one, or undefined to
-   * leave it. A change of state must be an edge of the state machine (BatchTransitionError otherwise).
+   * leave it. A change of state must be an edge of the state machine (BatchTransitionError otherwise; BatchEndedError,
+   * which the bus drops quietly, when the batch has ended meanwhile).
    */
   change(batchId: string, change: (cur: BatchRecord) => BatchRecord | undefined): Promise<{ record: BatchRecord; moved: boolean }>;
   /**
@@ -43,7 +44,9 @@ export function batchStore(kv: KV): BatchStore {
         from = cur.state;
         const next = fn(cur);
         if (!next) return undefined;
-        if (next.state !== cur.state && !canMove(cur.state, next.state)) throw new BatchTransitionError(batchId, cur.state, next.state);
+        if (next.state !== cur.state && !canMove(cur.state, next.state)) {
+          throw isFinal(cur.state) ? new BatchEndedError(batchId, cur.state, next.state, cur.reason) : new BatchTransitionError(batchId, cur.state, next.state);
+        }
         return { ...next, updatedAt: new Date().toISOString() };
       },
       Buckets.batches,

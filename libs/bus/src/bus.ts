@@ -11,7 +11,7 @@ import {
   type DeadLetter,
   type MessageDef,
 } from "@moss/contracts";
-import { errorCode, isTerminal } from "@moss/errors";
+import { errorCode, isMoot, isTerminal } from "@moss/errors";
 import { createLogger, extractContext, injectContext, withSpan, type Logger } from "@moss/telemetry";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
@@ -260,6 +260,13 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     const code = errorCode(err);
     const reason = (err as Error)?.message ?? String(err);
     const deliveryCount = m.info.deliveryCount;
+    if (isMoot(err)) {
+      // The work no longer matters (its batch ended meanwhile): acked, said once, neither retried nor dead-lettered.
+      clog.info("message dropped: its work no longer matters", { subject: m.subject, seq: m.seq, code, reason });
+      await m.ackAck().catch(() => m.ack());
+      stats.acked++;
+      return;
+    }
     if (isTerminal(err) || deliveryCount >= c.maxDeliver) {
       const why = isTerminal(err) ? reason : `gave up after ${deliveryCount} deliveries: ${reason}`;
       // Logged once: a termed message is never redelivered.

@@ -818,6 +818,8 @@ export const PromotionJournal = z.object({
   stateBefore: BlobRef.optional(),
   /** The batch's fingerprint failed again on the candidate while it baked (the curator's `moss.regression.v1`). */
   recurrence: z.object({ failureId: Id, at: z.string().datetime() }).optional(),
+  /** An operator rejected the batch while its candidate baked: the bake ends at its next probe, in a rollback. */
+  rejected: z.object({ by: z.string().min(1).max(200), reason: z.string().max(2_000), at: z.string().datetime() }).optional(),
   decision: z
     .object({
       /** The outcome to publish; for a rollback, what the rollback restored is prefixed to its reason. */

@@ -37,6 +37,14 @@ export function createError(name: string, code: ErrorCode): MessageErrorClass {
   return E;
 }
 
+/**
+ * Whether an error says the message's work no longer matters (its batch ended meanwhile, e.g. an operator rejected
+ * it): the bus acks such a message with a log line instead of retrying or dead-lettering it.
+ */
+export function isMoot(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { moot?: unknown }).moot === true;
+}
+
 /** Whether an error (Moss or not) says retrying cannot help. Unknown errors are assumed retryable. */
 export function isTerminal(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { retryable?: unknown }).retryable === false;

@@ -3,6 +3,7 @@
  * `moss_batches` and announced, then dropped from the agent's state. Every step is redo-safe, so a crash anywhere
  * means the next chunk or tick finishes the job.
  */
+import { isFinal } from "@moss/batch";
 import { kvGet, isCasConflict } from "@moss/bus";
 import { Messages, type BatchRecord } from "@moss/contracts";
 import { MAX_CAS_ROUNDS, type CuratorDeps } from "./deps";
@@ -13,9 +14,16 @@ export async function drain(agent: string, deps: CuratorDeps): Promise<void> {
   const cur = await kvGet(deps.state, stateKey(agent), CuratorState);
   if (!cur) return;
   const done: ClosingBatch[] = [];
+  const ended = new Set<string>();
   for (const c of Object.values(cur.value.closing)) {
     if (!c.decision) continue;
-    await ensureRecord(agent, c, deps);
+    if ((await ensureRecord(agent, c, deps)) === "ended") {
+      // An operator rejected it while it waited in the queue: nothing to announce; it leaves the outbox.
+      deps.log.info("queued batch ended before its release; not announced", { batch: c.batchId, agent });
+      ended.add(c.batchId);
+      done.push(c);
+      continue;
+    }
     if (c.decision === "ready") {
       await deps.publish(
         Messages.batchReady,
@@ -56,7 +64,7 @@ export async function drain(agent: string, deps: CuratorDeps): Promise<void> {
       if (!state.closing[c.batchId]) continue;
       delete state.closing[c.batchId];
       // A batch that waits for a human stays the fingerprint's active batch: its failures attach to it.
-      if (c.decision === "queued") state.queued.push({ ...c, decision: undefined });
+      if (c.decision === "queued" && !ended.has(c.batchId)) state.queued.push({ ...c, decision: undefined });
     }
     try {
       await deps.state.update(stateKey(agent), JSON.stringify(state), now.revision);
@@ -68,11 +76,12 @@ export async function drain(agent: string, deps: CuratorDeps): Promise<void> {
 }
 
 /** The batch's record, as the decision says (a queued batch released later moves on from `queued`). */
-async function ensureRecord(agent: string, c: ClosingBatch, deps: CuratorDeps): Promise<void> {
+async function ensureRecord(agent: string, c: ClosingBatch, deps: CuratorDeps): Promise<"ended" | undefined> {
   const existing = await deps.batches.get(c.batchId);
   if (existing) {
+    if (isFinal(existing.state)) return "ended";
     if (existing.state === "queued" && c.decision !== "queued") await deps.batches.transition(c.batchId, c.decision!);
-    return;
+    return undefined;
   }
   const rec: BatchRecord = {
     batchId: c.batchId,
@@ -93,4 +102,5 @@ async function ensureRecord(agent: string, c: ClosingBatch, deps: CuratorDeps): 
     updatedAt: new Date((deps.now ?? Date.now)()).toISOString(),
   };
   await deps.batches.create(rec);
+  return undefined;
 }

@@ -18,6 +18,11 @@ export interface PipelineDeps {
   guardrails: Partial<GuardrailConfig>;
   blob: BlobStore;
   log: Logger;
+  /**
+   * Asked before every stage: throws when the attempt is no longer wanted (its batch was rejected meanwhile), so a
+   * paid coding agent is not run again for a batch that has ended.
+   */
+  stillWanted?: () => Promise<void>;
 }
 
 export interface AttemptContext {
@@ -55,6 +60,7 @@ export async function runStages(ctx: AttemptContext, deps: PipelineDeps): Promis
     const promptPath = `${stem}.prompt.md`;
     const outputPath = `${stem}.out.md`;
     writeFileSync(promptPath, prompt);
+    await deps.stillWanted?.();
     deps.log.info("stage", { stage, round });
     const r = await deps.adapter.run({ stage, worktree: ctx.worktree, evidencePath: ctx.evidencePath, promptPath, outputPath, timeoutMs: deps.timeoutMs, env: deps.env });
     const text = r.message ?? (existsSync(outputPath) ? readFileSync(outputPath, "utf8") : "");

@@ -9,7 +9,7 @@ import { NoCandidateError, Transitions, withLastGood } from "@moss/batch";
 import { Messages, type BatchRecord, type BatchState, type PromotionJournal } from "@moss/contracts";
 import { Codes } from "@moss/errors";
 import type { PromotionDeps } from "../deps";
-import { retirePrevious, rollBackViaGateway, swapAndBakeViaGateway } from "./gateway";
+import { rejectedDuringBake, retirePrevious, rollBackViaGateway, swapAndBakeViaGateway } from "./gateway";
 
 type Decision = NonNullable<PromotionJournal["decision"]>;
 
@@ -118,6 +118,7 @@ async function promoteHeld(batch: BatchRecord, approvedBy: string, deps: Promoti
     await sleep(deps.bake.probeIntervalMs);
   }
   let reason: string;
+  let rejected: string | undefined;
   if (!up) {
     failed = deps.bake.maxFailedProbes;
     reason = `the new version never answered its health probe within ${deps.bake.startupMs} ms (last: ${last || "no probe ran"})`;
@@ -125,10 +126,16 @@ async function promoteHeld(batch: BatchRecord, approvedBy: string, deps: Promoti
     const bakeEnd = Date.now() + deps.bake.bakeMs;
     while (Date.now() < bakeEnd && failed < deps.bake.maxFailedProbes) {
       await sleep(deps.bake.probeIntervalMs);
+      // An operator rejected the batch while it baked: no more watching, it goes back.
+      const r = (await deps.batches.get(batch.batchId))?.promotion?.rejected;
+      if (r) {
+        rejected = rejectedDuringBake(r);
+        break;
+      }
       if (await probe()) ok++;
       else failed++;
     }
-    reason = failed >= deps.bake.maxFailedProbes ? `${failed} failed health probes during the ${deps.bake.bakeMs} ms bake window (last: ${last})` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes)`;
+    reason = rejected ?? (failed >= deps.bake.maxFailedProbes ? `${failed} failed health probes during the ${deps.bake.bakeMs} ms bake window (last: ${last})` : `healthy for the ${deps.bake.bakeMs} ms bake window (${ok} probes)`);
   }
 
   const decision: Decision = {
@@ -139,7 +146,7 @@ async function promoteHeld(batch: BatchRecord, approvedBy: string, deps: Promoti
       commit: c.commit,
       image: c.image,
       previousImage: swap.previous?.image,
-      outcome: failed >= deps.bake.maxFailedProbes ? "rolled-back" : "promoted",
+      outcome: rejected || failed >= deps.bake.maxFailedProbes ? "rolled-back" : "promoted",
       reason,
       probes: { ok, failed },
       approvedBy: by,

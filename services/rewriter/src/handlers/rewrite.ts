@@ -4,7 +4,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { branchName, imageTag, type BatchStore, type CandidateStore } from "@moss/batch";
+import { BatchEndedError, branchName, imageTag, isFinal, type BatchStore, type CandidateStore } from "@moss/batch";
 import type { BlobStore } from "@moss/blob";
 import type { Guardrails, ResolvedAgent } from "@moss/config";
 import { CandidateFailed, Messages, type BatchReady, type BatchRecord, type BatchRetry, type BlobRef, type Publish, type StageRecord } from "@moss/contracts";
@@ -98,6 +98,12 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
     await deps.publish(Messages.candidateFailed, failed);
   };
 
+  /** Throws (moot: the bus drops the message) once the batch has ended, e.g. an operator rejected it meanwhile. */
+  const stillWanted = async () => {
+    const now = await deps.batches.get(msg.batchId);
+    if (now && isFinal(now.state)) throw new BatchEndedError(msg.batchId, now.state, "candidate", now.reason);
+  };
+
   const baseSha = await resolveCommit(agent.repo, msg.baseVersion);
   const branch = branchName(msg.batchId, msg.attempt);
 
@@ -124,8 +130,10 @@ export async function rewrite(msg: BatchReady | BatchRetry, deps: RewriterDeps):
       const env = agentEnv(deps, { worktree, evidencePath, promptPath: `${worktree}.prompt.md` });
       const result = await runStages(
         { worktree, base: baseSha, dir: `${worktree}.stages`, evidencePath, basePrompt: evidence.prompt },
-        { adapter, stages: stageCfg, tier, timeoutMs: deps.timeoutMs, env, guardrails: deps.guardrails, blob: deps.blob, log },
+        { adapter, stages: stageCfg, tier, timeoutMs: deps.timeoutMs, env, guardrails: deps.guardrails, blob: deps.blob, log, stillWanted },
       );
+      // Rejected while the coding agent worked: nothing is committed or built for it.
+      await stillWanted();
       stages = result.stages;
       if (!result.ok) {
         log.info("attempt produced no candidate", { verdict: result.verdict, reason: result.reason });
