@@ -14,3 +14,4 @@ export { describeBisect, requestBisect } from "./commands/bisect";
 export { renderDiff, renderReconcile, requestReview } from "./commands/review";
 export type { BisectAsk } from "./commands/bisect";
 export { renderTimeline } from "./render";
+export { operatorGet, operatorPost } from "./shared";

@@ -51,3 +51,18 @@ function trim(s: string | undefined, n: number): string {
   if (!s) return "";
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
+
+const COLOURS: Record<string, number> = { promoted: 32, released: 32, rejected: 31, "rolled-back": 31, exhausted: 31, "needs-human": 33, "awaiting-approval": 33 };
+/** A batch state, coloured when stdout is a terminal (and NO_COLOR is not set). */
+export function paintState(state: string): string {
+  const c = COLOURS[state];
+  return c && process.stdout.isTTY && !process.env["NO_COLOR"] ? `\u001b[${c}m${state}\u001b[0m` : state;
+}
+
+/** Rows under a header, each column as wide as its widest cell (cells measured without their colour codes). */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>, paint: (col: number, cell: string) => string = (_c, s) => s): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[], p: (col: number, cell: string) => string) =>
+    cells.map((c, i) => (i === cells.length - 1 ? p(i, c) : p(i, c) + " ".repeat(widths[i]! - c.length))).join("  ");
+  return [line(header, (_c, s) => s), ...rows.map((r) => line(r, paint))];
+}

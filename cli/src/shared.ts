@@ -1,4 +1,4 @@
-/** What the CLI's commands share: the config, the bus, the auditor's API, who is acting. */
+/** What the CLI's commands share: the config, the operator API (the one door operator commands use), who is acting. */
 import { readFileSync } from "node:fs";
 import type { ParseArgsConfig } from "node:util";
 import { openStores, type Stores } from "@moss/batch";
@@ -59,11 +59,6 @@ async function callApi(who: string, url: string, init?: RequestInit): Promise<Re
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown> & { message?: string };
   if (!res.ok) throw new Error(body.message ?? `${who} answered ${res.status}`);
   return body;
-}
-
-/** GET on the auditor's API. */
-export function auditorGet(cfg: Readonly<LoadedConfig>, path: string): Promise<unknown> {
-  return callApi("the auditor", `http://${cfg.auditor.host}:${cfg.auditor.port}${path}`);
 }
 
 /** The operator's token: MOSS_OPERATOR_TOKEN, else the one `moss up` left for the user who ran it. */

@@ -2,10 +2,10 @@
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createBus, type Bus } from "@moss/bus";
+import { askQuery, createBus, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
 import { parseConfig } from "@moss/config";
-import { Consumers, Streams } from "@moss/contracts";
+import { Consumers, Queries, Streams } from "@moss/contracts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startNats, waitFor, type NatsServer } from "../helpers/nats";
 import { publishAll, stormPayloads } from "../helpers/storm";
@@ -70,7 +70,9 @@ describe("the auditor is bounded", () => {
     expect(last).toMatchObject({ kind: "failure.v1", failureId: "f-deep", note: expect.stringContaining("nests deeper than 512 levels") });
     expect(last.data["extra"]).toBeUndefined();
     expect((await bus.jsm.streams.info(Streams.DLQ)).state.messages).toBe(0);
-    const verify = (await (await fetch(`http://127.0.0.1:${port}/v1/audit/verify`)).json()) as { ok: boolean };
+    // Asked over the bus, as the operator API asks it (the auditor serves its read model nowhere else).
+    const answer = await askQuery(bus.nc, Queries.audit, { method: "GET", url: "/v1/audit/verify" }, { blob: async () => Buffer.from("") });
+    const verify = JSON.parse(answer.body.toString("utf8")) as { ok: boolean };
     expect(verify.ok).toBe(true);
   }, 60_000);
 });

@@ -9,8 +9,13 @@ import type { BatchTimelineInput as TimelineView } from "@moss/contracts";
 import { renderTimeline } from "@moss/cli";
 import { AuditLog } from "@moss/auditor";
 import { buildApp } from "@moss/auditor";
+import { openStores } from "@moss/batch";
+import { askQuery, createBus, serveQuery, type Bus } from "@moss/bus";
 import { freePort } from "@moss/cli";
+import { Queries } from "@moss/contracts";
+import { addOperator, buildApp as buildOperatorApi } from "@moss/operator-api";
 import { runMoss } from "../helpers/moss";
+import { startNats, type NatsServer } from "../helpers/nats";
 
 
 const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args, { cwd: dir, env });
@@ -18,12 +23,17 @@ const moss = (args: string[], env: Record<string, string> = {}) => runMoss(args,
 
 let dir: string;
 let log: AuditLog;
+let auditor: FastifyInstance;
 let app: FastifyInstance;
-let auditorPort: number;
+let nats: NatsServer;
+let bus: Bus;
+let served: { stop(): void };
+let apiPort: number;
 let deadPort: number;
+/** A config whose operator API is at `port`, with the operator's token where `moss up` leaves it (under dataDir). */
 const configFor = (port: number): string => {
   const file = join(dir, `moss-${port}.json`);
-  writeFileSync(file, JSON.stringify({ dataDir: "data", auditor: { host: "127.0.0.1", port } }));
+  writeFileSync(file, JSON.stringify({ dataDir: dir, operatorApi: { host: "127.0.0.1", port } }));
   return file;
 };
 
@@ -61,14 +71,30 @@ beforeAll(async () => {
     const p = data as { batchId?: string; id?: string };
     log.append({ stream, streamSeq: i + 1, subject: `moss.${kind}`, kind, batchId: p.batchId, failureId: kind === "failure.v1" ? p.id : undefined, data }, new Date(Date.UTC(2025, 5, 1, 12, i)));
   }
-  app = buildApp({ log, blob });
+  // The real path: the CLI asks the operator API (with the operator's token), which asks the auditor over the bus.
+  auditor = buildApp({ log, blob });
+  nats = await startNats();
+  bus = await createBus({ url: nats.url, name: "cli-test" });
+  await bus.provision();
+  served = serveQuery(bus.nc, Queries.audit, async (req) => {
+    const r = await auditor.inject({ method: req.method, url: req.url });
+    return { status: r.statusCode, contentType: String(r.headers["content-type"]), body: r.rawPayload };
+  }, { blobs: blob, log: { debug() {}, info() {}, warn() {}, error() {}, child() { return this; } } as never });
+  const stores = await openStores(bus);
+  await stores.batches.create({ batchId: "b-cli", agent: "shop", fingerprint: "TypeError@checkout", baseVersion: BASE, state: "promoted", failures: [{ id: "f-cli", event: diff }], count: 1, attached: 0, fingerprintVersion: "fp1", openedAt: "2025-06-01T11:59:00.000Z", deadline: "2025-06-01T12:00:00.000Z", trace: {}, attempt: 1, updatedAt: "2025-06-01T12:04:00.000Z" });
+  const operatorsFile = join(dir, "credentials", "operators.json");
+  writeFileSync(join(dir, "credentials", "operator.token"), addOperator(operatorsFile, "ana"));
+  app = buildOperatorApi({ stores, publish: async () => ({}) as never, operatorsFile, audit: (url) => askQuery(bus.nc, Queries.audit, { method: "GET", url }, { blob: (sha) => blob.get(sha) }) });
   await app.listen({ host: "127.0.0.1", port: 0 });
-  auditorPort = (app.server.address() as { port: number }).port;
+  apiPort = (app.server.address() as { port: number }).port;
   deadPort = await freePort();
 });
 
 afterAll(async () => {
+  served?.stop();
   await app?.close();
+  await bus?.close();
+  await nats?.stop();
   log?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -113,10 +139,10 @@ describe("moss (the command)", () => {
     expect(r.stdout).not.toContain("moss is up");
   });
 
-  it.concurrent("show when no auditor answers says so and what to check", async ({ expect }) => {
+  it.concurrent("show when no operator API answers says so and what to check", async ({ expect }) => {
     const r = await moss(["show", "b-x"], { MOSS_CONFIG: configFor(deadPort) });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`cannot reach the auditor at http://127.0.0.1:${deadPort}/v1/batches/b-x`);
+    expect(r.stderr).toContain(`cannot reach the operator API at http://127.0.0.1:${deadPort}/v1/batches/b-x`);
     expect(r.stderr).toContain("moss up");
   });
 
@@ -137,7 +163,7 @@ describe("moss show / batches against a running auditor", () => {
   });
 
   it("show BATCH renders the timeline", async () => {
-    expect(await main(["show", "b-cli", "--config", configFor(auditorPort)])).toBe(0);
+    expect(await main(["show", "b-cli", "--config", configFor(apiPort)])).toBe(0);
     const text = out.join("\n");
     expect(text).toContain("Batch b-cli  agent shop  verdict PROMOTED");
     expect(text).toContain("f-cli  POST /v1/checkout");
@@ -146,28 +172,33 @@ describe("moss show / batches against a running auditor", () => {
   });
 
   it("show --json prints the auditor's JSON; --no-diff drops the diff from the text", async () => {
-    expect(await main(["show", "b-cli", "--json", "--config", configFor(auditorPort)])).toBe(0);
+    expect(await main(["show", "b-cli", "--json", "--config", configFor(apiPort)])).toBe(0);
     const t = JSON.parse(out.join("\n")) as TimelineView;
     expect(t).toMatchObject({ batchId: "b-cli", verdict: "promoted" });
     expect(t.attempts[0]?.diffText).toContain("items?.length");
     out.length = 0;
-    expect(await main(["show", "b-cli", "--no-diff", "--config", configFor(auditorPort)])).toBe(0);
+    expect(await main(["show", "b-cli", "--no-diff", "--config", configFor(apiPort)])).toBe(0);
     expect(out.join("\n")).toContain("replay PASS f-cli");
     expect(out.join("\n")).not.toContain("items?.length");
   });
 
   it("show of an unknown batch relays the auditor's advice", async () => {
-    await expect(main(["show", "b-nope", "--config", configFor(auditorPort)])).rejects.toThrow("no audit records for batch b-nope; list batches with `moss batches`");
+    await expect(main(["show", "b-nope", "--config", configFor(apiPort)])).rejects.toThrow("no audit records for batch b-nope; list batches with `moss batches`");
   });
 
-  it("batches lists what the auditor knows", async () => {
-    expect(await main(["batches", "--config", configFor(auditorPort)])).toBe(0);
-    expect(out).toHaveLength(1);
-    expect(out[0]).toMatch(/^b-cli\s+shop\s+1 failures\s+promoted\s+2025-06-01T12:04:00.000Z$/);
+  it("batches lists the batches as their records say they are now, filtered by state", async () => {
+    expect(await main(["batches", "--config", configFor(apiPort)])).toBe(0);
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatch(/^BATCH\s+AGENT\s+STATE\s+FAILURES\s+ATTEMPT\s+UPDATED\s+FINGERPRINT$/);
+    expect(out[1]).toMatch(/^b-cli\s+shop\s+promoted\s+1\s+1\s+2025-06-01T12:04:00.000Z\s+TypeError@checkout$/);
+    out.length = 0;
+    expect(await main(["batches", "--state", "rejected,needs-human", "--config", configFor(apiPort)])).toBe(0);
+    expect(out).toEqual(["no batch matches"]);
+    await expect(main(["batches", "--state", "stuck", "--config", configFor(apiPort)])).rejects.toThrow("batches: no state stuck; the states are collecting, ");
   });
 
   it("trace BATCH prints the batch's stages as a waterfall from its audit records", async () => {
-    const r = await moss(["trace", "b-cli", "--config", configFor(auditorPort)]);
+    const r = await moss(["trace", "b-cli", "--config", configFor(apiPort)]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^Batch b-cli .* from the first failure, from the audit records$/);
@@ -178,7 +209,7 @@ describe("moss show / batches against a running auditor", () => {
       ["promote + bake", "promoter"],
     ]);
     expect(lines[2]).toMatch(/rewriter +\+ +2\.0 min +1\.0 min +\| +█+ +\| +attempt 1: commit fedcba987654/);
-    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--config", configFor(auditorPort)])).stdout) as { rows: { stage: string; durationMs: number }[] };
+    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--config", configFor(apiPort)])).stdout) as { rows: { stage: string; durationMs: number }[] };
     expect(json.rows.map((x) => x.durationMs)).toEqual([120_000, 60_000, 60_000, 60_000]);
   });
 

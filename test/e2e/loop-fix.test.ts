@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIXED_ANSWER, renderDiff, requestBisect, requestReplay, requestReview, requestRollback, runDemo, type DemoResult } from "@moss/cli";
+import { FIXED_ANSWER, operatorGet, renderDiff, requestBisect, requestReplay, requestReview, requestRollback, runDemo, type DemoResult } from "@moss/cli";
 import { agentIdentity, failureSubject, type BisectRecord, type ReviewRecord, type TimeTravelRecord } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -65,7 +65,7 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
             t.error = (err as Error).message;
           }
         };
-        const { failures } = (await (await fetch(`http://127.0.0.1:${config.auditor.port}/v1/batches/${batchId}`)).json()) as { failures: { id: string }[] };
+        const { failures } = (await operatorGet(config, `/v1/batches/${batchId}`)) as unknown as { failures: { id: string }[] };
         await replay("fix", { allFailuresOf: batchId, version: `moss/${batchId}/1` });
         cli = await runMoss(["replay", "--failure", failures[0]!.id.slice(0, 12), "--version", "live", "--config", configFile]);
         const repo = config.agents[agent]!.repo;

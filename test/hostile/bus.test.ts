@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { createBus, kvGet, loadCredential, type Bus } from "@moss/bus";
 import { startStack, type Stack } from "@moss/cli";
 import { parseConfig, type LoadedConfig } from "@moss/config";
-import { ADMIN, agentIdentity, AllMessages, BatchRecord, Buckets, Grants, Messages, ServiceIdentities, Streams, type MessageDef } from "@moss/contracts";
+import { ADMIN, agentIdentity, AllMessages, BatchRecord, Buckets, Grants, Messages, Queries, ServiceIdentities, Streams, type MessageDef } from "@moss/contracts";
 import { addOperator } from "@moss/operator-api";
 import { busCredential, liveEnv } from "@moss/lifecycle";
 import { jetstream } from "@nats-io/jetstream";
@@ -57,7 +57,7 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     configFile = join(dir, "moss.json");
     writeFileSync(configFile, JSON.stringify(input));
     config = parseConfig(input, { base: dir, source: configFile });
-    stack = await startStack({ config, configFile, services: ["operator-api"], operator: "tester", onLog: (s, l) => s === "nats" && natsLog.push(l) });
+    stack = await startStack({ config, configFile, services: ["operator-api", "auditor"], operator: "tester", onLog: (s, l) => s === "nats" && natsLog.push(l) });
     admin = await createBus({ url: config.nats.url, name: "hostile-admin", credential: busCredential(config, ADMIN) });
   }, 60_000);
   afterAll(async () => {
@@ -137,10 +137,37 @@ describe("hostile actors on the bus of a stack moss up started (real nats-server
     expect(stranger.stderr).toContain("needs an operator's token");
     const ok = await runMoss(["approve", "bwait", "--reason", "read the diff", "--config", configFile], { env: { MOSS_OPERATOR_TOKEN: alice } });
     expect(ok.stderr).toBe("");
-    expect(ok.stdout).toContain("approved bwait as alice");
+    // No promoter runs here: the approval is sent, and the answer says it has not been acted on yet (exit 2).
+    expect(ok.code).toBe(2);
+    expect(ok.stdout).toContain("approval of bwait sent as alice, not acted on yet: the promoter has not acted on the approve within 15 s");
     expect(await storedMessages(admin, Messages.approval, 10)).toEqual([{ batchId: "bwait", decision: "approve", by: "alice", reason: "read the diff" }]);
     // The record is untouched by the operator API: the promoter (not running here) is the one who acts on consent.
     expect((await kvGet(await admin.kv(Buckets.batches), "bwait", BatchRecord))?.value.state).toBe("awaiting-approval");
+  }, 60_000);
+
+  it("the auditor's read model is served only over the bus, only to the operator API, and the CLI reads it through the operator API's token check", async () => {
+    // Its listener answers whether it is alive, nothing else.
+    expect((await fetch(`http://127.0.0.1:${config.auditor.port}/health`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${config.auditor.port}/v1/audit/verify`)).status).toBe(404);
+    // The operator API asks it over the bus (its grant's request, the auditor's reply) on behalf of a token holder.
+    const rita = addOperator(config.paths.operators, "rita", "read");
+    const verify = await runMoss(["audit", "verify", "--config", configFile], { env: { MOSS_OPERATOR_TOKEN: rita } });
+    expect([verify.code, verify.stderr]).toEqual([0, ""]);
+    expect(verify.stdout).toMatch(/^audit log intact: \d+ record\(s\)/);
+    const missing = await runMoss(["show", "b-none", "--config", configFile], { env: { MOSS_OPERATOR_TOKEN: rita } });
+    expect(missing.stderr).toContain("no audit records for batch b-none");
+    expect((await runMoss(["audit", "verify", "--config", configFile], { env: { MOSS_OPERATOR_TOKEN: "nobody's" } })).stderr).toContain("needs an operator's token");
+    // No other identity may ask it.
+    for (const id of ServiceIdentities.filter((i) => i !== "operator-api" && i !== "auditor")) {
+      const { nc } = await connectAs(config, id);
+      try {
+        const err = await nc.request(Queries.audit.subject, JSON.stringify({ method: "GET", url: "/v1/audit/verify" }), { timeout: 2_000 }).then(() => "answered", (e: Error) => e.message);
+        expect(err, id).not.toBe("answered");
+      } finally {
+        await nc.close();
+      }
+    }
+    await waitFor(() => refusedIn("gateway", Queries.audit.subject), 5_000, "the refusal in nats-server's log");
   }, 60_000);
 
   it("moss up made the user who ran it the first operator; the token, the seeds and the server config are readable by that user only", async () => {

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bisectStore, findFailures, openStores, reviewStore, timeTravelStore, type Stores } from "@moss/batch";
-import { createBus, type Bus } from "@moss/bus";
-import { Approval, BatchRecord, Buckets, Messages } from "@moss/contracts";
+import { askQuery, createBus, serveQuery, type Bus } from "@moss/bus";
+import { Approval, BatchRecord, Buckets, Messages, Queries } from "@moss/contracts";
 import { addOperator, authenticate, buildApp, readOperators, ROUTE_DOCS, routesOf } from "@moss/operator-api";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -42,8 +42,10 @@ describe("the operator API over a real nats-server", () => {
     const batchesKv = await bus.kv(Buckets.batches);
     const timeTravel = { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: (id: string) => findFailures(batchesKv, id), blob: { get: async () => Buffer.from("log line\n") } };
     const review = { reviews: reviewStore(await bus.kv(Buckets.reviews)), baseline: async () => undefined, known: (a: string) => a === "shop" };
-    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, review, log: log as never });
-    for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"]] as const) await stores.batches.create(record(id, state));
+    // No promoter runs here: a decision waits only briefly for one before answering 202 (pending).
+    const audit = (url: string) => askQuery(bus.nc, Queries.audit, { method: "GET", url }, { timeoutMs: 1_000, blob: async () => Buffer.from("") });
+    app = buildApp({ stores, publish: (def, msg) => bus.publish(def, msg), operatorsFile, timeTravel, review, audit, log: log as never, outcomeWaitMs: 300 });
+    for (const [id, state] of [["bwait", "awaiting-approval"], ["bwait2", "awaiting-approval"], ["bdone", "promoted"], ["brepl", "replaying"], ["brewr", "rewriting"]] as const) await stores.batches.create(record(id, state));
     const ev = (n: string) => ({ sha256: n.repeat(64), size: 10 });
     await stores.batches.create({ ...record("bold", "promoted"), failures: [{ id: "f0a1b2c3d4e5f60718293a4b5c6d7e8f", event: ev("1") }, { id: "f0a1b2c3ffffffffffffffffffffffff", event: ev("2") }] });
   });
@@ -98,6 +100,23 @@ describe("the operator API over a real nats-server", () => {
     const ok = await post("/v1/batches/brepl/reject", tokens["alice"], { reason: "wrong approach" });
     expect(ok.statusCode).toBe(202);
     expect((await approvals()).map((a) => `${a.batchId}:${a.decision}:${a.by}`)).toEqual(["bwait:approve:bob", "brepl:reject:alice"]);
+  });
+
+  it("a decision answers with its real outcome once the promoter acted on it, and says so when it has not yet", async () => {
+    // Standing in for the promoter: the reject of a batch still rewriting ends it.
+    const sub = bus.nc.subscribe(Messages.approval.subject, {
+      callback: (_e, m) => void stores.batches.transition((m.json() as Approval).batchId, "rejected", { reason: `rejected by ${(m.json() as Approval).by}: ${(m.json() as Approval).reason}` }),
+    });
+    try {
+      const r = await post("/v1/batches/brewr/reject", tokens["bob"], { reason: "wrong approach" });
+      expect(r.statusCode).toBe(200);
+      expect(r.json()).toEqual({ batchId: "brewr", decision: "reject", by: "bob", from: "rewriting", state: "rejected", reason: "rejected by bob: wrong approach", settled: true });
+    } finally {
+      sub.unsubscribe();
+    }
+    const pending = await post("/v1/batches/bwait2/reject", tokens["bob"], { reason: "nobody home" });
+    expect(pending.statusCode).toBe(202);
+    expect(pending.json()).toMatchObject({ state: "awaiting-approval", settled: false, message: expect.stringContaining("the promoter has not acted on the reject") });
   });
 
   it("a new token for an operator revokes the old one at once", async () => {
@@ -181,6 +200,43 @@ describe("the operator API over a real nats-server", () => {
     const me = await app.inject({ method: "GET", url: "/v1/whoami", headers: { authorization: `Bearer ${tokens["rita"]}` } });
     expect(me.json()).toEqual({ operator: "rita", role: "read" });
     expect((await app.inject({ method: "GET", url: "/v1/whoami" })).statusCode).toBe(401);
+  });
+
+  it("reads: batches filtered by state, agent and fingerprint; status; an agent's versions and regression set", async () => {
+    const get = (url: string) => app.inject({ method: "GET", url, headers: { authorization: `Bearer ${tokens["rita"]}` } });
+    const ids = async (q: string) => ((await get(`/v1/batches${q}`)).json() as { batches: { batchId: string }[] }).batches.map((b) => b.batchId).sort();
+    expect(await ids("?state=promoted")).toEqual(["bdone", "bold"]);
+    expect(await ids("?state=promoted,replaying&agent=shop&fingerprint=fp")).toEqual(["bdone", "bold", "brepl"]);
+    expect(await ids("?agent=nobody")).toEqual([]);
+    const bad = await get("/v1/batches?state=stuck");
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toContain("no state stuck; the states are collecting");
+    const status = (await get("/v1/status")).json();
+    expect(status).toMatchObject({ services: [], deployments: [{ agent: "shop", image: "moss/shop:2" }], batches: { promoted: 2 } });
+    expect((await get("/v1/agents/shop/versions")).json()).toMatchObject({ agent: "shop", deployment: { image: "moss/shop:2" }, candidates: [] });
+    expect((await get("/v1/agents/nobody/versions")).json()).toEqual({ agent: "nobody", deployment: null, candidates: [] });
+  });
+
+  it("the auditor's read model through the one door: its answer as it gives it, and a clear 503 when no auditor answers", async () => {
+    const get = (url: string) => app.inject({ method: "GET", url, headers: { authorization: `Bearer ${tokens["rita"]}` } });
+    expect((await app.inject({ method: "GET", url: "/v1/batches/b1" })).statusCode).toBe(401);
+    const asked: string[] = [];
+    const served = serveQuery(bus.nc, Queries.audit, async (req) => {
+      asked.push(req.url);
+      return req.url.startsWith("/v1/batches/b1") ? { status: 200, contentType: "application/json; charset=utf-8", body: Buffer.from(JSON.stringify({ batchId: "b1", timeline: [] })) } : { status: 404, contentType: "application/json", body: Buffer.from(JSON.stringify({ error: "MOSS_E_BATCH_NOT_FOUND", message: "no audit records" })) };
+    }, { blobs: { put: async () => ({ sha256: "0".repeat(64), size: 0 }) }, log: { warn: () => undefined } as never });
+    try {
+      const ok = await get("/v1/batches/b1?diff=0");
+      expect([ok.statusCode, ok.json()]).toEqual([200, { batchId: "b1", timeline: [] }]);
+      const missing = await get("/v1/batches/nope");
+      expect([missing.statusCode, missing.json().error]).toEqual([404, "MOSS_E_BATCH_NOT_FOUND"]);
+      expect(asked).toEqual(["/v1/batches/b1?diff=0", "/v1/batches/nope"]);
+    } finally {
+      served.stop();
+    }
+    const away = await get("/v1/audit/verify");
+    expect(away.statusCode).toBe(503);
+    expect(away.json()).toMatchObject({ error: "MOSS_E_QUERY_UNANSWERED", message: expect.stringContaining("is the auditor running") });
   });
 
   it("a bisect is validated, refused with the reason, else recorded and published with who asked", async () => {

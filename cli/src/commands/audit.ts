@@ -1,5 +1,5 @@
 import { AuditVerifyReport } from "@moss/contracts";
-import { auditorGet, type Command } from "../shared";
+import { operatorGet, type Command } from "../shared";
 
 /** `moss audit verify`: the auditor recomputes the log's chain and holds it to every signed checkpoint and segment. */
 export const audit: Command = {
@@ -8,7 +8,7 @@ export const audit: Command = {
   options: { json: { type: "boolean" } },
   async run({ args, values, config }) {
     if (args[0] !== "verify" || args.length !== 1) throw new Error("usage: moss audit verify");
-    const r = AuditVerifyReport.parse(await auditorGet(config(), "/v1/audit/verify"));
+    const r = AuditVerifyReport.parse(await operatorGet(config(), "/v1/audit/verify"));
     if (values["json"]) console.log(JSON.stringify(r, null, 2));
     else if (r.ok) console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}`);
     else {

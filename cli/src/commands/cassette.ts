@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import { auditorGet, type Command } from "../shared";
+import { operatorGet, type Command } from "../shared";
 
 export const cassette: Command = {
   name: "cassette",
@@ -8,7 +8,7 @@ export const cassette: Command = {
   async run({ args, values, config }) {
     const [failure] = args;
     if (!failure) throw new Error("usage: moss cassette FAILURE [--out FILE]  (failure ids are in `moss show BATCH`)");
-    const c = await auditorGet(config(), `/v1/failures/${encodeURIComponent(failure)}/cassette`);
+    const c = await operatorGet(config(), `/v1/failures/${encodeURIComponent(failure)}/cassette`);
     const text = `${JSON.stringify(c, null, 2)}\n`;
     const out = values["out"] as string | undefined;
     if (out) {

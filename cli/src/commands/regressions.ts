@@ -1,6 +1,5 @@
-import { kvGet } from "@moss/bus";
-import { Buckets, RegressionSet } from "@moss/contracts";
-import { operatorPost, withBus, type Command } from "../shared";
+import { RegressionSet } from "@moss/contracts";
+import { operatorGet, operatorPost, type Command } from "../shared";
 
 export const regressions: Command = {
   name: "regressions",
@@ -24,7 +23,7 @@ export const regressions: Command = {
       console.log(`${r["action"]} ${values[action]} of agent ${agent}'s regression set as ${r["by"]}`);
       return 0;
     }
-    const set = await withBus(config(), async (bus) => (await kvGet(await bus.kv(Buckets.regressions), agent, RegressionSet))?.value);
+    const set = RegressionSet.parse(await operatorGet(config(), `/v1/agents/${encodeURIComponent(agent)}/regressions`));
     if (values["json"]) {
       console.log(JSON.stringify(set ?? { agent, cases: [], seen: 0 }, null, 2));
       return 0;

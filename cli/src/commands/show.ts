@@ -1,6 +1,6 @@
 import type { BatchTimeline } from "@moss/contracts";
 import { renderTimeline } from "../render";
-import { auditorGet, type Command } from "../shared";
+import { operatorGet, type Command } from "../shared";
 
 export const show: Command = {
   name: "show",
@@ -9,7 +9,7 @@ export const show: Command = {
   async run({ args, values, config }) {
     const [batch] = args;
     if (!batch) throw new Error("usage: moss show BATCH");
-    const t = (await auditorGet(config(), `/v1/batches/${encodeURIComponent(batch)}`)) as BatchTimeline;
+    const t = (await operatorGet(config(), `/v1/batches/${encodeURIComponent(batch)}`)) as BatchTimeline;
     console.log(values["json"] ? JSON.stringify(t, null, 2) : renderTimeline(t, { diff: !values["no-diff"] }));
     return 0;
   },

@@ -1,5 +1,5 @@
 import type { BatchTimeline, TimelineEntry } from "@moss/contracts";
-import { auditorGet, type Command } from "../shared";
+import { operatorGet, type Command } from "../shared";
 
 /** One stage of a batch as a waterfall row: what, which service, when it started (from the first failure), how long. */
 export interface TraceRow {
@@ -56,7 +56,7 @@ export const trace: Command = {
   async run({ args, values, config }) {
     const [batchId] = args;
     if (!batchId) throw new Error("usage: moss trace BATCH");
-    const t = (await auditorGet(config(), `/v1/batches/${encodeURIComponent(batchId)}`)) as BatchTimeline;
+    const t = (await operatorGet(config(), `/v1/batches/${encodeURIComponent(batchId)}`)) as BatchTimeline;
     const rows = traceRows(t);
     if (values["json"]) console.log(JSON.stringify({ batchId, traceId: t.traceId, rows }, null, 2));
     else for (const l of renderTrace(batchId, t.traceId, rows)) console.log(l);

@@ -34,7 +34,7 @@ export const up: Command = {
       process.once("SIGINT", r);
       process.once("SIGTERM", r);
     });
-    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor http://${cfg.auditor.host}:${cfg.auditor.port}; operator API http://${cfg.operatorApi.host}:${cfg.operatorApi.port}`);
+    console.log(`moss is up: nats ${stack.natsUrl}${stack.ownsNats ? " (started here)" : ""}; ${(services ?? SERVICES).join(", ")}; auditor (health) http://${cfg.auditor.host}:${cfg.auditor.port}; operator API (every operator command) http://${cfg.operatorApi.host}:${cfg.operatorApi.port}`);
     await stopAsked;
     await stack.stop();
     return 0;

@@ -9,6 +9,7 @@ import { busCredential } from "@moss/lifecycle";
 import { createRuntime } from "@moss/runtime";
 import { deployAgent } from "../deploy";
 import { renderTimeline } from "../render";
+import { operatorGet } from "../shared";
 import { freePort, startStack, type Stack } from "../stack";
 import { startModelStandIn } from "./model";
 import { EXAMPLE_AGENT, prepareAgentRepo, preparePythonAgentRepo, PYTHON_EXAMPLE_AGENT } from "./prepare";
@@ -298,7 +299,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
       // The auditor may be a moment behind the last event.
       await new Promise((r) => setTimeout(r, 500));
-      const timeline = (await (await fetch(`http://127.0.0.1:${auditorPort}/v1/batches/${batchId}`)).json()) as BatchTimeline;
+      // Through the operator API, as `moss show` reads it.
+      const timeline = (await operatorGet(config, `/v1/batches/${batchId}`)) as unknown as BatchTimeline;
       out("");
       out(renderTimeline(timeline));
       out("");

@@ -17,6 +17,8 @@ export interface SubjectPermissions {
 export interface NatsPermissions {
   publish: SubjectPermissions;
   subscribe: SubjectPermissions;
+  /** May answer the requests it receives (and only those: one reply each, to the asker's inbox). */
+  allowResponses?: boolean;
 }
 
 /** A process's identity on the bus and the nkey seed it proves it with. */
@@ -65,7 +67,9 @@ export function grantPermissions(identity: string, g: Grant): NatsPermissions {
     for (const s of bucketRead(bucket)) pub.add(s);
     if (access === "write") pub.add(`$KV.${bucket}.>`);
   }
-  return { publish: { allow: [...pub] }, subscribe: { allow: [`${inboxPrefix(identity)}.>`] } };
+  for (const q of g.asks ?? []) pub.add(q.subject);
+  const sub = [`${inboxPrefix(identity)}.>`, ...(g.serves ?? []).map((q) => q.subject), ...(g.watches ?? []).map((m) => m.subject)];
+  return { publish: { allow: [...pub] }, subscribe: { allow: sub }, ...(g.serves?.length ? { allowResponses: true } : {}) };
 }
 
 /** Buckets admin writes: `moss up`'s service reports and a first deployment (`moss deploy`: its record and its route). */
@@ -164,7 +168,7 @@ export function natsServerConfig(o: ServerConfigOptions): string {
   const perm = (p: SubjectPermissions) => `{ allow: ${list(p.allow)}${p.deny?.length ? `, deny: ${list(p.deny)}` : ""} }`;
   const users = [...o.users].map(([id, nkey]) => {
     const p = permissionsOf(id);
-    return `    # ${id}\n    { nkey: ${q(nkey)}, permissions: { publish: ${perm(p.publish)}, subscribe: ${perm(p.subscribe)} } }`;
+    return `    # ${id}\n    { nkey: ${q(nkey)}, permissions: { publish: ${perm(p.publish)}, subscribe: ${perm(p.subscribe)}${p.allowResponses ? ", allow_responses: true" : ""} } }`;
   });
   return [
     "# Written by `moss up` from libs/contracts/src/grants.ts at every start: edit the grants, not this file.",

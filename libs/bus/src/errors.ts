@@ -1,3 +1,4 @@
+import type { QueryDef } from "@moss/contracts";
 import { Codes, MossError, causeText, createError } from "@moss/errors";
 
 /** A message did not match its schema (or was not JSON): terminal, dead-lettered. */
@@ -44,3 +45,12 @@ export function isPermissionViolation(err: unknown): boolean {
   }
   return false;
 }
+
+/** A read query over the bus got no answer in time (retryable: ask again). */
+export class QueryUnansweredError extends MossError {
+  override name = "QueryUnansweredError";
+  constructor(q: QueryDef, timeoutMs: number, cause?: unknown) {
+    super(Codes.QUERY_UNANSWERED, `nobody answered ${q.subject} within ${timeoutMs} ms: is the ${q.queue} running (\`moss status\`)?`, { cause });
+  }
+}
+

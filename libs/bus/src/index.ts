@@ -4,7 +4,9 @@ export type { Bus, BusOptions, ChunkHandler, ChunkItem, ChunkOptions, ConsumeOpt
 export { provision } from "./provision";
 export { isCasConflict, kvGet, kvKeys, kvUpdate, kvValues } from "./kv";
 export type { Versioned } from "./kv";
-export { BusUnavailableError, CasConflictError, InvalidMessageError, isPermissionViolation, NatsDeniedError, UnroutableMessageError } from "./errors";
+export { BusUnavailableError, CasConflictError, InvalidMessageError, isPermissionViolation, NatsDeniedError, QueryUnansweredError, UnroutableMessageError } from "./errors";
+export { askQuery, serveQuery } from "./query";
+export type { QueryBlobs } from "./query";
 export type { KV } from "@nats-io/kv";
 export { addSeq, hasSeq, pruneBelow } from "./seqset";
 export type { SeqRanges } from "./seqset";

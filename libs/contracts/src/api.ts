@@ -3,7 +3,7 @@
  * operator API answers. Server and clients (the CLI) import these; nothing redefines them.
  */
 import { z } from "zod";
-import { BlobRef, ErrorInfo, FailureEvent, HttpRequest, Invocation, PromotionOutcome, RegressionResult, ReplayResult, StageRecord } from "./schemas";
+import { BlobRef, Deployment, ErrorInfo, FailureEvent, ServiceStatus, HttpRequest, Invocation, PromotionOutcome, RegressionResult, ReplayResult, StageRecord } from "./schemas";
 
 /** `POST /v1/flags`: an operator (or the agent itself) marks a turn as bad; it becomes a failure like any other. */
 export const Flag = z.object({
@@ -94,3 +94,36 @@ export const AuditVerifyReport = z.object({
   unsigned: z.number().int(),
 });
 export type AuditVerifyReport = z.infer<typeof AuditVerifyReport>;
+
+/** A read query over the bus (see `Queries`): a GET of one of the answering service's read routes. */
+export const QueryRequest = z.object({ method: z.literal("GET"), url: z.string().startsWith("/").max(2_000) });
+export type QueryRequest = z.infer<typeof QueryRequest>;
+
+/** A query's answer, shaped like the HTTP answer it stands for; a body too large for the bus is in the blob store. */
+export const QueryAnswer = z.object({
+  status: z.number().int().min(100).max(599),
+  contentType: z.string().default("application/json"),
+  body: z.string().optional(),
+  blob: BlobRef.optional(),
+});
+export type QueryAnswer = z.infer<typeof QueryAnswer>;
+
+/** `GET /v1/batches` on the operator API: a batch as its record says it is now (filter by state, agent, fingerprint). */
+export const BatchRow = z.object({
+  batchId: z.string(),
+  agent: z.string(),
+  state: z.string(),
+  fingerprint: z.string(),
+  count: z.number().int(),
+  attempt: z.number().int(),
+  openedAt: z.string(),
+  updatedAt: z.string(),
+  reason: z.string().optional(),
+});
+export type BatchRow = z.infer<typeof BatchRow>;
+export const BatchList = z.object({ batches: z.array(BatchRow), total: z.number().int() });
+export type BatchList = z.infer<typeof BatchList>;
+
+/** `GET /v1/status` on the operator API: the services as `moss up` reports them, the live deployments, batches by state. */
+export const StatusReport = z.object({ services: z.array(ServiceStatus), deployments: z.array(Deployment), batches: z.record(z.string(), z.number().int()) });
+export type StatusReport = z.infer<typeof StatusReport>;

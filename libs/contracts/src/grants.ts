@@ -1,4 +1,4 @@
-import { Buckets, Consumers, failureSubject, Messages, Streams, successSubject, type ConsumerDef, type MessageDef } from "./topology";
+import { Buckets, Consumers, failureSubject, Messages, Queries, Streams, successSubject, type ConsumerDef, type MessageDef, type QueryDef } from "./topology";
 
 /**
  * Who may do what on the bus: the one table every NATS permission is derived from (libs/bus turns it into
@@ -18,6 +18,12 @@ export interface Grant {
   readonly consumers: readonly ConsumerDef[];
   /** KV buckets it reads, or reads and writes. */
   readonly buckets: Readonly<Partial<Record<(typeof Buckets)[keyof typeof Buckets], BucketAccess>>>;
+  /** Queries it answers (it subscribes to them and may reply to whoever asked, nobody else). */
+  readonly serves?: readonly QueryDef[];
+  /** Queries it asks. */
+  readonly asks?: readonly QueryDef[];
+  /** Messages it watches as they are published (a core subscription, no consumer): to answer with an outcome. */
+  readonly watches?: readonly MessageDef[];
 }
 
 /** The identities Moss's own processes connect as. Agents connect as `agent.<name>` (see {@link agentIdentity}). */
@@ -58,13 +64,16 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     publishes: [],
     consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq, Consumers.auditorWebhooks],
     buckets: { [Buckets.audit]: "write" },
+    serves: [Queries.audit],
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
     publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review],
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
-    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "read", [Buckets.reviews]: "write" },
+    buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "read", [Buckets.reviews]: "write", [Buckets.services]: "read" },
+    asks: [Queries.audit],
+    watches: [Messages.rollbackDone],
   },
   gateway: {
     // The agents' public address: it follows the routes and reports what it sees; it decides nothing.

@@ -129,6 +129,17 @@ export const Messages = {
   deadLetter: def("dlq.v1", "moss.dlq.>", Streams.DLQ, DeadLetter, (m) => `dlq-${m.stream}-${m.consumer}-${m.streamSeq}`, (m) => deadLetterSubject(m.stream, m.consumer)),
 } as const;
 export type MessageName = keyof typeof Messages;
+
+/**
+ * Read queries one service answers for another over core NATS request/reply (never stored in a stream: a query is
+ * asked again, not redelivered). The answer is an HTTP-shaped {@link QueryAnswer}; one larger than the bus's payload
+ * limit is put in the blob store and answered by reference.
+ */
+export const Queries = {
+  /** The auditor's read model (timelines, dead letters, cassettes, verification), asked by the operator API. */
+  audit: { subject: "moss.query.audit.v1", queue: "auditor" },
+} as const;
+export type QueryDef = (typeof Queries)[keyof typeof Queries];
 export type MessageOf<K extends MessageName> = z.infer<(typeof Messages)[K]["schema"]>;
 
 

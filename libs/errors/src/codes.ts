@@ -34,11 +34,13 @@ export const Codes = {
   BUS_UNAVAILABLE: code("MOSS_E_BUS_UNAVAILABLE", "@moss/bus", 503, true, "NATS could not be reached at start. Start nats-server (>= 2.10, with -js), run `moss up`, or set MOSS_NATS_URL."),
   CAS_CONFLICT: code("MOSS_E_CAS_CONFLICT", "@moss/bus", 409, true, "A KV compare-and-set kept losing to concurrent writers. Retried from a fresh read."),
   NATS_CREDENTIAL: code("MOSS_E_NATS_CREDENTIAL", "@moss/bus", 500, false, "A process has no usable NATS credential (nats.credentialsDir/<identity>.nk missing, unreadable, too open or not an nkey seed). `moss up` writes them for the embedded stack; `moss credentials` for your own nats-server."),
+  QUERY_UNANSWERED: code("MOSS_E_QUERY_UNANSWERED", "@moss/bus", 503, true, "A read query over the bus (e.g. the operator API asking the auditor for a timeline) got no answer in time: the service that answers it is not running or not connected. `moss status` shows which; the query can simply be asked again."),
   NATS_DENIED: code("MOSS_E_NATS_DENIED", "@moss/bus", 403, false, "NATS refused an identity a subject, stream or bucket its grant does not cover (libs/contracts/src/grants.ts). A bug if a Moss service hits it; an attack if anything else does. nats-server logs who."),
 
   // @moss/batch
   BATCH_NOT_FOUND: code("MOSS_E_BATCH_NOT_FOUND", "@moss/batch", 404, false, "No batch record has this id. List batches with `moss batches`."),
   BATCH_TRANSITION: code("MOSS_E_BATCH_TRANSITION", "@moss/batch", 409, false, "A batch was asked to move along an edge its state machine does not have (e.g. promote a rejected batch)."),
+  BATCH_ENDED: code("MOSS_E_BATCH_ENDED", "@moss/batch", 409, false, "A stage's work on a batch came after the batch ended (an operator rejected it, or another replica finished it): the message is dropped, not dead-lettered; nothing is left to do."),
   NO_CANDIDATE: code("MOSS_E_NO_CANDIDATE", "@moss/batch", 409, false, "A promotion was asked for a batch that has no candidate that passed replay."),
 
   // @moss/config

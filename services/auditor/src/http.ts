@@ -15,7 +15,20 @@ export interface AuditorHttpDeps {
   checkpoints?: { kv: KV; allowedSigners?: string };
 }
 
-/** Operator API over the audit log. Built without listening; tests use `app.inject()`. */
+/**
+ * The auditor's listener: only whether it is alive. Its read model is not served on the network: the operator API
+ * asks for it over the bus (`Queries.audit`), behind the operators' tokens.
+ */
+export function buildHealthApp(log: AuditLog): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get("/health", async () => ({ ok: true, records: log.size }));
+  return app;
+}
+
+/**
+ * The read routes over the audit log, answered over the bus to the operator API (`app.inject()` per query). Built
+ * without listening; tests use `app.inject()` too.
+ */
 export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
   const app = Fastify({ logger: false });
   app.get("/health", async () => ({ ok: true, records: deps.log.size }));

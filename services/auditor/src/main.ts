@@ -1,12 +1,12 @@
-// Auditor: every moss.> message into an append-only, hash-chained log; operator API over it. Wiring only.
-import { rawRoute } from "@moss/bus";
-import { AllMessages, Buckets, Consumers, Messages, type ConsumerDef } from "@moss/contracts";
+// Auditor: every moss.> message into an append-only, hash-chained log; its read model answered over the bus. Wiring only.
+import { rawRoute, serveQuery } from "@moss/bus";
+import { AllMessages, Buckets, Consumers, Messages, Queries, type ConsumerDef } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { AuditLog } from "./audit-log";
 import { Checkpointer } from "./checkpoints";
 import { record } from "./handlers/record";
 import { deliver } from "./handlers/webhooks";
-import { buildApp } from "./http";
+import { buildApp, buildHealthApp } from "./http";
 
 await runService({
   name: "auditor",
@@ -34,10 +34,22 @@ await runService({
       const defs = [Messages.batchVerdict, Messages.promotion, Messages.rollbackDone];
       consumers.push(await bus.consume(Consumers.auditorWebhooks, defs.map((m) => rawRoute(m, (payload, ctx) => deliver(m.name, payload, `${m.name}-${ctx.streamSeq}`, hooks)))));
     }
+    // The read model, answered to the operator API over the bus (which authenticated the operator); never on the network.
+    const reads = buildApp({ log, blob, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } });
+    const queries = serveQuery(
+      bus.nc,
+      Queries.audit,
+      async (req) => {
+        const r = await reads.inject({ method: req.method, url: req.url });
+        return { status: r.statusCode, contentType: String(r.headers["content-type"] ?? "application/json"), body: r.rawPayload };
+      },
+      { blobs: blob, log: logger },
+    );
     return {
       consumers,
-      http: { app: buildApp({ log, blob, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } }), host: config.auditor.host, port: config.auditor.port },
+      http: { app: buildHealthApp(log), host: config.auditor.host, port: config.auditor.port },
       onStop: async () => {
+        queries.stop();
         await checkpointer.now().catch(() => undefined);
         log.close();
       },

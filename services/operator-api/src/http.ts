@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { breakerKey, canMove, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
-import { AgentName, Messages, VersionRef, type Publish, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
+import { breakerKey, canMove, isFinal, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
+import { AgentName, BatchState, Messages, VersionRef, type BatchRecord, type BatchRow, type Publish, type RollbackDone, type ServiceStatus, type StatusReport, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
@@ -11,7 +11,7 @@ import { openApi } from "./openapi";
 import { authenticate, readOperators } from "./operators";
 
 export interface OperatorApiDeps {
-  stores: Pick<Stores, "batches" | "breakers"> & Partial<Pick<Stores, "deployments">>;
+  stores: Pick<Stores, "batches" | "breakers"> & Partial<Pick<Stores, "deployments" | "candidates">>;
   /** Publishes with the operator API's bus identity: the only one that may approve, reject or reset. */
   publish: Publish;
   /** The operators file, read at every request: a token added or revoked counts at once. */
@@ -27,6 +27,17 @@ export interface OperatorApiDeps {
   };
   /** The reviewed baselines and the review requests (mark-reviewed, diff) the rewriter answers. */
   review?: { reviews: ReviewStore; baseline(agent: string): Promise<ReviewedBaseline | undefined>; known(agent: string): boolean };
+  /**
+   * The auditor's read model (timelines, dead letters, cassettes, verification), asked over the bus: the operator API
+   * is its only door, behind the operators' tokens.
+   */
+  audit?: (url: string) => Promise<{ status: number; contentType: string; body: Buffer }>;
+  /** The services as `moss up` reports them (`moss status`). */
+  services?: () => Promise<ServiceStatus[]>;
+  /** The promoter's rollback outcomes as they are published: a waiter registered before the request is published. */
+  rollbacks?: { wait(requestId: string, ms: number): Promise<RollbackDone | undefined> };
+  /** How long an approve or reject waits for the promoter to act on it before answering 202 (default 15 s). */
+  outcomeWaitMs?: number;
   /** Where refusals and decisions are said (who, what, from where). */
   log?: Logger;
 }
@@ -86,6 +97,59 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   app.get("/docs/json", async () => openApi());
   app.get("/v1/whoami", async (req) => ({ operator: who(req), role: operatorOf(req)?.role }));
 
+  // Batches as their records say they are now: every state, filtered by state, agent and fingerprint (or its start).
+  app.get<{ Querystring: { state?: string; agent?: string; fingerprint?: string; limit?: string } }>("/v1/batches", async (req, reply) => {
+    const { state, agent, fingerprint } = req.query;
+    const states = state?.split(",").filter(Boolean) ?? [];
+    const unknown = states.filter((x) => !BatchState.safeParse(x).success);
+    if (unknown.length) return replyError(reply, Codes.BAD_REQUEST, `batches: no state ${unknown.join(", ")}; the states are ${BatchState.options.join(", ")}`);
+    const limit = Math.max(1, Math.min(5_000, Number(req.query.limit) || 500));
+    const all = (await deps.stores.batches.list()).filter((b) => (!states.length || states.includes(b.state)) && (!agent || b.agent === agent) && (!fingerprint || b.fingerprint.startsWith(fingerprint) || b.fingerprintKey === fingerprint));
+    all.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+    const rows: BatchRow[] = all.slice(0, limit).map((b) => ({ batchId: b.batchId, agent: b.agent, state: b.state, fingerprint: b.fingerprint, count: b.count, attempt: b.attempt, openedAt: b.openedAt, updatedAt: b.updatedAt, ...(b.reason ? { reason: b.reason } : {}) }));
+    return { batches: rows, total: all.length };
+  });
+  app.get("/v1/status", async (): Promise<StatusReport> => {
+    const batches: Record<string, number> = {};
+    for (const b of await deps.stores.batches.list()) batches[b.state] = (batches[b.state] ?? 0) + 1;
+    return { services: (await deps.services?.()) ?? [], deployments: (await deps.stores.deployments?.list()) ?? [], batches };
+  });
+  // What an agent runs and ran: the live deployment (its previous and last-known-good versions) and the candidates
+  // that were not promoted.
+  app.get<{ Params: { agent: string } }>("/v1/agents/:agent/versions", async (req) => {
+    const { agent } = req.params;
+    return { agent, deployment: (await deps.stores.deployments?.get(agent)) ?? null, candidates: (await deps.stores.candidates?.list(agent)) ?? [] };
+  });
+  app.get<{ Params: { agent: string } }>("/v1/agents/:agent/regressions", async (req) => {
+    const { agent } = req.params;
+    return (await deps.regressions?.get?.(agent)) ?? { agent, cases: [], seen: 0 };
+  });
+  // The auditor's read model, through the one door: the answer as the auditor gives it (status, type, body).
+  const fromAudit = async (url: string, reply: FastifyReply) => {
+    if (!deps.audit) return replyError(reply, Codes.INTERNAL, "this operator API has no way to ask the auditor");
+    const a = await deps.audit(url);
+    return reply.code(a.status).type(a.contentType).send(a.body);
+  };
+  const query = (req: FastifyRequest) => req.url.slice(req.url.indexOf("?") >= 0 ? req.url.indexOf("?") : req.url.length);
+  app.get<{ Params: { id: string } }>("/v1/batches/:id", async (req, reply) => fromAudit(`/v1/batches/${encodeURIComponent(req.params.id)}${query(req)}`, reply));
+  app.get("/v1/dead-letters", async (req, reply) => fromAudit(`/v1/dead-letters${query(req)}`, reply));
+  app.get<{ Params: { id: string } }>("/v1/failures/:id/cassette", async (req, reply) => fromAudit(`/v1/failures/${encodeURIComponent(req.params.id)}/cassette`, reply));
+  app.get("/v1/audit/verify", async (_req, reply) => fromAudit("/v1/audit/verify", reply));
+  app.get("/v1/audit/batches", async (req, reply) => fromAudit(`/v1/batches${query(req)}`, reply));
+
+  /**
+   * Waits (up to `outcomeWaitMs`) until the batch's record says the decision was acted on; the record as it then is,
+   * and whether it got there.
+   */
+  const settle = async (batchId: string, acted: (r: BatchRecord) => boolean): Promise<{ record?: BatchRecord; settled: boolean }> => {
+    const end = Date.now() + (deps.outcomeWaitMs ?? 15_000);
+    for (;;) {
+      const record = await deps.stores.batches.get(batchId);
+      if (record && acted(record)) return { record, settled: true };
+      if (Date.now() >= end) return { record, settled: false };
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  };
   for (const decision of ["approve", "reject"] as const) {
     app.post<{ Params: { id: string } }>(`/v1/batches/:id/${decision}`, async (req, reply) => {
       const b = body(Reason, req);
@@ -93,16 +157,24 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
       const reason = b.value.reason ?? "";
       if (decision === "reject" && !reason.trim()) return replyError(reply, Codes.BAD_REQUEST, `rejecting ${req.params.id} needs a reason (it goes into the audit trail)`);
       const rec = await deps.stores.batches.get(req.params.id);
-      if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${req.params.id}; list them with \`moss batches\``);
+      if (!rec) return replyError(reply, Codes.BATCH_NOT_FOUND, `no batch ${req.params.id}; list them with \`moss batches\` (a batch still collecting failures has no record until it closes)`);
       if (decision === "approve" && rec.state !== "awaiting-approval") {
         return replyError(reply, Codes.NOT_AWAITING_APPROVAL, `batch ${rec.batchId} is ${rec.state}, not awaiting-approval; only a batch whose candidate passed replay can be approved`, { state: rec.state });
       }
       if (decision === "reject" && rec.state !== "rejected" && !canMove(rec.state, "rejected")) {
-        return replyError(reply, Codes.BATCH_TRANSITION, `batch ${rec.batchId} is ${rec.state}: it can no longer be rejected`, { state: rec.state });
+        return replyError(reply, Codes.BATCH_TRANSITION, `batch ${rec.batchId} is ${rec.state}: it has ended and can no longer be rejected${rec.state === "promoted" ? ` (\`moss rollback ${rec.agent}\` puts the previous version back)` : ""}`, { state: rec.state });
+      }
+      if (decision === "reject" && rec.state === "promoting" && rec.promotion?.decision) {
+        return replyError(reply, Codes.BATCH_TRANSITION, `batch ${rec.batchId}'s bake has already decided (${rec.promotion.decision.outcome.outcome}): it can no longer be rejected; \`moss rollback ${rec.agent}\` puts the previous version back`, { state: rec.state });
       }
       await deps.publish(Messages.approval, { batchId: rec.batchId, decision, by: who(req), reason });
-      deps.log?.info(`${decision} published`, { batch: rec.batchId, by: who(req), from: req.ip });
-      return reply.code(202).send({ batchId: rec.batchId, decision, by: who(req), state: rec.state });
+      deps.log?.info(`${decision} published`, { batch: rec.batchId, by: who(req), from: req.ip, state: rec.state });
+      // The real outcome: a reject ends the batch (a baking candidate is rolled back first); an approval starts its promotion.
+      const { record, settled } = await settle(rec.batchId, decision === "reject" ? (r) => isFinal(r.state) : (r) => r.state !== "awaiting-approval");
+      const now = record ?? rec;
+      const answer = { batchId: rec.batchId, decision, by: who(req), from: rec.state, state: now.state, ...(now.reason ? { reason: now.reason } : {}), settled };
+      if (settled) return answer;
+      return reply.code(202).send({ ...answer, message: `the promoter has not acted on the ${decision} within ${Math.round((deps.outcomeWaitMs ?? 15_000) / 1000)} s (batch ${rec.batchId} is still ${now.state}): is it running (\`moss status\`)? The ${decision} waits on the bus and counts when it does` });
     });
   }
 
@@ -139,9 +211,15 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     if (!dep) return replyError(reply, Codes.BAD_REQUEST, `agent ${agent} has no deployment (moss deploy ${agent} makes the first); there is nothing to roll back`);
     const id = randomUUID().replaceAll("-", "");
     const at = new Date().toISOString();
+    // Waiting before publishing, so the promoter's answer cannot pass by unseen.
+    const waitMs = b.value.waitMs ?? 60_000;
+    const outcome = deps.rollbacks && waitMs > 0 ? deps.rollbacks.wait(id, waitMs) : Promise.resolve(undefined);
     await deps.publish(Messages.rollback, { id, agent, ...(b.value.to ? { to: b.value.to } : {}), by: who(req), reason: b.value.reason ?? "", at });
     deps.log?.info("rollback requested", { agent, to: b.value.to, by: who(req), from: req.ip });
-    return reply.code(202).send({ id, agent, to: b.value.to ?? null, by: who(req), live: dep.version, at });
+    const done = await outcome;
+    // The real outcome: rolled back (to what) or refused (why); 202 only when the promoter has not answered yet.
+    if (done) return { id, agent, by: who(req), at, settled: true, done };
+    return reply.code(202).send({ id, agent, to: b.value.to ?? null, by: who(req), live: dep.version, at, settled: false, message: `the promoter has not answered rollback ${id} within ${Math.round(waitMs / 1000)} s: is it running (\`moss status\`)? It acts on the request when it comes back` });
   });
   /** The one stored failure an id or prefix names; else the refusal is sent, and undefined. */
   const oneFailure = async (idOrPrefix: string, reply: FastifyReply): Promise<{ agent: string; case: TimeTravelCase } | undefined> => {

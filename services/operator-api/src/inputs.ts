@@ -23,4 +23,11 @@ export const Replay = z
   .refine((b) => [b.failure, b.allFailuresOf, b.regressions].filter((x) => x !== undefined).length === 1, "name exactly one of failure, allFailuresOf, regressions");
 export const Bisect = z.object({ failure: FailureRef, good: VersionRef, bad: VersionRef, fixed: z.boolean().default(false) }).strict();
 export const MarkReviewed = z.object({ version: VersionRef }).strict();
-export const Rollback = z.object({ to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(), reason: z.string().max(2_000).optional() }).strict();
+export const Rollback = z
+  .object({
+    to: z.string().regex(/^[a-f0-9]{7,64}$/, "a commit sha or a prefix of one (7+ hex digits)").optional(),
+    reason: z.string().max(2_000).optional(),
+    /** How long to wait for the promoter's outcome before answering 202 (default 60 s; 0: do not wait). */
+    waitMs: z.number().int().min(0).max(300_000).optional(),
+  })
+  .strict();

@@ -1,7 +1,7 @@
-// Operator API: approve, reject, reset, regression pins; the only identity on the bus that may publish consent. Wiring only.
+// Operator API: the one door for operators (reads and actions); the only identity on the bus that may publish consent. Wiring only.
 import { bisectStore, findFailures, openStores, regressionStore, reviewStore, timeTravelStore } from "@moss/batch";
-import { kvGet } from "@moss/bus";
-import { Buckets, ReviewedBaseline } from "@moss/contracts";
+import { askQuery, kvGet, kvValues } from "@moss/bus";
+import { Buckets, Messages, Queries, ReviewedBaseline, RollbackDone, ServiceStatus } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { buildApp } from "./http";
 import { readOperators } from "./operators";
@@ -16,9 +16,28 @@ await runService({
     const stores = await openStores(bus);
     const reviewed = await bus.kv(Buckets.reviewed);
     const review = { reviews: reviewStore(await bus.kv(Buckets.reviews)), baseline: async (agent: string) => (await kvGet(reviewed, agent, ReviewedBaseline))?.value, known: (agent: string) => agent in config.agents };
+    // The promoter's rollback outcomes, as published: each request's waiter is registered before the request goes out.
+    const waiting = new Map<string, (d: RollbackDone) => void>();
+    const sub = bus.nc.subscribe(Messages.rollbackDone.subject, {
+      callback: (_err, m) => {
+        const d = RollbackDone.safeParse(m.json());
+        if (d.success) waiting.get(d.data.requestId)?.(d.data);
+      },
+    });
+    const rollbacks = {
+      wait: (requestId: string, ms: number) =>
+        new Promise<RollbackDone | undefined>((resolve) => {
+          const t = setTimeout(() => (waiting.delete(requestId), resolve(undefined)), ms);
+          waiting.set(requestId, (d) => (clearTimeout(t), waiting.delete(requestId), resolve(d)));
+        }),
+    };
+    const servicesKv = await bus.kv(Buckets.services);
+    const audit = (url: string) => askQuery(bus.nc, Queries.audit, { method: "GET", url }, { blob: (sha) => blob.get(sha) });
+    const services = async () => (await kvValues(servicesKv, ServiceStatus)).map((e) => e.value);
     return {
+      onStop: async () => sub.unsubscribe(),
       consumers: [],
-      http: { app: buildApp({ stores, review, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log }), host: config.operatorApi.host, port: config.operatorApi.port },
+      http: { app: buildApp({ stores, review, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log, audit, services, rollbacks }), host: config.operatorApi.host, port: config.operatorApi.port },
     };
   },
 });

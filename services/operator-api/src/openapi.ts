@@ -3,7 +3,7 @@
  * and the JSON Schema of its body and answer, made from the same zod schemas that validate them. A route the app serves
  * that this table does not describe fails the operator API's tests, so the document cannot fall behind the routes.
  */
-import { BisectRecord, ReviewedBaseline, ReviewRecord, TimeTravelRecord } from "@moss/contracts";
+import { AuditVerifyReport, BatchList, BatchTimeline, BisectRecord, RegressionSet, ReviewedBaseline, ReviewRecord, StatusReport, TimeTravelRecord } from "@moss/contracts";
 import { z } from "zod";
 import { Bisect, MarkReviewed, Pin, Reason, Replay, Reset, Rollback } from "./inputs";
 
@@ -22,6 +22,15 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "GET /health": { summary: "The API is up.", role: "none" },
   "GET /docs/json": { summary: "This document.", role: "none" },
   "GET /v1/whoami": { summary: "The operator a token authenticates, and its role.", role: "read" },
+  "GET /v1/batches": { summary: "Batches as their records say they are now (?state=a,b &agent= &fingerprint= &limit=), newest first.", role: "read", answer: BatchList },
+  "GET /v1/batches/:id": { summary: "A batch's timeline from the audit log: failures, attempts and their stages, diff, replays, verdict, promotion.", role: "read", answer: BatchTimeline },
+  "GET /v1/status": { summary: "The services (as `moss up` reports them), the live deployments, batches by state.", role: "read", answer: StatusReport },
+  "GET /v1/agents/:agent/versions": { summary: "The agent's live deployment (previous and last-known-good versions) and its candidates that were not promoted.", role: "read" },
+  "GET /v1/agents/:agent/regressions": { summary: "The agent's regression set: the recorded successes every candidate is replayed on.", role: "read", answer: RegressionSet },
+  "GET /v1/dead-letters": { summary: "Dead letters with their reasons, from the audit log (?after= &limit=).", role: "read" },
+  "GET /v1/failures/:id/cassette": { summary: "A stored failure's cassette: the outbound calls of its turn, as its replays are served them.", role: "read" },
+  "GET /v1/audit/verify": { summary: "Recompute the audit log's chain and hold it to its signed checkpoints and exported segments.", role: "read", answer: AuditVerifyReport },
+  "GET /v1/audit/batches": { summary: "Every batch the audit log has records of, with its last verdict (?limit= &before=).", role: "read" },
   "POST /v1/batches/:id/approve": { summary: "Consent: promote a batch awaiting approval.", role: "operate", body: Reason },
   "POST /v1/batches/:id/reject": { summary: "Reject a batch, with a reason (counts against its fingerprint's breaker).", role: "operate", body: Reason },
   "POST /v1/breakers/reset": { summary: "Close a fingerprint's circuit breaker (by batch id or AGENT.FPKEY).", role: "operate", body: Reset },
