@@ -3,6 +3,9 @@
  * hardened runner, so nothing the repository (or a coding agent writing to it) configures runs inside Moss.
  */
 import { existsSync, rmSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { GitCommandError } from "./errors";
 import { runGit, runGitToBuffer } from "./run";
 import { resolveCommit } from "./verify";
@@ -114,4 +117,26 @@ export async function archiveCommit(repo: string, commit: string): Promise<{ sha
   const tar = await runGitToBuffer(repo, ["archive", "--format=tar", sha], (file) => `--output=${file}`);
   if (tar.length > MAX_ARCHIVE_BYTES) throw new GitCommandError(["archive", sha], repo, `the archive is ${tar.length} bytes, over ${MAX_ARCHIVE_BYTES}`);
   return { sha, tar };
+}
+
+/** The notes ref Moss keeps its own record of each Moss commit under (`git log --notes=moss` shows it). */
+export const MOSS_NOTES = "refs/notes/moss";
+/** Who writes Moss's notes (notes are commits of their own, on the notes ref). */
+const NOTES_IDENTITY = ["user.name=Moss", "user.email=moss@localhost"];
+
+/** The note on `commit` under `ref`, or undefined when it has none. */
+export async function readNote(repo: string, commit: string, ref = MOSS_NOTES): Promise<string | undefined> {
+  return runGit(repo, ["notes", `--ref=${ref}`, "show", commit]).catch(() => undefined);
+}
+
+/** Sets the note on `commit` under `ref` to `text` (replacing any). */
+export async function writeNote(repo: string, commit: string, text: string, ref = MOSS_NOTES): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "moss-note-"));
+  try {
+    const file = join(dir, "note");
+    await writeFile(file, text);
+    await runGit(repo, ["notes", `--ref=${ref}`, "add", "-f", "-F", file, commit], { config: NOTES_IDENTITY });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
