@@ -37,7 +37,7 @@ export function renderTimeline(t: BatchTimelineInput, opts: { diff?: boolean } =
     for (const d of t.deadLetters) out.push(`  ${d.at}  ${d.consumer} ← ${d.subject}  ${d.code}: ${trim(d.reason, 200)}`);
   }
   out.push("", "Timeline:");
-  for (const e of t.timeline) out.push(`  ${e.at}  ${e.kind.padEnd(16)} ${e.summary}`);
+  for (const e of t.timeline) out.push(`  ${e.at}  ${e.kind.padEnd(16)} ${e.summary}${e.who ? `  [${e.who}]` : ""}`);
   return out.join("\n");
 }
 

@@ -98,4 +98,32 @@ describe("audit checkpoints (real KV, fs blob store, ssh-signed)", () => {
     expect(r).toMatchObject({ ok: false, contradicts: { seq: 26, why: expect.stringContaining("signed by a key that is not in") } });
     restore();
   });
+  it("a log rewritten wholesale, with a fresh consistent chain no checkpoint covers yet, is caught against the streams' own copies", async () => {
+    const sent = ["one", "two", "three"].map((text, i) => ({ batchId: `bs${i}`, text }));
+    const seqs: number[] = [];
+    for (const [i, m] of sent.entries()) seqs.push((await env.bus.js.publish("moss.batch.ready.v1", JSON.stringify(m), { msgID: `stream-copy-${i}` })).seq);
+    const streams = { get: async (stream: string, seq: number) => { const m = await env.bus.jsm.streams.getMessage(stream, { seq }).catch(() => null); return m ? new TextDecoder().decode(m.data) : undefined; } };
+    const write = (f: string, data: (i: number) => unknown) => {
+      const log = new AuditLog(f);
+      for (const [i, seq] of seqs.entries()) log.append({ stream: "MOSS_PIPELINE", streamSeq: seq, subject: "moss.batch.ready.v1", kind: "batch.ready.v1", batchId: `bs${i}`, data: data(i) });
+      // A record whose stream no longer holds its message is counted, not failed.
+      log.append({ stream: "MOSS_PIPELINE", streamSeq: 999_999, subject: "moss.batch.ready.v1", kind: "batch.ready.v1", data: { text: "aged out" } });
+      return log;
+    };
+    const freshKv = await env.bucket("audit-streams");
+    const honest = write(join(dir, "honest.jsonl"), (i) => sent[i]);
+    try {
+      expect(await verifyLog(honest, freshKv, env.blob, keys.allowedSigners, streams)).toEqual({ ok: true, records: 4, checkpoints: 0, unsigned: 0, stream: { compared: 3, aged: 1 } });
+    } finally {
+      honest.close();
+    }
+    // The same story told otherwise at its second record, chained afresh: the chain alone cannot tell.
+    const forged = write(join(dir, "forged.jsonl"), (i) => (i === 1 ? { ...sent[i], text: "two, as someone would rather it read" } : sent[i]));
+    try {
+      expect(forged.verify().ok).toBe(true);
+      expect(await verifyLog(forged, freshKv, env.blob, keys.allowedSigners, streams)).toMatchObject({ ok: false, brokenAt: 2, why: `record 2 is not what MOSS_PIPELINE holds at sequence ${seqs[1]} (moss.batch.ready.v1): the log says something its message did not` });
+    } finally {
+      forged.close();
+    }
+  });
 });

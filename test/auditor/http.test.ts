@@ -221,8 +221,9 @@ describe("auditor HTTP API over recorded messages", () => {
     await deliver(Messages.approval, { batchId: id, decision: "reject", by: "bo" }, { at: "2025-06-02T09:11:00.000Z" });
     const { body: t } = await getJson<BatchTimeline>(`/v1/batches/${id}`);
     expect(t.timeline.slice(-2)).toEqual([
-      { at: "2025-06-02T09:10:00.000Z", kind: "approval", summary: "approve by ana: diff is minimal" },
-      { at: "2025-06-02T09:11:00.000Z", kind: "approval", summary: "reject by bo" },
+      // Delivered without a Moss-From stamp: the kind's one publisher, and the operator its token named.
+      { at: "2025-06-02T09:10:00.000Z", kind: "approval", summary: "approve by ana: diff is minimal", who: "operator-api for operator ana" },
+      { at: "2025-06-02T09:11:00.000Z", kind: "approval", summary: "reject by bo", who: "operator-api for operator bo" },
     ]);
   });
 
@@ -236,6 +237,7 @@ describe("auditor HTTP API over recorded messages", () => {
       at: "2025-06-02T09:20:00.000Z",
       kind: "breaker-reset",
       summary: "circuit breaker of the fingerprint reset by ana (it was 3 rejection(s) in a row, needs-human)",
+      who: "operator-api for operator ana",
     });
   });
 

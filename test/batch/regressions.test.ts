@@ -61,13 +61,14 @@ describe("the regression store over KV, and pin / drop through the operator API"
     store = regressionStore(await env.bucket("regressions"));
     dir = mkdtempSync(join(tmpdir(), "moss-regressions-"));
     token = addOperator(join(dir, "operators.json"), "alice");
-    app = buildApp({ stores: await openStores(env.bus), regressions: store, publish: async () => undefined, operatorsFile: join(dir, "operators.json") });
+    app = buildApp({ stores: await openStores(env.bus), regressions: store, publish: async (def, m) => void published.push({ name: def.name, ...(m as object) }), operatorsFile: join(dir, "operators.json") });
   });
   afterAll(async () => {
     await app?.close();
     await env?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+  const published: Array<Record<string, unknown>> = [];
   const post = (url: string, payload: object = {}, auth = true) => app.inject({ method: "POST", url, payload, headers: auth ? { authorization: `Bearer ${token}` } : {} });
 
   it("admits by compare-and-set, counting every recorded success seen, kept or not", async () => {
@@ -96,5 +97,11 @@ describe("the regression store over KV, and pin / drop through the operator API"
     expect((await post("/v1/agents/shop/regressions/s3/drop", {}, false)).statusCode).toBe(401);
     expect((await post("/v1/agents/shop/regressions/s3/drop")).json()).toMatchObject({ action: "dropped" });
     expect((await store.get("shop"))!.cases.map((c) => c.id)).toEqual(["s2"]);
+    // Each change is said on the bus for the audit log, naming the operator; a refused one is not.
+    expect(published.map((m) => [m["name"], m["caseId"], m["action"], m["by"]])).toEqual([
+      ["regression.case.v1", "s2", "pinned", "alice"],
+      ["regression.case.v1", "s2", "unpinned", "alice"],
+      ["regression.case.v1", "s3", "dropped", "alice"],
+    ]);
   });
 });

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBlobStore } from "@moss/blob";
@@ -13,7 +14,7 @@ import { openStores } from "@moss/batch";
 import { askQuery, createBus, serveQuery, type Bus } from "@moss/bus";
 import { freePort } from "@moss/cli";
 import { Queries } from "@moss/contracts";
-import { addOperator, buildApp as buildOperatorApi } from "@moss/operator-api";
+import { addOperator, buildApp as buildOperatorApi, jaegerSpans } from "@moss/operator-api";
 import { runMoss } from "../helpers/moss";
 import { startNats, type NatsServer } from "../helpers/nats";
 
@@ -29,6 +30,7 @@ let nats: NatsServer;
 let bus: Bus;
 let served: { stop(): void };
 let apiPort: number;
+let jaeger: Server;
 let deadPort: number;
 /** A config whose operator API is at `port`, with the operator's token where `moss up` leaves it (under dataDir). */
 const configFor = (port: number): string => {
@@ -38,6 +40,26 @@ const configFor = (port: number): string => {
 };
 
 const BASE = "0123456789abcdef0123456789abcdef01234567";
+const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
+/** A stand-in for Jaeger's query API: the batch's trace, as Jaeger answers it (times in µs). */
+function jaegerStandIn(): Promise<Server> {
+  const t0 = 1_748_779_140_000_000;
+  const trace = {
+    traceID: TRACE,
+    spans: [
+      { traceID: TRACE, spanID: "a1", operationName: "curator failure.v1", startTime: t0, duration: 12_000, processID: "p1", references: [] },
+      { traceID: TRACE, spanID: "b2", operationName: "rewriter batch.ready.v1", startTime: t0 + 60_000_000, duration: 45_000_000, processID: "p2", references: [{ refType: "CHILD_OF", traceID: TRACE, spanID: "a1" }] },
+      { traceID: TRACE, spanID: "c3", operationName: "replayer candidate.ready.v1", startTime: t0 + 106_000_000, duration: 9_000_000, processID: "p3", references: [{ refType: "CHILD_OF", traceID: TRACE, spanID: "b2" }] },
+    ],
+    processes: { p1: { serviceName: "curator" }, p2: { serviceName: "rewriter" }, p3: { serviceName: "replayer" } },
+  };
+  const server = createServer((req, res) => {
+    const found = req.url === `/api/traces/${TRACE}`;
+    res.writeHead(found ? 200 : 404, { "content-type": "application/json" });
+    res.end(JSON.stringify(found ? { data: [trace] } : { data: null, errors: [{ code: 404, msg: "trace not found" }] }));
+  });
+  return new Promise((r) => server.listen(0, "127.0.0.1", () => r(server)));
+}
 const COMMIT = "fedcba9876543210fedcba9876543210fedcba98";
 
 beforeAll(async () => {
@@ -69,7 +91,7 @@ beforeAll(async () => {
   ];
   for (const [i, [stream, kind, data]] of steps.entries()) {
     const p = data as { batchId?: string; id?: string };
-    log.append({ stream, streamSeq: i + 1, subject: `moss.${kind}`, kind, batchId: p.batchId, failureId: kind === "failure.v1" ? p.id : undefined, data }, new Date(Date.UTC(2025, 5, 1, 12, i)));
+    log.append({ stream, streamSeq: i + 1, subject: `moss.${kind}`, kind, batchId: p.batchId, failureId: kind === "failure.v1" ? p.id : undefined, traceId: TRACE, data }, new Date(Date.UTC(2025, 5, 1, 12, i)));
   }
   // The real path: the CLI asks the operator API (with the operator's token), which asks the auditor over the bus.
   auditor = buildApp({ log, blob });
@@ -84,7 +106,9 @@ beforeAll(async () => {
   await stores.batches.create({ batchId: "b-cli", agent: "shop", fingerprint: "TypeError@checkout", baseVersion: BASE, state: "promoted", failures: [{ id: "f-cli", event: diff }], count: 1, attached: 0, fingerprintVersion: "fp1", openedAt: "2025-06-01T11:59:00.000Z", deadline: "2025-06-01T12:00:00.000Z", trace: {}, attempt: 1, updatedAt: "2025-06-01T12:04:00.000Z" });
   const operatorsFile = join(dir, "credentials", "operators.json");
   writeFileSync(join(dir, "credentials", "operator.token"), addOperator(operatorsFile, "ana"));
-  app = buildOperatorApi({ stores, publish: async () => ({}) as never, operatorsFile, audit: (url) => askQuery(bus.nc, Queries.audit, { method: "GET", url }, { blob: (sha) => blob.get(sha) }) });
+  jaeger = await jaegerStandIn();
+  const spans = jaegerSpans(`http://127.0.0.1:${(jaeger.address() as { port: number }).port}`);
+  app = buildOperatorApi({ stores, publish: async () => ({}) as never, operatorsFile, spans, audit: (url) => askQuery(bus.nc, Queries.audit, { method: "GET", url }, { blob: (sha) => blob.get(sha) }) });
   await app.listen({ host: "127.0.0.1", port: 0 });
   apiPort = (app.server.address() as { port: number }).port;
   deadPort = await freePort();
@@ -92,6 +116,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   served?.stop();
+  jaeger?.close();
   await app?.close();
   await bus?.close();
   await nats?.stop();
@@ -197,8 +222,23 @@ describe("moss show / batches against a running auditor", () => {
     await expect(main(["batches", "--state", "stuck", "--config", configFor(apiPort)])).rejects.toThrow("batches: no state stuck; the states are collecting, ");
   });
 
-  it("trace BATCH prints the batch's stages as a waterfall from its audit records", async () => {
+  it("trace BATCH draws the batch's spans when a collector is there to read them back from", async () => {
     const r = await moss(["trace", "b-cli", "--config", configFor(apiPort)]);
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(new RegExp(`^Batch b-cli  trace ${TRACE}  — 1\\.9 min from 3 span\\(s\\) \\(jaeger http://127\\.0\\.0\\.1:\\d+\\)$`));
+    expect(lines.slice(1).map((l) => l.trim().split(/\s{2,}/).slice(0, 2))).toEqual([
+      ["curator failure.v1", "curator"],
+      ["rewriter batch.ready.v1", "rewriter"],
+      ["replayer candidate.ready.v1", "replayer"],
+    ]);
+    expect(lines[2]).toMatch(/rewriter +\+ +1\.0 min +45\.0 s +\|/);
+    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--config", configFor(apiPort)])).stdout) as { from: string; rows: { durationMs: number }[] };
+    expect([json.from, json.rows.map((x) => x.durationMs)]).toEqual(["spans", [12, 45_000, 9_000]]);
+  });
+
+  it("trace BATCH --audit prints the batch's stages as a waterfall from its audit records", async () => {
+    const r = await moss(["trace", "b-cli", "--audit", "--config", configFor(apiPort)]);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^Batch b-cli .* from the first failure, from the audit records$/);
@@ -209,7 +249,7 @@ describe("moss show / batches against a running auditor", () => {
       ["promote + bake", "promoter"],
     ]);
     expect(lines[2]).toMatch(/rewriter +\+ +2\.0 min +1\.0 min +\| +█+ +\| +attempt 1: commit fedcba987654/);
-    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--config", configFor(apiPort)])).stdout) as { rows: { stage: string; durationMs: number }[] };
+    const json = JSON.parse((await moss(["trace", "b-cli", "--json", "--audit", "--config", configFor(apiPort)])).stdout) as { rows: { stage: string; durationMs: number }[] };
     expect(json.rows.map((x) => x.durationMs)).toEqual([120_000, 60_000, 60_000, 60_000]);
   });
 

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FIXED_ANSWER, operatorGet, renderDiff, requestBisect, requestReplay, requestReview, requestRollback, runDemo, type DemoResult } from "@moss/cli";
-import { agentIdentity, failureSubject, type BisectRecord, type ReviewRecord, type TimeTravelRecord } from "@moss/contracts";
+import { agentIdentity, failureSubject, MossNote, type BisectRecord, type ReviewRecord, type TimeTravelRecord } from "@moss/contracts";
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runMoss, type MossRun } from "../helpers/moss";
@@ -27,6 +27,8 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
   const review: { marked?: ReviewRecord; diff?: ReviewRecord; text: string[]; tag?: string; error?: string } = { text: [] };
   /** Bisect of a line of 8 human commits, the fix brought in by the 5th: where the failure stops happening. */
   const bisect: { lines: string[]; rec?: BisectRecord; error?: string; line: string[] } = { lines: [], line: [] };
+  /** The git note on the batch's Moss commit, as `git log --notes=moss` shows it at the end. */
+  let note = "";
 
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
@@ -89,6 +91,7 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
         } catch (err) {
           bisect.error = (err as Error).message;
         }
+        note = execFileSync("git", ["-C", config.agents[agent]!.repo, "log", "-1", "--notes=moss", "--format=%N", `moss/${batchId}/1`], { encoding: "utf8" });
       },
       beforeTraffic: async ({ agent, config }) => {
         // Bad input from a buggy agent, with its own credential: valid JSON, wrong shape.
@@ -187,6 +190,20 @@ describe("end to end: a failure travels curate → rewrite → replay → promot
     for (const r of t.attempts[0]!.replay!) expect(r.calls).toEqual([expect.objectContaining({ method: "POST", outcome: "matched", index: 0, url: expect.stringMatching(/\/v1\/chat\/completions$/) })]);
     expect(t.verdict).toBe("promoted");
     expect(t.timeline.map((e) => e.kind)).toEqual(expect.arrayContaining(["failure", "batch", "candidate", "replay", "promotion"]));
+    // Who did each: the agent reported its failures; each stage's process, as it named itself, within its grant.
+    const who = (kind: string) => [...new Set(t.timeline.filter((e) => e.kind === kind).map((e) => e.who))];
+    expect(who("failure")).toEqual(["agent.e2efix"]);
+    expect(who("batch")).toEqual([expect.stringMatching(/^curator@/)]);
+    expect(who("candidate")).toEqual([expect.stringMatching(/^rewriter@/)]);
+    expect(who("replay")).toEqual([expect.stringMatching(/^replayer@/)]);
+    expect(who("promotion")).toEqual([expect.stringMatching(/^promoter@/)]);
+    expect(t.timeline.filter((e) => e.who?.includes("unverified"))).toEqual([]);
+  });
+
+  it("the Moss commit carries a git note (refs/notes/moss) with its candidate, replay and promotion, and the commands to see the rest", () => {
+    const n = MossNote.parse(JSON.parse(note));
+    expect(n).toMatchObject({ batch: res.batchId, agent: "e2efix", attempt: 1, candidate: { branch: `moss/${res.batchId}/1`, filesChanged: ["src/router.ts"] }, replay: { passed: true }, promotion: { outcome: "promoted" }, links: { show: `moss show ${res.batchId}` } });
+    expect(n.replay!.failures).toHaveLength(3);
   });
 
   it("a malformed failure event is dead-lettered with its reason, logged once, and the services keep running", () => {

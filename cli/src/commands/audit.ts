@@ -10,7 +10,10 @@ export const audit: Command = {
     if (args[0] !== "verify" || args.length !== 1) throw new Error("usage: moss audit verify");
     const r = AuditVerifyReport.parse(await operatorGet(config(), "/v1/audit/verify"));
     if (values["json"]) console.log(JSON.stringify(r, null, 2));
-    else if (r.ok) console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}`);
+    else if (r.ok) {
+      const streams = r.stream ? `; the newest ${r.stream.compared} match their streams' own copies${r.stream.aged ? ` (${r.stream.aged} aged out of the streams)` : ""}` : "";
+      console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}${streams}`);
+    }
     else {
       console.log(`audit log BROKEN at record ${r.brokenAt}: ${r.why}`);
       if (r.contradicts) console.log(`  it contradicts the checkpoint at record ${r.contradicts.seq} (made ${r.contradicts.at}): ${r.contradicts.why}`);

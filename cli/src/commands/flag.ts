@@ -23,6 +23,7 @@ export const flag: Command = {
     by: { type: "string" },
     url: { type: "string" },
     expect: { type: "string", multiple: true },
+    json: { type: "boolean" },
   },
   async run({ args, values, config }) {
     const [agent] = args;
@@ -42,7 +43,7 @@ export const flag: Command = {
       url: str("url"),
       expect: parseExpect((values["expect"] as string[] | undefined) ?? []),
     });
-    console.log(id);
+    console.log(values["json"] ? JSON.stringify({ id, agent }) : id);
     return 0;
   },
 };

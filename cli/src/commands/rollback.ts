@@ -19,16 +19,20 @@ export async function requestRollback(cfg: Readonly<LoadedConfig>, agent: string
 export const rollback: Command = {
   name: "rollback",
   help: "  rollback AGENT [--to VERSION] [--reason TEXT]   put the agent back on its last-known-good (or a kept) version now; no consent needed",
-  options: { to: { type: "string" }, reason: { type: "string" }, "timeout-ms": { type: "string" } },
+  options: { to: { type: "string" }, reason: { type: "string" }, "timeout-ms": { type: "string" }, json: { type: "boolean" } },
   async run({ args, values, config }) {
     const [agent] = args;
     if (!agent) throw new Error("usage: moss rollback AGENT [--to VERSION] [--reason TEXT]");
-    console.log(`asking the promoter to roll ${agent} back${values["to"] ? ` to ${String(values["to"])}` : ""}`);
+    if (!values["json"]) console.log(`asking the promoter to roll ${agent} back${values["to"] ? ` to ${String(values["to"])}` : ""}`);
     const d = await requestRollback(config(), agent, {
       ...(values["to"] ? { to: String(values["to"]) } : {}),
       ...(values["reason"] ? { reason: String(values["reason"]) } : {}),
       ...(values["timeout-ms"] ? { timeoutMs: Number(values["timeout-ms"]) } : {}),
     });
+    if (values["json"]) {
+      console.log(JSON.stringify(d, null, 2));
+      return d.outcome === "refused" ? 1 : 0;
+    }
     if (d.outcome === "refused") {
       console.error(`rollback refused: ${d.reason}`);
       return 1;

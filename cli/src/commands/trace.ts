@@ -1,4 +1,4 @@
-import type { BatchTimeline, TimelineEntry } from "@moss/contracts";
+import { TraceSpans, type BatchTimeline, type TimelineEntry } from "@moss/contracts";
 import { operatorGet, type Command } from "../shared";
 
 /** One stage of a batch as a waterfall row: what, which service, when it started (from the first failure), how long. */
@@ -36,30 +36,50 @@ export function traceRows(t: Pick<BatchTimeline, "timeline">): TraceRow[] {
 const WIDTH = 40;
 const fmt = (ms: number) => (ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`);
 
-/** The rows as a terminal waterfall. */
-export function renderTrace(batchId: string, traceId: string | undefined, rows: readonly TraceRow[]): string[] {
+/** The trace's spans as rows: each span's service, name, start (from the trace's first span) and its own duration. */
+export function spanRows(t: TraceSpans): TraceRow[] {
+  return t.spans.map((sp) => ({ stage: sp.name, service: sp.service, startMs: sp.startMs, durationMs: sp.durationMs, note: "" }));
+}
+
+/** The rows as a terminal waterfall (`from` says where they come from). */
+export function renderTrace(batchId: string, traceId: string | undefined, rows: readonly TraceRow[], from = "from the audit records"): string[] {
   const total = Math.max(1, ...rows.map((r) => r.startMs + r.durationMs));
-  const out = [`Batch ${batchId}${traceId ? `  trace ${traceId} (Jaeger shows its spans)` : ""}  — ${fmt(total)} from the first failure, from the audit records`];
+  const out = [`Batch ${batchId}${traceId ? `  trace ${traceId}` : ""}  — ${fmt(total)} ${from === "from the audit records" ? "from the first failure, " : ""}${from}`];
   for (const r of rows) {
     const start = Math.round((r.startMs / total) * WIDTH);
     const len = Math.max(1, Math.round((r.durationMs / total) * WIDTH));
     const bar = " ".repeat(Math.min(start, WIDTH - 1)) + "█".repeat(Math.min(len, WIDTH - Math.min(start, WIDTH - 1)));
-    out.push(`  ${r.stage.padEnd(15)} ${r.service.padEnd(13)} +${fmt(r.startMs).padStart(8)} ${fmt(r.durationMs).padStart(8)}  |${bar.padEnd(WIDTH)}|  ${r.note.slice(0, 80)}`);
+    out.push(`  ${r.stage.slice(0, 40).padEnd(r.note ? 15 : 40)} ${r.service.padEnd(13)} +${fmt(r.startMs).padStart(8)} ${fmt(r.durationMs).padStart(8)}  |${bar.padEnd(WIDTH)}|  ${r.note.slice(0, 80)}`);
   }
   return out;
 }
 
 export const trace: Command = {
   name: "trace",
-  help: "  trace BATCH              the batch's stages as a waterfall: which service, when, how long (from the audit records)",
-  options: { json: { type: "boolean" } },
+  help: "  trace BATCH [--audit]    the batch's trace as a waterfall: every span (service, offset, duration) when telemetry.jaegerQuery names a collector, else its stages from the audit records",
+  options: { json: { type: "boolean" }, audit: { type: "boolean" } },
   async run({ args, values, config }) {
     const [batchId] = args;
-    if (!batchId) throw new Error("usage: moss trace BATCH");
-    const t = (await operatorGet(config(), `/v1/batches/${encodeURIComponent(batchId)}`)) as BatchTimeline;
-    const rows = traceRows(t);
-    if (values["json"]) console.log(JSON.stringify({ batchId, traceId: t.traceId, rows }, null, 2));
-    else for (const l of renderTrace(batchId, t.traceId, rows)) console.log(l);
+    if (!batchId) throw new Error("usage: moss trace BATCH [--audit]");
+    const cfg = config();
+    const t = (await operatorGet(cfg, `/v1/batches/${encodeURIComponent(batchId)}`)) as BatchTimeline;
+    // The spans when a collector is there to read them back from; the audit records otherwise (or when it has none).
+    let spans: TraceSpans | undefined;
+    let why = "";
+    if (t.traceId && !values["audit"]) {
+      try {
+        spans = TraceSpans.parse(await operatorGet(cfg, `/v1/traces/${t.traceId}`));
+      } catch (err) {
+        why = (err as Error).message;
+      }
+    }
+    const rows = spans ? spanRows(spans) : traceRows(t);
+    const from = spans ? `from ${spans.spans.length} span(s) (${spans.source})` : "from the audit records";
+    if (values["json"]) console.log(JSON.stringify({ batchId, traceId: t.traceId, from: spans ? "spans" : "audit", rows }, null, 2));
+    else {
+      for (const l of renderTrace(batchId, t.traceId, rows, from)) console.log(l);
+      if (why && !values["audit"]) console.log(`  (not from spans: ${why})`);
+    }
     return 0;
   },
 };

@@ -68,6 +68,7 @@ export function grantPermissions(identity: string, g: Grant): NatsPermissions {
     if (access === "write") pub.add(`$KV.${bucket}.>`);
   }
   for (const q of g.asks ?? []) pub.add(q.subject);
+  for (const st of g.readsStreams ?? []) pub.add(`$JS.API.STREAM.MSG.GET.${st}`);
   const sub = [`${inboxPrefix(identity)}.>`, ...(g.serves ?? []).map((q) => q.subject), ...(g.watches ?? []).map((m) => m.subject)];
   return { publish: { allow: [...pub] }, subscribe: { allow: sub }, ...(g.serves?.length ? { allowResponses: true } : {}) };
 }

@@ -11,6 +11,7 @@ import {
   type DeadLetter,
   type MessageDef,
 } from "@moss/contracts";
+import { hostname } from "node:os";
 import { errorCode, isMoot, isTerminal } from "@moss/errors";
 import { createLogger, extractContext, injectContext, withSpan, type Logger } from "@moss/telemetry";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type PubAck } from "@nats-io/jetstream";
@@ -198,6 +199,8 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const kvm = new Kvm(nc);
   const kvs = new Map<string, Promise<KV>>();
 
+  /** Who this process is, on every message it publishes (the auditor records it, held to the grants). */
+  const from = `${opts.name}@${hostname()}`;
   const publish = async <S extends z.ZodType>(def: MessageDef<S>, msg: z.input<S>, p: PublishOptions = {}): Promise<PubAck> => {
     const parsed = compiled(def.schema).safeParse(msg);
     if (!parsed.success) throw new InvalidMessageError(`refusing to publish an invalid ${def.name}: ${parsed.error.message}`);
@@ -208,6 +211,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     for (const [k, v] of Object.entries(p.trace ?? injectContext({}))) h.set(k, v);
     const batchId = (data as { batchId?: string }).batchId;
     if (batchId) h.set(H.batchId, batchId);
+    h.set(H.from, from);
     for (const [k, v] of Object.entries(p.headers ?? {})) h.set(k, v);
     return js.publish(subject, JSON.stringify(data), { msgID: def.msgId(data), headers: h });
   };

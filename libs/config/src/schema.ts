@@ -196,6 +196,12 @@ export const MossConfig = z.object({
     .object({
       /** OTLP/HTTP traces URL (e.g. Jaeger `http://localhost:4318/v1/traces`). Unset: no export. */
       otlpEndpoint: z.string().url().optional(),
+      /**
+       * Where the traces can be read back: a Jaeger query API (e.g. `http://localhost:16686`). Set, `moss trace`
+       * draws a batch's waterfall from its spans (every service's, with their own durations); unset, from the audit
+       * records.
+       */
+      jaegerQuery: z.string().url().optional(),
     })
     .prefault({}),
   curator: z

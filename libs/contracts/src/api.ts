@@ -25,7 +25,7 @@ export const Flag = z.object({
 export type Flag = z.infer<typeof Flag>;
 
 /** One line of a batch's story. */
-export const TimelineEntry = z.object({ at: z.string(), kind: z.string(), summary: z.string() });
+export const TimelineEntry = z.object({ at: z.string(), kind: z.string(), summary: z.string(), /** Who published what the entry tells (see the audit record's `who`). */ who: z.string().optional() });
 export type TimelineEntry = z.infer<typeof TimelineEntry>;
 
 /** One attempt of a batch as the audit log tells it. `diffText` and each stage's `outputText` are filled in by the API. */
@@ -92,6 +92,8 @@ export const AuditVerifyReport = z.object({
   contradicts: z.object({ seq: z.number().int(), at: z.string(), why: z.string() }).optional(),
   /** Checkpoints without a signature (no signing key was configured): they hold the log only as far as KV is trusted. */
   unsigned: z.number().int(),
+  /** The newest records held to their stream's own copy: how many compared, how many the stream no longer holds. */
+  stream: z.object({ compared: z.number().int(), aged: z.number().int() }).optional(),
 });
 export type AuditVerifyReport = z.infer<typeof AuditVerifyReport>;
 
@@ -127,3 +129,36 @@ export type BatchList = z.infer<typeof BatchList>;
 /** `GET /v1/status` on the operator API: the services as `moss up` reports them, the live deployments, batches by state. */
 export const StatusReport = z.object({ services: z.array(ServiceStatus), deployments: z.array(Deployment), batches: z.record(z.string(), z.number().int()) });
 export type StatusReport = z.infer<typeof StatusReport>;
+
+/**
+ * The git note (`refs/notes/moss`) on every Moss commit: what became of it — its candidate, its replay, the verdict,
+ * its promotion — and how to see the rest. Written by the rewriter as each of those is published; `git log
+ * --notes=moss` shows it next to the commit, wherever the repository is cloned.
+ */
+export const MossNote = z.object({
+  note: z.literal("moss.note.v1"),
+  batch: z.string(),
+  agent: z.string(),
+  attempt: z.number().int(),
+  commit: z.string(),
+  candidate: z.object({ branch: z.string(), image: z.string(), codingAgent: z.string().optional(), filesChanged: z.array(z.string()) }).optional(),
+  replay: z
+    .object({
+      passed: z.boolean(),
+      failures: z.array(z.object({ id: z.string(), passed: z.boolean(), verdict: z.string().optional(), reason: z.string() })),
+      regressions: z.object({ replayed: z.number().int(), changed: z.number().int() }),
+    })
+    .optional(),
+  verdict: z.object({ verdict: z.string(), reason: z.string() }).optional(),
+  promotion: z.object({ outcome: z.string(), reason: z.string(), approvedBy: z.string() }).optional(),
+  links: z.object({ show: z.string(), trace: z.string(), replay: z.string() }),
+});
+export type MossNote = z.infer<typeof MossNote>;
+
+/** `GET /v1/traces/:traceId` on the operator API: a trace's spans as the collector (Jaeger's query API) has them. */
+export const TraceSpans = z.object({
+  traceId: z.string(),
+  source: z.string(),
+  spans: z.array(z.object({ service: z.string(), name: z.string(), startMs: z.number(), durationMs: z.number(), spanId: z.string(), parentId: z.string().optional() })),
+});
+export type TraceSpans = z.infer<typeof TraceSpans>;

@@ -24,6 +24,8 @@ export interface Grant {
   readonly asks?: readonly QueryDef[];
   /** Messages it watches as they are published (a core subscription, no consumer): to answer with an outcome. */
   readonly watches?: readonly MessageDef[];
+  /** Streams whose messages it may read by sequence (the auditor: to hold its records to the streams' own copies). */
+  readonly readsStreams?: readonly string[];
 }
 
 /** The identities Moss's own processes connect as. Agents connect as `agent.<name>` (see {@link agentIdentity}). */
@@ -47,7 +49,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
   rewriter: {
     // `timeTravelDone`: a version it cannot find or build ends a `moss replay` with the reason.
     publishes: [Messages.candidateReady, Messages.candidateFailed, Messages.timeTravelReady, Messages.timeTravelDone, Messages.reviewDone],
-    consumers: [Consumers.rewriter, Consumers.rewriterVersions, Consumers.rewriterBisect],
+    consumers: [Consumers.rewriter, Consumers.rewriterVersions, Consumers.rewriterBisect, Consumers.rewriterNotes],
     buckets: { [Buckets.batches]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "write", [Buckets.reviews]: "write" },
   },
   replayer: {
@@ -65,10 +67,11 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq, Consumers.auditorWebhooks],
     buckets: { [Buckets.audit]: "write" },
     serves: [Queries.audit],
+    readsStreams: [Streams.FAILURES, Streams.PIPELINE, Streams.DLQ],
   },
   "operator-api": {
     // The operator API: consent and breaker resets, each with the identity its token authenticated.
-    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review],
+    publishes: [Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review, Messages.regressionCase],
     consumers: [],
     // A reset closes the breaker and releases the batches it held; an operator pins or drops regression cases.
     buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "read", [Buckets.deployments]: "read", [Buckets.regressions]: "write", [Buckets.timeTravel]: "write", [Buckets.bisects]: "write", [Buckets.reviewed]: "read", [Buckets.reviews]: "write", [Buckets.services]: "read" },
@@ -84,7 +87,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
 });
 
 /** Messages only the operator API may publish: no other identity, admin included, is ever granted them. */
-export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review]);
+export const OperatorOnly: readonly MessageDef[] = Object.freeze([Messages.approval, Messages.breakerReset, Messages.rollback, Messages.timeTravel, Messages.bisect, Messages.review, Messages.regressionCase]);
 
 /** Replies to an identity's requests come back under its own inbox prefix, which only it may subscribe to. */
 export function inboxPrefix(identity: string): string {
@@ -103,3 +106,9 @@ export function agentGrant(agent: string): Grant {
 
 /** The streams every identity may look up (their config, never their messages). */
 export const AllStreams: readonly string[] = Object.values(Streams);
+
+/** The identities whose grants may publish a message kind (an agent's own failures and successes: `agent.<name>`). */
+export function publishersOf(def: MessageDef): string[] {
+  const services: string[] = ServiceIdentities.filter((id) => Grants[id].publishes.includes(def));
+  return def === Messages.failure || def === Messages.success ? [...services, "agent.<name>"] : services;
+}

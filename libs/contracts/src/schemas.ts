@@ -954,6 +954,16 @@ export const FingerprintBreaker = z.object({
 });
 export type FingerprintBreaker = z.infer<typeof FingerprintBreaker>;
 
+/** An operator pinned, unpinned or dropped a recorded success of an agent's regression set: for the audit log. */
+export const RegressionCaseChanged = z.object({
+  agent: AgentName,
+  caseId: Id,
+  action: z.enum(["pinned", "unpinned", "dropped"]),
+  by: z.string().min(1).max(200),
+  at: z.string().datetime(),
+});
+export type RegressionCaseChanged = z.infer<typeof RegressionCaseChanged>;
+
 /** An operator closed a fingerprint's circuit breaker (`moss reset`): the decision goes to the audit log. */
 export const BreakerReset = z.object({
   agent: AgentName,

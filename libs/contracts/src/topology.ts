@@ -6,6 +6,7 @@ import {
   BatchVerdict,
   BisectRequest,
   BreakerReset,
+  RegressionCaseChanged,
   CandidateFailed,
   CandidateReady,
   DeadLetter,
@@ -123,6 +124,8 @@ export const Messages = {
   timeTravelDone: def("time-travel.done.v1", "moss.replay.done.v1", Streams.PIPELINE, TimeTravelDone, (m) => `time-travel-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
   regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression, (m) => `regression-${m.failureId}`),
+  /** An operator pinned, unpinned or dropped a case of an agent's regression set (`moss regressions --pin`…). */
+  regressionCase: def("regression.case.v1", "moss.regression.case.v1", Streams.PIPELINE, RegressionCaseChanged, (m) => `regression-case-${m.agent}-${m.caseId}-${m.action}-${Date.parse(m.at)}`),
   /** An operator reset a fingerprint's circuit breaker (`moss reset`); one record per reset, a retried publish is dropped. */
   breakerReset: def("breaker.reset.v1", "moss.breaker.reset.v1", Streams.PIPELINE, BreakerReset, (m) => `breaker-reset-${m.breaker}-${Date.parse(m.at)}`),
   /** `moss.dlq.<stream>.<consumer>`; one copy per terminated message, whoever terminated it. */
@@ -194,6 +197,8 @@ export const Consumers = {
   replayer: consumer("replayer", Streams.PIPELINE, [Messages.candidateReady]),
   /** `moss replay`: the rewriter finds the version and makes sure its image is there (a build may take minutes). */
   rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel, Messages.bisect, Messages.review], 60_000, 3),
+  /** The git note on every Moss commit: its candidate, replay, verdict and promotion, as each is published. */
+  rewriterNotes: consumer("rewriter-notes", Streams.PIPELINE, [Messages.candidateReady, Messages.replayCompleted, Messages.batchVerdict, Messages.promotion], 60_000, 5),
   /** `moss bisect`: each step's replay result, for the rewriter to pick the next version (or the answer). */
   rewriterBisect: consumer("rewriter-bisect", Streams.PIPELINE, [Messages.timeTravelDone], 60_000, 3),
   /** `moss replay`: the replayer replays the cases against the version's image. */
@@ -258,6 +263,8 @@ export const Buckets = {
 export const Headers = {
   msgId: "Nats-Msg-Id",
   batchId: "Moss-Batch",
+  /** Who published it: the process (`curator#2@host`); the auditor holds the claim to the grants before it records it. */
+  from: "Moss-From",
   traceparent: "traceparent",
   tracestate: "tracestate",
 } as const;

@@ -16,6 +16,11 @@ export interface AuditRecord {
   batchId?: string;
   failureId?: string;
   traceId?: string;
+  /**
+   * Who: the publishing process as it names itself (`promoter#2@host`), checked against the identities whose grants
+   * may publish this kind (`curator#1@host (unverified: …)` otherwise), and the operator an operator-only message names.
+   */
+  who?: string;
   data: unknown;
   /** How the record departs from the message as it arrived, when it does (e.g. a payload too deep to keep as sent). */
   note?: string;

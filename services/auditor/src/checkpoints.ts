@@ -139,7 +139,46 @@ export class Checkpointer {
 export type VerifyReport = AuditVerifyReport;
 
 /** The chain from the log's file, held to every checkpoint and its segment. */
-export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {
+/** Where `verifyLog` reads a record's message as its stream still holds it (undefined: aged out or removed). */
+export interface StreamCopies {
+  get(stream: string, seq: number): Promise<string | undefined>;
+  /** How many of the newest records to hold to their stream's copy (default 5 000). */
+  last?: number;
+}
+
+export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string, stream?: StreamCopies): Promise<VerifyReport> {
+  const report = await verifyChain(log, kv, blob, allowedSigners);
+  if (!stream) return report;
+  // The streams are a copy no one wrote through the auditor: a record must say what its message said, as long as the
+  // stream still holds it. Newest first, so the records no checkpoint covers yet are compared first.
+  let compared = 0;
+  let aged = 0;
+  for (let s = log.size; s >= 1 && compared + aged < (stream.last ?? 5_000); s--) {
+    const r = log.get(s)!;
+    // A record that says how it departs from its message (too deep to keep as sent) is not compared byte for byte.
+    if (r.note) continue;
+    const raw = await stream.get(r.stream, r.streamSeq);
+    if (raw === undefined) {
+      aged++;
+      continue;
+    }
+    compared++;
+    let sent: unknown = raw;
+    try {
+      sent = JSON.parse(raw);
+    } catch {
+      // recorded as text
+    }
+    if (JSON.stringify(sent) !== JSON.stringify(r.data)) {
+      const why = `record ${s} is not what ${r.stream} holds at sequence ${r.streamSeq} (${r.subject}): the log says something its message did not`;
+      const first = report.brokenAt === undefined || s < report.brokenAt;
+      return { ...report, ok: false, ...(first ? { brokenAt: s, why } : {}), stream: { compared, aged } };
+    }
+  }
+  return { ...report, stream: { compared, aged } };
+}
+
+async function verifyChain(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {
   const chain = log.verify();
   const cps = await readCheckpoints(kv);
   const report: VerifyReport = { ok: chain.ok, records: log.size, checkpoints: cps.length, unsigned: cps.filter((c) => !c.signature).length, ...(chain.ok ? {} : { brokenAt: chain.brokenAt!, why: chain.why! }) };

@@ -35,7 +35,14 @@ await runService({
       consumers.push(await bus.consume(Consumers.auditorWebhooks, defs.map((m) => rawRoute(m, (payload, ctx) => deliver(m.name, payload, `${m.name}-${ctx.streamSeq}`, hooks)))));
     }
     // The read model, answered to the operator API over the bus (which authenticated the operator); never on the network.
-    const reads = buildApp({ log, blob, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } });
+    // Each message as its stream still holds it: what `verify` holds the newest records to.
+    const streams = {
+      get: async (stream: string, seq: number) => {
+        const m = await bus.jsm.streams.getMessage(stream, { seq }).catch(() => null);
+        return m ? new TextDecoder().decode(m.data) : undefined;
+      },
+    };
+    const reads = buildApp({ log, blob, streams, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } });
     const queries = serveQuery(
       bus.nc,
       Queries.audit,

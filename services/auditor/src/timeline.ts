@@ -13,6 +13,9 @@ function instant(at: string, missing: number): number {
 const compare = (a: number, b: number): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Builds a batch's story from the audit log alone (no other service is asked). */
+/** The record's `who`, as a timeline entry carries it (a record from before Moss named who has none). */
+const whoOf = (r: AuditRecord): { who?: string } => (r.who ? { who: r.who } : {});
+
 export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | undefined {
   const recs = log.recordsOf(batchId);
   if (!recs?.length) return undefined;
@@ -26,7 +29,7 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
   const at = (n: number) => attempts.get(n) ?? attempts.set(n, { attempt: n }).get(n)!;
   const timeline: TimelineEntry[] = failureRecs.map((r) => {
     const ev = r.data as FailureEvent;
-    return { at: ev.occurredAt, kind: "failure", summary: `${describeInput(ev)} → ${ev.error.type}: ${ev.error.message}` };
+    return { at: ev.occurredAt, ...whoOf(r), kind: "failure", summary: `${describeInput(ev)} → ${ev.error.type}: ${ev.error.message}` };
   });
   let verdict = "in progress";
   const deadLetters: BatchTimeline["deadLetters"] = [];
@@ -35,21 +38,21 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
     const d = r.data as Record<string, unknown>;
     switch (r.kind) {
       case "batch.ready.v1":
-        timeline.push({ at: r.at, kind: "batch", summary: `batch closed with ${(d as BatchReady).count} failure(s); fingerprint ${(d as BatchReady).fingerprint}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "batch", summary: `batch closed with ${(d as BatchReady).count} failure(s); fingerprint ${(d as BatchReady).fingerprint}` });
         break;
       case "batch.retry.v1":
-        timeline.push({ at: r.at, kind: "retry", summary: `sent back to the rewriter for attempt ${d["attempt"]}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "retry", summary: `sent back to the rewriter for attempt ${d["attempt"]}` });
         break;
       case "candidate.ready.v1": {
         const c = d as unknown as CandidateReady;
         Object.assign(at(c.attempt), { commit: c.commit, branch: c.branch, image: c.image, filesChanged: c.filesChanged, diff: c.diff, stages: c.stages, codingAgent: c.codingAgent, signed: c.signed });
-        timeline.push({ at: r.at, kind: "candidate", summary: `attempt ${c.attempt}: commit ${c.commit.slice(0, 12)} changed ${c.filesChanged.join(", ")}; image ${c.image}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "candidate", summary: `attempt ${c.attempt}: commit ${c.commit.slice(0, 12)} changed ${c.filesChanged.join(", ")}; image ${c.image}` });
         break;
       }
       case "candidate.failed.v1": {
         const c = d as unknown as CandidateFailed;
         Object.assign(at(c.attempt), { commit: c.commit, verdict: c.verdict, reason: c.reason, diff: c.diff, stages: c.stages });
-        timeline.push({ at: r.at, kind: "candidate-failed", summary: `attempt ${c.attempt}: ${c.verdict}: ${c.reason}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "candidate-failed", summary: `attempt ${c.attempt}: ${c.verdict}: ${c.reason}` });
         break;
       }
       case "replay.completed.v1": {
@@ -60,34 +63,34 @@ export function batchTimeline(log: AuditLog, batchId: string): BatchTimeline | u
         const named = c.results.filter((x) => x.verdict && x.verdict !== "pass" && x.verdict !== "fail").map((x) => `${x.failureId} ${x.verdict}${x.trials ? ` (${x.trials.passed} of ${x.trials.of} trials passed)` : ""}`);
         const changed = regressed(regressions).length;
         const kept = regressions.length ? `; ${changed ? `${changed} of ${regressions.length} recorded success(es) changed` : `${regressions.length} recorded success(es) unchanged`}` : "";
-        timeline.push({ at: r.at, kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)${kept}${named.length ? `; ${named.join(", ")}` : ""}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "replay", summary: `attempt ${c.attempt}: replay ${c.passed ? "passed" : "failed"} (${fixed}/${c.results.length} fixed)${kept}${named.length ? `; ${named.join(", ")}` : ""}` });
         break;
       }
       case "batch.verdict.v1": {
         const v = d as unknown as BatchVerdict;
         verdict = v.verdict;
-        timeline.push({ at: r.at, kind: "verdict", summary: `${v.verdict}: ${v.reason}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "verdict", summary: `${v.verdict}: ${v.reason}` });
         break;
       }
       case "approval.v1":
-        timeline.push({ at: r.at, kind: "approval", summary: `${d["decision"]} by ${d["by"]}${d["reason"] ? `: ${d["reason"]}` : ""}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "approval", summary: `${d["decision"]} by ${d["by"]}${d["reason"] ? `: ${d["reason"]}` : ""}` });
         break;
       case "breaker.reset.v1": {
         const b = d as unknown as BreakerReset;
         const released = b.released?.length ? `; released ${b.released.join(", ")}` : "";
-        timeline.push({ at: b.at, kind: "breaker-reset", summary: `circuit breaker of the fingerprint reset by ${b.by} (it was ${b.was.consecutiveRejections} rejection(s) in a row${b.was.needsHuman ? ", needs-human" : ""})${released}` });
+        timeline.push({ at: b.at, ...whoOf(r), kind: "breaker-reset", summary: `circuit breaker of the fingerprint reset by ${b.by} (it was ${b.was.consecutiveRejections} rejection(s) in a row${b.was.needsHuman ? ", needs-human" : ""})${released}` });
         break;
       }
       case "dlq.v1": {
         const dl = d as unknown as DeadLetter;
         deadLetters.push({ at: dl.at ?? r.at, subject: dl.subject, consumer: dl.consumer, code: dl.code, reason: dl.reason });
-        timeline.push({ at: dl.at ?? r.at, kind: "dead-letter", summary: `${dl.consumer} gave up on ${dl.subject}: ${dl.reason}` });
+        timeline.push({ at: dl.at ?? r.at, ...whoOf(r), kind: "dead-letter", summary: `${dl.consumer} gave up on ${dl.subject}: ${dl.reason}` });
         break;
       }
       case "promotion.outcome.v1":
         promotion = d as unknown as PromotionOutcome;
         verdict = promotion.outcome;
-        timeline.push({ at: r.at, kind: "promotion", summary: `${promotion.outcome} ${promotion.image} (approved by ${promotion.approvedBy}): ${promotion.reason}` });
+        timeline.push({ at: r.at, ...whoOf(r), kind: "promotion", summary: `${promotion.outcome} ${promotion.image} (approved by ${promotion.approvedBy}): ${promotion.reason}` });
         break;
     }
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { breakerKey, canMove, isFinal, parseBreakerKey, resetBreaker, type BisectStore, type RegressionStore, type ReviewStore, type Stores, type TimeTravelStore } from "@moss/batch";
-import { AgentName, BatchState, Messages, VersionRef, type BatchRecord, type BatchRow, type Publish, type RollbackDone, type ServiceStatus, type StatusReport, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
+import { AgentName, BatchState, Messages, VersionRef, type BatchRecord, type BatchRow, type Publish, type RollbackDone, type ServiceStatus, type StatusReport, type TraceSpans, type ReviewedBaseline, type ReviewRequest, type TimeTravelCase } from "@moss/contracts";
 import { AllCodes, Codes, errorCode } from "@moss/errors";
 import { replyError } from "@moss/lifecycle";
 import type { Logger } from "@moss/telemetry";
@@ -32,6 +32,8 @@ export interface OperatorApiDeps {
    * is its only door, behind the operators' tokens.
    */
   audit?: (url: string) => Promise<{ status: number; contentType: string; body: Buffer }>;
+  /** A trace's spans, read back from the collector (`telemetry.jaegerQuery`); undefined when none is configured. */
+  spans?: (traceId: string) => Promise<TraceSpans | undefined>;
   /** The services as `moss up` reports them (`moss status`). */
   services?: () => Promise<ServiceStatus[]>;
   /** The promoter's rollback outcomes as they are published: a waiter registered before the request is published. */
@@ -135,6 +137,14 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
   app.get("/v1/dead-letters", async (req, reply) => fromAudit(`/v1/dead-letters${query(req)}`, reply));
   app.get<{ Params: { id: string } }>("/v1/failures/:id/cassette", async (req, reply) => fromAudit(`/v1/failures/${encodeURIComponent(req.params.id)}/cassette`, reply));
   app.get("/v1/audit/verify", async (_req, reply) => fromAudit("/v1/audit/verify", reply));
+  // A batch's trace, from the collector its spans went to (`moss trace` draws it; without one, it draws the audit records).
+  app.get<{ Params: { traceId: string } }>("/v1/traces/:traceId", async (req, reply) => {
+    if (!/^[0-9a-f]{32}$/.test(req.params.traceId)) return replyError(reply, Codes.BAD_REQUEST, `trace ${req.params.traceId}: a trace id is 32 hex digits (\`moss show BATCH\` prints a batch's)`);
+    if (!deps.spans) return replyError(reply, Codes.NO_SUCH_REPLAY, "no collector to read spans from: set telemetry.jaegerQuery (a Jaeger query API) to read traces back; `moss trace` draws the audit records meanwhile");
+    const got = await deps.spans(req.params.traceId);
+    if (!got?.spans.length) return replyError(reply, Codes.NO_SUCH_REPLAY, `the collector has no spans of trace ${req.params.traceId} (yet): spans arrive a few seconds after the work, and age out with the collector's retention`);
+    return got;
+  });
   app.get("/v1/audit/batches", async (req, reply) => fromAudit(`/v1/batches${query(req)}`, reply));
 
   /**
@@ -351,6 +361,8 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
       const c = action === "drop" ? await deps.regressions.drop(agent, id) : await deps.regressions.pin(agent, id, unpin ? undefined : who(req));
       if (!c) return replyError(reply, Codes.NO_REGRESSION_CASE, `agent ${agent}'s regression set has no case ${id}; list it with \`moss regressions ${agent}\``);
       const did = action === "drop" ? "dropped" : unpin ? "unpinned" : "pinned";
+      // Done in KV; said on the bus for the audit log (who, what, when), like every operator action.
+      await deps.publish(Messages.regressionCase, { agent, caseId: id, action: did, by: who(req), at: new Date().toISOString() });
       deps.log?.info(`regression case ${did}`, { agent, case: id, by: who(req), from: req.ip });
       return { agent, id, action: did, by: who(req), case: c };
     });

@@ -4,6 +4,7 @@ import { askQuery, kvGet, kvValues } from "@moss/bus";
 import { Buckets, Messages, Queries, ReviewedBaseline, RollbackDone, ServiceStatus } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { buildApp } from "./http";
+import { jaegerSpans } from "./jaeger";
 import { readOperators } from "./operators";
 
 await runService({
@@ -37,7 +38,7 @@ await runService({
     return {
       onStop: async () => sub.unsubscribe(),
       consumers: [],
-      http: { app: buildApp({ stores, review, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log, audit, services, rollbacks }), host: config.operatorApi.host, port: config.operatorApi.port },
+      http: { app: buildApp({ stores, review, regressions: regressionStore(await bus.kv(Buckets.regressions)), timeTravel: { travels: timeTravelStore(await bus.kv(Buckets.timeTravel)), bisects: bisectStore(await bus.kv(Buckets.bisects)), findFailures: async (id) => findFailures(await bus.kv(Buckets.batches), id), blob }, publish: (def, msg, o) => bus.publish(def, msg, o), operatorsFile, log, audit, services, rollbacks, ...(config.telemetry.jaegerQuery ? { spans: jaegerSpans(config.telemetry.jaegerQuery) } : {}) }), host: config.operatorApi.host, port: config.operatorApi.port },
     };
   },
 });

@@ -3,7 +3,7 @@
  * and the JSON Schema of its body and answer, made from the same zod schemas that validate them. A route the app serves
  * that this table does not describe fails the operator API's tests, so the document cannot fall behind the routes.
  */
-import { AuditVerifyReport, BatchList, BatchTimeline, BisectRecord, RegressionSet, ReviewedBaseline, ReviewRecord, StatusReport, TimeTravelRecord } from "@moss/contracts";
+import { AuditVerifyReport, BatchList, BatchTimeline, BisectRecord, RegressionSet, ReviewedBaseline, ReviewRecord, StatusReport, TimeTravelRecord, TraceSpans } from "@moss/contracts";
 import { z } from "zod";
 import { Bisect, MarkReviewed, Pin, Reason, Replay, Reset, Rollback } from "./inputs";
 
@@ -30,6 +30,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   "GET /v1/dead-letters": { summary: "Dead letters with their reasons, from the audit log (?after= &limit=).", role: "read" },
   "GET /v1/failures/:id/cassette": { summary: "A stored failure's cassette: the outbound calls of its turn, as its replays are served them.", role: "read" },
   "GET /v1/audit/verify": { summary: "Recompute the audit log's chain and hold it to its signed checkpoints and exported segments.", role: "read", answer: AuditVerifyReport },
+  "GET /v1/traces/:traceId": { summary: "A trace's spans, read back from the collector (telemetry.jaegerQuery): service, name, start, duration.", role: "read", answer: TraceSpans },
   "GET /v1/audit/batches": { summary: "Every batch the audit log has records of, with its last verdict (?limit= &before=).", role: "read" },
   "POST /v1/batches/:id/approve": { summary: "Consent: promote a batch awaiting approval.", role: "operate", body: Reason },
   "POST /v1/batches/:id/reject": { summary: "Reject a batch, with a reason (counts against its fingerprint's breaker).", role: "operate", body: Reason },

@@ -1,5 +1,5 @@
 import type { RawContext } from "@moss/bus";
-import { Headers as H, type DeadLetter } from "@moss/contracts";
+import { Headers as H, messageForSubject, OperatorOnly, publishersOf, type DeadLetter } from "@moss/contracts";
 import { traceIdOf } from "@moss/telemetry";
 import type { AuditLog } from "../audit-log";
 
@@ -41,6 +41,7 @@ export async function record(log: AuditLog, kind: string, stream: string, payloa
     batchId: typeof p.batchId === "string" ? p.batchId : kind === "dlq.v1" && ctx.valid ? deadLetterBatch(payload as DeadLetter) : undefined,
     failureId: isFailure && typeof p.id === "string" ? p.id : undefined,
     traceId: traceIdOf(ctx.headers),
+    who: whoOf(ctx.subject, ctx.headers, payload),
     data,
     ...(note ? { note } : {}),
   });
@@ -59,4 +60,25 @@ function deadLetterBatch(dl: DeadLetter): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Who published a message: the process it names itself as, held to the grants — NATS let only the identities whose
+ * grants cover this kind publish it, so a name outside them is a claim the auditor records as unverified. An agent's
+ * SDK names no process: its failures are the agent's. An operator-only message also names the operator whose token
+ * the operator API authenticated.
+ */
+export function whoOf(subject: string, headers: Record<string, string>, payload: unknown): string {
+  const def = messageForSubject(subject);
+  const claim = Object.entries(headers).find(([k]) => k.toLowerCase() === H.from.toLowerCase())?.[1];
+  const publishers = def ? publishersOf(def) : [];
+  const agent = subject.startsWith("moss.failure.") || subject.startsWith("moss.success.") ? `agent.${subject.split(".")[2]}` : undefined;
+  let who: string;
+  if (!claim) who = agent ?? (publishers.length === 1 ? publishers[0]! : publishers.length ? `one of ${publishers.join(", ")}` : "unknown");
+  else {
+    const identity = claim.split("@")[0]!.split("#")[0]!;
+    who = publishers.includes(identity) || (agent && identity === agent) ? claim : `${claim} (unverified: only ${publishers.join(", ") || "nobody"} may publish ${def?.name ?? subject})`;
+  }
+  const by = (payload as { by?: unknown } | null)?.by;
+  return def && OperatorOnly.includes(def) && typeof by === "string" ? `${who} for operator ${by}` : who;
 }
