@@ -1,13 +1,15 @@
 // Audit log checkpoints: signed chain heads and exported segments, apart from the log's file (blob store, KV), so that
 // one edited record and a whole rewritten log are each detected, at the right record and against the right checkpoint.
+import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AuditLog, Checkpointer, readCheckpoints, verifyLog } from "@moss/auditor";
+import { AuditLog, Checkpointer, gitCopies, readCheckpoints, verifyLog } from "@moss/auditor";
+import { onAuditCheckpoint } from "@moss/rewriter";
 import type { KV } from "@moss/bus";
 import { ensureSigningKey } from "@moss/git";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEnv, type Env } from "../helpers/env";
+import { silent, startEnv, type Env } from "../helpers/env";
 
 describe("audit checkpoints (real KV, fs blob store, ssh-signed)", () => {
   let env: Env;
@@ -124,6 +126,57 @@ describe("audit checkpoints (real KV, fs blob store, ssh-signed)", () => {
       expect(await verifyLog(forged, freshKv, env.blob, keys.allowedSigners, streams)).toMatchObject({ ok: false, brokenAt: 2, why: `record 2 is not what MOSS_PIPELINE holds at sequence ${seqs[1]} (moss.batch.ready.v1): the log says something its message did not` });
     } finally {
       forged.close();
+    }
+  });
+  it("the checkpoints kept as git notes: the log replaced together with its checkpoints and segments, even signed with Moss's key, is still caught", async () => {
+    const repo = mkdtempSync(join(tmpdir(), "moss-audit-git-"));
+    const g = (...a: string[]) => execFileSync("git", ["-C", repo, "-c", "user.name=H", "-c", "user.email=h@example.com", ...a], { encoding: "utf8" }).trim();
+    g("init", "-q", "-b", "main");
+    writeFileSync(join(repo, "app.js"), "v1\n");
+    g("add", "-A");
+    g("commit", "-qm", "v1");
+    const head = g("rev-parse", "HEAD");
+    try {
+      // What the rewriter does with each checkpoint the auditor announces (a redelivery adds nothing).
+      const deps = { repos: () => [{ agent: "shop", repo }], live: async () => undefined, log: silent };
+      for (const c of await readCheckpoints(kv)) {
+        const msg = { seq: c.checkpoint.seq, data: JSON.stringify(c.checkpoint), ...(c.signature ? { signature: c.signature } : {}) };
+        await onAuditCheckpoint(msg, deps);
+        await onAuditCheckpoint(msg, deps);
+      }
+      expect(g("notes", "--ref=moss-audit", "show", head).split("\n")).toHaveLength(3);
+      const git = gitCopies([{ agent: "shop", repo }]);
+      restore();
+      const honest = new AuditLog(file);
+      try {
+        expect(await verifyLog(honest, kv, env.blob, keys.allowedSigners, undefined, git)).toEqual({ ok: true, records: 25, checkpoints: 3, unsigned: 0, git: { copies: 3 } });
+      } finally {
+        honest.close();
+      }
+      // Someone with the log's file, KV, the blob store and even the signing key tells the story afresh: it all agrees.
+      const forgedFile = join(dir, "forged-all.jsonl");
+      const forgedKv = await env.bucket("audit-forged");
+      const forged = new AuditLog(forgedFile);
+      const cp = new Checkpointer({ log: forged, blob: env.blob, kv: forgedKv, signingKey: keys.key, every: 10 });
+      for (let i = 1; i <= 25; i++) {
+        forged.append(input(i, i === 14 ? "event 14, as someone would rather it read" : `event ${i}`));
+        await cp.maybe();
+      }
+      await cp.now();
+      try {
+        expect(await verifyLog(forged, forgedKv, env.blob, keys.allowedSigners)).toMatchObject({ ok: true, checkpoints: 3 });
+        // Git still has the checkpoints as they were.
+        expect(await verifyLog(forged, forgedKv, env.blob, keys.allowedSigners, undefined, git)).toMatchObject({
+          ok: false,
+          brokenAt: 1,
+          why: "the checkpoint at record 10 is not the one git keeps: the checkpoints were rewritten",
+          contradicts: { seq: 10, why: expect.stringContaining(`its copy in git (shop's repository, the note on ${head.slice(0, 12)})`) },
+        });
+      } finally {
+        forged.close();
+      }
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
     }
   });
 });

@@ -11,8 +11,9 @@ export const audit: Command = {
     const r = AuditVerifyReport.parse(await operatorGet(config(), "/v1/audit/verify"));
     if (values["json"]) console.log(JSON.stringify(r, null, 2));
     else if (r.ok) {
+      const git = r.git?.copies ? `; ${r.git.copies} checkpoint(s) match their copies in git (refs/notes/moss-audit)` : "";
       const streams = r.stream ? `; the newest ${r.stream.compared} match their streams' own copies${r.stream.aged ? ` (${r.stream.aged} aged out of the streams)` : ""}` : "";
-      console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}${streams}`);
+      console.log(`audit log intact: ${r.records} record(s), held to ${r.checkpoints} checkpoint(s)${r.unsigned ? ` (${r.unsigned} unsigned: no rewriter.signing.key was set when they were made)` : ""}${git}${streams}`);
     }
     else {
       console.log(`audit log BROKEN at record ${r.brokenAt}: ${r.why}`);

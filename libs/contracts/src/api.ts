@@ -94,6 +94,8 @@ export const AuditVerifyReport = z.object({
   unsigned: z.number().int(),
   /** The newest records held to their stream's own copy: how many compared, how many the stream no longer holds. */
   stream: z.object({ compared: z.number().int(), aged: z.number().int() }).optional(),
+  /** The checkpoints git keeps (refs/notes/moss-audit in the agent repositories) the log was held to. */
+  git: z.object({ copies: z.number().int() }).optional(),
 });
 export type AuditVerifyReport = z.infer<typeof AuditVerifyReport>;
 

@@ -63,7 +63,7 @@ export const Grants: Readonly<Record<ServiceIdentity, Grant>> = Object.freeze({
     buckets: { [Buckets.batches]: "write", [Buckets.fingerprints]: "write", [Buckets.candidates]: "write", [Buckets.deployments]: "write", [Buckets.routes]: "write", [Buckets.gatewayStats]: "read", [Buckets.leases]: "write" },
   },
   auditor: {
-    publishes: [],
+    publishes: [Messages.auditCheckpoint],
     consumers: [Consumers.auditorFailures, Consumers.auditorPipeline, Consumers.auditorDlq, Consumers.auditorWebhooks],
     buckets: { [Buckets.audit]: "write" },
     serves: [Queries.audit],

@@ -954,6 +954,18 @@ export const FingerprintBreaker = z.object({
 });
 export type FingerprintBreaker = z.infer<typeof FingerprintBreaker>;
 
+/**
+ * The auditor checkpointed its log's chain head (`data`: the checkpoint's JSON exactly as signed; `signature`: its SSH
+ * signature, absent without a signing key). The rewriter keeps it as a git note (`refs/notes/moss-audit`) in every
+ * agent repository: one more copy outside the log, in a history a mirror would show rewritten.
+ */
+export const AuditCheckpointed = z.object({
+  seq: z.number().int().positive(),
+  data: z.string().min(2).max(4_000),
+  signature: z.string().max(4_000).optional(),
+});
+export type AuditCheckpointed = z.infer<typeof AuditCheckpointed>;
+
 /** An operator pinned, unpinned or dropped a recorded success of an agent's regression set: for the audit log. */
 export const RegressionCaseChanged = z.object({
   agent: AgentName,

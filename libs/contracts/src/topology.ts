@@ -5,6 +5,7 @@ import {
   BatchRetry,
   BatchVerdict,
   BisectRequest,
+  AuditCheckpointed,
   BreakerReset,
   RegressionCaseChanged,
   CandidateFailed,
@@ -124,6 +125,8 @@ export const Messages = {
   timeTravelDone: def("time-travel.done.v1", "moss.replay.done.v1", Streams.PIPELINE, TimeTravelDone, (m) => `time-travel-done-${m.requestId}`),
   /** A fixed fingerprint failed again on the promoted version: the promoter's regression signal. */
   regression: def("regression.v1", "moss.regression.v1", Streams.PIPELINE, Regression, (m) => `regression-${m.failureId}`),
+  /** The auditor checkpointed its chain head (kept as a git note by the rewriter). */
+  auditCheckpoint: def("audit.checkpoint.v1", "moss.audit.checkpoint.v1", Streams.PIPELINE, AuditCheckpointed, (m) => `audit-checkpoint-${m.seq}`),
   /** An operator pinned, unpinned or dropped a case of an agent's regression set (`moss regressions --pin`…). */
   regressionCase: def("regression.case.v1", "moss.regression.case.v1", Streams.PIPELINE, RegressionCaseChanged, (m) => `regression-case-${m.agent}-${m.caseId}-${m.action}-${Date.parse(m.at)}`),
   /** An operator reset a fingerprint's circuit breaker (`moss reset`); one record per reset, a retried publish is dropped. */
@@ -162,7 +165,7 @@ export const StreamDefs: readonly StreamDef[] = Object.freeze([
   { name: Streams.FAILURES, subjects: ["moss.failure.*"], maxAgeMs: 14 * DAY, duplicateWindowMs: 10 * 60_000 },
   {
     name: Streams.PIPELINE,
-    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>", "moss.rollback.>", "moss.review.>"],
+    subjects: ["moss.batch.>", "moss.candidate.>", "moss.replay.>", "moss.approval.>", "moss.promotion.>", "moss.regression.>", "moss.breaker.>", "moss.rollback.>", "moss.review.>", "moss.audit.>"],
     maxAgeMs: 90 * DAY,
     duplicateWindowMs: 10 * 60_000,
   },
@@ -198,7 +201,7 @@ export const Consumers = {
   /** `moss replay`: the rewriter finds the version and makes sure its image is there (a build may take minutes). */
   rewriterVersions: consumer("rewriter-versions", Streams.PIPELINE, [Messages.timeTravel, Messages.bisect, Messages.review], 60_000, 3),
   /** The git note on every Moss commit: its candidate, replay, verdict and promotion, as each is published. */
-  rewriterNotes: consumer("rewriter-notes", Streams.PIPELINE, [Messages.candidateReady, Messages.replayCompleted, Messages.batchVerdict, Messages.promotion], 60_000, 5),
+  rewriterNotes: consumer("rewriter-notes", Streams.PIPELINE, [Messages.candidateReady, Messages.replayCompleted, Messages.batchVerdict, Messages.promotion, Messages.auditCheckpoint], 60_000, 5),
   /** `moss bisect`: each step's replay result, for the rewriter to pick the next version (or the answer). */
   rewriterBisect: consumer("rewriter-bisect", Streams.PIPELINE, [Messages.timeTravelDone], 60_000, 3),
   /** `moss replay`: the replayer replays the cases against the version's image. */

@@ -17,5 +17,5 @@ export { commitSigned } from "./commit";
 export { requireGoodSignature, requireGoodSignatures, resolveCommit, verifyCommit } from "./verify";
 export { commitTrailers } from "./trailers";
 export { ensureSigningKey } from "./keys";
-export { MOSS_NOTES, readNote, writeNote, addWorktree, archiveCommit, commitInfo, commitsBetween, isAncestor, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";
+export { AUDIT_NOTES, MOSS_NOTES, appendNoteLine, listNotes, readNote, writeNote, addWorktree, archiveCommit, commitInfo, commitsBetween, isAncestor, foldOnto, treeOf, branchHead, changedFiles, diffBetween, removeWorktree, resetWorktree, restoreStaged, stagedChange, worktreeState } from "./repo";
 export { sshKeygen } from "./ssh";

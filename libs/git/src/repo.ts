@@ -140,3 +140,26 @@ export async function writeNote(repo: string, commit: string, text: string, ref 
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** The notes ref the audit log's checkpoints are kept under, a copy outside the log (one JSON line per checkpoint). */
+export const AUDIT_NOTES = "refs/notes/moss-audit";
+
+/** Appends `line` (and a newline) to the note on `commit` under `ref`, unless the note already holds that line. */
+export async function appendNoteLine(repo: string, commit: string, line: string, ref = AUDIT_NOTES): Promise<boolean> {
+  const cur = (await readNote(repo, commit, ref)) ?? "";
+  if (cur.split("\n").includes(line)) return false;
+  await writeNote(repo, commit, `${cur}${cur && !cur.endsWith("\n") ? "\n" : ""}${line}\n`, ref);
+  return true;
+}
+
+/** Every note under `ref`, with the object it is on. */
+export async function listNotes(repo: string, ref: string): Promise<Array<{ object: string; text: string }>> {
+  const out = await runGit(repo, ["notes", `--ref=${ref}`, "list"]).catch(() => "");
+  const notes: Array<{ object: string; text: string }> = [];
+  for (const line of out.split("\n").filter(Boolean)) {
+    const [blob, object] = line.split(" ");
+    if (!blob || !object) continue;
+    notes.push({ object, text: await runGit(repo, ["cat-file", "blob", blob]) });
+  }
+  return notes;
+}

@@ -8,13 +8,13 @@
  */
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BlobStore } from "@moss/blob";
 import { kvKeys, type KV } from "@moss/bus";
-import type { AuditVerifyReport } from "@moss/contracts";
-import { sshKeygen } from "@moss/git";
+import { AuditCheckpointed, type AuditVerifyReport } from "@moss/contracts";
+import { AUDIT_NOTES, listNotes, sshKeygen } from "@moss/git";
 import type { AuditLog } from "./audit-log";
 
 export interface Checkpoint {
@@ -42,6 +42,8 @@ export interface CheckpointDeps {
   /** Moss's signing key (rewriter.signing.key); unset: checkpoints are unsigned (verify says so). */
   signingKey?: string;
   every: number;
+  /** Says each checkpoint on the bus once it is stored (the rewriter keeps it as a git note); a failure is the caller's to say. */
+  announce?: (c: AuditCheckpointed) => Promise<unknown>;
 }
 
 const NAMESPACE = "moss-audit";
@@ -132,6 +134,9 @@ export class Checkpointer {
     await blob.put(JSON.stringify(signed), { contentType: "application/json" });
     await kv.put(keyOf(seq), JSON.stringify(signed));
     this.last = signed;
+    await this.deps.announce?.({ seq, data, ...(signed.signature ? { signature: signed.signature } : {}) }).catch((err: Error) => {
+      throw new Error(`the checkpoint at record ${seq} is stored, but could not be said on the bus, so no git note keeps it: ${err.message}`);
+    });
   }
 }
 
@@ -146,9 +151,41 @@ export interface StreamCopies {
   last?: number;
 }
 
-export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string, stream?: StreamCopies): Promise<VerifyReport> {
-  const report = await verifyChain(log, kv, blob, allowedSigners);
-  if (!stream) return report;
+/** The checkpoints as the agent repositories keep them (git notes under refs/notes/moss-audit). */
+export interface GitCopies {
+  list(): Promise<Array<{ where: string; seq: number; data: string; signature?: string }>>;
+}
+
+/** The checkpoints the rewriter kept as git notes in these repositories (one that cannot be read is left out). */
+export function gitCopies(repos: ReadonlyArray<{ agent: string; repo: string }>): GitCopies {
+  const parse = (line: string): unknown => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      return null; // a line someone else wrote
+    }
+  };
+  return {
+    async list() {
+      const out: Array<{ where: string; seq: number; data: string; signature?: string }> = [];
+      for (const { agent, repo } of repos) {
+        if (!existsSync(repo)) continue;
+        for (const n of await listNotes(repo, AUDIT_NOTES).catch(() => [])) {
+          for (const line of n.text.split("\n").filter(Boolean)) {
+            const c = AuditCheckpointed.safeParse(parse(line));
+            if (c.success) out.push({ where: `${agent}'s repository, the note on ${n.object.slice(0, 12)}`, ...c.data });
+          }
+        }
+      }
+      return out;
+    },
+  };
+}
+
+export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string, stream?: StreamCopies, git?: GitCopies): Promise<VerifyReport> {
+  let report = await verifyChain(log, kv, blob, allowedSigners);
+  if (git) report = await againstGit(report, log, kv, git);
+  if (!stream || !report.ok) return report;
   // The streams are a copy no one wrote through the auditor: a record must say what its message said, as long as the
   // stream still holds it. Newest first, so the records no checkpoint covers yet are compared first.
   let compared = 0;
@@ -176,6 +213,34 @@ export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "ge
     }
   }
   return { ...report, stream: { compared, aged } };
+}
+
+/**
+ * Holds the checkpoints (and the log) to their copies in git: a checkpoint git kept must be in KV as it was, and the
+ * log must still have the chain head it names — so replacing the log, its checkpoints and its segments together is
+ * still caught, unless every agent repository's notes (and their mirrors) were rewritten too.
+ */
+async function againstGit(report: VerifyReport, log: AuditLog, kv: KV, git: GitCopies): Promise<VerifyReport> {
+  const copies = await git.list();
+  const kvCps = new Map((await readCheckpoints(kv)).map((c) => [c.checkpoint.seq, c]));
+  const seen = new Set<number>();
+  for (const g of copies.sort((a, b) => a.seq - b.seq)) {
+    seen.add(g.seq);
+    let cp: Checkpoint;
+    try {
+      cp = JSON.parse(g.data) as Checkpoint;
+    } catch {
+      continue; // not a checkpoint Moss wrote: nothing it can hold the log to
+    }
+    const contradicts = { seq: g.seq, at: cp.at, why: `its copy in git (${g.where})` };
+    const broken = (brokenAt: number, why: string): VerifyReport => ({ ...report, ok: false, ...(report.brokenAt !== undefined && report.brokenAt <= brokenAt ? {} : { brokenAt, why }), contradicts, git: { copies: seen.size } });
+    const mine = kvCps.get(g.seq);
+    if (!mine) return broken(cp.from, `the checkpoint at record ${g.seq} that git keeps is not among the checkpoints: they were replaced`);
+    if (JSON.stringify(mine.checkpoint) !== g.data || (mine.signature ?? "") !== (g.signature ?? "")) return broken(cp.from, `the checkpoint at record ${g.seq} is not the one git keeps: the checkpoints were rewritten`);
+    if (log.size < g.seq) return broken(log.size + 1, `the log ends at record ${log.size}, but git keeps a checkpoint at record ${g.seq}: records were removed`);
+    if (log.get(g.seq)!.hash !== cp.hash) return broken(g.seq, `record ${g.seq}'s hash is not the chain head git keeps for it: the log was rewritten`);
+  }
+  return { ...report, git: { copies: seen.size } };
 }
 
 async function verifyChain(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {

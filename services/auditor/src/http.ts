@@ -5,7 +5,7 @@ import { replyError } from "@moss/lifecycle";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { KV } from "@moss/bus";
 import type { AuditLog } from "./audit-log";
-import { verifyLog, type StreamCopies } from "./checkpoints";
+import { verifyLog, type GitCopies, type StreamCopies } from "./checkpoints";
 import { batchTimeline, listBatches } from "./timeline";
 
 export interface AuditorHttpDeps {
@@ -15,6 +15,8 @@ export interface AuditorHttpDeps {
   checkpoints?: { kv: KV; allowedSigners?: string };
   /** The streams' own copies of the messages, which `verify` holds the newest records to. */
   streams?: StreamCopies;
+  /** The checkpoints as the agent repositories keep them (git notes), which `verify` holds the checkpoints to. */
+  git?: GitCopies;
 }
 
 /**
@@ -67,6 +69,6 @@ export function buildApp(deps: AuditorHttpDeps): FastifyInstance {
     const bytes = await deps.blob.get(c.blob!.sha256);
     return reply.type("application/json").send(bytes);
   });
-  app.get("/v1/audit/verify", async () => (deps.checkpoints ? verifyLog(deps.log, deps.checkpoints.kv, deps.blob, deps.checkpoints.allowedSigners, deps.streams) : { ...deps.log.verify(), checkpoints: 0, unsigned: 0 }));
+  app.get("/v1/audit/verify", async () => (deps.checkpoints ? verifyLog(deps.log, deps.checkpoints.kv, deps.blob, deps.checkpoints.allowedSigners, deps.streams, deps.git) : { ...deps.log.verify(), checkpoints: 0, unsigned: 0 }));
   return app;
 }

@@ -6,5 +6,5 @@ export { deliver, eventOf, signature, WEBHOOK_EVENTS, type Webhook, type Webhook
 export { batchTimeline, listBatches } from "./timeline";
 export { buildApp } from "./http";
 export type { AuditorHttpDeps } from "./http";
-export { Checkpointer, readCheckpoints, verifyLog } from "./checkpoints";
-export type { Checkpoint, SignedCheckpoint, StreamCopies, VerifyReport } from "./checkpoints";
+export { Checkpointer, gitCopies, readCheckpoints, verifyLog } from "./checkpoints";
+export type { Checkpoint, GitCopies, SignedCheckpoint, StreamCopies, VerifyReport } from "./checkpoints";

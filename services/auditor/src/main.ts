@@ -3,7 +3,7 @@ import { rawRoute, serveQuery } from "@moss/bus";
 import { AllMessages, Buckets, Consumers, Messages, Queries, type ConsumerDef } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { AuditLog } from "./audit-log";
-import { Checkpointer } from "./checkpoints";
+import { Checkpointer, gitCopies } from "./checkpoints";
 import { record } from "./handlers/record";
 import { deliver } from "./handlers/webhooks";
 import { buildApp, buildHealthApp } from "./http";
@@ -15,7 +15,8 @@ await runService({
     const log = new AuditLog(config.paths.audit);
     const checkpointsKv = await bus.kv(Buckets.audit);
     const signing = config.rewriter.signing;
-    const checkpointer = new Checkpointer({ log, blob, kv: checkpointsKv, ...(signing.key ? { signingKey: signing.key } : {}), every: config.auditor.checkpointEvery });
+    // Each checkpoint is said on the bus once stored: the rewriter keeps it as a git note in every agent repository.
+    const checkpointer = new Checkpointer({ log, blob, kv: checkpointsKv, ...(signing.key ? { signingKey: signing.key } : {}), every: config.auditor.checkpointEvery, announce: (c) => bus.publish(Messages.auditCheckpoint, c) });
     const routesFor = (c: ConsumerDef) =>
       AllMessages.filter((m) => m.stream === c.stream).map((m) =>
         rawRoute(m, async (payload, ctx) => {
@@ -42,7 +43,9 @@ await runService({
         return m ? new TextDecoder().decode(m.data) : undefined;
       },
     };
-    const reads = buildApp({ log, blob, streams, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } });
+    // The checkpoints as the agent repositories on this machine keep them (a repository it cannot read is left out).
+    const git = gitCopies(Object.entries(config.agents).map(([agent, a]) => ({ agent, repo: a.repo })));
+    const reads = buildApp({ log, blob, streams, git, checkpoints: { kv: checkpointsKv, ...(signing.allowedSigners ? { allowedSigners: signing.allowedSigners } : {}) } });
     const queries = serveQuery(
       bus.nc,
       Queries.audit,
@@ -63,3 +66,4 @@ await runService({
     };
   },
 });
+

@@ -5,8 +5,8 @@ export { onTimeTravel, resolveVersion, UnknownVersionError } from "./handlers/ve
 export type { VersionDeps } from "./handlers/versions";
 export { MAX_BISECT_VERSIONS, onBisect, onBisectStepDone } from "./handlers/bisect";
 export { onReview, reconcileBranch, reviewedTag } from "./handlers/review";
-export { onNoteEvent } from "./handlers/notes";
-export type { NoteDeps, NoteEvent } from "./handlers/notes";
+export { onAuditCheckpoint, onNoteEvent } from "./handlers/notes";
+export type { CheckpointNoteDeps, NoteDeps, NoteEvent } from "./handlers/notes";
 export type { ReviewDeps } from "./handlers/review";
 export type { BisectDeps } from "./handlers/bisect";
 export type { Evidence } from "./evidence";

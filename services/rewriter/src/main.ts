@@ -8,7 +8,7 @@ import { createDockerClient, createRuntime, RUNTIME_DEFAULTS } from "@moss/runti
 import { createAdapter } from "./adapters";
 import { rewrite, type RewriterDeps } from "./handlers/rewrite";
 import { onBisect, onBisectStepDone } from "./handlers/bisect";
-import { onNoteEvent } from "./handlers/notes";
+import { onAuditCheckpoint, onNoteEvent } from "./handlers/notes";
 import { onReview } from "./handlers/review";
 import { onTimeTravel } from "./handlers/versions";
 import { AdapterConfigError } from "./errors";
@@ -102,11 +102,17 @@ await runService({
     const bisects = await bus.consume(Consumers.rewriterBisect, [route(Messages.timeTravelDone, (m) => onBisectStepDone(m, versionDeps))]);
     // The git note on every Moss commit, as its story is published.
     const noteDeps = { agent: versionDeps.agent, log };
+    const checkpointDeps = {
+      repos: () => Object.entries(config.agents).map(([agent, a]) => ({ agent, repo: a.repo })),
+      live: async (agent: string) => (await versionDeps.deployments.get(agent))?.version,
+      log,
+    };
     const notes = await bus.consume(Consumers.rewriterNotes, [
       route(Messages.candidateReady, (msg) => onNoteEvent({ kind: "candidate", msg }, noteDeps)),
       route(Messages.replayCompleted, (msg) => onNoteEvent({ kind: "replay", msg }, noteDeps)),
       route(Messages.batchVerdict, (msg) => onNoteEvent({ kind: "verdict", msg }, noteDeps)),
       route(Messages.promotion, (msg) => onNoteEvent({ kind: "promotion", msg }, noteDeps)),
+      route(Messages.auditCheckpoint, (msg) => onAuditCheckpoint(msg, checkpointDeps)),
     ]);
     return { consumers: [consumer, versions, bisects, notes], onStop: async () => timers.forEach(clearInterval) };
   },

@@ -4,8 +4,8 @@
  * the verdict, its promotion or rollback — with the commands that show the rest. A redelivered message writes the same
  * note again, which changes nothing.
  */
-import { MossNote, type BatchVerdict, type CandidateReady, type PromotionOutcome, type ReplayCompleted } from "@moss/contracts";
-import { readNote, writeNote } from "@moss/git";
+import { MossNote, type AuditCheckpointed, type BatchVerdict, type CandidateReady, type PromotionOutcome, type ReplayCompleted } from "@moss/contracts";
+import { AUDIT_NOTES, appendNoteLine, readNote, resolveCommit, writeNote } from "@moss/git";
 import type { Logger } from "@moss/telemetry";
 
 export interface NoteDeps {
@@ -70,5 +70,31 @@ function jsonOrNull(text: string): unknown {
     return JSON.parse(text);
   } catch {
     return null;
+  }
+}
+
+export interface CheckpointNoteDeps {
+  /** Every configured agent and its repository. */
+  repos(): Array<{ agent: string; repo: string }>;
+  /** The commit an agent is live on, if it is deployed. */
+  live(agent: string): Promise<string | undefined>;
+  log: Logger;
+}
+
+/**
+ * Keeps an audit checkpoint as a git note (`refs/notes/moss-audit`, one JSON line per checkpoint) on the commit each
+ * agent is live on (its HEAD when it is not deployed): a copy of the chain head outside the log, its KV and its blob
+ * store, in a history every clone and mirror of the repository carries. A repository that cannot take it is said and
+ * skipped; a redelivery adds nothing.
+ */
+export async function onAuditCheckpoint(msg: AuditCheckpointed, deps: CheckpointNoteDeps): Promise<void> {
+  const line = JSON.stringify({ seq: msg.seq, data: msg.data, ...(msg.signature ? { signature: msg.signature } : {}) });
+  for (const { agent, repo } of deps.repos()) {
+    try {
+      const commit = (await deps.live(agent)) ?? (await resolveCommit(repo, "HEAD"));
+      if (await appendNoteLine(repo, commit, line, AUDIT_NOTES)) deps.log.info("audit checkpoint noted in git", { agent, seq: msg.seq, commit: commit.slice(0, 12) });
+    } catch (err) {
+      deps.log.warn("could not keep the audit checkpoint as a git note", { agent, seq: msg.seq, err: (err as Error).message });
+    }
   }
 }
