@@ -5,6 +5,7 @@ import {
   Headers as H,
   compiled,
   Messages,
+  messageForSubject,
   StreamDefs,
   subjectMatches,
   type ConsumerDef,
@@ -32,6 +33,23 @@ export interface BusOptions {
   connectTimeoutMs?: number;
   /** Who this process is on the bus, and its nkey seed. Unset: anonymous (a nats-server without auth only). */
   credential?: BusCredential;
+  /** Told of every message handled and published: what the service's metrics count. */
+  observe?: BusObserver;
+}
+
+/** What the bus tells a service's metrics. */
+export interface BusObserver {
+  /** A message a consumer handled: acked, naked (retried), termed (dead-lettered) or dropped (its work was moot). */
+  handled(consumer: string, message: string, outcome: "acked" | "naked" | "termed" | "dropped", seconds?: number, code?: string): void;
+  /** A message this process published, with the outcome it names when it names one (promoted, rolled-back, passed...). */
+  published(message: string, outcome?: string): void;
+}
+
+/** The outcome a message names, for counting: its outcome, verdict, or whether it passed. */
+function outcomeOf(data: unknown): string | undefined {
+  const d = (typeof data === "object" && data !== null ? data : {}) as { outcome?: unknown; verdict?: unknown; passed?: unknown; decision?: unknown };
+  for (const v of [d.outcome, d.verdict, d.decision]) if (typeof v === "string") return v;
+  return typeof d.passed === "boolean" ? (d.passed ? "passed" : "failed") : undefined;
 }
 
 export interface PublishOptions {
@@ -145,6 +163,8 @@ export interface Consumption {
   readonly done: Promise<void>;
   /** Messages handled, by outcome. */
   readonly stats: { acked: number; naked: number; termed: number };
+  /** The durable consumer it reads (its lag is read from the server). */
+  readonly consumer: ConsumerDef;
 }
 
 export interface Bus {
@@ -213,7 +233,9 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     if (batchId) h.set(H.batchId, batchId);
     h.set(H.from, from);
     for (const [k, v] of Object.entries(p.headers ?? {})) h.set(k, v);
-    return js.publish(subject, JSON.stringify(data), { msgID: def.msgId(data), headers: h });
+    const ack = await js.publish(subject, JSON.stringify(data), { msgID: def.msgId(data), headers: h });
+    opts.observe?.published(def.name, outcomeOf(data));
+    return ack;
   };
 
   /**
@@ -262,6 +284,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   /** A handler failed for this message: nak with backoff, or (terminal / out of deliveries) term + dead-letter. */
   const fail = async (c: ConsumerDef, m: JsMsg, err: unknown, o: ConsumeOptions, stats: Consumption["stats"], clog: Logger) => {
     const code = errorCode(err);
+    const seen = (outcome: "naked" | "termed" | "dropped") => opts.observe?.handled(c.durable, messageForSubject(m.subject)?.name ?? m.subject, outcome, undefined, code);
     const reason = (err as Error)?.message ?? String(err);
     const deliveryCount = m.info.deliveryCount;
     if (isMoot(err)) {
@@ -269,6 +292,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
       clog.info("message dropped: its work no longer matters", { subject: m.subject, seq: m.seq, code, reason });
       await m.ackAck().catch(() => m.ack());
       stats.acked++;
+      seen("dropped");
       return;
     }
     if (isTerminal(err) || deliveryCount >= c.maxDeliver) {
@@ -279,23 +303,27 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
         await deadLetter(c, m, why.slice(0, 8_000), code);
         m.term(why.slice(0, 200));
         stats.termed++;
+        seen("termed");
       } catch (dlErr) {
         if (deliveryCount >= 2 * c.maxDeliver) {
           // No message is nak'ed for ever: it stays in its stream, where an operator finds it by its sequence.
           clog.error("dead-letter copy failed again; terminating the message without one", { subject: m.subject, stream: c.stream, seq: m.seq, code, reason: why, err: dlErr });
           m.term(why.slice(0, 200));
           stats.termed++;
+          seen("termed");
           return;
         }
         clog.error("dead-letter publish failed; will be redelivered", { err: dlErr });
         m.nak(backoff(deliveryCount, o));
         stats.naked++;
+        seen("naked");
       }
     } else {
       const delay = backoff(deliveryCount, o);
       clog.warn("handler failed, will retry", { subject: m.subject, seq: m.seq, code, reason, delivery: deliveryCount, retryInMs: delay, stack: (err as Error)?.stack });
       m.nak(delay);
       stats.naked++;
+      seen("naked");
     }
   };
 
@@ -310,6 +338,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     const handleOne = async (m: JsMsg) => {
       const hdrs = headersToRecord(m.headers) as Record<string, string>;
       const timer = setInterval(() => m.working(), Math.max(1_000, c.ackWaitMs / 3));
+      const t0 = performance.now();
       try {
         const { r, data, text } = decode(c, routes, m);
         const deliveryCount = m.info.deliveryCount;
@@ -321,6 +350,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
         );
         await m.ackAck().catch(() => m.ack());
         stats.acked++;
+        opts.observe?.handled(c.durable, r.def.name, "acked", (performance.now() - t0) / 1000);
       } catch (err) {
         await fail(c, m, err, o, stats, clog);
       } finally {
@@ -343,6 +373,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     })();
 
     return {
+      consumer: c,
       stats,
       done,
       async stop(graceMs = 10_000) {
@@ -385,6 +416,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
         // One round trip confirms every ack of the chunk reached the server.
         await nc.flush();
         stats.acked += held.length;
+        for (const _ of held) opts.observe?.handled(c.durable, def.name, "acked");
       } catch (err) {
         for (const m of held) await fail(c, m, err, o, stats, clog);
       } finally {
@@ -425,6 +457,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     })();
 
     return {
+      consumer: c,
       stats,
       done,
       async stop(graceMs = 10_000) {

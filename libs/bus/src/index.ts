@@ -1,6 +1,6 @@
 export { createBus, rawRoute, route } from "./bus";
 export type { RawContext } from "./bus";
-export type { Bus, BusOptions, ChunkHandler, ChunkItem, ChunkOptions, ConsumeOptions, Consumption, Handler, HandlerContext, PublishOptions, Route } from "./bus";
+export type { Bus, BusObserver, BusOptions, ChunkHandler, ChunkItem, ChunkOptions, ConsumeOptions, Consumption, Handler, HandlerContext, PublishOptions, Route } from "./bus";
 export { provision } from "./provision";
 export { isCasConflict, kvGet, kvKeys, kvUpdate, kvValues } from "./kv";
 export type { Versioned } from "./kv";

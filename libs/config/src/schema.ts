@@ -464,6 +464,19 @@ export const MossConfig = z.object({
       operatorsFile: z.string().optional(),
     })
     .prefault({}),
+  /**
+   * Every service's operations listener: `/healthz` (alive), `/readyz` (bus connected, consumers bound, last error) and
+   * `/metrics` (Prometheus). `port` 0 (the default) takes a free port, said in the service's log; in a pod of its own
+   * set it (`MOSS_OPS__PORT=9464`); several services on one machine take `ports.<service>` (a replica `curator#2`
+   * takes that port + 1, and so on).
+   */
+  ops: z
+    .object({
+      host: z.string().default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).default(0),
+      ports: z.record(z.string(), z.number().int().min(1).max(65535)).default({}),
+    })
+    .prefault({}),
   /** Managed agents by name. */
   agents: z.record(AgentName, AgentConfig).default({}),
 });

@@ -4,6 +4,8 @@ import { agentIdentity, Grants, type ServiceIdentity } from "@moss/contracts";
 import { knownAgent, loadConfig, type LoadedConfig } from "@moss/config";
 import { createLogger, startTelemetry, type Logger, type LogLevel } from "@moss/telemetry";
 import type { FastifyInstance } from "fastify";
+import type { Registry } from "prom-client";
+import { createOps, opsPort } from "./ops";
 import { onLiveNetwork } from "./live-net";
 
 /** What every service gets, wired in the same order everywhere. */
@@ -12,6 +14,8 @@ export interface ServiceDeps {
   log: Logger;
   bus: Bus;
   blob: BlobStore;
+  /** The service's Prometheus registry (its ops listener's `/metrics`), for metrics of its own. */
+  metrics: Registry;
 }
 
 /** What a service started: its consumers, optionally an HTTP app to listen, and its own clean-up. */
@@ -48,11 +52,12 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     process.exit(2);
   }
   const telemetry = startTelemetry({ serviceName: opts.name, otlpEndpoint: config.telemetry.otlpEndpoint });
+  const ops = createOps(opts.name);
   let bus: Bus;
   try {
     const credential = busCredential(config, opts.name);
     if (!credential) log.warn("nats.auth is none: this service connects anonymously, and any client that reaches NATS can forge verdicts, records and consent");
-    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log, credential });
+    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log, credential, observe: ops.observe });
     // The streams exist (admin provisions them); a service sees to the consumers of its grant only.
     await bus.provision({ consumers: Grants[identityOf(opts.name) as ServiceIdentity]?.consumers ?? [] });
   } catch (err) {
@@ -64,7 +69,7 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
   let parts: ServiceParts;
   try {
     await blob.init();
-    parts = await opts.start({ config, log, bus, blob });
+    parts = await opts.start({ config, log, bus, blob, metrics: ops.registry });
   } catch (err) {
     // A start that cannot complete (blob store unreachable, bad agent config...) says why and exits non-zero.
     log.error(`cannot start: ${(err as Error).message}`, { code: (err as { code?: string }).code, stack: (err as Error).stack });
@@ -76,6 +81,14 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     await parts.http.app.listen({ host: parts.http.host, port: parts.http.port });
     log.info("http listening", { url: `http://${parts.http.host}:${parts.http.port}` });
   }
+  ops.started(bus.nc, bus.jsm, parts.consumers);
+  try {
+    const url = await ops.app.listen({ host: config.ops.host, port: opsPort(config.ops, opts.name) });
+    log.info("ops listening: /healthz /readyz /metrics", { url });
+  } catch (err) {
+    // The service runs without its ops listener rather than not at all; the port is said so it can be fixed.
+    log.error("ops listener could not start: no /healthz, /readyz or /metrics (ops.port / ops.ports)", { err: (err as Error).message });
+  }
   log.info("started", { nats: config.nats.url, consumers: parts.consumers.length });
 
   let stopping = false;
@@ -83,6 +96,7 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info("stopping", { signal });
+    ops.stopping();
     setTimeout(() => {
       log.error("shutdown took too long; forcing exit");
       process.exit(1);
@@ -91,6 +105,7 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
     if (parts.http) await parts.http.app.close();
     await parts.onStop?.();
     await bus.close();
+    await ops.app.close().catch(() => undefined);
     await telemetry.shutdown();
     log.info("stopped");
     process.exit(0);

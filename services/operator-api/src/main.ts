@@ -3,6 +3,7 @@ import { bisectStore, findFailures, openStores, regressionStore, reviewStore, ti
 import { askQuery, kvGet, kvValues } from "@moss/bus";
 import { Buckets, Messages, Queries, ReviewedBaseline, RollbackDone, ServiceStatus } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
+import { Gauge } from "prom-client";
 import { buildApp } from "./http";
 import { jaegerSpans } from "./jaeger";
 import { readOperators } from "./operators";
@@ -10,11 +11,22 @@ import { readOperators } from "./operators";
 await runService({
   name: "operator-api",
   env: process.env,
-  async start({ config, log, bus, blob }) {
+  async start({ config, log, bus, blob, metrics }) {
     const operatorsFile = config.paths.operators;
     const n = readOperators(operatorsFile).operators.length;
     if (n === 0) log.warn("no operators yet: nobody can approve, reject or reset until `moss operator add NAME`", { operatorsFile });
     const stores = await openStores(bus);
+    // Batches by state, counted from their records at each scrape (the operator API reads them all anyway).
+    new Gauge({
+      name: "moss_batches",
+      help: "Batches by state, as their records say now.",
+      labelNames: ["state"],
+      registers: [metrics],
+      async collect() {
+        this.reset();
+        for (const b of await stores.batches.list()) this.inc({ state: b.state });
+      },
+    });
     const reviewed = await bus.kv(Buckets.reviewed);
     const review = { reviews: reviewStore(await bus.kv(Buckets.reviews)), baseline: async (agent: string) => (await kvGet(reviewed, agent, ReviewedBaseline))?.value, known: (agent: string) => agent in config.agents };
     // The promoter's rollback outcomes, as published: each request's waiter is registered before the request goes out.
