@@ -19,7 +19,7 @@ export async function deployAgent(config: Readonly<LoadedConfig>, agent: string,
   await runtime.ping({ baseImage: false });
   const { image } = await runtime.buildImage({ repoDir: a.repo, commit, tag: imageTag(agent, commit), labels: { "moss.agent": agent } });
   const env = liveEnv(config, agent, commit);
-  const bus = await createBus({ url: config.nats.url, name: "moss-cli", credential: busCredential(config, ADMIN) });
+  const bus = await createBus({ url: config.nats.url, name: "moss-cli", credential: busCredential(config, ADMIN), replicas: config.nats.replicas });
   let container: string;
   try {
     await bus.provision();

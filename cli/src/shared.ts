@@ -37,7 +37,7 @@ export function actor(values: Values): string {
  * and the batch domain's stores over it, then closes the bus.
  */
 export async function withBus<T>(cfg: Readonly<LoadedConfig>, fn: (bus: Bus, stores: Stores) => Promise<T>): Promise<T> {
-  const bus = await createBus({ url: cfg.nats.url, name: "moss-cli", credential: busCredential(cfg, ADMIN) });
+  const bus = await createBus({ url: cfg.nats.url, name: "moss-cli", credential: busCredential(cfg, ADMIN), replicas: cfg.nats.replicas });
   try {
     return await fn(bus, await openStores(bus));
   } finally {

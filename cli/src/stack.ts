@@ -181,7 +181,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // Streams, consumers and buckets exist before any service starts: services may only read theirs.
     // What the bus says goes where moss up's own lines go.
     const logger = createLogger("moss-up", { write: (line) => opts.onLog?.("moss", line) });
-    status = await createBus({ url: cfg.nats.url, name: "moss-up", credential: admin, logger });
+    status = await createBus({ url: cfg.nats.url, name: "moss-up", credential: admin, logger, replicas: cfg.nats.replicas });
     await status.provision();
     const asked = opts.services ?? SERVICES;
     if (asked.includes("operator-api")) {

@@ -49,7 +49,7 @@ describe("defaults", () => {
     });
     expect(cfg.blob).toEqual({ kind: "fs", dir: join(dir, ".moss", "blobs") });
     // Local NATS with an nkey identity per process, no trace export, the APIs on loopback.
-    expect(cfg.nats).toEqual({ url: "nats://127.0.0.1:4222", auth: "nkey" });
+    expect(cfg.nats).toEqual({ url: "nats://127.0.0.1:4222", auth: "nkey", replicas: 1 });
     expect(cfg.operatorApi).toEqual({ host: "127.0.0.1", port: 7422 });
     expect(cfg.telemetry.otlpEndpoint).toBeUndefined();
     expect(cfg.auditor).toMatchObject({ host: "127.0.0.1", port: 7420 });

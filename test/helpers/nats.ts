@@ -1,12 +1,13 @@
 // The one NATS harness of the tests: a real nats-server with JetStream on a free loopback port and a temp store.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadCredential, type Bus } from "@moss/bus";
 import type { LoadedConfig } from "@moss/config";
 import { inboxPrefix, type MessageDef } from "@moss/contracts";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
 
@@ -78,6 +79,63 @@ export async function startNats(opts: { port?: number; storeDir?: string; config
         clearTimeout(t);
       }
       if (!o.keepStore) rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A JetStream cluster of nats-servers on loopback: each node its own store, routes to the others. */
+export interface NatsCluster {
+  /** Every node's client URL, comma separated (what `nats.url` takes). */
+  url: string;
+  nodes: NatsServer[];
+  stop(): Promise<void>;
+}
+
+/** Starts `n` clustered nats-servers (JetStream on each) and resolves once each is ready. */
+export async function startNatsCluster(n = 3): Promise<NatsCluster> {
+  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+  const routes = await Promise.all(Array.from({ length: n }, () => freePort()));
+  const dir = mkdtempSync(join(tmpdir(), "moss-nats-cluster-"));
+  const nodes: NatsServer[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const storeDir = join(dir, `n${i + 1}`);
+      const file = join(dir, `n${i + 1}.conf`);
+      writeFileSync(
+        file,
+        [
+          `server_name: n${i + 1}`,
+          `listen: "127.0.0.1:${ports[i]}"`,
+          `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+          `cluster { name: moss, listen: "127.0.0.1:${routes[i]}", routes: [${routes.filter((_, j) => j !== i).map((r) => `"nats-route://127.0.0.1:${r}"`).join(", ")}] }`,
+        ].join("\n"),
+      );
+      nodes.push(await startNats({ port: ports[i], storeDir, configFile: file }));
+    }
+  } catch (err) {
+    for (const node of nodes) await node.stop().catch(() => undefined);
+    throw err;
+  }
+  // JetStream answers once the cluster has elected its meta leader, a moment after the nodes are up.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const nc = await connect({ servers: nodes.map((x) => x.url) });
+    try {
+      await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo();
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`the NATS cluster's JetStream did not come up within 30 s: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      await nc.close();
+    }
+  }
+  return {
+    url: nodes.map((x) => x.url).join(","),
+    nodes,
+    async stop() {
+      for (const node of nodes) await node.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

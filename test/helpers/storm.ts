@@ -74,9 +74,9 @@ export async function waitDrained(bus: Bus, expected: number, timeoutMs = 120_00
   }
 }
 
-/** Per fingerprint of `agent`: the batch ids (records) and failures counted (batch count + attached). */
-export async function batchTotals(natsUrl: string, agent: string): Promise<{ batches: number; totals: number[] }> {
-  const bus = await createBus({ url: natsUrl, name: "storm-check" });
+/** Per fingerprint of `agent`: the batch ids (records) and failures counted (batch count + attached). On a bus of its own, or `on` one given. */
+export async function batchTotals(natsUrl: string, agent: string, on?: Bus): Promise<{ batches: number; totals: number[] }> {
+  const bus = on ?? (await createBus({ url: natsUrl, name: "storm-check" }));
   try {
     const state = await bus.kv(Buckets.curator);
     const e = await state.get(`agent.${agent}`);
@@ -90,6 +90,6 @@ export async function batchTotals(natsUrl: string, agent: string): Promise<{ bat
     }
     return { batches: ids.length, totals: totals.sort((x, y) => x - y) };
   } finally {
-    await bus.close();
+    if (!on) await bus.close();
   }
 }

@@ -216,7 +216,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     stack = await startStack({ config, configFile, env: opts.env, onLog: opts.serviceLog });
     step("up", `nats ${config.nats.url}, services: ${[...stack.children.keys()].filter((n) => n !== "nats").join(", ")}`);
 
-    const bus = await createBus({ url: config.nats.url, name: "moss-demo", credential: busCredential(config, ADMIN) });
+    const bus = await createBus({ url: config.nats.url, name: "moss-demo", credential: busCredential(config, ADMIN), replicas: config.nats.replicas });
     const events: Array<{ def: MessageDef; data: Record<string, unknown> }> = [];
     // Every message of the loop, as it happens (plain NATS subscriptions next to the services' durable consumers).
     const subs = AllMessages.map((def) =>

@@ -35,6 +35,8 @@ export interface BusOptions {
   credential?: BusCredential;
   /** Told of every message handled and published: what the service's metrics count. */
   observe?: BusObserver;
+  /** Copies JetStream keeps of every stream and bucket this bus creates (config `nats.replicas`). Default 1. */
+  replicas?: number;
 }
 
 /** What the bus tells a service's metrics. */
@@ -472,7 +474,7 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
   const kv = (bucket: string): Promise<KV> => {
     let p = kvs.get(bucket);
     if (!p) {
-      p = kvm.create(bucket, { history: 5 }).catch((err: unknown) => {
+      p = kvm.create(bucket, { history: 5, replicas: opts.replicas ?? 1 }).catch((err: unknown) => {
         kvs.delete(bucket);
         if (!isPermissionViolation(err)) throw err;
         throw new NatsDeniedError(`${opts.credential?.identity ?? opts.name} may not open KV bucket ${bucket} (${(err as Error).message}): it is not in its grant, or the bucket does not exist yet and only admin creates buckets (\`moss up\` or \`moss provision\`).`, { cause: err });
@@ -488,9 +490,9 @@ export async function createBus(opts: BusOptions): Promise<Bus> {
     jsm,
     async provision(scope) {
       try {
-        if (scope) await provision(jsm, StreamDefs, scope.consumers, []);
+        if (scope) await provision(jsm, StreamDefs, scope.consumers, [], opts.replicas);
         else {
-          await provision(jsm);
+          await provision(jsm, undefined, undefined, undefined, opts.replicas);
           for (const b of Object.values(Buckets)) await kv(b);
         }
       } catch (err) {

@@ -12,6 +12,7 @@ export async function provision(
   streams: readonly StreamDef[] = StreamDefs,
   consumers: readonly ConsumerDef[] = Object.values(Consumers),
   retired: ReadonlyArray<{ stream: string; durable: string }> = RetiredConsumers,
+  replicas = 1,
 ): Promise<void> {
   for (const s of streams) {
     const cfg = {
@@ -22,11 +23,12 @@ export async function provision(
       max_age: nanos(s.maxAgeMs),
       duplicate_window: nanos(s.duplicateWindowMs),
       allow_direct: true,
+      num_replicas: replicas,
     };
     try {
       const info = await jsm.streams.info(s.name);
-      const same = info.config.subjects?.join(",") === cfg.subjects.join(",") && info.config.max_age === cfg.max_age && info.config.duplicate_window === cfg.duplicate_window;
-      if (!same) await jsm.streams.update(s.name, { subjects: cfg.subjects, max_age: cfg.max_age, duplicate_window: cfg.duplicate_window });
+      const same = info.config.subjects?.join(",") === cfg.subjects.join(",") && info.config.max_age === cfg.max_age && info.config.duplicate_window === cfg.duplicate_window && (info.config.num_replicas || 1) === replicas;
+      if (!same) await jsm.streams.update(s.name, { subjects: cfg.subjects, max_age: cfg.max_age, duplicate_window: cfg.duplicate_window, num_replicas: replicas });
     } catch (err) {
       if (!notFound(err)) throw err;
       await addIgnoringRace(() => jsm.streams.add(cfg));

@@ -188,6 +188,11 @@ export const MossConfig = z.object({
       auth: z.enum(["nkey", "none"]).default("nkey"),
       /** Where the nkey seeds are, one `<identity>.nk` per identity (mode 600). Default `<dataDir>/credentials/nats`. */
       credentialsDir: z.string().optional(),
+      /**
+       * Copies of every stream and KV bucket JetStream keeps: 1 (default) for one nats-server, 3 (or 5) on a cluster,
+       * so losing a node loses nothing. List every node in `url` (comma separated) so a process reconnects to another.
+       */
+      replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(1),
     })
     .prefault({}),
   /** Blob store: `fs` (default, under dataDir) or `s3` (MinIO, S3, R2...). */

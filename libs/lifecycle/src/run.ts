@@ -57,7 +57,7 @@ export async function runService(opts: RunServiceOptions): Promise<void> {
   try {
     const credential = busCredential(config, opts.name);
     if (!credential) log.warn("nats.auth is none: this service connects anonymously, and any client that reaches NATS can forge verdicts, records and consent");
-    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log, credential, observe: ops.observe });
+    bus = await createBus({ url: config.nats.url, name: opts.name, logger: log, credential, observe: ops.observe, replicas: config.nats.replicas });
     // The streams exist (admin provisions them); a service sees to the consumers of its grant only.
     await bus.provision({ consumers: Grants[identityOf(opts.name) as ServiceIdentity]?.consumers ?? [] });
   } catch (err) {
