@@ -79,10 +79,11 @@ describe("a three-node NATS cluster, streams and buckets ×3 (real nats-servers)
       120_000,
       "the curator to drain the storm",
     );
-    const stream = await bus.jsm.streams.info(Streams.FAILURES);
+    // Every stream the dead node led (a KV bucket's too) elects a new leader; until then its reads time out.
+    const stream = await waitFor(() => bus.jsm.streams.info(Streams.FAILURES).catch(() => undefined), 60_000, "the failures stream after the node's loss");
     expect(stream.state.messages).toBe(N);
     expect(stream.cluster?.leader).not.toBe(leader);
-    const { batches, totals } = await batchTotals(cluster.url, "cluster", bus);
+    const { batches, totals } = await waitFor(() => batchTotals(cluster.url, "cluster", bus).catch(() => undefined), 60_000, "the batches readable after the node's loss");
     expect(batches).toBe(3);
     expect(totals).toEqual(expected);
     console.log(`killed ${leader} mid-storm; ${retried} publish(es) retried; ${N} failures in 3 batches, counted once`);
