@@ -143,7 +143,6 @@ export class Checkpointer {
 /** What verifying finds (the auditor's `/v1/audit/verify`). */
 export type VerifyReport = AuditVerifyReport;
 
-/** The chain from the log's file, held to every checkpoint and its segment. */
 /** Where `verifyLog` reads a record's message as its stream still holds it (undefined: aged out or removed). */
 export interface StreamCopies {
   get(stream: string, seq: number): Promise<string | undefined>;
@@ -157,14 +156,16 @@ export interface GitCopies {
 }
 
 /** The checkpoints the rewriter kept as git notes in these repositories (one that cannot be read is left out). */
+/** `text` as JSON, or `otherwise` when it is not JSON. */
+function jsonOr(text: string, otherwise: unknown): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return otherwise;
+  }
+}
+
 export function gitCopies(repos: ReadonlyArray<{ agent: string; repo: string }>): GitCopies {
-  const parse = (line: string): unknown => {
-    try {
-      return JSON.parse(line);
-    } catch {
-      return null; // a line someone else wrote
-    }
-  };
   return {
     async list() {
       const out: Array<{ where: string; seq: number; data: string; signature?: string }> = [];
@@ -172,7 +173,8 @@ export function gitCopies(repos: ReadonlyArray<{ agent: string; repo: string }>)
         if (!existsSync(repo)) continue;
         for (const n of await listNotes(repo, AUDIT_NOTES).catch(() => [])) {
           for (const line of n.text.split("\n").filter(Boolean)) {
-            const c = AuditCheckpointed.safeParse(parse(line));
+            // A line someone else wrote is not a checkpoint.
+            const c = AuditCheckpointed.safeParse(jsonOr(line, null));
             if (c.success) out.push({ where: `${agent}'s repository, the note on ${n.object.slice(0, 12)}`, ...c.data });
           }
         }
@@ -182,6 +184,10 @@ export function gitCopies(repos: ReadonlyArray<{ agent: string; repo: string }>)
   };
 }
 
+/**
+ * The chain from the log's file, held to every checkpoint and its segment, the checkpoints to their copies in git
+ * (`git`), and the newest records to their streams' own copies (`stream`).
+ */
 export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string, stream?: StreamCopies, git?: GitCopies): Promise<VerifyReport> {
   let report = await verifyChain(log, kv, blob, allowedSigners);
   if (git) report = await againstGit(report, log, kv, git);
@@ -200,13 +206,8 @@ export async function verifyLog(log: AuditLog, kv: KV, blob: Pick<BlobStore, "ge
       continue;
     }
     compared++;
-    let sent: unknown = raw;
-    try {
-      sent = JSON.parse(raw);
-    } catch {
-      // recorded as text
-    }
-    if (JSON.stringify(sent) !== JSON.stringify(r.data)) {
+    // A message that is not JSON was recorded as its text.
+    if (JSON.stringify(jsonOr(raw, raw)) !== JSON.stringify(r.data)) {
       const why = `record ${s} is not what ${r.stream} holds at sequence ${r.streamSeq} (${r.subject}): the log says something its message did not`;
       const first = report.brokenAt === undefined || s < report.brokenAt;
       return { ...report, ok: false, ...(first ? { brokenAt: s, why } : {}), stream: { compared, aged } };
@@ -226,12 +227,8 @@ async function againstGit(report: VerifyReport, log: AuditLog, kv: KV, git: GitC
   const seen = new Set<number>();
   for (const g of copies.sort((a, b) => a.seq - b.seq)) {
     seen.add(g.seq);
-    let cp: Checkpoint;
-    try {
-      cp = JSON.parse(g.data) as Checkpoint;
-    } catch {
-      continue; // not a checkpoint Moss wrote: nothing it can hold the log to
-    }
+    const cp = jsonOr(g.data, undefined) as Checkpoint | undefined;
+    if (!cp) continue; // not a checkpoint Moss wrote: nothing it can hold the log to
     const contradicts = { seq: g.seq, at: cp.at, why: `its copy in git (${g.where})` };
     const broken = (brokenAt: number, why: string): VerifyReport => ({ ...report, ok: false, ...(report.brokenAt !== undefined && report.brokenAt <= brokenAt ? {} : { brokenAt, why }), contradicts, git: { copies: seen.size } });
     const mine = kvCps.get(g.seq);
@@ -243,6 +240,7 @@ async function againstGit(report: VerifyReport, log: AuditLog, kv: KV, git: GitC
   return { ...report, git: { copies: seen.size } };
 }
 
+/** The chain from the log's file, held to every checkpoint and its segment. */
 async function verifyChain(log: AuditLog, kv: KV, blob: Pick<BlobStore, "get">, allowedSigners?: string): Promise<VerifyReport> {
   const chain = log.verify();
   const cps = await readCheckpoints(kv);

@@ -45,6 +45,13 @@ export interface OperatorApiDeps {
 }
 
 
+/** How many batches are in each state (what `/v1/status` says and the `moss_batches` gauge counts). */
+export function countByState(records: readonly Pick<BatchRecord, "state">[]): Record<string, number> {
+  const n: Record<string, number> = {};
+  for (const r of records) n[r.state] = (n[r.state] ?? 0) + 1;
+  return n;
+}
+
 const registered = new WeakMap<FastifyInstance, ReadonlyArray<{ method: string; url: string }>>();
 /** The routes an app of `buildApp` serves. */
 export function routesOf(app: FastifyInstance): ReadonlyArray<{ method: string; url: string }> {
@@ -112,8 +119,7 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     return { batches: rows, total: all.length };
   });
   app.get("/v1/status", async (): Promise<StatusReport> => {
-    const batches: Record<string, number> = {};
-    for (const b of await deps.stores.batches.list()) batches[b.state] = (batches[b.state] ?? 0) + 1;
+    const batches = countByState(await deps.stores.batches.list());
     return { services: (await deps.services?.()) ?? [], deployments: (await deps.stores.deployments?.list()) ?? [], batches };
   });
   // What an agent runs and ran: the live deployment (its previous and last-known-good versions) and the candidates
@@ -132,7 +138,11 @@ export function buildApp(deps: OperatorApiDeps): FastifyInstance {
     const a = await deps.audit(url);
     return reply.code(a.status).type(a.contentType).send(a.body);
   };
-  const query = (req: FastifyRequest) => req.url.slice(req.url.indexOf("?") >= 0 ? req.url.indexOf("?") : req.url.length);
+  /** The request's query string, `?` included ("" when it has none), passed on as it came. */
+  const query = (req: FastifyRequest) => {
+    const at = req.url.indexOf("?");
+    return at < 0 ? "" : req.url.slice(at);
+  };
   app.get<{ Params: { id: string } }>("/v1/batches/:id", async (req, reply) => fromAudit(`/v1/batches/${encodeURIComponent(req.params.id)}${query(req)}`, reply));
   app.get("/v1/dead-letters", async (req, reply) => fromAudit(`/v1/dead-letters${query(req)}`, reply));
   app.get<{ Params: { id: string } }>("/v1/failures/:id/cassette", async (req, reply) => fromAudit(`/v1/failures/${encodeURIComponent(req.params.id)}/cassette`, reply));

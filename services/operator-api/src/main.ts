@@ -4,7 +4,7 @@ import { askQuery, kvGet, kvValues } from "@moss/bus";
 import { Buckets, Messages, Queries, ReviewedBaseline, RollbackDone, ServiceStatus } from "@moss/contracts";
 import { runService } from "@moss/lifecycle";
 import { Gauge } from "prom-client";
-import { buildApp } from "./http";
+import { buildApp, countByState } from "./http";
 import { jaegerSpans } from "./jaeger";
 import { readOperators } from "./operators";
 
@@ -24,7 +24,7 @@ await runService({
       registers: [metrics],
       async collect() {
         this.reset();
-        for (const b of await stores.batches.list()) this.inc({ state: b.state });
+        for (const [state, n] of Object.entries(countByState(await stores.batches.list()))) this.set({ state }, n);
       },
     });
     const reviewed = await bus.kv(Buckets.reviewed);

@@ -64,16 +64,16 @@ export function judgeWindow(w: LiveWindow, baseline: LiveWindow | undefined, a: 
   return {};
 }
 
-/**
- * Starts the candidate behind the gateway, routes to it once ready, bakes it on live traffic, and returns the decision
- * (not yet acted on: the caller journals it first). A delivery after a crash finds the route on the candidate
- * already and bakes it again, without a second swap.
- */
 /** The reason a bake ends when an operator rejected its batch. */
 export function rejectedDuringBake(r: NonNullable<PromotionJournal["rejected"]>): string {
   return `rejected by ${r.by} during the bake${r.reason ? `: ${r.reason}` : ""}`;
 }
 
+/**
+ * Starts the candidate behind the gateway, routes to it once ready, bakes it on live traffic, and returns the decision
+ * (not yet acted on: the caller journals it first). A delivery after a crash finds the route on the candidate
+ * already and bakes it again, without a second swap.
+ */
 export async function swapAndBakeViaGateway(record: BatchRecord, by: string, deps: PromotionDeps, log: Logger): Promise<Decision | { refused: string }> {
   const c = record.candidate!;
   const agent = record.agent;
@@ -174,10 +174,10 @@ export async function swapAndBakeViaGateway(record: BatchRecord, by: string, dep
       if (!status?.running) reasons.push(`its container ${served.container} is not running`);
       else if (!probe.healthy) reasons.push(`readiness: ${probe.detail}`);
       probeRow = reasons.length ? probeRow + 1 : 0;
-      // The very failure the batch fixed, on the candidate: no need for a second probe to say so.
       // An operator rejected the batch while it baked: no more watching, it goes back.
       const rejected = now?.promotion?.rejected;
       if (rejected) return rejectedDuringBake(rejected);
+      // The very failure the batch fixed, on the candidate: no need for a second probe to say so.
       const recurred = now?.promotion?.recurrence;
       if (recurred) {
         reasons.push(`recurrence: the batch's fingerprint failed again on the candidate (failure ${recurred.failureId})`);
